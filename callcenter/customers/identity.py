@@ -1,0 +1,186 @@
+"""Identify: who is calling, from the calling number and a typed customer number.
+
+``decide`` is the whole policy, pure: given who the phone and the typed
+number point at, it says the outcome and the one write (if any) that follows.
+``resolve`` is the thin edge that reads the candidates in one round trip,
+takes the phone's lock only when it must write, and carries the write out.
+
+Outcomes:
+
+* *known*: the phone or the typed number names one customer.
+* *linked*: a known customer number typed from a phone nobody has: the phone
+  is linked to that customer (with when and how), so the next call from it is
+  recognised by phone. A phone that so far stood for a provisional customer
+  is linked too, and the provisional customer, history included, is merged
+  into the real one: it only existed because we did not know who called.
+* *conflict*: the phone belongs to someone else. The typed number wins for this
+  call, the conflict is recorded for a person to look at, nothing is re-linked.
+* *multiple*: a shared number (household, switchboard) and nothing typed: the
+  candidates go back so the IVR can ask for the number or the agent can pick.
+* *unknown*: nobody has the number: a provisional customer is created for it,
+  so the next call is recognised and history accumulates. A withheld or
+  invalid number is unknown too, but never creates or matches anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import asyncpg
+
+from callcenter.customers import store
+from callcenter.customers.models import CustomerSummary, Outcome, Resolution
+from callcenter.customers.phones import normalize
+from callcenter.db.pool import Conn
+
+
+class Write(Enum):
+    none = "none"
+    link_phone = "link_phone"
+    merge_provisional = "merge_provisional"
+    record_conflict = "record_conflict"
+    create_provisional = "create_provisional"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    customer: CustomerSummary | None
+    matched_by: str | None
+    write: Write
+    candidates: tuple[CustomerSummary, ...] = ()
+
+
+def decide(
+    phone: str | None,
+    phone_owners: Sequence[CustomerSummary],
+    number_owner: CustomerSummary | None,
+) -> Decision:
+    """The identification policy; see the module docstring for the outcomes."""
+    real_owners = [c for c in phone_owners if not c.provisional]
+    provisional_owners = [c for c in phone_owners if c.provisional]
+    if number_owner is not None:
+        if phone is None or any(c.id == number_owner.id for c in phone_owners):
+            return Decision(Outcome.known, number_owner, "customer_number", Write.none)
+        if not phone_owners:
+            return Decision(Outcome.linked, number_owner, "customer_number", Write.link_phone)
+        if not real_owners:
+            return Decision(
+                Outcome.linked,
+                number_owner,
+                "customer_number",
+                Write.merge_provisional,
+                tuple(provisional_owners),
+            )
+        return Decision(
+            Outcome.conflict,
+            number_owner,
+            "customer_number",
+            Write.record_conflict,
+            tuple(real_owners),
+        )
+    if phone is None:
+        return Decision(Outcome.unknown, None, None, Write.none)
+    owners = real_owners or provisional_owners
+    if len(owners) == 1:
+        return Decision(Outcome.known, owners[0], "phone", Write.none)
+    if len(owners) > 1:
+        return Decision(Outcome.multiple, None, "phone", Write.none, tuple(owners))
+    return Decision(Outcome.unknown, None, None, Write.create_provisional)
+
+
+def _summary(row: asyncpg.Record) -> CustomerSummary:
+    return CustomerSummary(
+        id=row["id"],
+        customer_number=row["customer_number"],
+        name=row["name"],
+        tier=row["tier"],
+        provisional=row["provisional"],
+    )
+
+
+async def resolve(
+    conn: Conn,
+    ani: str | None,
+    customer_number: str | None,
+    *,
+    region: str,
+    lowest_tier: str,
+) -> Resolution:
+    """Identify a caller and carry out the one write the decision asks for.
+
+    ``lowest_tier`` is the tier a provisional customer starts in (no value yet).
+    """
+    phone = normalize(ani, region)
+    typed = (customer_number or "").strip() or None
+    rows = await conn.fetch(store.Q["identify_candidates"], phone, typed)
+    owners = [_summary(r) for r in rows if r["matched"] == "phone"]
+    by_number = next((_summary(r) for r in rows if r["matched"] == "customer_number"), None)
+    decision = decide(phone, owners, by_number)
+    if decision.write is not Write.none:
+        assert phone is not None
+        async with conn.transaction():
+            # Re-read under the phone's lock: another call may have written first.
+            await conn.execute(store.Q["lock_phone"], phone)
+            owners = [_summary(r) for r in await conn.fetch(store.Q["phone_owners"], phone)]
+            decision = decide(phone, owners, by_number)
+            return await _carry_out(conn, decision, phone, typed, lowest_tier)
+    return _answer(decision, phone, typed is not None and by_number is None)
+
+
+async def _carry_out(
+    conn: Conn,
+    decision: Decision,
+    phone: str,
+    typed: str | None,
+    lowest_tier: str,
+) -> Resolution:
+    conflict_id: int | None = None
+    customer = decision.customer
+    if decision.write is Write.link_phone:
+        assert customer is not None
+        await conn.execute(store.Q["link_phone"], phone, customer.id, "linked", "customer_number")
+    elif decision.write is Write.merge_provisional:
+        assert customer is not None
+        for provisional in decision.candidates:
+            await store.merge_provisional(conn, provisional.id, customer.id)
+        await conn.execute(store.Q["link_phone"], phone, customer.id, "linked", "customer_number")
+    elif decision.write is Write.record_conflict:
+        assert customer is not None
+        assert typed is not None
+        conflict_id = await conn.fetchval(
+            store.Q["insert_conflict"],
+            phone,
+            [c.id for c in decision.candidates],
+            customer.id,
+            typed,
+        )
+    elif decision.write is Write.create_provisional:
+        row = await conn.fetchrow(store.Q["insert_provisional"], lowest_tier)
+        assert row is not None
+        customer = _summary(row)
+        await conn.execute(store.Q["link_phone"], phone, customer.id, "provisional", "first_call")
+        return Resolution(
+            outcome=Outcome.unknown,
+            customer=customer,
+            phone=phone,
+            customer_number_not_found=typed is not None,
+        )
+    answer = _answer(decision, phone, False)
+    answer.conflict_id = conflict_id
+    return answer
+
+
+def _answer(decision: Decision, phone: str | None, number_not_found: bool) -> Resolution:
+    return Resolution(
+        outcome=decision.outcome,
+        customer=decision.customer,
+        matched_by=decision.matched_by,
+        phone=phone,
+        candidates=list(decision.candidates)
+        if decision.outcome in (Outcome.multiple, Outcome.conflict)
+        else [],
+        customer_number_not_found=number_not_found,
+    )

@@ -1,0 +1,268 @@
+"""The customers room's tables: create, change and read customers.
+
+Every function takes a connection, so the caller decides the transaction.
+Validation that needs no database (phones, tiers, figures) happens before any
+statement runs, so a bad request writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+
+from callcenter.config import Settings
+from callcenter.customers import phones as phone_rules
+from callcenter.customers.models import (
+    ConflictList,
+    Customer,
+    CustomerIn,
+    CustomerPatch,
+    History,
+    IdentityConflict,
+    Interaction,
+    Phone,
+    TierPin,
+)
+from callcenter.customers.value import ValueFigures, check_tier, ordered_tiers, tier_for
+from callcenter.db.pool import Conn
+from callcenter.db.sql import load_queries
+from callcenter.errors import Conflict, DuplicateCustomerNumber, NotFound
+
+Q = load_queries("callcenter.customers", "queries.sql")
+
+
+@dataclass(frozen=True)
+class CustomerRules:
+    """The settings the customers room acts on, taken once from ``Settings``."""
+
+    region: str
+    thresholds: Mapping[str, Decimal]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CustomerRules:
+        return cls(region=settings.default_region, thresholds=dict(settings.tier_thresholds))
+
+    @property
+    def lowest_tier(self) -> str:
+        return ordered_tiers(self.thresholds)[-1]
+
+
+def normalize_all(raw_phones: Sequence[str], region: str) -> list[str]:
+    """E.164 forms of ``raw_phones``, in order, without repeats; 422 names the bad one."""
+    seen: dict[str, None] = {}
+    for i, raw in enumerate(raw_phones):
+        seen[phone_rules.require(raw, region, field=f"phones[{i}]")] = None
+    return list(seen)
+
+
+async def create_customer(conn: Conn, data: CustomerIn, rules: CustomerRules) -> Customer:
+    phones = normalize_all(data.phones, rules.region)
+    figures = ValueFigures(data.lifetime_value, data.annual_margin, data.cost_to_serve)
+    tier = tier_for(figures, rules.thresholds)
+    async with conn.transaction():
+        try:
+            customer_id = await conn.fetchval(
+                Q["insert_customer"],
+                data.customer_number,
+                data.name,
+                data.email,
+                data.lifetime_value,
+                data.annual_margin,
+                data.cost_to_serve,
+                tier,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise _duplicate_number(data.customer_number) from exc
+        for phone in phones:
+            await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+    return await get_customer(conn, customer_id)
+
+
+async def get_customer(conn: Conn, customer_id: int) -> Customer:
+    row = await conn.fetchrow(Q["get_customer"], customer_id)
+    if row is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return _customer(row)
+
+
+async def update_customer(
+    conn: Conn, customer_id: int, patch: CustomerPatch, rules: CustomerRules
+) -> Customer:
+    phones = normalize_all(patch.phones, rules.region) if patch.phones is not None else None
+    async with conn.transaction():
+        current = await get_customer(conn, customer_id)
+        _refuse_merged(current)
+        changes = patch.model_dump(exclude_unset=True)
+        merged = current.model_dump() | {k: v for k, v in changes.items() if k != "phones"}
+        figures = ValueFigures(
+            merged["lifetime_value"], merged["annual_margin"], merged["cost_to_serve"]
+        )
+        try:
+            await conn.execute(
+                Q["update_customer"],
+                customer_id,
+                merged["customer_number"],
+                merged["name"],
+                merged["email"],
+                figures.lifetime_value,
+                figures.annual_margin,
+                figures.cost_to_serve,
+                tier_for(figures, rules.thresholds),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise _duplicate_number(merged["customer_number"]) from exc
+        if phones is not None:
+            await conn.execute(Q["delete_crm_phones"], customer_id)
+            for phone in phones:
+                await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+        return await get_customer(conn, customer_id)
+
+
+async def find_by_phone(conn: Conn, raw_phone: str, rules: CustomerRules) -> list[Customer]:
+    phone = phone_rules.require(raw_phone, rules.region)
+    ids = [r["customer_id"] for r in await conn.fetch(Q["customer_ids_by_phone"], phone)]
+    return [await get_customer(conn, i) for i in ids]
+
+
+async def find_by_number(conn: Conn, customer_number: str) -> list[Customer]:
+    customer_id = await conn.fetchval(Q["customer_id_by_number"], customer_number.strip())
+    return [] if customer_id is None else [await get_customer(conn, customer_id)]
+
+
+async def list_customers(conn: Conn, after: int, limit: int) -> tuple[list[Customer], int | None]:
+    ids = [r["id"] for r in await conn.fetch(Q["list_customer_ids"], after, limit + 1)]
+    page = ids[:limit]
+    customers = [await get_customer(conn, i) for i in page]
+    return customers, (page[-1] if len(ids) > limit else None)
+
+
+async def pin_tier(
+    conn: Conn,
+    customer_id: int,
+    tier: str,
+    reason: str,
+    pinned_by: str,
+    rules: CustomerRules,
+) -> Customer:
+    check_tier(tier, rules.thresholds)
+    status = await conn.execute(Q["pin_tier"], customer_id, tier, reason, pinned_by)
+    _found(status, customer_id)
+    return await get_customer(conn, customer_id)
+
+
+async def unpin_tier(conn: Conn, customer_id: int) -> Customer:
+    _found(await conn.execute(Q["unpin_tier"], customer_id), customer_id)
+    return await get_customer(conn, customer_id)
+
+
+async def add_phone(conn: Conn, customer_id: int, raw_phone: str, rules: CustomerRules) -> Customer:
+    phone = phone_rules.require(raw_phone, rules.region)
+    async with conn.transaction():
+        _refuse_merged(await get_customer(conn, customer_id))
+        await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+    return await get_customer(conn, customer_id)
+
+
+async def remove_phone(
+    conn: Conn, customer_id: int, raw_phone: str, rules: CustomerRules
+) -> Customer:
+    phone = phone_rules.require(raw_phone, rules.region)
+    status = await conn.execute(Q["delete_phone"], customer_id, phone)
+    if status.endswith(" 0"):
+        await get_customer(conn, customer_id)  # 404 for an unknown customer first
+        raise NotFound(f"customer {customer_id} has no phone {phone}")
+    return await get_customer(conn, customer_id)
+
+
+async def merge_provisional(conn: Conn, provisional_id: int, into_id: int) -> None:
+    """Fold a provisional customer (phones and history) into a real one.
+
+    Only provisional customers merge: merging two CRM records is the CRM's call.
+    Runs inside the caller's transaction.
+    """
+    if provisional_id == into_id:
+        raise Conflict("a customer cannot be merged into itself", field="into_customer_id")
+    source = await conn.fetchrow(Q["lock_customer"], provisional_id)
+    target = await conn.fetchrow(Q["lock_customer"], into_id)
+    if source is None:
+        raise NotFound(f"no customer with id {provisional_id}")
+    if target is None:
+        raise NotFound(f"no customer with id {into_id}", field="into_customer_id")
+    if not source["provisional"] or source["merged_into"] is not None:
+        raise Conflict(
+            f"customer {provisional_id} is not an unmerged provisional customer; "
+            "only provisional customers are merged"
+        )
+    if target["merged_into"] is not None:
+        raise Conflict(f"customer {into_id} was itself merged", field="into_customer_id")
+    await conn.execute(Q["merge_move_phones"], provisional_id, into_id)
+    await conn.execute(Q["merge_drop_phones"], provisional_id)
+    await conn.execute(Q["merge_move_history"], provisional_id, into_id)
+    await conn.execute(Q["merge_mark"], provisional_id, into_id)
+
+
+async def history(conn: Conn, customer_id: int, before: int | None, limit: int) -> History:
+    await get_customer(conn, customer_id)
+    rows = await conn.fetch(Q["history_page"], customer_id, before, limit + 1)
+    items = [Interaction(**dict(r)) for r in rows[:limit]]
+    return History(
+        customer_id=customer_id,
+        interactions=items,
+        next_before=items[-1].id if len(rows) > limit else None,
+    )
+
+
+async def conflicts(conn: Conn, customer_id: int | None, limit: int) -> ConflictList:
+    rows = await conn.fetch(Q["list_conflicts"], customer_id, limit)
+    return ConflictList(conflicts=[IdentityConflict(**dict(r)) for r in rows])
+
+
+def _customer(row: asyncpg.Record) -> Customer:
+    pin = None
+    if row["pinned_tier"] is not None:
+        pin = TierPin(
+            tier=row["pinned_tier"],
+            reason=row["pin_reason"],
+            pinned_by=row["pinned_by"],
+            pinned_at=row["pinned_at"],
+        )
+    return Customer(
+        id=row["id"],
+        customer_number=row["customer_number"],
+        name=row["name"],
+        email=row["email"],
+        phones=[Phone(**p) for p in row["phones"]],
+        lifetime_value=row["lifetime_value"],
+        annual_margin=row["annual_margin"],
+        cost_to_serve=row["cost_to_serve"],
+        net_value=row["lifetime_value"] - row["cost_to_serve"],
+        tier=row["pinned_tier"] or row["computed_tier"],
+        computed_tier=row["computed_tier"],
+        pin=pin,
+        needs=row["needs"],
+        provisional=row["provisional"],
+        merged_into=row["merged_into"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _found(status: str, customer_id: int) -> None:
+    if status.endswith(" 0"):
+        raise NotFound(f"no customer with id {customer_id}")
+
+
+def _refuse_merged(customer: Customer) -> None:
+    if customer.merged_into is not None:
+        raise Conflict(
+            f"customer {customer.id} was merged into {customer.merged_into}; change that one"
+        )
+
+
+def _duplicate_number(number: str | None) -> DuplicateCustomerNumber:
+    return DuplicateCustomerNumber(
+        f"customer number {number!r} belongs to another customer", field="customer_number"
+    )
