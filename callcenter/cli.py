@@ -1,0 +1,189 @@
+"""The ``callcenter`` command line: serve, migrate, import, sample-data.
+
+Each command builds ``Settings`` from the environment and runs one asyncio
+program; nothing is kept between commands but the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from aiohttp import web
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from callcenter.config import Settings
+
+T = TypeVar("T")
+cli = typer.Typer(
+    help="callcenter: a contact-center backend that treats different callers differently.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        console.print(f"[red]bad setting:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is installed on Linux
+        return asyncio.run(coro)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (CALLCENTER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (CALLCENTER_PORT).")] = None,
+) -> None:
+    """Run the service (embedded PostgreSQL unless CALLCENTER_DATABASE_URL is set)."""
+    settings = _settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    _logging(settings)
+    _run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from callcenter.app import create_app
+
+    runner = web.AppRunner(create_app(settings), handle_signals=False)
+    await runner.setup()  # starts the database, migrates, opens the pool
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    console.print(f"callcenter is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        console.print("stopping: closing connections and the database")
+        await runner.cleanup()
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending database migrations and exit."""
+    settings = _settings()
+    _logging(settings)
+
+    async def run() -> int:
+        from callcenter.db.lifecycle import database_url, run_migrations
+
+        async with database_url(settings) as dsn:
+            return await run_migrations(dsn)
+
+    count = _run(run())
+    console.print(f"{count} migration(s) applied; the database is current")
+
+
+@cli.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON lines.")],
+    rejects: Annotated[
+        Path | None, typer.Option(help="Write every rejected row (line, reason) to this CSV.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5000,
+) -> None:
+    """Upsert customers from a CRM export; idempotent; reports rejected rows."""
+    settings = _settings()
+    _logging(settings)
+    from callcenter.customers.importer import import_file
+    from callcenter.customers.store import CustomerRules
+    from callcenter.db.lifecycle import open_database
+    from callcenter.errors import CallCenterError
+
+    async def run() -> Any:
+        async with open_database(settings) as pool:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task(f"importing {file.name}", total=file.stat().st_size)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                return await import_file(
+                    pool,
+                    file,
+                    CustomerRules.from_settings(settings),
+                    batch_size=batch_size,
+                    on_progress=advance,
+                )
+
+    try:
+        report = _run(run())
+    except CallCenterError as exc:
+        console.print(f"[red]{file}: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    out = Console()
+    out.print(
+        f"{report.rows} rows: {report.inserted} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.rejected)} rejected; "
+        f"{report.phones_linked} phone links added"
+    )
+    if report.rejected:
+        table = Table("line", "reason", title="Rejected rows")
+        for r in report.rejected[:20]:
+            table.add_row(str(r.line), r.reason)
+        out.print(table)
+        if len(report.rejected) > 20 and rejects is None:
+            out.print(f"... and {len(report.rejected) - 20} more; --rejects FILE writes them all")
+    if rejects is not None:
+        import csv
+
+        with rejects.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["line", "reason"])
+            writer.writerows((r.line, r.reason) for r in report.rejected)
+        out.print(f"rejected rows written to {rejects}")
+
+
+@cli.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Argument(help="Where to write (.csv or .jsonl).")],
+    count: Annotated[int, typer.Option(min=1)] = 10_000,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Write realistic, skewed sample customers (the demo and benchmarks use them)."""
+    from callcenter.customers.sample_data import generate, write_csv, write_jsonl
+
+    writer = write_jsonl if out.name.endswith((".jsonl", ".ndjson")) else write_csv
+    written = writer(out, generate(count, seed=seed))
+    Console().print(f"{written} customers written to {out}")
+
+
+def main() -> None:
+    cli()
