@@ -1,0 +1,1 @@
+"""The hold queue: who is served next (policy), where calls wait (PostgreSQL), who gets them."""
