@@ -18,13 +18,21 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
 from callcenter import app_keys
+from callcenter.agent_assist.hub import AgentHub
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
 from callcenter.customers.store import CustomerRules
-from callcenter.db.lifecycle import open_database
+from callcenter.customers.value import ordered_tiers
+from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
+from callcenter.db.pool import create_pool
+from callcenter.events import EventBus
 from callcenter.http.problems import problem, problem_middleware
 from callcenter.http.routing import Routes, docs_page, install, openapi_document
+from callcenter.queue import api as queue_api
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.directory import QueueDirectory
+from callcenter.queue.router import Router
 
 system = Routes("system")
 
@@ -55,6 +63,9 @@ async def readyz(request: web.Request) -> web.Response:
         return problem(
             503, "Not ready", f"the database is at migration {version}, the code expects {expected}"
         )
+    router = request.app.get(app_keys.ROUTER)
+    if router is not None and router.failure is not None:
+        return problem(503, "Not ready", f"the router stopped: {router.failure}")
     return web.json_response({"status": "ready", "migration": version})
 
 
@@ -92,23 +103,72 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     )
 
     if pool is not None:
+        if settings.database_url is None:
+            raise ValueError("an injected pool needs settings.database_url for the event bus")
         app[app_keys.POOL] = pool
+        app[app_keys.DSN] = settings.database_url.get_secret_value()
     else:
         app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_queue_room)
 
-    endpoints = install(app, [system, customers_api.routes])
+    endpoints = install(app, [system, customers_api.routes, queue_api.routes])
     document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
     app[app_keys.OPENAPI] = document
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/docs", _docs)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/ws/agent", _agent_socket)
     return app
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[app_keys.SETTINGS]) as pool:
+    settings = app[app_keys.SETTINGS]
+    async with database_url(settings) as dsn:
+        if settings.migrate_on_start:
+            await run_migrations(dsn)
+        pool = await create_pool(
+            dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
         app[app_keys.POOL] = pool
+        app[app_keys.DSN] = dsn
+        try:
+            yield
+        finally:
+            await pool.close()
+
+
+async def _queue_room(app: web.Application) -> AsyncIterator[None]:
+    """The event bus, the router and the agent hub, started and stopped together."""
+    settings = app[app_keys.SETTINGS]
+    rules = app[app_keys.CUSTOMER_RULES]
+    bus = EventBus(app[app_keys.DSN])
+    desk = CallDesk(
+        app_keys.pool(app),
+        bus,
+        QueueDirectory(ordered_tiers(rules.thresholds)),
+        rules,
+        settings.stats_window_seconds,
+    )
+    router = Router(
+        desk,
+        sweep_seconds=settings.sweep_seconds,
+        agent_grace_seconds=settings.agent_grace_seconds,
+    )
+    hub = AgentHub(
+        router,
+        heartbeat_seconds=settings.agent_heartbeat_seconds,
+        allowed_origins=settings.allowed_origins,
+    )
+    async with bus.running(), router.running(), hub.running():
+        app[app_keys.BUS] = bus
+        app[app_keys.DESK] = desk
+        app[app_keys.ROUTER] = router
+        app[app_keys.HUB] = hub
         yield
+
+
+async def _agent_socket(request: web.Request) -> web.StreamResponse:
+    return await request.app[app_keys.HUB].handle(request)
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -7,13 +7,22 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from callcenter.agent_assist.hub import AgentHub
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
+from callcenter.events import EventBus
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.router import Router
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CUSTOMER_RULES = web.AppKey("customer_rules", CustomerRules)
 OPENAPI = web.AppKey("openapi", dict)
+DSN = web.AppKey("dsn", str)
+BUS = web.AppKey("event_bus", EventBus)
+DESK = web.AppKey("call_desk", CallDesk)
+ROUTER = web.AppKey("router", Router)
+HUB = web.AppKey("agent_hub", AgentHub)
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

@@ -57,6 +57,28 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Largest HTTP request body accepted (413 above)."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    agent_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An agent whose panel dropped keeps its state this long, then goes offline.",
+    )
+    agent_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="Websocket ping interval on the agent socket."
+    )
+    sweep_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the router checks the clocks (timeouts, grace, wrap-up, "
+        "maximum wait) and covers a lost notification.",
+    )
+    stats_window_seconds: float = Field(
+        default=900.0, gt=0, description="Window of the answer rate, service level and EWT."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins, besides the service's own, allowed to open the agent "
+        "socket (JSON list).",
+    )
 
     @field_validator("default_region")
     @classmethod

@@ -27,6 +27,16 @@ class BadRequest(CallCenterError):
     title = "Bad request"
 
 
+class Unauthorized(CallCenterError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(CallCenterError):
+    status = 403
+    title = "Forbidden"
+
+
 class NotFound(CallCenterError):
     status = 404
     title = "Not found"

@@ -105,3 +105,23 @@ async def client(
     pool: asyncpg.Pool[Any],
 ) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(settings, pool=pool))
+
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def app_factory(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    settings: Settings,
+    pool: asyncpg.Pool[Any],
+) -> AppFactory:
+    """Start an app on the test database with some settings changed (fast clocks, say).
+
+    Each call is another service instance on the same database, as behind a load balancer.
+    """
+
+    async def start(**changes: Any) -> TestClient[Any, Any]:
+        return await aiohttp_client(create_app(settings.model_copy(update=changes), pool=pool))
+
+    return start

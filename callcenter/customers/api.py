@@ -20,7 +20,9 @@ from callcenter.customers.models import (
     Resolution,
     TierPinIn,
 )
+from callcenter.db.pool import Conn
 from callcenter.errors import BadRequest
+from callcenter.events import Event
 from callcenter.http.routing import Routes, path_id
 
 routes = Routes("customers")
@@ -101,9 +103,10 @@ async def get_customer(request: web.Request) -> Customer:
 )
 async def update_customer(request: web.Request, body: CustomerPatch) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.update_customer(
+        customer = await store.update_customer(
             conn, path_id(request, "customer_id"), body, request.app[app_keys.CUSTOMER_RULES]
         )
+        return await _value_changed(request, conn, customer)
 
 
 @routes.route(
@@ -115,7 +118,7 @@ async def update_customer(request: web.Request, body: CustomerPatch) -> Customer
 )
 async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.pin_tier(
+        customer = await store.pin_tier(
             conn,
             path_id(request, "customer_id"),
             body.tier,
@@ -123,6 +126,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
             body.pinned_by,
             request.app[app_keys.CUSTOMER_RULES],
         )
+        return await _value_changed(request, conn, customer)
 
 
 @routes.route(
@@ -133,7 +137,8 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
 )
 async def unpin_tier(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.unpin_tier(conn, path_id(request, "customer_id"))
+        customer = await store.unpin_tier(conn, path_id(request, "customer_id"))
+        return await _value_changed(request, conn, customer)
 
 
 @routes.route(
@@ -219,3 +224,9 @@ async def identify(request: web.Request, body: IdentifyIn) -> Resolution:
 async def list_conflicts(request: web.Request, query: ConflictQuery) -> ConflictList:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.conflicts(conn, query.customer_id, query.limit)
+
+
+async def _value_changed(request: web.Request, conn: Conn, customer: Customer) -> Customer:
+    """Announce a possible tier change: the queue moves the customer's waiting calls at once."""
+    await request.app[app_keys.BUS].publish(conn, [Event("customer", str(customer.id))])
+    return customer

@@ -125,3 +125,14 @@ def serve_order(calls: Sequence[tuple[datetime, float, int]]) -> list[int]:
     ids grow with arrival; it exists so the guarantee can be tested in pure code.
     """
     return [cid for _, _, cid in sorted(calls, key=lambda c: (service_key(c[0], c[1]), c[0], c[2]))]
+
+
+def make_policy(
+    name: PolicyName, credits: Mapping[str, float], tiers: Sequence[str]
+) -> QueuePolicy:
+    """The policy a queue is configured with; empty value credits mean the defaults."""
+    if name is PolicyName.fifo:
+        return fifo_policy()
+    if name is PolicyName.strict:
+        return strict_policy(tiers)
+    return value_policy(credits or DEFAULT_CREDITS)

@@ -1,0 +1,1 @@
+"""Agent assist: the agent websocket hub and (later) the assist panel."""

@@ -1,0 +1,285 @@
+"""The agent websocket hub: ``GET /ws/agent``.
+
+One socket per agent session, authenticated by the agent's token before the
+upgrade. The hub turns ``agent:<id>`` events into pushes for the agents whose
+sockets it holds: it re-reads the agent's state (the event carries only the
+id) and sends ``state``, plus ``offer`` the first time a new offer shows up.
+
+Each connection has its own bounded outbox and writer task, so one slow panel
+never holds up the others; a panel that cannot keep up is disconnected and,
+reconnecting, gets its full state again. While a socket is open the hub
+refreshes the agent's ``last_seen_at``; when it closes nothing changes at
+once: the router takes the agent offline only after the grace period, so a
+panel that reconnects in time finds its state (and its offer) as it left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from itertools import count
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ValidationError
+
+from callcenter.agent_assist.protocol import (
+    CLIENT_MESSAGE,
+    Accept,
+    AckMessage,
+    Available,
+    End,
+    ErrorMessage,
+    Offer,
+    OfferMessage,
+    Offline,
+    Ping,
+    PongMessage,
+    Reject,
+    StateMessage,
+)
+from callcenter.customers.models import CustomerSummary
+from callcenter.errors import CallCenterError, Forbidden, Unauthorized
+from callcenter.events import Event, EventBus, Subscription
+from callcenter.queue import agents
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.models import AgentState, EndOutcome
+from callcenter.queue.router import Router
+from callcenter.queue.sql import Q
+
+_log = logging.getLogger(__name__)
+
+OUTBOX = 256
+
+
+class AgentSocket:
+    """One open panel: numbered messages through a bounded outbox."""
+
+    def __init__(self, agent_id: int, ws: web.WebSocketResponse) -> None:
+        self.agent_id = agent_id
+        self.ws = ws
+        self._seq = count(1)
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
+        self.offers_sent: set[int] = set()
+        self.closing: asyncio.Task[bool] | None = None
+        self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
+
+    def send(self, message: BaseModel) -> None:
+        data = message.model_dump(mode="json")
+        data["seq"] = next(self._seq)
+        try:
+            self._outbox.put_nowait(json.dumps(data))
+        except asyncio.QueueFull:
+            _log.warning("agent %s panel cannot keep up; disconnecting it", self.agent_id)
+            self.writer.cancel()
+            self.closing = asyncio.create_task(self.ws.close(code=4008, message=b"too slow"))
+
+    async def _write(self) -> None:
+        while True:
+            text = await self._outbox.get()
+            if self.ws.closed:
+                return
+            await self.ws.send_str(text)
+
+
+class AgentHub:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        heartbeat_seconds: float = 10.0,
+        allowed_origins: Sequence[str] = (),
+    ) -> None:
+        self.router = router
+        self.desk: CallDesk = router.desk
+        self.pool: asyncpg.Pool[Any] = router.pool
+        self.bus: EventBus = router.bus
+        self.heartbeat_seconds = heartbeat_seconds
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self._sockets: dict[int, set[AgentSocket]] = {}
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[AgentHub]:
+        sub = self.bus.subscribe(10_000)
+        tasks = [
+            asyncio.create_task(self._listen(sub), name="agent-hub-events"),
+            asyncio.create_task(self._presence(), name="agent-hub-presence"),
+        ]
+        try:
+            yield self
+        finally:
+            self.bus.unsubscribe(sub)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sockets in list(self._sockets.values()):
+                for s in list(sockets):
+                    await s.ws.close(code=1001, message=b"server shutting down")
+
+    # -- the endpoint ------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin, request):
+            raise Forbidden(f"origin {origin!r} may not open an agent socket")
+        token = request.query.get("token") or _bearer(request.headers.get("Authorization", ""))
+        if not token:
+            raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
+        async with self.pool.acquire() as conn:
+            agent_id = await agents.agent_for_token(conn, token)
+            if agent_id is None:
+                raise Unauthorized("unknown agent token")
+            await agents.mark_seen(conn, [agent_id])
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds)
+        await ws.prepare(request)
+        sock = AgentSocket(agent_id, ws)
+        self._sockets.setdefault(agent_id, set()).add(sock)
+        try:
+            await self._push([sock])
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(sock, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
+        finally:
+            self._sockets[agent_id].discard(sock)
+            if not self._sockets[agent_id]:
+                del self._sockets[agent_id]
+            sock.writer.cancel()
+        return ws
+
+    def _origin_allowed(self, origin: str, request: web.Request) -> bool:
+        if origin.rstrip("/") in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc == request.host
+
+    async def _on_text(self, sock: AgentSocket, text: str) -> None:
+        ref: Any = None
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                ref = data.get("ref")
+            message = CLIENT_MESSAGE.validate_python(data)
+        except json.JSONDecodeError as exc:
+            sock.send(ErrorMessage(status=400, detail=f"not JSON: {exc}"))
+            return
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            sock.send(
+                ErrorMessage(
+                    ref=ref if isinstance(ref, str | int) else None,
+                    status=422,
+                    detail=f"{where}: {first['msg']}" if where else first["msg"],
+                    field=where or None,
+                )
+            )
+            return
+        agent_id = sock.agent_id
+        try:
+            call_id: int | None = None
+            if isinstance(message, Ping):
+                sock.send(PongMessage(ref=message.ref))
+                return
+            if isinstance(message, Available):
+                await self.router.available(agent_id)
+            elif isinstance(message, Offline):
+                await self.router.offline(agent_id)
+            elif isinstance(message, Accept):
+                call_id = await self.router.accept(agent_id, message.offer_id)
+            elif isinstance(message, Reject):
+                await self.router.reject(agent_id, message.offer_id)
+            elif isinstance(message, End):
+                call_id = message.call_id
+                await self.router.end_call(agent_id, message.call_id, EndOutcome(message.outcome))
+            sock.send(AckMessage(ref=message.ref, to=message.type, call_id=call_id))
+        except CallCenterError as exc:
+            sock.send(
+                ErrorMessage(ref=message.ref, status=exc.status, detail=exc.detail, field=exc.field)
+            )
+
+    # -- pushing -------------------------------------------------------------------
+
+    async def _listen(self, sub: Subscription) -> None:
+        while True:
+            event: Event = await sub.get()
+            if event.kind == "resync":
+                targets = [s for group in self._sockets.values() for s in group]
+            elif event.kind == "agent" and event.key.isdigit():
+                targets = list(self._sockets.get(int(event.key), ()))
+            else:
+                continue
+            if targets:
+                try:
+                    await self._push(targets)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    _log.warning("could not push agent state: %s", exc)
+
+    async def _push(self, sockets: list[AgentSocket]) -> None:
+        """Send the current state to ``sockets`` (and each new offer once)."""
+        by_agent: dict[int, list[AgentSocket]] = {}
+        for s in sockets:
+            by_agent.setdefault(s.agent_id, []).append(s)
+        async with self.pool.acquire() as conn:
+            for agent_id, group in by_agent.items():
+                agent = await agents.get_agent(conn, agent_id)
+                row = await conn.fetchrow(Q["agent_pending_offer"], agent_id)
+                offer = _offer(row) if row is not None else None
+                call = None
+                if agent.call_id is not None and agent.state in (
+                    AgentState.on_call,
+                    AgentState.wrap_up,
+                ):
+                    call = await self.desk.get(conn, agent.call_id)
+                state = StateMessage(agent=agent, offer=offer, call=call)
+                for s in group:
+                    s.send(state)
+                    if offer is not None and offer.offer_id not in s.offers_sent:
+                        s.offers_sent.add(offer.offer_id)
+                        s.send(OfferMessage(**offer.model_dump()))
+
+    async def _presence(self) -> None:
+        """Keep connected agents seen, so the sweep knows who is really there."""
+        interval = max(1.0, self.heartbeat_seconds / 2)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._sockets)
+            if not ids:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    await agents.mark_seen(conn, ids)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                _log.warning("could not refresh agent presence: %s", exc)
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _offer(row: asyncpg.Record) -> Offer:
+    customer = None
+    if row["customer_id"] is not None:
+        customer = CustomerSummary(
+            id=row["customer_id"],
+            customer_number=row["customer_number"],
+            name=row["customer_name"] or "",
+            tier=row["tier"] or "",
+            provisional=bool(row["provisional"]),
+        )
+    return Offer(
+        offer_id=row["offer_id"],
+        call_id=row["call_id"],
+        queue=row["queue"],
+        expires_at=row["offer_expires_at"],
+        enqueued_at=row["enqueued_at"],
+        ani=row["ani"],
+        tier=row["tier"],
+        customer=customer,
+    )

@@ -1,0 +1,177 @@
+"""The cross-instance event bus on PostgreSQL LISTEN/NOTIFY.
+
+State is written first; then an event naming *what* changed (a kind and an
+id, never the data) is published with ``pg_notify``. Every instance listens on
+one dedicated connection (never a pooled one: a pool's reset would
+``UNLISTEN``) that reconnects in a loop, and fans each event out in process
+to bounded per-subscriber queues. A subscriber that falls behind is not
+allowed to hold up the others: its queue is emptied and it gets one
+``resync`` event, as every subscriber does after the listener reconnects,
+because notifications sent while nobody listened are gone. A subscriber
+answers ``resync`` by re-reading a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from callcenter.db.pool import Conn
+
+_log = logging.getLogger(__name__)
+
+CHANNEL = "callcenter"
+
+
+@dataclass(frozen=True)
+class Event:
+    """``kind`` says what changed (queue, agent, customer, resync); ``key`` says which."""
+
+    kind: str
+    key: str = ""
+
+    def encode(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+    @classmethod
+    def decode(cls, payload: str) -> Event:
+        kind, _, key = payload.partition(":")
+        return cls(kind, key)
+
+
+RESYNC = Event("resync")
+
+
+class Subscription:
+    """One subscriber's bounded inbox."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.overflows = 0
+
+    def offer(self, event: Event) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # Too slow to keep up: drop what is queued and ask for a resync.
+            self.overflows += 1
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(RESYNC)
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def get_nowait(self) -> Event | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+
+class EventBus:
+    """Publish events to every instance; deliver the ones that arrive to local subscribers."""
+
+    def __init__(self, dsn: str, *, check_interval: float = 5.0) -> None:
+        self._dsn = dsn
+        self._check_interval = check_interval
+        self._subscribers: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    # -- publishing ---------------------------------------------------------
+
+    async def publish(self, conn: Conn, events: Iterable[Event]) -> None:
+        """Notify every instance (this one included) after the state is committed."""
+        payloads = sorted({e.encode() for e in events})
+        if payloads:
+            await conn.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+            )
+
+    # -- subscribing --------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        sub = Subscription(maxsize)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to every local subscriber without waiting for any of them."""
+        for sub in list(self._subscribers):
+            sub.offer(event)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[EventBus]:
+        """Listen for the life of the block; waits for the first connection."""
+        self._task = asyncio.create_task(self._listen_forever(), name="event-bus-listener")
+        try:
+            waiter = asyncio.create_task(self.connected.wait())
+            done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if self._task in done:
+                waiter.cancel()
+                self._task.result()
+            yield self
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- the listener ---------------------------------------------------------
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self.deliver(Event.decode(str(payload)))
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            conn: asyncpg.Connection[Any] | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    _log.warning("event bus listener reconnected; subscribers resync")
+                    self.deliver(RESYNC)
+                first = False
+                delay = 0.1
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), self._check_interval)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), self._check_interval)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.connected.clear()
+                _log.warning("event bus listener lost its connection (%s); retrying", exc)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+            self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _setter(flag: asyncio.Event) -> Any:
+    """A termination callback that raises ``flag``."""
+
+    def callback(_conn: Any) -> None:
+        flag.set()
+
+    return callback

@@ -1,0 +1,176 @@
+"""REST endpoints of the hold queue: calls in, queues and agents for supervisors."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from callcenter import app_keys
+from callcenter.errors import Unprocessable
+from callcenter.events import Event
+from callcenter.http.routing import Routes, path_id
+from callcenter.queue import agents
+from callcenter.queue.models import (
+    Agent,
+    AgentCreated,
+    AgentIn,
+    AgentList,
+    Call,
+    CallIn,
+    EndIn,
+    EnqueueAnswer,
+    IdentifyCallIn,
+    PriorityIn,
+    Queue,
+    QueueCalls,
+    QueueConfig,
+    QueueList,
+)
+
+routes = Routes("queue")
+
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class CallsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000, description="At most this many, head first.")
+
+
+@routes.route(
+    "POST",
+    "/api/calls",
+    summary="Hand in an incoming call: identify, value and enqueue it (a repeated call id "
+    "answers 200 with its current state)",
+    body=CallIn,
+    response=EnqueueAnswer,
+    status=201,
+)
+async def enqueue_call(request: web.Request, body: CallIn) -> web.Response:
+    answer = await request.app[app_keys.DESK].incoming(body)
+    return web.json_response(text=answer.model_dump_json(), status=201 if answer.created else 200)
+
+
+@routes.route(
+    "GET", "/api/calls/{call_id}", summary="One call, with position and EWT", response=Call
+)
+async def get_call(request: web.Request) -> Call:
+    return await request.app[app_keys.DESK].call(path_id(request, "call_id"))
+
+
+@routes.route(
+    "POST",
+    "/api/calls/{call_id}/identify",
+    summary="The IVR collected a customer number: identify again and reorder by value",
+    body=IdentifyCallIn,
+    response=Call,
+    errors=[409],
+)
+async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
+    desk = request.app[app_keys.DESK]
+    return await desk.identify(path_id(request, "call_id"), body.customer_number)
+
+
+@routes.route(
+    "POST",
+    "/api/calls/{call_id}/priority",
+    summary="Bump a waiting call: set its credit (seconds), or null for its tier's credit",
+    body=PriorityIn,
+    response=Call,
+    errors=[409],
+)
+async def set_priority(request: web.Request, body: PriorityIn) -> Call:
+    desk = request.app[app_keys.DESK]
+    return await desk.set_credit(path_id(request, "call_id"), body.credit_seconds)
+
+
+@routes.route(
+    "POST",
+    "/api/calls/{call_id}/end",
+    summary="End a call: completed, abandoned (hung up while waiting) or transferred",
+    body=EndIn,
+    response=Call,
+    errors=[409],
+)
+async def end_call(request: web.Request, body: EndIn) -> Call:
+    desk = request.app[app_keys.DESK]
+    return await desk.end(path_id(request, "call_id"), body.outcome, body.reason)
+
+
+@routes.route(
+    "GET",
+    "/api/queues",
+    summary="Every queue: waiting, longest wait, staffing, service level, EWT",
+    response=QueueList,
+)
+async def list_queues(request: web.Request) -> QueueList:
+    return await request.app[app_keys.DESK].summaries()
+
+
+@routes.route(
+    "PUT",
+    "/api/queues/{queue}",
+    summary="Create or change a queue's configuration",
+    body=QueueConfig,
+    response=Queue,
+    errors=[422],
+)
+async def put_queue(request: web.Request, body: QueueConfig) -> web.Response:
+    name = _queue_name(request.match_info["queue"])
+    desk = request.app[app_keys.DESK]
+    async with app_keys.pool(request.app).acquire() as conn:
+        created = await desk.directory.put(conn, name, body)
+        await desk.bus.publish(conn, [Event("queues")])
+        queue = await desk.directory.get(conn, name)
+    return web.json_response(text=queue.model_dump_json(), status=201 if created else 200)
+
+
+@routes.route(
+    "GET",
+    "/api/queues/{queue}/calls",
+    summary="The waiting calls of a queue in serving order, with position and EWT",
+    query=CallsQuery,
+    response=QueueCalls,
+)
+async def queue_calls(request: web.Request, query: CallsQuery) -> QueueCalls:
+    return await request.app[app_keys.DESK].waiting(request.match_info["queue"], query.limit)
+
+
+@routes.route(
+    "POST",
+    "/api/agents",
+    summary="Create an agent; the answer holds its token, shown only this once",
+    body=AgentIn,
+    response=AgentCreated,
+    status=201,
+    errors=[409],
+)
+async def create_agent(request: web.Request, body: AgentIn) -> AgentCreated:
+    desk = request.app[app_keys.DESK]
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await agents.create_agent(conn, body, desk.directory)
+
+
+@routes.route("GET", "/api/agents", summary="Every agent and its state", response=AgentList)
+async def list_agents(request: web.Request) -> AgentList:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return AgentList(agents=await agents.list_agents(conn))
+
+
+@routes.route("GET", "/api/agents/{agent_id}", summary="One agent and its state", response=Agent)
+async def get_agent(request: web.Request) -> Agent:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await agents.get_agent(conn, path_id(request, "agent_id"))
+
+
+def _queue_name(name: str) -> str:
+    if not QUEUE_NAME.fullmatch(name):
+        raise Unprocessable(
+            f"{name!r} is not a queue name: 1 to 63 of a-z, 0-9, _ and -, "
+            "starting with a letter or digit",
+            field="queue",
+        )
+    return name

@@ -1,0 +1,370 @@
+"""The life of a call in the hold queue, from the adapter's hand-in to its one outcome.
+
+``incoming`` is the top of the data flow in DESIGN.md: identify the caller,
+take their tier, turn it into a credit by the queue's policy, and enqueue with
+``service_key = arrival - credit``. Every change is committed first and then
+announced on the event bus (``queue:<name>``), which is what wakes the router
+and reorders nothing by polling: the key *is* the order.
+
+Every call ends in exactly one of completed, abandoned or transferred; a
+repeat of the same end (a retried webhook) answers the state again, a
+different end of an ended call is a conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from callcenter.customers import identity
+from callcenter.customers import store as customer_store
+from callcenter.customers.models import CustomerSummary
+from callcenter.customers.store import CustomerRules
+from callcenter.db.pool import Conn
+from callcenter.errors import Conflict, NotFound, Unprocessable
+from callcenter.events import Event, EventBus
+from callcenter.queue import policy
+from callcenter.queue.directory import QueueDirectory
+from callcenter.queue.ewt import QueueRates, estimated_wait
+from callcenter.queue.models import (
+    Call,
+    CallIn,
+    CallState,
+    EndOutcome,
+    EnqueueAnswer,
+    Queue,
+    QueueCalls,
+    QueueList,
+    QueueSummary,
+    WaitingCall,
+)
+from callcenter.queue.sql import Q
+
+_ENDED = {CallState.completed, CallState.abandoned, CallState.transferred}
+
+
+@dataclass
+class CallDesk:
+    """Everything a call's lifecycle needs, created once per application."""
+
+    pool: asyncpg.Pool[Any]
+    bus: EventBus
+    directory: QueueDirectory
+    rules: CustomerRules
+    stats_window_seconds: float = 900.0
+
+    # -- hand-in ---------------------------------------------------------------
+
+    async def incoming(self, data: CallIn) -> EnqueueAnswer:
+        async with self.pool.acquire() as conn:
+            existing = await conn.fetchval(Q["call_id_by_external"], data.call_id)
+            if existing is not None:
+                return EnqueueAnswer(
+                    created=False, identify=None, call=await self.get(conn, existing)
+                )
+            try:
+                queue = await self.directory.get(conn, data.queue)
+            except NotFound as exc:
+                raise Unprocessable(exc.detail, field="queue") from None
+            resolution = await identity.resolve(
+                conn,
+                data.ani,
+                data.customer_number,
+                region=self.rules.region,
+                lowest_tier=self.rules.lowest_tier,
+            )
+            customer = resolution.customer
+            tier = customer.tier if customer is not None else None
+            credit = policy.credit(self.directory.policy(queue), tier)
+            rates = await self._rates(conn, queue)
+            ahead = await conn.fetchval(Q["calls_ahead"], queue.name, credit, queue.offset_seconds)
+            call_id = await conn.fetchval(
+                Q["enqueue"],
+                data.call_id,
+                queue.name,
+                resolution.phone or (data.ani or None),
+                customer.id if customer is not None else None,
+                resolution.outcome.value,
+                tier,
+                credit,
+                queue.offset_seconds,
+                estimated_wait(ahead, rates),
+                queue.overflow_after_seconds,
+                queue.max_wait_seconds,
+            )
+            created = call_id is not None
+            if not created:  # the same call id arrived twice at once
+                call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
+            else:
+                await self.bus.publish(conn, [Event("queue", queue.name)])
+            return EnqueueAnswer(
+                created=created,
+                identify=resolution.outcome if created else None,
+                call=await self.get(conn, call_id),
+            )
+
+    async def identify(self, call_id: int, customer_number: str) -> Call:
+        """The IVR collected a customer number: identify again and move the call by value."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["call"], call_id)
+            if row is None:
+                raise NotFound(f"no call with id {call_id}")
+            if row["state"] in _ENDED:
+                raise Conflict(f"call {call_id} has ended ({row['state']})")
+            queue = await self.directory.get(conn, row["queue"])
+            resolution = await identity.resolve(
+                conn,
+                row["ani"],
+                customer_number,
+                region=self.rules.region,
+                lowest_tier=self.rules.lowest_tier,
+            )
+            customer = resolution.customer
+            if customer is None:
+                raise Unprocessable(
+                    f"customer number {customer_number!r} identifies nobody",
+                    field="customer_number",
+                )
+            credit = (
+                row["credit_seconds"]
+                if row["credit_explicit"]
+                else policy.credit(self.directory.policy(queue), customer.tier)
+            )
+            await conn.execute(
+                Q["set_key"],
+                call_id,
+                credit,
+                row["credit_explicit"],
+                customer.tier,
+                customer.id,
+                resolution.outcome.value,
+                queue.offset_seconds,
+            )
+            await self.bus.publish(conn, [Event("queue", queue.name)])
+            return await self.get(conn, call_id)
+
+    async def set_credit(self, call_id: int, credit_seconds: float | None) -> Call:
+        """A supervisor's bump: an explicit credit within the queue's bounds, or the tier's."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["call"], call_id)
+            if row is None:
+                raise NotFound(f"no call with id {call_id}")
+            if row["state"] != CallState.waiting:
+                raise Conflict(f"call {call_id} is not waiting ({row['state']})")
+            queue = await self.directory.get(conn, row["queue"])
+            rule = self.directory.policy(queue)
+            if credit_seconds is not None and not (
+                rule.min_credit <= credit_seconds <= rule.max_credit
+            ):
+                raise Unprocessable(
+                    f"credit must be between {rule.min_credit:g} and {rule.max_credit:g} "
+                    f"seconds in queue {queue.name!r}",
+                    field="credit_seconds",
+                )
+            explicit = credit_seconds is not None
+            credit = policy.credit(rule, row["tier"], credit_seconds)
+            await conn.execute(
+                Q["set_key"], call_id, credit, explicit, None, None, None, queue.offset_seconds
+            )
+            await self.bus.publish(conn, [Event("queue", queue.name)])
+            return await self.get(conn, call_id)
+
+    async def rekey_customer(self, customer_id: int) -> int:
+        """The customer's tier changed: move their waiting calls. Returns how many moved."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q["waiting_calls_of_customer"], customer_id)
+            rows = [r for r in rows if not r["credit_explicit"]]
+            if not rows:
+                return 0
+            customer = await customer_store.get_customer(conn, customer_id)
+            queues: set[str] = set()
+            for r in rows:
+                queue = await self.directory.get(conn, r["queue"])
+                credit = policy.credit(self.directory.policy(queue), customer.tier)
+                await conn.execute(
+                    Q["set_key"], r["id"], credit, False, customer.tier, None, None,
+                    queue.offset_seconds,
+                )  # fmt: skip
+                queues.add(queue.name)
+            await self.bus.publish(conn, [Event("queue", q) for q in queues])
+            return len(rows)
+
+    # -- the end ---------------------------------------------------------------
+
+    async def end(
+        self,
+        call_id: int,
+        outcome: EndOutcome,
+        reason: str | None = None,
+        *,
+        expect: CallState | None = None,
+    ) -> Call:
+        """End a call with its one outcome (idempotent for the same outcome).
+
+        ``expect``: end it only if it is still in that state (the sweep ending a
+        call at its maximum wait must not end one an agent just answered).
+        """
+        events: list[Event] = []
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(Q["lock_call"], call_id)
+                if row is None:
+                    raise NotFound(f"no call with id {call_id}")
+                state = CallState(row["state"])
+                if expect is not None and state is not expect:
+                    return await self.get(conn, call_id)
+                if state in _ENDED:
+                    if state.value == outcome.value:
+                        return await self.get(conn, call_id)
+                    raise Conflict(f"call {call_id} already ended {state.value}", field="outcome")
+                if outcome is EndOutcome.abandoned and state is not CallState.waiting:
+                    raise Conflict(
+                        f"call {call_id} is {state.value}: only a waiting call is abandoned",
+                        field="outcome",
+                    )
+                if outcome is EndOutcome.completed and state is not CallState.connected:
+                    raise Conflict(
+                        f"call {call_id} is {state.value}: only a connected call completes",
+                        field="outcome",
+                    )
+                events.append(Event("queue", row["queue"]))
+                if state is CallState.waiting:
+                    gone = await conn.fetchrow(Q["delete_waiting"], call_id)
+                    if gone is not None and gone["offer_id"] is not None:
+                        await conn.execute(Q["close_offer"], gone["offer_id"], "withdrawn")
+                        # Not the agent's doing: it is free again, and keeps its idle time.
+                        await conn.execute(Q["agent_back_from_withdrawn_offer"], gone["offered_to"])
+                        events.append(Event("agent", str(gone["offered_to"])))
+                elif row["agent_id"] is not None:
+                    queue = await self.directory.get(conn, row["queue"])
+                    await conn.execute(
+                        Q["agent_to_wrap_up"], row["agent_id"], call_id, queue.wrap_up_seconds
+                    )
+                    events.append(Event("agent", str(row["agent_id"])))
+                interaction_id = await conn.fetchval(
+                    Q["record_interaction"], call_id, outcome.value, reason
+                )
+                await conn.execute(Q["end_call"], call_id, outcome.value, reason, interaction_id)
+            await self.bus.publish(conn, events)
+            return await self.get(conn, call_id)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _rates(self, conn: Conn, queue: Queue) -> QueueRates:
+        r = await conn.fetchrow(
+            Q["queue_rates"], queue.name, self.stats_window_seconds, self.stats_window_seconds
+        )
+        assert r is not None
+        talk = r["mean_talk"]
+        return QueueRates(
+            answered=r["answered"],
+            window_seconds=self.stats_window_seconds,
+            mean_handle_seconds=float(talk) + queue.wrap_up_seconds if talk is not None else None,
+            staffed=r["staffed"],
+            available=r["available"],
+        )
+
+    async def get(self, conn: Conn, call_id: int) -> Call:
+        row = await conn.fetchrow(Q["call"], call_id)
+        if row is None:
+            raise NotFound(f"no call with id {call_id}")
+        position = ewt = None
+        if row["state"] == CallState.waiting:
+            position = await conn.fetchval(
+                Q["position"], row["queue"], row["service_key"], row["id"]
+            )
+            queue = await self.directory.get(conn, row["queue"])
+            ewt = estimated_wait(position - 1, await self._rates(conn, queue))
+        return Call(
+            id=row["id"],
+            call_id=row["external_id"],
+            queue=row["queue"],
+            state=row["state"],
+            ani=row["ani"],
+            customer=_summary(row),
+            identified_by=row["identified_by"],
+            tier=row["tier"],
+            credit_seconds=row["credit_seconds"],
+            credit_explicit=row["credit_explicit"],
+            service_key=row["service_key"],
+            enqueued_at=row["enqueued_at"],
+            connected_at=row["connected_at"],
+            ended_at=row["ended_at"],
+            end_reason=row["end_reason"],
+            agent_id=row["agent_id"],
+            offered_to=row["offered_to"],
+            position=position,
+            estimated_wait_seconds=ewt,
+            ewt_at_enqueue=row["ewt_at_enqueue"],
+        )
+
+    async def call(self, call_id: int) -> Call:
+        async with self.pool.acquire() as conn:
+            return await self.get(conn, call_id)
+
+    async def waiting(self, queue_name: str, limit: int) -> QueueCalls:
+        async with self.pool.acquire() as conn:
+            queue = await self.directory.get(conn, queue_name)
+            rates = await self._rates(conn, queue)
+            rows = await conn.fetch(Q["waiting_in_queue"], queue.name, limit)
+        calls = [
+            WaitingCall(
+                id=r["call_id"],
+                call_id=r["external_id"],
+                position=i + 1,
+                customer=_summary(r),
+                tier=r["tier"],
+                credit_seconds=r["credit_seconds"],
+                credit_explicit=r["credit_explicit"],
+                service_key=r["service_key"],
+                enqueued_at=r["enqueued_at"],
+                waited_seconds=float(r["waited"]),
+                estimated_wait_seconds=estimated_wait(i, rates),
+                offered_to=r["offered_to"],
+            )
+            for i, r in enumerate(rows)
+        ]
+        return QueueCalls(queue=queue.name, calls=calls)
+
+    async def summaries(self) -> QueueList:
+        window = self.stats_window_seconds
+        async with self.pool.acquire() as conn:
+            queues = {q.name: q for q in await self.directory.all(conn)}
+            rows = await conn.fetch(Q["queue_summaries"], window)
+            out = []
+            for r in rows:
+                queue = queues.get(r["name"]) or await self.directory.get(conn, r["name"])
+                rates = await self._rates(conn, queue)
+                answered = r["answered"]
+                out.append(
+                    QueueSummary(
+                        name=queue.name,
+                        config=queue,
+                        waiting=r["waiting"],
+                        offered=r["offered"],
+                        longest_wait_seconds=(
+                            float(r["longest_wait"]) if r["longest_wait"] is not None else None
+                        ),
+                        agents_staffed=r["staffed"],
+                        agents_available=r["available"],
+                        answered=answered,
+                        abandoned=r["abandoned"],
+                        service_level=r["answered_in_sl"] / answered if answered else None,
+                        estimated_wait_seconds=estimated_wait(r["waiting"], rates),
+                    )
+                )
+        return QueueList(window_seconds=window, queues=out)
+
+
+def _summary(row: asyncpg.Record) -> CustomerSummary | None:
+    if row["customer_id"] is None:
+        return None
+    return CustomerSummary(
+        id=row["customer_id"],
+        customer_number=row["customer_number"],
+        name=row["customer_name"] or "",
+        tier=row["tier"] or "",
+        provisional=bool(row["provisional"]),
+    )

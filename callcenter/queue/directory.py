@@ -1,0 +1,73 @@
+"""The configured queues, cached in process and re-read when a queue changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from callcenter.db.pool import Conn
+from callcenter.errors import NotFound, Unprocessable
+from callcenter.queue.models import Queue, QueueConfig
+from callcenter.queue.policy import QueuePolicy, make_policy
+from callcenter.queue.sql import Q
+
+
+class QueueDirectory:
+    """Queue configs by name. A name not in the cache triggers one re-read, so a
+    queue created on another instance is found; ``invalidate`` follows the
+    ``queues`` event that every change publishes."""
+
+    def __init__(self, tiers: Sequence[str]) -> None:
+        self._tiers = tuple(tiers)
+        self._queues: dict[str, Queue] | None = None
+
+    def invalidate(self) -> None:
+        self._queues = None
+
+    async def all(self, conn: Conn) -> list[Queue]:
+        if self._queues is None:
+            rows = await conn.fetch(Q["queue_configs"])
+            self._queues = {r["name"]: Queue.model_validate(dict(r)) for r in rows}
+        return list(self._queues.values())
+
+    async def get(self, conn: Conn, name: str, *, field: str = "queue") -> Queue:
+        await self.all(conn)
+        assert self._queues is not None
+        if name not in self._queues:
+            self.invalidate()
+            await self.all(conn)
+        found = self._queues.get(name)
+        if found is None:
+            raise NotFound(f"no queue named {name!r}", field=field)
+        return found
+
+    def policy(self, queue: QueueConfig) -> QueuePolicy:
+        return make_policy(queue.policy, queue.credits, self._tiers)
+
+    async def put(self, conn: Conn, name: str, config: QueueConfig) -> bool:
+        """Create or replace a queue's config; True if it was created."""
+        if config.overflow_queue is not None:
+            if config.overflow_queue == name:
+                raise Unprocessable("a queue cannot overflow into itself", field="overflow_queue")
+            await self.get(conn, config.overflow_queue, field="overflow_queue")
+        unknown = set(config.credits) - set(self._tiers)
+        if unknown:
+            raise Unprocessable(
+                f"unknown tier(s) in credits: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(self._tiers)}",
+                field="credits",
+            )
+        created: bool = await conn.fetchval(
+            Q["upsert_queue"],
+            name,
+            config.policy.value,
+            config.credits,
+            config.offset_seconds,
+            config.offer_timeout_seconds,
+            config.wrap_up_seconds,
+            config.overflow_after_seconds,
+            config.max_wait_seconds,
+            config.overflow_queue,
+            config.service_level_seconds,
+        )
+        self.invalidate()
+        return created

@@ -1,0 +1,49 @@
+"""Estimated wait time (EWT), recomputed from the live state whenever it is asked for.
+
+The peers estimate from past average waits, which change only when someone is
+answered. We estimate from what serves the queue *now*: the service rate is
+the larger of the observed answer rate (answers in a recent window) and the
+capacity of the staffed agents (agents / mean handling time). The observed
+rate alone under-reads capacity when the queue was empty (answers then follow
+arrivals, not capacity); capacity alone over-reads it when agents are away.
+
+A call with ``ahead`` calls in front of it and ``free`` agents available waits
+for ``ahead + 1 - free`` services at that rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Fewer answers than this in the window are too few to trust as a rate.
+MIN_ANSWERS = 3
+
+
+@dataclass(frozen=True)
+class QueueRates:
+    answered: int
+    window_seconds: float
+    mean_handle_seconds: float | None
+    staffed: int
+    available: int
+
+    @property
+    def service_rate(self) -> float | None:
+        """Calls served per second, or None with no basis for an estimate."""
+        observed = self.answered / self.window_seconds if self.answered >= MIN_ANSWERS else 0.0
+        capacity = 0.0
+        if self.staffed > 0 and self.mean_handle_seconds and self.mean_handle_seconds > 0:
+            capacity = self.staffed / self.mean_handle_seconds
+        rate = max(observed, capacity)
+        return rate if rate > 0 else None
+
+
+def estimated_wait(ahead: int, rates: QueueRates) -> float | None:
+    """Seconds until a call with ``ahead`` calls in front of it is answered."""
+    services = ahead + 1 - rates.available
+    if services <= 0:
+        return 0.0
+    rate = rates.service_rate
+    if rate is None:
+        return None
+    return services / rate

@@ -1,0 +1,205 @@
+"""Wire models of the hold queue: calls, queues, agents, as integrators and supervisors see them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from callcenter.customers.models import CustomerSummary, Outcome
+from callcenter.queue.policy import PolicyName
+
+QueueName = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+]
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+AgentName = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallState(StrEnum):
+    waiting = "waiting"
+    connected = "connected"
+    completed = "completed"
+    abandoned = "abandoned"
+    transferred = "transferred"
+
+
+class AgentState(StrEnum):
+    offline = "offline"
+    available = "available"
+    offered = "offered"
+    on_call = "on_call"
+    wrap_up = "wrap_up"
+    not_responding = "not_responding"
+
+
+class EndOutcome(StrEnum):
+    completed = "completed"
+    abandoned = "abandoned"
+    transferred = "transferred"
+
+
+class QueueConfig(_Strict):
+    """How one queue orders and serves its callers."""
+
+    policy: PolicyName = PolicyName.value
+    credits: dict[str, Annotated[float, Field(ge=0, le=3600)]] = Field(
+        default_factory=dict,
+        description="Tier to seconds of credit (value policy). Empty: the built-in defaults.",
+    )
+    offset_seconds: float = Field(
+        default=0, ge=-3600, le=3600, description="Added to every call's credit in this queue."
+    )
+    offer_timeout_seconds: float = Field(default=15, ge=1, le=300)
+    wrap_up_seconds: float = Field(default=10, ge=0, le=3600)
+    overflow_after_seconds: float | None = Field(
+        default=None, gt=0, description="From this wait on, overflow agents may take the call too."
+    )
+    max_wait_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="At this wait the call moves to overflow_queue with its key, "
+        "or ends transferred (reason max_wait) when there is none.",
+    )
+    overflow_queue: QueueName | None = None
+    service_level_seconds: float = Field(default=20, gt=0)
+
+
+class Queue(QueueConfig):
+    name: str
+
+
+class CallIn(_Strict):
+    """An incoming call, as a telephony adapter hands it in."""
+
+    call_id: ExternalId = Field(description="The peer's call id; a repeat is a no-op.")
+    queue: QueueName = "general"
+    ani: str | None = Field(default=None, max_length=64, description="The calling number.")
+    customer_number: str | None = Field(
+        default=None, max_length=64, description="Typed in the IVR, if already known."
+    )
+
+
+class IdentifyCallIn(_Strict):
+    customer_number: str = Field(min_length=1, max_length=64)
+
+
+class PriorityIn(_Strict):
+    """A supervisor's credit for one call; null returns it to its tier's credit."""
+
+    credit_seconds: float | None = Field(
+        description="Seconds of credit, within 0 and the queue's maximum credit."
+    )
+
+
+class EndIn(_Strict):
+    outcome: EndOutcome
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class Call(BaseModel):
+    id: int
+    call_id: str = Field(description="The peer's call id.")
+    queue: str
+    state: CallState
+    ani: str | None
+    customer: CustomerSummary | None
+    identified_by: str | None
+    tier: str | None
+    credit_seconds: float
+    credit_explicit: bool
+    service_key: datetime
+    enqueued_at: datetime
+    connected_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    agent_id: int | None
+    offered_to: int | None = Field(description="The agent the call is offered to right now.")
+    position: int | None = Field(description="1 = next to be served; null once answered.")
+    estimated_wait_seconds: float | None = Field(
+        description="Recomputed now from the live answer rate and staffing; null: no basis yet."
+    )
+    ewt_at_enqueue: float | None
+
+
+class EnqueueAnswer(BaseModel):
+    created: bool = Field(description="False when the call id was already known (a retry).")
+    identify: Outcome | None = Field(description="How the caller was identified; null on a retry.")
+    call: Call
+
+
+class WaitingCall(BaseModel):
+    id: int
+    call_id: str
+    position: int
+    customer: CustomerSummary | None
+    tier: str | None
+    credit_seconds: float
+    credit_explicit: bool
+    service_key: datetime
+    enqueued_at: datetime
+    waited_seconds: float
+    estimated_wait_seconds: float | None
+    offered_to: int | None
+
+
+class QueueCalls(BaseModel):
+    queue: str
+    calls: list[WaitingCall]
+
+
+class QueueSummary(BaseModel):
+    name: str
+    config: QueueConfig
+    waiting: int
+    offered: int
+    longest_wait_seconds: float | None
+    agents_staffed: int
+    agents_available: int
+    answered: int = Field(description="Calls answered in the stats window.")
+    abandoned: int = Field(description="Calls abandoned in the stats window.")
+    service_level: float | None = Field(
+        description="Share of the window's answered calls answered within service_level_seconds."
+    )
+    estimated_wait_seconds: float | None = Field(description="For a new standard caller now.")
+
+
+class QueueList(BaseModel):
+    window_seconds: float
+    queues: list[QueueSummary]
+
+
+class AgentIn(_Strict):
+    name: AgentName
+    queues: list[QueueName] = Field(min_length=1, max_length=50)
+    overflow_queues: list[QueueName] = Field(default_factory=list, max_length=50)
+
+
+class Agent(BaseModel):
+    id: int
+    name: str
+    queues: list[str]
+    overflow_queues: list[str]
+    state: AgentState
+    state_since: datetime
+    idle_since: datetime | None
+    call_id: int | None
+    wrap_up_until: datetime | None
+    last_seen_at: datetime | None
+
+
+class AgentCreated(BaseModel):
+    agent: Agent
+    token: str = Field(description="Shown once: the agent panel's credential for /ws/agent.")
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]

@@ -1,0 +1,377 @@
+-- The hold queue's statements. The service key formula lives in
+-- callcenter.queue.policy (key = arrival - credit - queue offset); these
+-- statements apply it with the database clock so every instance agrees.
+
+-- queue_configs --
+SELECT name, policy, credits, offset_seconds, offer_timeout_seconds, wrap_up_seconds,
+       overflow_after_seconds, max_wait_seconds, overflow_queue, service_level_seconds
+  FROM queues
+ ORDER BY name
+
+-- upsert_queue --
+INSERT INTO queues (name, policy, credits, offset_seconds, offer_timeout_seconds,
+                    wrap_up_seconds, overflow_after_seconds, max_wait_seconds, overflow_queue,
+                    service_level_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (name) DO UPDATE
+   SET policy = excluded.policy, credits = excluded.credits,
+       offset_seconds = excluded.offset_seconds,
+       offer_timeout_seconds = excluded.offer_timeout_seconds,
+       wrap_up_seconds = excluded.wrap_up_seconds,
+       overflow_after_seconds = excluded.overflow_after_seconds,
+       max_wait_seconds = excluded.max_wait_seconds,
+       overflow_queue = excluded.overflow_queue,
+       service_level_seconds = excluded.service_level_seconds,
+       updated_at = now()
+RETURNING (xmax = 0) AS created
+
+-- enqueue --
+-- One statement: the call's record and its place in the queue, or nothing
+-- when the peer's call id is already known (a retried webhook).
+WITH new_call AS (
+    INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
+                       credit_seconds, service_key, ewt_at_enqueue)
+    VALUES ($1, $2, $3, $4, $5, $6, $7,
+            now() - make_interval(secs => $7::float8 + $8::float8), $9)
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING id, queue, service_key, enqueued_at
+), waiting AS (
+    INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
+    SELECT id, queue, service_key, enqueued_at,
+           enqueued_at + make_interval(secs => $10),
+           enqueued_at + make_interval(secs => $11)
+      FROM new_call
+)
+SELECT id FROM new_call
+
+-- call_id_by_external --
+SELECT id FROM calls WHERE external_id = $1
+
+-- calls_ahead --
+-- How many calls of the queue a new call with credit $2 would wait behind.
+SELECT count(*) FROM waiting_calls
+ WHERE queue = $1 AND service_key < now() - make_interval(secs => $2::float8 + $3::float8)
+
+-- queue_rates --
+-- The live figures EWT is computed from: answers in the window, staffing and
+-- the mean time an agent is busy with a call (talk plus wrap-up).
+SELECT
+    (SELECT count(*) FROM calls
+      WHERE queue = $1 AND connected_at > now() - make_interval(secs => $2)) AS answered,
+    (SELECT avg(extract(epoch FROM ended_at - connected_at)) FROM calls
+      WHERE queue = $1 AND ended_at > now() - make_interval(secs => $3)
+        AND connected_at IS NOT NULL) AS mean_talk,
+    (SELECT count(*) FROM agents
+      WHERE $1 = ANY (queues) AND state <> 'offline') AS staffed,
+    (SELECT count(*) FROM agents
+      WHERE $1 = ANY (queues) AND state = 'available') AS available
+
+-- call --
+SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+       c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+       c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+       w.offered_to, w.offer_id, w.offer_expires_at,
+       cu.customer_number, cu.name AS customer_name, cu.provisional
+  FROM calls c
+  LEFT JOIN waiting_calls w ON w.call_id = c.id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE c.id = $1
+
+-- lock_call --
+SELECT id, queue, state, agent_id, customer_id, enqueued_at, connected_at, credit_explicit
+  FROM calls WHERE id = $1 FOR UPDATE
+
+-- lock_waiting --
+SELECT call_id, offered_to, offer_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
+
+-- set_key --
+-- A new credit (value changed, supervisor's bump): the key moves, arrival stays.
+WITH c AS (
+    UPDATE calls
+       SET credit_seconds = $2, credit_explicit = $3,
+           tier = coalesce($4, tier), customer_id = coalesce($5, customer_id),
+           identified_by = coalesce($6, identified_by),
+           service_key = enqueued_at - make_interval(secs => $2::float8 + $7::float8)
+     WHERE id = $1
+    RETURNING id, service_key
+)
+UPDATE waiting_calls w SET service_key = c.service_key FROM c WHERE w.call_id = c.id
+
+-- position --
+SELECT count(*) + 1 FROM waiting_calls
+ WHERE queue = $1 AND (service_key, call_id) < ($2, $3)
+
+-- waiting_in_queue --
+SELECT w.call_id, w.service_key, w.enqueued_at, w.offered_to, w.offer_expires_at,
+       c.external_id, c.tier, c.credit_seconds, c.credit_explicit, c.customer_id,
+       c.ewt_at_enqueue, cu.customer_number, cu.name AS customer_name, cu.provisional,
+       extract(epoch FROM now() - w.enqueued_at) AS waited
+  FROM waiting_calls w
+  JOIN calls c ON c.id = w.call_id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE w.queue = $1
+ ORDER BY w.service_key, w.call_id
+ LIMIT $2
+
+-- queue_summaries --
+SELECT q.name,
+       (SELECT count(*) FROM waiting_calls w WHERE w.queue = q.name) AS waiting,
+       (SELECT count(*) FROM waiting_calls w
+         WHERE w.queue = q.name AND w.offered_to IS NOT NULL) AS offered,
+       (SELECT extract(epoch FROM now() - min(w.enqueued_at)) FROM waiting_calls w
+         WHERE w.queue = q.name) AS longest_wait,
+       (SELECT count(*) FROM agents a
+         WHERE q.name = ANY (a.queues) AND a.state <> 'offline') AS staffed,
+       (SELECT count(*) FROM agents a
+         WHERE q.name = ANY (a.queues) AND a.state = 'available') AS available,
+       (SELECT count(*) FROM calls c
+         WHERE c.queue = q.name AND c.connected_at > now() - make_interval(secs => $1)) AS answered,
+       (SELECT count(*) FROM calls c
+         WHERE c.queue = q.name AND c.connected_at > now() - make_interval(secs => $1)
+           AND c.connected_at - c.enqueued_at
+               <= make_interval(secs => q.service_level_seconds)) AS answered_in_sl,
+       (SELECT count(*) FROM calls c
+         WHERE c.queue = q.name AND c.state = 'abandoned'
+           AND c.ended_at > now() - make_interval(secs => $1)) AS abandoned
+  FROM queues q
+ ORDER BY q.name
+
+-- offer_next --
+-- The router's one step. The longest-idle available agent who has a call it
+-- may take gets the call with the smallest service key among the queues it
+-- serves (overflow queues only for calls past their widen time). Agent and
+-- call are locked with SKIP LOCKED, so concurrent routers on any instance
+-- never pick the same agent or the same call.
+WITH agent AS (
+    SELECT a.id, a.queues, a.overflow_queues
+      FROM agents a
+     WHERE a.state = 'available'
+       AND (EXISTS (SELECT 1 FROM waiting_calls w
+                     WHERE w.queue = ANY (a.queues) AND w.offered_to IS NULL)
+            OR EXISTS (SELECT 1 FROM waiting_calls w
+                        WHERE w.queue = ANY (a.overflow_queues) AND w.offered_to IS NULL
+                          AND w.widen_at <= now()))
+     ORDER BY a.idle_since, a.id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+), served AS (
+    SELECT q.queue, false AS overflow FROM agent, unnest(agent.queues) AS q (queue)
+    UNION ALL
+    SELECT q.queue, true FROM agent, unnest(agent.overflow_queues) AS q (queue)
+), pick AS (
+    SELECT head.call_id, head.queue
+      FROM served
+     CROSS JOIN LATERAL (
+        SELECT w.call_id, w.queue, w.service_key
+          FROM waiting_calls w
+         WHERE w.queue = served.queue AND w.offered_to IS NULL
+           AND (NOT served.overflow OR w.widen_at <= now())
+         ORDER BY w.service_key, w.call_id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED
+     ) head
+     ORDER BY head.service_key, head.call_id
+     LIMIT 1
+), offer AS (
+    INSERT INTO call_offers (call_id, agent_id, expires_at)
+    SELECT pick.call_id, agent.id, now() + make_interval(secs => q.offer_timeout_seconds)
+      FROM pick, agent, queues q
+     WHERE q.name = pick.queue
+    RETURNING id, call_id, agent_id, expires_at
+), marked AS (
+    UPDATE waiting_calls w
+       SET offered_to = offer.agent_id, offer_id = offer.id, offer_expires_at = offer.expires_at
+      FROM offer
+     WHERE w.call_id = offer.call_id
+), busy AS (
+    UPDATE agents a SET state = 'offered', state_since = now()
+      FROM offer
+     WHERE a.id = offer.agent_id
+)
+SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue
+  FROM offer, pick
+
+-- accept_offer --
+-- Only the agent the offer was made to, and only before it expires.
+WITH taken AS (
+    DELETE FROM waiting_calls
+     WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
+       AND offer_id = $1 AND offered_to = $2 AND offer_expires_at > now()
+    RETURNING call_id, queue
+), closed AS (
+    UPDATE call_offers SET result = 'accepted', ended_at = now()
+     WHERE id = $1 AND EXISTS (SELECT 1 FROM taken)
+), connected AS (
+    UPDATE calls c SET state = 'connected', agent_id = $2, connected_at = now()
+      FROM taken WHERE c.id = taken.call_id
+), agent AS (
+    UPDATE agents SET state = 'on_call', state_since = now(), idle_since = NULL,
+                      call_id = (SELECT call_id FROM taken)
+     WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
+)
+SELECT call_id, queue FROM taken
+
+-- offer --
+SELECT o.id, o.call_id, o.agent_id, o.offered_at, o.expires_at, o.result,
+       w.offer_id IS NOT DISTINCT FROM o.id AS open
+  FROM call_offers o
+  LEFT JOIN waiting_calls w ON w.call_id = o.call_id
+ WHERE o.id = $1
+
+-- return_offers --
+-- Open offers $1 end with result $2 and their calls go back with their keys
+-- untouched; an agent still in 'offered' goes to $3. Offers already closed are
+-- left alone, so a late timer or a second sweep changes nothing.
+WITH cur AS (
+    SELECT w.call_id, w.offer_id, w.offered_to, w.queue
+      FROM waiting_calls w
+     WHERE w.offer_id = ANY ($1::bigint[])
+       FOR UPDATE
+), back AS (
+    UPDATE waiting_calls w
+       SET offered_to = NULL, offer_id = NULL, offer_expires_at = NULL
+      FROM cur WHERE w.call_id = cur.call_id
+), closed AS (
+    UPDATE call_offers o SET result = $2, ended_at = now()
+      FROM cur WHERE o.id = cur.offer_id
+), agent AS (
+    UPDATE agents a
+       SET state = $3, state_since = now(),
+           idle_since = CASE WHEN $3 = 'available' THEN a.idle_since END
+      FROM cur
+     WHERE a.id = cur.offered_to AND a.state = 'offered'
+)
+SELECT call_id, offered_to AS agent_id, queue FROM cur
+
+-- expired_offers --
+SELECT offer_id FROM waiting_calls
+ WHERE offer_id IS NOT NULL AND offer_expires_at <= now()
+
+-- agents_gone --
+-- Agents whose sockets stopped refreshing them more than the grace period ago.
+-- An agent on a call stays on it: the call is still up on the phone.
+UPDATE agents
+   SET state = 'offline', state_since = now(), idle_since = NULL
+ WHERE state NOT IN ('offline', 'on_call')
+   AND (last_seen_at IS NULL OR last_seen_at < now() - make_interval(secs => $1))
+RETURNING id
+
+-- offers_of_agents --
+SELECT offer_id FROM waiting_calls WHERE offered_to = ANY ($1::bigint[]) AND offer_id IS NOT NULL
+
+-- wrap_ups_done --
+UPDATE agents
+   SET state = 'available', state_since = now(), idle_since = now(), call_id = NULL,
+       wrap_up_until = NULL
+ WHERE state = 'wrap_up' AND wrap_up_until <= now()
+RETURNING id
+
+-- given_up --
+-- Calls past their queue's maximum wait and not offered right now.
+SELECT w.call_id, w.queue, q.overflow_queue
+  FROM waiting_calls w
+  JOIN queues q ON q.name = w.queue
+ WHERE w.give_up_at <= now() AND w.offered_to IS NULL
+ LIMIT 500
+   FOR UPDATE OF w SKIP LOCKED
+
+-- move_to_queue --
+-- Overflow at maximum wait: the call keeps its service key in the new queue.
+WITH w AS (
+    UPDATE waiting_calls
+       SET queue = $2,
+           widen_at = now() + make_interval(secs => $3),
+           give_up_at = now() + make_interval(secs => $4)
+     WHERE call_id = $1 AND offered_to IS NULL
+    RETURNING call_id
+)
+UPDATE calls c SET queue = $2 FROM w WHERE c.id = w.call_id
+
+-- delete_waiting --
+DELETE FROM waiting_calls WHERE call_id = $1 RETURNING offer_id, offered_to, queue
+
+-- close_offer --
+UPDATE call_offers SET result = $2, ended_at = now() WHERE id = $1 AND result IS NULL
+
+-- end_call --
+UPDATE calls SET state = $2, ended_at = now(), end_reason = $3, interaction_id = $4
+ WHERE id = $1
+
+-- record_interaction --
+INSERT INTO interactions (customer_id, channel, started_at, ended_at, agent, outcome,
+                          identified_by, details)
+SELECT c.customer_id, 'phone', c.enqueued_at, now(), a.name, $2, c.identified_by,
+       jsonb_build_object(
+           'call_id', c.id, 'queue', c.queue, 'tier', c.tier,
+           'waited_seconds', round(extract(epoch FROM coalesce(c.connected_at, now())
+                                                   - c.enqueued_at)::numeric, 3),
+           'talk_seconds', CASE WHEN c.connected_at IS NOT NULL
+                                THEN round(extract(epoch FROM now() - c.connected_at)::numeric, 3)
+                           END,
+           'reason', $3::text)
+  FROM calls c
+  LEFT JOIN agents a ON a.id = c.agent_id
+ WHERE c.id = $1 AND c.customer_id IS NOT NULL
+RETURNING id
+
+-- agent_to_wrap_up --
+UPDATE agents
+   SET state = 'wrap_up', state_since = now(), wrap_up_until = now() + make_interval(secs => $3)
+ WHERE id = $1 AND call_id = $2 AND state = 'on_call'
+
+-- agent_back_from_withdrawn_offer --
+UPDATE agents SET state = 'available', state_since = now()
+ WHERE id = $1 AND state = 'offered'
+
+-- waiting_calls_of_customer --
+SELECT c.id, c.queue, c.credit_explicit
+  FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+ WHERE c.customer_id = $1
+
+-- create_agent --
+INSERT INTO agents (name, token_sha256, queues, overflow_queues)
+VALUES ($1, $2, $3, $4)
+RETURNING id
+
+-- agent --
+SELECT id, name, queues, overflow_queues, state, state_since, idle_since, call_id,
+       wrap_up_until, last_seen_at
+  FROM agents WHERE id = $1
+
+-- agents --
+SELECT id, name, queues, overflow_queues, state, state_since, idle_since, call_id,
+       wrap_up_until, last_seen_at
+  FROM agents ORDER BY id
+
+-- agent_by_token --
+SELECT id FROM agents WHERE token_sha256 = $1
+
+-- agent_pending_offer --
+SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
+       c.tier, c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
+       cu.provisional
+  FROM waiting_calls w
+  JOIN calls c ON c.id = w.call_id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE w.offered_to = $1 AND w.offer_id IS NOT NULL
+
+-- set_available --
+-- The agent says it is free: from any state but a call in progress.
+UPDATE agents
+   SET state = 'available', state_since = now(),
+       idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
+       call_id = NULL, wrap_up_until = NULL, last_seen_at = now()
+ WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
+RETURNING id
+
+-- set_offline --
+UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
+ WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered')
+RETURNING id
+
+-- seen --
+UPDATE agents SET last_seen_at = now() WHERE id = ANY ($1::bigint[])
+
+-- call_offers_of_call --
+SELECT id, agent_id, offered_at, expires_at, result, ended_at
+  FROM call_offers WHERE call_id = $1 ORDER BY id

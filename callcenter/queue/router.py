@@ -1,0 +1,282 @@
+"""The router: matches waiting calls with free agents and looks after open offers.
+
+It runs in every instance and coordinates through PostgreSQL alone: each
+match is one statement (``offer_next``) that locks the agent and the call with
+``SKIP LOCKED``, so two routers never offer one call or one agent twice. It
+is woken by events (a call enqueued or moved, an agent's state changed), never
+by polling the queue; a slow sweep covers a lost notification and the clocks
+(offer timeouts, agents gone past their grace period, wrap-up ends, maximum
+waits). An offer's timeout is also armed as a local timer, so it fires on
+time; whichever of timer and sweep comes first returns the call, the other
+finds nothing to do.
+
+The queue never talks to sockets: an offer is published as ``agent:<id>``
+and the agent hub (in whichever instance holds that agent's socket) pushes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from callcenter.db.pool import Conn
+from callcenter.errors import Conflict, NotFound
+from callcenter.events import Event, EventBus
+from callcenter.queue import agents
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.models import CallState, EndOutcome
+from callcenter.queue.sql import Q
+
+_log = logging.getLogger(__name__)
+
+#: Offers made in one dispatch round before yielding to other work.
+ROUND = 200
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class Router:
+    def __init__(
+        self,
+        desk: CallDesk,
+        *,
+        sweep_seconds: float = 1.0,
+        agent_grace_seconds: float = 30.0,
+    ) -> None:
+        self.desk = desk
+        self.pool: asyncpg.Pool[Any] = desk.pool
+        self.bus: EventBus = desk.bus
+        self.sweep_seconds = sweep_seconds
+        self.agent_grace_seconds = agent_grace_seconds
+        self._wake = asyncio.Event()
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self.failure: str | None = None
+        self.offers_made = 0
+
+    # -- running ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Router]:
+        sub = self.bus.subscribe(10_000)
+        tasks = [
+            asyncio.create_task(self._dispatcher(), name="router-dispatch"),
+            asyncio.create_task(self._listen(sub), name="router-events"),
+            asyncio.create_task(self._sweeper(), name="router-sweep"),
+        ]
+        for task in tasks:
+            task.add_done_callback(self._watch)
+        self.wake()
+        try:
+            yield self
+        finally:
+            self.bus.unsubscribe(sub)
+            for task in tasks:
+                task.remove_done_callback(self._watch)
+                task.cancel()
+            for handle in self._timers.values():
+                handle.cancel()
+            await asyncio.gather(*tasks, *self._side_tasks, return_exceptions=True)
+
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        """A router task must never end while the app runs: say so loudly (``/readyz``)."""
+        if task.cancelled():
+            self.failure = f"{task.get_name()} was cancelled"
+        else:
+            self.failure = f"{task.get_name()} died: {task.exception()!r}"
+        _log.critical("router task stopped: %s", self.failure)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _dispatcher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.dispatch()
+            except _DB_ERRORS as exc:
+                _log.warning("dispatch failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                self.wake()
+
+    async def _listen(self, sub: Any) -> None:
+        while True:
+            event: Event = await sub.get()
+            if event.kind in ("queues", "resync"):
+                self.desk.directory.invalidate()
+            if event.kind == "customer":
+                self._spawn(self.desk.rekey_customer(int(event.key)))
+            self.wake()
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                await self.sweep()
+            except _DB_ERRORS as exc:
+                _log.warning("sweep failed (%s); next one in %ss", exc, self.sweep_seconds)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except _DB_ERRORS as exc:
+                _log.warning("router side task failed: %s", exc)
+
+        task = asyncio.create_task(guarded())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # -- matching --------------------------------------------------------------
+
+    async def dispatch(self) -> int:
+        """Offer waiting calls to free agents until no pair is left; return how many."""
+        made = 0
+        async with self.pool.acquire() as conn:
+            while made < ROUND:
+                row = await conn.fetchrow(Q["offer_next"])
+                if row is None:
+                    break
+                made += 1
+                self._arm(row["offer_id"], row["expires_at"])
+                await self.bus.publish(conn, [Event("agent", str(row["agent_id"]))])
+        self.offers_made += made
+        if made == ROUND:
+            self.wake()
+        return made
+
+    def _arm(self, offer_id: int, expires_at: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at.timestamp() - time.time()) + 0.05
+        self._timers[offer_id] = loop.call_later(delay, self._expire, offer_id)
+
+    def _expire(self, offer_id: int) -> None:
+        self._timers.pop(offer_id, None)
+        self._spawn(self._return([offer_id], "timeout", "not_responding"))
+
+    def _disarm(self, offer_id: int) -> None:
+        handle = self._timers.pop(offer_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _return(
+        self, offer_ids: Sequence[int], result: str, agent_state: str, conn: Conn | None = None
+    ) -> list[asyncpg.Record]:
+        """Close open offers; their calls keep their keys. Publishes what changed."""
+        if not offer_ids:
+            return []
+        if conn is None:
+            async with self.pool.acquire() as own:
+                return await self._return(offer_ids, result, agent_state, own)
+        rows = await conn.fetch(Q["return_offers"], list(offer_ids), result, agent_state)
+        events = [Event("agent", str(r["agent_id"])) for r in rows]
+        events += [Event("queue", r["queue"]) for r in rows]
+        await self.bus.publish(conn, events)
+        return rows
+
+    # -- what an agent does ------------------------------------------------------
+
+    async def accept(self, agent_id: int, offer_id: int) -> int:
+        """The agent takes the offered call; returns the call's id."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["accept_offer"], offer_id, agent_id)
+            if row is None:
+                await self._explain_closed(conn, agent_id, offer_id)
+            assert row is not None
+            self._disarm(offer_id)
+            await self.bus.publish(
+                conn, [Event("agent", str(agent_id)), Event("queue", row["queue"])]
+            )
+            call_id: int = row["call_id"]
+            return call_id
+
+    async def reject(self, agent_id: int, offer_id: int) -> None:
+        """The call goes back with its key; the agent gets nothing until available again."""
+        async with self.pool.acquire() as conn:
+            offer = await self._own_offer(conn, agent_id, offer_id)
+            rows = await self._return([offer_id], "rejected", "not_responding", conn)
+            if not rows:
+                await self._explain_closed(conn, agent_id, offer["id"])
+            self._disarm(offer_id)
+
+    async def available(self, agent_id: int) -> None:
+        async with self.pool.acquire() as conn:
+            if not await agents.set_available(conn, agent_id):
+                agent = await agents.get_agent(conn, agent_id)
+                raise Conflict(f"agent {agent_id} is {agent.state.value}, it cannot be available")
+            await self.bus.publish(conn, [Event("agent", str(agent_id))])
+
+    async def offline(self, agent_id: int) -> None:
+        async with self.pool.acquire() as conn:
+            offers = await agents.set_offline(conn, agent_id)
+            await self._return(offers, "withdrawn", "offline", conn)
+            await self.bus.publish(conn, [Event("agent", str(agent_id))])
+
+    async def end_call(self, agent_id: int, call_id: int, outcome: EndOutcome) -> None:
+        async with self.pool.acquire() as conn:
+            call = await self.desk.get(conn, call_id)
+        if call.agent_id != agent_id:
+            raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
+        await self.desk.end(call_id, outcome)
+
+    async def _own_offer(self, conn: Conn, agent_id: int, offer_id: int) -> asyncpg.Record:
+        offer: asyncpg.Record | None = await conn.fetchrow(Q["offer"], offer_id)
+        if offer is None:
+            raise NotFound(f"no offer with id {offer_id}", field="offer_id")
+        if offer["agent_id"] != agent_id:
+            raise Conflict(f"offer {offer_id} belongs to another agent", field="offer_id")
+        return offer
+
+    async def _explain_closed(self, conn: Conn, agent_id: int, offer_id: int) -> None:
+        offer = await self._own_offer(conn, agent_id, offer_id)
+        if offer["open"] and offer["result"] is None:
+            # Expired, and neither the timer nor the sweep got to it yet.
+            await self._return([offer_id], "timeout", "not_responding", conn)
+            raise Conflict(f"offer {offer_id} has expired", field="offer_id")
+        raise Conflict(
+            f"offer {offer_id} is closed ({offer['result'] or 'expired'})", field="offer_id"
+        )
+
+    # -- the clocks --------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Everything time decides; idempotent, so every instance may run it."""
+        async with self.pool.acquire() as conn:
+            expired = [r["offer_id"] for r in await conn.fetch(Q["expired_offers"])]
+            await self._return(expired, "timeout", "not_responding", conn)
+            gone = [r["id"] for r in await conn.fetch(Q["agents_gone"], self.agent_grace_seconds)]
+            if gone:
+                _log.info("agents %s went offline: not seen for the grace period", gone)
+                offers = [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], gone)]
+                await self._return(offers, "withdrawn", "offline", conn)
+            ready = [r["id"] for r in await conn.fetch(Q["wrap_ups_done"])]
+            await self.bus.publish(conn, [Event("agent", str(a)) for a in [*gone, *ready]])
+            await self._give_up(conn)
+        self.wake()
+
+    async def _give_up(self, conn: Conn) -> None:
+        """Calls past their queue's maximum wait: to the overflow queue, or end transferred."""
+        for row in await conn.fetch(Q["given_up"]):
+            target = row["overflow_queue"]
+            if target is not None:
+                queue = await self.desk.directory.get(conn, target)
+                await conn.execute(
+                    Q["move_to_queue"],
+                    row["call_id"],
+                    target,
+                    queue.overflow_after_seconds,
+                    queue.max_wait_seconds,
+                )
+                await self.bus.publish(conn, [Event("queue", row["queue"]), Event("queue", target)])
+            else:
+                await self.desk.end(
+                    row["call_id"], EndOutcome.transferred, "max_wait", expect=CallState.waiting
+                )

@@ -1,0 +1,121 @@
+"""Helpers for the queue tests: apps with quick clocks, agents, panels and calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp.test_utils import TestClient
+
+from callcenter.config import Settings
+
+#: Fast clocks so timeouts and grace periods happen within a test.
+FAST = {"sweep_seconds": 0.2, "agent_grace_seconds": 2.0, "agent_heartbeat_seconds": 5.0}
+
+
+def fast_settings(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update=FAST | changes)
+
+
+async def make_queue(client: TestClient[Any, Any], name: str, **config: Any) -> dict[str, Any]:
+    resp = await client.put(f"/api/queues/{name}", json=config)
+    assert resp.status in (200, 201), await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def make_agent(
+    client: TestClient[Any, Any],
+    name: str,
+    queues: list[str] | None = None,
+    overflow_queues: list[str] | None = None,
+) -> tuple[int, str]:
+    resp = await client.post(
+        "/api/agents",
+        json={
+            "name": name,
+            "queues": queues or ["general"],
+            "overflow_queues": overflow_queues or [],
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    return body["agent"]["id"], body["token"]
+
+
+async def make_customer(client: TestClient[Any, Any], number: str, value: int, phone: str) -> int:
+    resp = await client.post(
+        "/api/customers",
+        json={"customer_number": number, "lifetime_value": value, "phones": [phone]},
+    )
+    assert resp.status == 201, await resp.text()
+    customer_id: int = (await resp.json())["id"]
+    return customer_id
+
+
+async def enqueue(
+    client: TestClient[Any, Any], call_id: str, *, queue: str = "general", **fields: Any
+) -> dict[str, Any]:
+    resp = await client.post("/api/calls", json={"call_id": call_id, "queue": queue, **fields})
+    assert resp.status in (200, 201), await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+class Panel:
+    """A scripted agent panel on ``/ws/agent`` that remembers every message it got."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, client: TestClient[Any, Any], token: str) -> Panel:
+        ws = await client.ws_connect(f"/ws/agent?token={token}")
+        return cls(ws)
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send_str(json.dumps(message))
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type == WSMsgType.TEXT, msg
+        data: dict[str, Any] = json.loads(msg.data)
+        self.received.append(data)
+        return data
+
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The first message from now on that satisfies ``predicate``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"no matching message in {timeout}s; got {self.received}")
+            message = await self.next(left)
+            if predicate(message):
+                return message
+
+    async def state(self, agent_state: str, timeout: float = 5.0) -> dict[str, Any]:
+        return await self.until(
+            lambda m: m["type"] == "state" and m["agent"]["state"] == agent_state, timeout
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 5.0, every: float = 0.05
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
