@@ -157,6 +157,7 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
     hub = AgentHub(
         router,
         heartbeat_seconds=settings.agent_heartbeat_seconds,
+        grace_seconds=settings.agent_grace_seconds,
         allowed_origins=settings.allowed_origins,
     )
     async with bus.running(), router.running(), hub.running():

@@ -93,6 +93,7 @@ class AgentHub:
         router: Router,
         *,
         heartbeat_seconds: float = 10.0,
+        grace_seconds: float = 30.0,
         allowed_origins: Sequence[str] = (),
     ) -> None:
         self.router = router
@@ -100,6 +101,8 @@ class AgentHub:
         self.pool: asyncpg.Pool[Any] = router.pool
         self.bus: EventBus = router.bus
         self.heartbeat_seconds = heartbeat_seconds
+        # Refresh presence well within the grace period, so a connected agent never lapses.
+        self.presence_seconds = max(0.05, min(heartbeat_seconds / 2, grace_seconds / 3))
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self._sockets: dict[int, set[AgentSocket]] = {}
 
@@ -245,9 +248,8 @@ class AgentHub:
 
     async def _presence(self) -> None:
         """Keep connected agents seen, so the sweep knows who is really there."""
-        interval = max(1.0, self.heartbeat_seconds / 2)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.presence_seconds)
             ids = list(self._sockets)
             if not ids:
                 continue

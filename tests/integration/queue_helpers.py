@@ -97,7 +97,12 @@ class Panel:
             left = deadline - loop.time()
             if left <= 0:
                 raise AssertionError(f"no matching message in {timeout}s; got {self.received}")
-            message = await self.next(left)
+            try:
+                message = await self.next(left)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no matching message in {timeout}s; got {self.received}"
+                ) from None
             if predicate(message):
                 return message
 

@@ -11,6 +11,7 @@ from tests.integration.queue_helpers import (
     FAST,
     Panel,
     enqueue,
+    eventually,
     make_agent,
     make_customer,
     make_queue,
@@ -58,3 +59,185 @@ async def test_offer_accept_end_wrap_up(app_factory: AppFactory, pool: asyncpg.P
     seqs = [m["seq"] for m in panel.received]
     assert seqs == list(range(1, len(seqs) + 1))
     await panel.close()
+
+
+async def _service_key(pool: asyncpg.Pool[Any], call_id: int) -> Any:
+    return await pool.fetchval("SELECT service_key FROM waiting_calls WHERE call_id = $1", call_id)
+
+
+async def test_reject_returns_call_with_its_key_and_sidelines_agent(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    _, token_a = await make_agent(client, "ada")
+    panel_a = await Panel.open(client, token_a)
+    await panel_a.send(type="available")
+    await panel_a.state("available")
+    call_id = (await enqueue(client, "pbx-r", ani="+12125550199"))["call"]["id"]
+    key = await _service_key(pool, call_id)
+    offer = await panel_a.until(lambda m: m["type"] == "offer")
+
+    await panel_a.send(type="reject", offer_id=offer["offer_id"])
+    await panel_a.state("not_responding")
+    assert await _service_key(pool, call_id) == key
+    # A second agent gets it; the first gets nothing until it says it is available.
+    _, token_b = await make_agent(client, "bob")
+    panel_b = await Panel.open(client, token_b)
+    await panel_b.send(type="available")
+    second = await panel_b.until(lambda m: m["type"] == "offer")
+    assert second["call_id"] == call_id
+    assert not [m for m in panel_a.received if m["type"] == "offer" and m is not offer]
+    results = await pool.fetch(
+        "SELECT agent_id, result FROM call_offers WHERE call_id = $1 ORDER BY id", call_id
+    )
+    assert [r["result"] for r in results] == ["rejected", None]
+    await panel_a.close()
+    await panel_b.close()
+
+
+async def test_offer_timeout_returns_call_and_agent_is_not_responding(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    await make_queue(client, "general", offer_timeout_seconds=1)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    call_id = (await enqueue(client, "pbx-t"))["call"]["id"]
+    key = await _service_key(pool, call_id)
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.state("not_responding", timeout=4)
+    row = await pool.fetchrow(
+        "SELECT offered_to, service_key FROM waiting_calls WHERE call_id = $1", call_id
+    )
+    assert row["offered_to"] is None
+    assert row["service_key"] == key
+    result = await pool.fetchval("SELECT result FROM call_offers WHERE id = $1", offer["offer_id"])
+    assert result == "timeout"
+    # Accepting the expired offer is refused with a reason; the socket stays open.
+    await panel.send(type="accept", offer_id=offer["offer_id"], ref=7)
+    error = await panel.until(lambda m: m["type"] == "error")
+    assert error["ref"] == 7
+    assert error["status"] == 409
+    await panel.send(type="ping")
+    assert (await panel.until(lambda m: m["type"] == "pong"))["type"] == "pong"
+    await panel.close()
+
+
+async def test_reconnect_within_grace_sees_pending_offer(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    call_id = (await enqueue(client, "pbx-g"))["call"]["id"]
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.close()
+
+    again = await Panel.open(client, token)
+    state = await again.next()
+    assert state["seq"] == 1
+    assert state["agent"]["state"] == "offered"
+    assert state["offer"]["offer_id"] == offer["offer_id"]
+    repeated = await again.next()
+    assert repeated["type"] == "offer"
+    assert repeated["call_id"] == call_id
+    await again.send(type="accept", offer_id=offer["offer_id"])
+    await again.state("on_call")
+    await again.close()
+
+
+async def test_agent_gone_past_grace_goes_offline_and_offer_returns(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**(FAST | {"agent_grace_seconds": 0.6}))
+    await make_queue(client, "general", offer_timeout_seconds=60)
+    agent_id, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    call_id = (await enqueue(client, "pbx-d"))["call"]["id"]
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.close()
+
+    async def offline() -> bool:
+        state = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+        return bool(state == "offline")
+
+    await eventually(offline, timeout=5)
+    assert (
+        await pool.fetchval("SELECT offered_to FROM waiting_calls WHERE call_id = $1", call_id)
+        is None
+    )
+    result = await pool.fetchval("SELECT result FROM call_offers WHERE id = $1", offer["offer_id"])
+    assert result == "withdrawn"
+
+
+async def test_caller_hangs_up_while_offered(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    call_id = (await enqueue(client, "pbx-h"))["call"]["id"]
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    resp = await client.post(f"/api/calls/{call_id}/end", json={"outcome": "abandoned"})
+    assert resp.status == 200
+    assert (await resp.json())["state"] == "abandoned"
+    state = await panel.until(lambda m: m["type"] == "state" and m["offer"] is None)
+    assert state["agent"]["state"] == "available"
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    assert (await panel.until(lambda m: m["type"] == "error"))["status"] == 409
+    result = await pool.fetchval("SELECT result FROM call_offers WHERE id = $1", offer["offer_id"])
+    assert result == "withdrawn"
+    await panel.close()
+
+
+async def test_bad_messages_get_errors_and_socket_stays(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    _, token = await make_agent(client, "ada")
+    other_id, other_token = await make_agent(client, "bob")
+    panel = await Panel.open(client, token)
+    await panel.next()
+    await panel.ws.send_str("{not json")
+    assert (await panel.next())["status"] == 400
+    await panel.send(type="dance")
+    assert (await panel.next())["status"] == 422
+    await panel.send(type="accept", offer_id="x", ref="a")
+    error = await panel.next()
+    assert error["status"] == 422
+    assert error["ref"] == "a"
+    assert "offer_id" in error["field"]
+    await panel.send(type="accept", offer_id=999999)
+    assert (await panel.next())["status"] == 404
+
+    # An offer made to another agent cannot be taken.
+    other = await Panel.open(client, other_token)
+    await other.send(type="available")
+    await enqueue(client, "pbx-b")
+    offer = await other.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    refused = await panel.until(lambda m: m["type"] == "error")
+    assert refused["status"] == 409
+    assert "another agent" in refused["detail"]
+    await panel.send(type="ping", ref=1)
+    assert (await panel.until(lambda m: m["type"] == "pong"))["ref"] == 1
+    assert other_id
+    await panel.close()
+    await other.close()
+
+
+async def test_socket_needs_a_valid_token_and_origin(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    _, token = await make_agent(client, "ada")
+    resp = await client.get("/ws/agent")
+    assert resp.status == 401
+    assert (await resp.json())["status"] == 401
+    assert (await client.get("/ws/agent?token=nope")).status == 401
+    evil = await client.get(f"/ws/agent?token={token}", headers={"Origin": "https://evil.example"})
+    assert evil.status == 403
+    ws = await client.ws_connect("/ws/agent", headers={"Authorization": f"Bearer {token}"})
+    first = await ws.receive_json(timeout=5)
+    assert first["type"] == "state"
+    await ws.close()
