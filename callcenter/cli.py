@@ -185,5 +185,69 @@ def sample_data(
     Console().print(f"{written} customers written to {out}")
 
 
+agent_cli = typer.Typer(help="Agents and their tokens.", no_args_is_help=True)
+cli.add_typer(agent_cli, name="agent")
+
+
+@agent_cli.command("add")
+def agent_add(
+    name: Annotated[str, typer.Argument(help="Unique agent name, e.g. ada.")],
+    queue: Annotated[
+        list[str], typer.Option("--queue", "-q", help="A queue the agent serves (repeat).")
+    ],
+    overflow: Annotated[
+        list[str] | None,
+        typer.Option(help="A queue the agent takes overflow calls of (repeat)."),
+    ] = None,
+) -> None:
+    """Create an agent and print its token (shown only this once)."""
+    from callcenter.customers.value import ordered_tiers
+    from callcenter.db.lifecycle import open_database
+    from callcenter.errors import CallCenterError
+    from callcenter.queue import agents
+    from callcenter.queue.directory import QueueDirectory
+    from callcenter.queue.models import AgentIn
+
+    settings = _settings()
+    try:
+        data = AgentIn(name=name, queues=queue, overflow_queues=overflow or [])
+    except ValidationError as exc:
+        console.print(f"[red]bad agent:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    async def run() -> Any:
+        async with open_database(settings) as pool, pool.acquire() as conn:
+            directory = QueueDirectory(ordered_tiers(settings.tier_thresholds))
+            return await agents.create_agent(conn, data, directory)
+
+    try:
+        created = _run(run())
+    except CallCenterError as exc:
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
+    Console().print(f"agent {created.agent.id} {created.agent.name}")
+    Console().print(f"token {created.token}")
+
+
+@agent_cli.command("list")
+def agent_list() -> None:
+    """Every agent with its queues and state."""
+    from callcenter.db.lifecycle import open_database
+    from callcenter.queue import agents
+
+    settings = _settings()
+
+    async def run() -> Any:
+        async with open_database(settings) as pool, pool.acquire() as conn:
+            return await agents.list_agents(conn)
+
+    table = Table("id", "name", "queues", "overflow", "state")
+    for a in _run(run()):
+        table.add_row(
+            str(a.id), a.name, ",".join(a.queues), ",".join(a.overflow_queues), a.state.value
+        )
+    Console().print(table)
+
+
 def main() -> None:
     cli()

