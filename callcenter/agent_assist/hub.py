@@ -48,7 +48,7 @@ from callcenter.errors import CallCenterError, Forbidden, Unauthorized
 from callcenter.events import Event, EventBus, Subscription
 from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk
-from callcenter.queue.models import AgentState, EndOutcome
+from callcenter.queue.models import Agent, AgentState, EndOutcome
 from callcenter.queue.router import Router
 from callcenter.queue.sql import Q
 
@@ -105,6 +105,9 @@ class AgentHub:
         self.presence_seconds = max(0.05, min(heartbeat_seconds / 2, grace_seconds / 3))
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self._sockets: dict[int, set[AgentSocket]] = {}
+        self._pushing: set[int] = set()
+        self._stale: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AgentHub]:
@@ -119,7 +122,7 @@ class AgentHub:
             self.bus.unsubscribe(sub)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
             for sockets in list(self._sockets.values()):
                 for s in list(sockets):
                     await s.ws.close(code=1001, message=b"server shutting down")
@@ -212,16 +215,39 @@ class AgentHub:
         while True:
             event: Event = await sub.get()
             if event.kind == "resync":
-                targets = [s for group in self._sockets.values() for s in group]
+                for agent_id in list(self._sockets):
+                    self._schedule(agent_id)
             elif event.kind == "agent" and event.key.isdigit():
-                targets = list(self._sockets.get(int(event.key), ()))
-            else:
-                continue
-            if targets:
+                agent_id = int(event.key)
+                if agent_id in self._sockets:
+                    self._schedule(agent_id)
+
+    def _schedule(self, agent_id: int) -> None:
+        """Push an agent's state soon; pushes for different agents run side by side,
+        and events that arrive while a push for the same agent runs fold into one more."""
+        if agent_id in self._pushing:
+            self._stale.add(agent_id)
+            return
+        self._pushing.add(agent_id)
+        task = asyncio.create_task(self._push_agent(agent_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push_agent(self, agent_id: int) -> None:
+        try:
+            while True:
+                self._stale.discard(agent_id)
+                sockets = list(self._sockets.get(agent_id, ()))
+                if not sockets:
+                    return
                 try:
-                    await self._push(targets)
+                    await self._push(sockets)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    _log.warning("could not push agent state: %s", exc)
+                    _log.warning("could not push agent %s state: %s", agent_id, exc)
+                if agent_id not in self._stale:
+                    return
+        finally:
+            self._pushing.discard(agent_id)
 
     async def _push(self, sockets: list[AgentSocket]) -> None:
         """Send the current state to ``sockets`` (and each new offer once)."""
@@ -230,9 +256,11 @@ class AgentHub:
             by_agent.setdefault(s.agent_id, []).append(s)
         async with self.pool.acquire() as conn:
             for agent_id, group in by_agent.items():
-                agent = await agents.get_agent(conn, agent_id)
-                row = await conn.fetchrow(Q["agent_pending_offer"], agent_id)
-                offer = _offer(row) if row is not None else None
+                row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
+                if row is None:
+                    continue
+                agent = Agent.model_validate({k: row[k] for k in Agent.model_fields})
+                offer = _offer(row) if row["offer_id"] is not None else None
                 call = None
                 if agent.call_id is not None and agent.state in (
                     AgentState.on_call,
@@ -277,7 +305,7 @@ def _offer(row: asyncpg.Record) -> Offer:
         )
     return Offer(
         offer_id=row["offer_id"],
-        call_id=row["call_id"],
+        call_id=row["offer_call_id"],
         queue=row["queue"],
         expires_at=row["offer_expires_at"],
         enqueued_at=row["enqueued_at"],

@@ -13,7 +13,8 @@ different end of an ended call is a conflict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -42,6 +43,9 @@ from callcenter.queue.models import (
 )
 from callcenter.queue.sql import Q
 
+#: Seconds a queue's rates reading is reused (see ``CallDesk._rates``).
+RATES_TTL = 1.0
+
 _ENDED = {CallState.completed, CallState.abandoned, CallState.transferred}
 
 
@@ -54,6 +58,7 @@ class CallDesk:
     directory: QueueDirectory
     rules: CustomerRules
     stats_window_seconds: float = 900.0
+    _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
 
     # -- hand-in ---------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class CallDesk:
             return EnqueueAnswer(
                 created=created,
                 identify=resolution.outcome if created else None,
-                call=await self.get(conn, call_id),
+                call=await self.get(conn, call_id, position=ahead + 1 if created else None),
             )
 
     async def identify(self, call_id: int, customer_number: str) -> Call:
@@ -122,7 +127,9 @@ class CallDesk:
                 lowest_tier=self.rules.lowest_tier,
             )
             customer = resolution.customer
-            if customer is None:
+            # A typed number that names nobody is refused even when the phone
+            # names someone: the IVR asked for it, so it should ask again.
+            if customer is None or resolution.customer_number_not_found:
                 raise Unprocessable(
                     f"customer number {customer_number!r} identifies nobody",
                     field="customer_number",
@@ -200,11 +207,13 @@ class CallDesk:
         reason: str | None = None,
         *,
         expect: CallState | None = None,
+        agent_id: int | None = None,
     ) -> Call:
         """End a call with its one outcome (idempotent for the same outcome).
 
         ``expect``: end it only if it is still in that state (the sweep ending a
         call at its maximum wait must not end one an agent just answered).
+        ``agent_id``: the agent ending it must be the one it is connected to.
         """
         events: list[Event] = []
         async with self.pool.acquire() as conn:
@@ -215,6 +224,8 @@ class CallDesk:
                 state = CallState(row["state"])
                 if expect is not None and state is not expect:
                     return await self.get(conn, call_id)
+                if agent_id is not None and row["agent_id"] != agent_id:
+                    raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
                 if state in _ENDED:
                     if state.value == outcome.value:
                         return await self.get(conn, call_id)
@@ -253,28 +264,48 @@ class CallDesk:
     # -- reading ---------------------------------------------------------------
 
     async def _rates(self, conn: Conn, queue: Queue) -> QueueRates:
-        r = await conn.fetchrow(
-            Q["queue_rates"], queue.name, self.stats_window_seconds, self.stats_window_seconds
-        )
-        assert r is not None
-        talk = r["mean_talk"]
-        return QueueRates(
-            answered=r["answered"],
-            window_seconds=self.stats_window_seconds,
-            mean_handle_seconds=float(talk) + queue.wrap_up_seconds if talk is not None else None,
-            staffed=r["staffed"],
-            available=r["available"],
-        )
+        """The queue's live rates, read at most once per ``RATES_TTL`` per queue.
 
-    async def get(self, conn: Conn, call_id: int) -> Call:
+        Counting a window of answers costs in proportion to the traffic, and a
+        rate that is a second old estimates a wait just as well, so every
+        enqueue and every read within that second shares one reading.
+        """
+        now = time.monotonic()
+        cached = self._rates_cache.get(queue.name)
+        if cached is not None and now - cached[0] < RATES_TTL:
+            rates = cached[1]
+        else:
+            r = await conn.fetchrow(
+                Q["queue_rates"], queue.name, self.stats_window_seconds, self.stats_window_seconds
+            )
+            assert r is not None
+            talk = r["mean_talk"]
+            rates = QueueRates(
+                answered=r["answered"],
+                window_seconds=self.stats_window_seconds,
+                mean_handle_seconds=float(talk) if talk is not None else None,
+                staffed=r["staffed"],
+                available=r["available"],
+            )
+            self._rates_cache[queue.name] = (now, rates)
+        if rates.mean_handle_seconds is None:
+            return rates
+        return replace(rates, mean_handle_seconds=rates.mean_handle_seconds + queue.wrap_up_seconds)
+
+    async def get(self, conn: Conn, call_id: int, *, position: int | None = None) -> Call:
+        """A call as the API shows it; ``position`` when the caller just counted it."""
         row = await conn.fetchrow(Q["call"], call_id)
         if row is None:
             raise NotFound(f"no call with id {call_id}")
-        position = ewt = None
-        if row["state"] == CallState.waiting:
-            position = await conn.fetchval(
-                Q["position"], row["queue"], row["service_key"], row["id"]
-            )
+        ewt = None
+        if row["state"] != CallState.waiting:
+            position = None
+        else:
+            if position is None:
+                position = await conn.fetchval(
+                    Q["position"], row["queue"], row["service_key"], row["id"]
+                )
+            assert position is not None
             queue = await self.directory.get(conn, row["queue"])
             ewt = estimated_wait(position - 1, await self._rates(conn, queue))
         return Call(

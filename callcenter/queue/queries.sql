@@ -49,8 +49,13 @@ SELECT id FROM calls WHERE external_id = $1
 
 -- calls_ahead --
 -- How many calls of the queue a new call with credit $2 would wait behind.
-SELECT count(*) FROM waiting_calls
- WHERE queue = $1 AND service_key < now() - make_interval(secs => $2::float8 + $3::float8)
+-- Two counts so each uses a partial index (waiting, and offered right now).
+SELECT (SELECT count(*) FROM waiting_calls
+         WHERE queue = $1 AND offered_to IS NULL
+           AND service_key < now() - make_interval(secs => $2::float8 + $3::float8))
+     + (SELECT count(*) FROM waiting_calls
+         WHERE offered_to IS NOT NULL AND queue = $1
+           AND service_key < now() - make_interval(secs => $2::float8 + $3::float8))
 
 -- queue_rates --
 -- The live figures EWT is computed from: answers in the window, staffing and
@@ -98,8 +103,11 @@ WITH c AS (
 UPDATE waiting_calls w SET service_key = c.service_key FROM c WHERE w.call_id = c.id
 
 -- position --
-SELECT count(*) + 1 FROM waiting_calls
- WHERE queue = $1 AND (service_key, call_id) < ($2, $3)
+SELECT 1
+     + (SELECT count(*) FROM waiting_calls
+         WHERE queue = $1 AND offered_to IS NULL AND (service_key, call_id) < ($2, $3))
+     + (SELECT count(*) FROM waiting_calls
+         WHERE offered_to IS NOT NULL AND queue = $1 AND (service_key, call_id) < ($2, $3))
 
 -- waiting_in_queue --
 SELECT w.call_id, w.service_key, w.enqueued_at, w.offered_to, w.offer_expires_at,
@@ -346,15 +354,6 @@ SELECT id, name, queues, overflow_queues, state, state_since, idle_since, call_i
 -- agent_by_token --
 SELECT id FROM agents WHERE token_sha256 = $1
 
--- agent_pending_offer --
-SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
-       c.tier, c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
-       cu.provisional
-  FROM waiting_calls w
-  JOIN calls c ON c.id = w.call_id
-  LEFT JOIN customers cu ON cu.id = c.customer_id
- WHERE w.offered_to = $1 AND w.offer_id IS NOT NULL
-
 -- set_available --
 -- The agent says it is free: from any state but a call in progress.
 UPDATE agents
@@ -375,3 +374,22 @@ UPDATE agents SET last_seen_at = now() WHERE id = ANY ($1::bigint[])
 -- call_offers_of_call --
 SELECT id, agent_id, offered_at, expires_at, result, ended_at
   FROM call_offers WHERE call_id = $1 ORDER BY id
+
+-- agent_snapshot --
+-- What an agent's panel shows, in one round trip: the agent and its pending offer.
+SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
+       a.call_id, a.wrap_up_until, a.last_seen_at,
+       o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
+       o.tier, o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
+  FROM agents a
+  LEFT JOIN LATERAL (
+      SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
+             c.tier, c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
+             cu.provisional
+        FROM waiting_calls w
+        JOIN calls c ON c.id = w.call_id
+        LEFT JOIN customers cu ON cu.id = c.customer_id
+       WHERE w.offered_to = a.id AND w.offer_id IS NOT NULL
+       LIMIT 1
+  ) o ON true
+ WHERE a.id = $1

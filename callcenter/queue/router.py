@@ -31,7 +31,7 @@ from callcenter.errors import Conflict, NotFound
 from callcenter.events import Event, EventBus
 from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk
-from callcenter.queue.models import CallState, EndOutcome
+from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
 
 _log = logging.getLogger(__name__)
@@ -211,6 +211,8 @@ class Router:
         async with self.pool.acquire() as conn:
             if not await agents.set_available(conn, agent_id):
                 agent = await agents.get_agent(conn, agent_id)
+                if agent.state is AgentState.offered:
+                    return  # already taking calls: an offer came first (a wrap-up ended)
                 raise Conflict(f"agent {agent_id} is {agent.state.value}, it cannot be available")
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
@@ -221,11 +223,7 @@ class Router:
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
     async def end_call(self, agent_id: int, call_id: int, outcome: EndOutcome) -> None:
-        async with self.pool.acquire() as conn:
-            call = await self.desk.get(conn, call_id)
-        if call.agent_id != agent_id:
-            raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
-        await self.desk.end(call_id, outcome)
+        await self.desk.end(call_id, outcome, agent_id=agent_id)
 
     async def _own_offer(self, conn: Conn, agent_id: int, offer_id: int) -> asyncpg.Record:
         offer: asyncpg.Record | None = await conn.fetchrow(Q["offer"], offer_id)

@@ -116,6 +116,7 @@ CREATE TABLE waiting_calls (
 CREATE INDEX waiting_calls_claim ON waiting_calls (queue, service_key, call_id)
     WHERE offered_to IS NULL;
 CREATE INDEX waiting_calls_offer ON waiting_calls (offer_id) WHERE offer_id IS NOT NULL;
+CREATE INDEX waiting_calls_offered_to ON waiting_calls (offered_to) WHERE offered_to IS NOT NULL;
 CREATE INDEX waiting_calls_offer_expiry ON waiting_calls (offer_expires_at)
     WHERE offer_id IS NOT NULL;
 CREATE INDEX waiting_calls_give_up ON waiting_calls (give_up_at) WHERE give_up_at IS NOT NULL;

