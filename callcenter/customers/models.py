@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 NonNegativeMoney = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
@@ -50,6 +50,14 @@ class CustomerPatch(_Strict):
     lifetime_value: NonNegativeMoney | None = None
     annual_margin: Money | None = None
     cost_to_serve: NonNegativeMoney | None = None
+
+    @field_validator("name", "lifetime_value", "annual_margin", "cost_to_serve", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "unchanged"; an explicit null would blank a required column.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class PhoneSource(StrEnum):
