@@ -100,10 +100,11 @@ def rules(settings: Settings) -> CustomerRules:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
     settings: Settings,
     pool: asyncpg.Pool[Any],
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
 ) -> TestClient[Any, Any]:
+    # The database fixtures come first so they are torn down last, after the app.
     return await aiohttp_client(create_app(settings, pool=pool))
 
 
@@ -112,9 +113,9 @@ AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 def app_factory(
-    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
     settings: Settings,
     pool: asyncpg.Pool[Any],
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
 ) -> AppFactory:
     """Start an app on the test database with some settings changed (fast clocks, say).
 

@@ -72,12 +72,12 @@ async def set_available(conn: Conn, agent_id: int) -> bool:
 
 
 async def set_offline(conn: Conn, agent_id: int) -> list[int]:
-    """Take the agent offline; return the offers it held, for the caller to return."""
-    async with conn.transaction():
-        changed = await conn.fetchval(Q["set_offline"], agent_id)
-        if changed is None:
-            return []
-        return [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], [agent_id])]
+    """Take the agent offline; return the offers it held, for the caller to return
+    (in the same transaction, so the agent is never seen offline holding an offer)."""
+    changed = await conn.fetchval(Q["set_offline"], agent_id)
+    if changed is None:
+        return []
+    return [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], [agent_id])]
 
 
 async def mark_seen(conn: Conn, agent_ids: Sequence[int]) -> None:

@@ -217,7 +217,8 @@ class Router:
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
     async def offline(self, agent_id: int) -> None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One transaction: nobody sees the agent offline while it still holds an offer.
             offers = await agents.set_offline(conn, agent_id)
             await self._return(offers, "withdrawn", "offline", conn)
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
@@ -250,11 +251,14 @@ class Router:
         async with self.pool.acquire() as conn:
             expired = [r["offer_id"] for r in await conn.fetch(Q["expired_offers"])]
             await self._return(expired, "timeout", "not_responding", conn)
-            gone = [r["id"] for r in await conn.fetch(Q["agents_gone"], self.agent_grace_seconds)]
-            if gone:
-                _log.info("agents %s went offline: not seen for the grace period", gone)
-                offers = [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], gone)]
-                await self._return(offers, "withdrawn", "offline", conn)
+            async with conn.transaction():
+                gone = [
+                    r["id"] for r in await conn.fetch(Q["agents_gone"], self.agent_grace_seconds)
+                ]
+                if gone:
+                    _log.info("agents %s went offline: not seen for the grace period", gone)
+                    offers = [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], gone)]
+                    await self._return(offers, "withdrawn", "offline", conn)
             ready = [r["id"] for r in await conn.fetch(Q["wrap_ups_done"])]
             await self.bus.publish(conn, [Event("agent", str(a)) for a in [*gone, *ready]])
             await self._give_up(conn)
