@@ -263,6 +263,15 @@ async def main(args: argparse.Namespace) -> None:
             "WHERE relname = 'waiting_calls'"
         )
         version = await conn.fetchval("SHOW server_version")
+        ewt = await conn.fetchrow(
+            """SELECT count(*) AS n,
+                      avg(abs(ewt_at_enqueue - extract(epoch FROM connected_at - enqueued_at)))
+                          AS mae,
+                      avg(extract(epoch FROM connected_at - enqueued_at)) AS mean_wait
+                 FROM calls
+                WHERE queue = 'general' AND connected_at IS NOT NULL
+                  AND ewt_at_enqueue IS NOT NULL"""
+        )
         await conn.close()
         tps = pgbench_baseline(server_url, args.baseline_seconds)
 
@@ -296,6 +305,11 @@ async def main(args: argparse.Namespace) -> None:
             f"| waiting_calls dead / live tuples at end, autovacuums | {stats['n_dead_tup']} / "
             f"{stats['n_live_tup']}, {stats['autovacuum_count']} |"
         )
+        if ewt["n"]:
+            print(
+                f"| EWT told at enqueue: mean absolute error (calls, mean actual wait) | "
+                f"{ewt['mae']:.3f} s ({ewt['n']} calls, {ewt['mean_wait']:.3f} s) |"
+            )
         print(f"| baseline: pgbench raw enqueue+claim (4 clients) | {tps:.0f} tps |")
         print(f"| ratio: our offered rate / baseline | {rate / tps:.3f} |")
         print(f"| agent errors | {agents.errors} {agents.error_samples} |")

@@ -32,6 +32,7 @@ from callcenter.http.routing import Routes, docs_page, install, openapi_document
 from callcenter.queue import api as queue_api
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
+from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
 
 system = Routes("system")
@@ -148,6 +149,7 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
         QueueDirectory(ordered_tiers(rules.thresholds)),
         rules,
         settings.stats_window_seconds,
+        QueueMetrics.register(app[METRICS]),
     )
     router = Router(
         desk,

@@ -29,6 +29,7 @@ from callcenter.events import Event, EventBus
 from callcenter.queue import policy
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.ewt import QueueRates, estimated_wait
+from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.models import (
     Call,
     CallIn,
@@ -58,6 +59,7 @@ class CallDesk:
     directory: QueueDirectory
     rules: CustomerRules
     stats_window_seconds: float = 900.0
+    metrics: QueueMetrics | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
 
     # -- hand-in ---------------------------------------------------------------
@@ -104,6 +106,8 @@ class CallDesk:
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
             else:
                 await self.bus.publish(conn, [Event("queue", queue.name)])
+                if self.metrics is not None:
+                    self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
             return EnqueueAnswer(
                 created=created,
                 identify=resolution.outcome if created else None,
@@ -259,6 +263,8 @@ class CallDesk:
                 )
                 await conn.execute(Q["end_call"], call_id, outcome.value, reason, interaction_id)
             await self.bus.publish(conn, events)
+            if self.metrics is not None:
+                self.metrics.ended.labels(row["queue"], outcome.value).inc()
             return await self.get(conn, call_id)
 
     # -- reading ---------------------------------------------------------------

@@ -205,7 +205,7 @@ WITH taken AS (
     DELETE FROM waiting_calls
      WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
        AND offer_id = $1 AND offered_to = $2 AND offer_expires_at > now()
-    RETURNING call_id, queue
+    RETURNING call_id, queue, enqueued_at
 ), closed AS (
     UPDATE call_offers SET result = 'accepted', ended_at = now()
      WHERE id = $1 AND EXISTS (SELECT 1 FROM taken)
@@ -217,7 +217,9 @@ WITH taken AS (
                       call_id = (SELECT call_id FROM taken)
      WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
 )
-SELECT call_id, queue FROM taken
+SELECT taken.call_id, taken.queue, c.tier,
+       extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited
+  FROM taken JOIN calls c ON c.id = taken.call_id
 
 -- offer --
 SELECT o.id, o.call_id, o.agent_id, o.offered_at, o.expires_at, o.result,
@@ -393,3 +395,8 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
        LIMIT 1
   ) o ON true
  WHERE a.id = $1
+
+-- waiting_counts --
+SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n
+  FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+ GROUP BY 1, 2

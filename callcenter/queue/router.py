@@ -39,6 +39,9 @@ _log = logging.getLogger(__name__)
 #: Offers made in one dispatch round before yielding to other work.
 ROUND = 200
 
+#: The waiting-calls gauge is read every this many sweeps (it counts the whole table).
+WAITING_EVERY = 5
+
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -60,6 +63,7 @@ class Router:
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.failure: str | None = None
         self.offers_made = 0
+        self._sweeps = 0
 
     # -- running ---------------------------------------------------------------
 
@@ -149,6 +153,8 @@ class Router:
                 self._arm(row["offer_id"], row["expires_at"])
                 await self.bus.publish(conn, [Event("agent", str(row["agent_id"]))])
         self.offers_made += made
+        if made and self.desk.metrics is not None:
+            self.desk.metrics.offers.labels("made").inc(made)
         if made == ROUND:
             self.wake()
         return made
@@ -177,6 +183,8 @@ class Router:
             async with self.pool.acquire() as own:
                 return await self._return(offer_ids, result, agent_state, own)
         rows = await conn.fetch(Q["return_offers"], list(offer_ids), result, agent_state)
+        if rows and self.desk.metrics is not None:
+            self.desk.metrics.offers.labels(result).inc(len(rows))
         events = [Event("agent", str(r["agent_id"])) for r in rows]
         events += [Event("queue", r["queue"]) for r in rows]
         await self.bus.publish(conn, events)
@@ -192,6 +200,11 @@ class Router:
                 await self._explain_closed(conn, agent_id, offer_id)
             assert row is not None
             self._disarm(offer_id)
+            if self.desk.metrics is not None:
+                self.desk.metrics.offers.labels("accepted").inc()
+                self.desk.metrics.answer_wait.labels(
+                    row["queue"], row["tier"] or "unknown"
+                ).observe(row["waited"])
             await self.bus.publish(
                 conn, [Event("agent", str(agent_id)), Event("queue", row["queue"])]
             )
@@ -262,6 +275,10 @@ class Router:
             ready = [r["id"] for r in await conn.fetch(Q["wrap_ups_done"])]
             await self.bus.publish(conn, [Event("agent", str(a)) for a in [*gone, *ready]])
             await self._give_up(conn)
+            self._sweeps += 1
+            if self.desk.metrics is not None and self._sweeps % WAITING_EVERY == 1:
+                counts = await conn.fetch(Q["waiting_counts"])
+                self.desk.metrics.set_waiting((r["queue"], r["tier"], r["n"]) for r in counts)
         self.wake()
 
     async def _give_up(self, conn: Conn) -> None:

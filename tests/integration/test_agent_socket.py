@@ -241,3 +241,31 @@ async def test_socket_needs_a_valid_token_and_origin(app_factory: AppFactory) ->
     first = await ws.receive_json(timeout=5)
     assert first["type"] == "state"
     await ws.close()
+
+
+async def test_metrics_count_calls_offers_and_waits(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    # Withheld callers: nobody is identified, so the tier label is "unknown".
+    call_id = (await enqueue(client, "pbx-m"))["call"]["id"]
+    await enqueue(client, "pbx-m2")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("on_call")
+    await panel.send(type="end", call_id=call_id)
+    await panel.state("wrap_up")
+
+    async def counted() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return 'callcenter_calls_waiting{queue="general",tier="unknown"} 1.0' in text
+
+    await eventually(counted, timeout=5)
+    text = await (await client.get("/metrics")).text()
+    assert 'callcenter_calls_enqueued_total{queue="general",tier="unknown"} 2.0' in text
+    assert 'callcenter_offers_total{result="made"} 1.0' in text
+    assert 'callcenter_offers_total{result="accepted"} 1.0' in text
+    assert 'callcenter_calls_ended_total{outcome="completed",queue="general"} 1.0' in text
+    assert 'callcenter_answer_wait_seconds_count{queue="general",tier="unknown"} 1.0' in text
+    await panel.close()
