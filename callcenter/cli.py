@@ -101,7 +101,13 @@ def migrate() -> None:
         async with database_url(settings) as dsn:
             return await run_migrations(dsn)
 
-    count = _run(run())
+    from callcenter.errors import CallCenterError
+
+    try:
+        count = _run(run())
+    except CallCenterError as exc:  # a database migrated by newer code
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
     console.print(f"{count} migration(s) applied; the database is current")
 
 
@@ -173,14 +179,16 @@ def import_(
 
 @cli.command("sample-data")
 def sample_data(
-    out: Annotated[Path, typer.Argument(help="Where to write (.csv or .jsonl).")],
+    out: Annotated[Path, typer.Argument(help="Where to write (.csv or .jsonl, either with .gz).")],
     count: Annotated[int, typer.Option(min=1)] = 10_000,
     seed: Annotated[int, typer.Option()] = 42,
 ) -> None:
     """Write realistic, skewed sample customers (the demo and benchmarks use them)."""
     from callcenter.customers.sample_data import generate, write_csv, write_jsonl
 
-    writer = write_jsonl if out.name.endswith((".jsonl", ".ndjson")) else write_csv
+    # The importer's rule (importer.file_format): JSON lines by name, gzipped or not.
+    name = out.name.lower().removesuffix(".gz")
+    writer = write_jsonl if name.endswith((".jsonl", ".ndjson", ".json")) else write_csv
     written = writer(out, generate(count, seed=seed))
     Console().print(f"{written} customers written to {out}")
 

@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -93,17 +94,27 @@ def _money(value: Any, name: str, *, negative_ok: bool = False) -> Decimal:
     return amount
 
 
+def _text(record: dict[str, Any], name: str) -> str:
+    # A JSON line may hold any type; like the API, take only text (never a repr of a list).
+    value = record.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"{name} must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
 def check_row(line: int, record: dict[str, Any], rules: CustomerRules) -> GoodRow:
     """Turn one record into a row to store, or raise ``RowError`` saying what is wrong."""
-    number = str(record.get("customer_number") or "").strip()
+    number = _text(record, "customer_number")
     if not number:
         raise RowError("customer_number is empty")
     if len(number) > 64 or any(ch.isspace() for ch in number):
         raise RowError(f"customer_number {number!r} must be 1-64 characters without spaces")
-    name = str(record.get("name") or "").strip()
+    name = _text(record, "name")
     if len(name) > 200:
         raise RowError("name is longer than 200 characters")
-    email = str(record.get("email") or "").strip() or None
+    email = _text(record, "email") or None
     if email is not None:
         try:
             email = validate_email(email, check_deliverability=False).normalized
@@ -161,7 +172,8 @@ def records(text: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | Row
     ``BadRequest`` before any row is read.
     """
     if fmt == "csv":
-        reader = csv.reader(text)
+        # strict: bad quoting is a broken line to reject, not something to guess around.
+        reader = csv.reader(text, strict=True)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
@@ -210,6 +222,28 @@ def records(text: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | Row
                 yield number, RowError(f"unknown keys: {', '.join(extra)}")
                 continue
             yield number, value
+
+
+def _readable(
+    rows: Iterator[tuple[int, dict[str, Any] | RowError]], path: Path
+) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """``rows``, with a file that is not UTF-8 (or a broken ``.gz``) as a ``BadRequest``."""
+    line = 0
+    try:
+        for line, record in rows:
+            yield line, record
+    except (UnicodeDecodeError, EOFError, OSError, zlib.error) as exc:
+        where = f" after line {line}" if line else ""
+        why = (
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: {exc.reason}); "
+            "save the export as UTF-8"
+            if isinstance(exc, UnicodeDecodeError)
+            else str(exc)
+        )
+        raise BadRequest(
+            f"the file cannot be read{where}: {why}. Rows stored before that stay stored, "
+            "and importing the corrected file again is safe"
+        ) from None
 
 
 async def _write_batch(conn: Conn, rows: list[GoodRow]) -> tuple[int, int, int]:
@@ -282,7 +316,7 @@ async def import_file(
         await conn.execute(Q["import_stage"])
         with raw, text:
             batch: list[GoodRow] = []
-            for line, record in records(text, fmt):
+            for line, record in _readable(records(text, fmt), path):
                 report.rows += 1
                 try:
                     if isinstance(record, RowError):
