@@ -43,11 +43,10 @@ from callcenter.agent_assist.protocol import (
     Reject,
     StateMessage,
 )
-from callcenter.customers.models import CustomerSummary
 from callcenter.errors import CallCenterError, Forbidden, Unauthorized
 from callcenter.events import Event, EventBus, Subscription
 from callcenter.queue import agents
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import CallDesk, caller_summary
 from callcenter.queue.models import Agent, AgentState, EndOutcome
 from callcenter.queue.router import Router
 from callcenter.queue.sql import Q
@@ -294,15 +293,6 @@ def _bearer(header: str) -> str | None:
 
 
 def _offer(row: asyncpg.Record) -> Offer:
-    customer = None
-    if row["customer_id"] is not None:
-        customer = CustomerSummary(
-            id=row["customer_id"],
-            customer_number=row["customer_number"],
-            name=row["customer_name"] or "",
-            tier=row["tier"] or "",
-            provisional=bool(row["provisional"]),
-        )
     return Offer(
         offer_id=row["offer_id"],
         call_id=row["offer_call_id"],
@@ -311,5 +301,5 @@ def _offer(row: asyncpg.Record) -> Offer:
         enqueued_at=row["enqueued_at"],
         ani=row["ani"],
         tier=row["tier"],
-        customer=customer,
+        customer=caller_summary(row),
     )

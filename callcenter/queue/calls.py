@@ -320,7 +320,7 @@ class CallDesk:
             queue=row["queue"],
             state=row["state"],
             ani=row["ani"],
-            customer=_summary(row),
+            customer=caller_summary(row),
             identified_by=row["identified_by"],
             tier=row["tier"],
             credit_seconds=row["credit_seconds"],
@@ -351,7 +351,7 @@ class CallDesk:
                 id=r["call_id"],
                 call_id=r["external_id"],
                 position=i + 1,
-                customer=_summary(r),
+                customer=caller_summary(r),
                 tier=r["tier"],
                 credit_seconds=r["credit_seconds"],
                 credit_explicit=r["credit_explicit"],
@@ -395,7 +395,8 @@ class CallDesk:
         return QueueList(window_seconds=window, queues=out)
 
 
-def _summary(row: asyncpg.Record) -> CustomerSummary | None:
+def caller_summary(row: asyncpg.Record) -> CustomerSummary | None:
+    """The caller from a call row joined with its customer (``customer_*`` columns)."""
     if row["customer_id"] is None:
         return None
     return CustomerSummary(
