@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -85,16 +86,31 @@ class EventBus:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
+        # (backend pid, payload) published here and delivered locally already.
+        self._delivered_early: Counter[tuple[int, str]] = Counter()
 
     # -- publishing ---------------------------------------------------------
 
     async def publish(self, conn: Conn, events: Iterable[Event]) -> None:
-        """Notify every instance (this one included) after the state is committed."""
+        """Notify every instance after the state is committed.
+
+        Outside a transaction the state is already committed, so this instance's
+        subscribers get the events at once instead of after a trip through the
+        server; the copies the listener then receives are recognised by the
+        sending backend's pid and dropped. Inside a transaction the notification
+        is held until commit, and so is the delivery: it comes through the listener.
+        """
         payloads = sorted({e.encode() for e in events})
-        if payloads:
-            await conn.execute(
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
-            )
+        if not payloads:
+            return
+        await conn.execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+        )
+        if not conn.is_in_transaction() and self.connected.is_set():
+            pid = conn.get_server_pid()
+            for payload in payloads:
+                self._delivered_early[(pid, payload)] += 1
+                self.deliver(Event.decode(payload))
 
     # -- subscribing --------------------------------------------------------
 
@@ -130,6 +146,12 @@ class EventBus:
     # -- the listener ---------------------------------------------------------
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        key = (pid, str(payload))
+        if self._delivered_early[key] > 0:
+            self._delivered_early[key] -= 1
+            if not self._delivered_early[key]:
+                del self._delivered_early[key]
+            return
         self.deliver(Event.decode(str(payload)))
 
     async def _listen_forever(self) -> None:
@@ -146,6 +168,7 @@ class EventBus:
                 if not first:
                     self.reconnects += 1
                     _log.warning("event bus listener reconnected; subscribers resync")
+                    self._delivered_early.clear()
                     self.deliver(RESYNC)
                 first = False
                 delay = 0.1

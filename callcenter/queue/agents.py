@@ -33,9 +33,9 @@ def _agent(row: asyncpg.Record) -> Agent:
 
 async def create_agent(conn: Conn, data: AgentIn, directory: QueueDirectory) -> AgentCreated:
     for i, name in enumerate(data.queues):
-        await directory.get(conn, name, field=f"queues[{i}]")
+        await directory.require(conn, name, field=f"queues[{i}]")
     for i, name in enumerate(data.overflow_queues):
-        await directory.get(conn, name, field=f"overflow_queues[{i}]")
+        await directory.require(conn, name, field=f"overflow_queues[{i}]")
     token = secrets.token_urlsafe(32)
     try:
         agent_id = await conn.fetchval(

@@ -71,10 +71,7 @@ class CallDesk:
                 return EnqueueAnswer(
                     created=False, identify=None, call=await self.get(conn, existing)
                 )
-            try:
-                queue = await self.directory.get(conn, data.queue)
-            except NotFound as exc:
-                raise Unprocessable(exc.detail, field="queue") from None
+            queue = await self.directory.require(conn, data.queue, field="queue")
             resolution = await identity.resolve(
                 conn,
                 data.ani,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from callcenter.db.pool import Conn
 from callcenter.errors import NotFound, Unprocessable
@@ -40,22 +40,20 @@ class QueueDirectory:
             raise NotFound(f"no queue named {name!r}", field=field)
         return found
 
+    async def require(self, conn: Conn, name: str, *, field: str) -> Queue:
+        """A queue named in a request body: an unknown one is bad input (422), not a 404."""
+        try:
+            return await self.get(conn, name, field=field)
+        except NotFound as exc:
+            raise Unprocessable(exc.detail, field=field) from None
+
     def policy(self, queue: QueueConfig) -> QueuePolicy:
         return make_policy(queue.policy, queue.credits, self._tiers)
 
     async def put(self, conn: Conn, name: str, config: QueueConfig) -> bool:
         """Create or replace a queue's config; True if it was created."""
-        if config.overflow_queue is not None:
-            if config.overflow_queue == name:
-                raise Unprocessable("a queue cannot overflow into itself", field="overflow_queue")
-            await self.get(conn, config.overflow_queue, field="overflow_queue")
-        unknown = set(config.credits) - set(self._tiers)
-        if unknown:
-            raise Unprocessable(
-                f"unknown tier(s) in credits: {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(self._tiers)}",
-                field="credits",
-            )
+        await self._check_overflow(conn, name, config.overflow_queue)
+        self._check_credits(config.credits)
         created: bool = await conn.fetchval(
             Q["upsert_queue"],
             name,
@@ -71,3 +69,37 @@ class QueueDirectory:
         )
         self.invalidate()
         return created
+
+    async def _check_overflow(self, conn: Conn, name: str, target: str | None) -> None:
+        """The overflow target exists and its chain never leads back here (no ping-pong)."""
+        seen = {name}
+        while target is not None:
+            if target in seen:
+                raise Unprocessable(
+                    f"overflowing into {target!r} would lead back to {name!r}",
+                    field="overflow_queue",
+                )
+            seen.add(target)
+            target = (await self.require(conn, target, field="overflow_queue")).overflow_queue
+
+    def _check_credits(self, credits: Mapping[str, float]) -> None:
+        """Known tiers, and a more valuable tier never gets less credit (a missing one: 0)."""
+        unknown = set(credits) - set(self._tiers)
+        if unknown:
+            raise Unprocessable(
+                f"unknown tier(s) in credits: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(self._tiers)}",
+                field="credits",
+            )
+        if not credits:
+            return
+        ranked = [credits.get(t, 0.0) for t in self._tiers]
+        for better, worse, value, lower in zip(
+            self._tiers, self._tiers[1:], ranked, ranked[1:], strict=False
+        ):
+            if value < lower:
+                raise Unprocessable(
+                    f"credits must not grow as value falls: {better} has {value:g} s, "
+                    f"{worse} has {lower:g} s",
+                    field="credits",
+                )
