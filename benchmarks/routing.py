@@ -42,6 +42,7 @@ WORK = ROOT / "benchmarks" / ".work"
 sys.path.insert(0, str(ROOT))
 
 from callcenter.db.embedded import start_embedded
+from callcenter.db.lifecycle import tune_embedded
 from callcenter.db.migrate import migrate
 
 DB = "bench_routing"
@@ -211,6 +212,7 @@ async def main(args: argparse.Namespace) -> None:
     else:
         server = start_embedded(WORK / "pgdata-routing")
         server_url = server.url()
+        await tune_embedded(server_url)  # as `callcenter serve` does
     service = None
     try:
         url = await fresh_database(server_url)
