@@ -154,11 +154,15 @@ WITH agent AS (
     SELECT a.id, a.queues, a.overflow_queues
       FROM agents a
      WHERE a.state = 'available'
-       AND (EXISTS (SELECT 1 FROM waiting_calls w
-                     WHERE w.queue = ANY (a.queues) AND w.offered_to IS NULL)
-            OR EXISTS (SELECT 1 FROM waiting_calls w
-                        WHERE w.queue = ANY (a.overflow_queues) AND w.offered_to IS NULL
-                          AND w.widen_at <= now()))
+       -- One probe of the claim index per queue the agent serves (an "= ANY"
+       -- over the table instead makes the planner scan it for every agent).
+       AND (EXISTS (SELECT 1 FROM unnest(a.queues) AS q (name)
+                     WHERE EXISTS (SELECT 1 FROM waiting_calls w
+                                    WHERE w.queue = q.name AND w.offered_to IS NULL))
+            OR EXISTS (SELECT 1 FROM unnest(a.overflow_queues) AS q (name)
+                        WHERE EXISTS (SELECT 1 FROM waiting_calls w
+                                       WHERE w.queue = q.name AND w.offered_to IS NULL
+                                         AND w.widen_at <= now())))
      ORDER BY a.idle_since, a.id
      LIMIT 1
      FOR UPDATE SKIP LOCKED

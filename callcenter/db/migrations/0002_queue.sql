@@ -126,6 +126,9 @@ CREATE TABLE waiting_calls (
 -- Matches the claim exactly: queue = $1 AND offered_to IS NULL ORDER BY service_key, call_id.
 CREATE INDEX waiting_calls_claim ON waiting_calls (queue, service_key, call_id)
     WHERE offered_to IS NULL;
+-- Overflow agents ask "has any call of this queue waited past its widen time?".
+CREATE INDEX waiting_calls_widen ON waiting_calls (queue, widen_at)
+    WHERE offered_to IS NULL AND widen_at IS NOT NULL;
 CREATE INDEX waiting_calls_offer ON waiting_calls (offer_id) WHERE offer_id IS NOT NULL;
 CREATE INDEX waiting_calls_offered_to ON waiting_calls (offered_to) WHERE offered_to IS NOT NULL;
 CREATE INDEX waiting_calls_offer_expiry ON waiting_calls (offer_expires_at)
