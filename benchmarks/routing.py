@@ -106,7 +106,8 @@ async def wait_ready(base: str) -> None:
 
 
 class Agents:
-    """Panels that take every offer, end the call at once and come back."""
+    """Panels that take every offer and end the call at once; the queue has no
+    wrap-up, so the agent is available again as the call ends."""
 
     def __init__(self) -> None:
         self.offered_at: dict[int, float] = {}
@@ -124,8 +125,6 @@ class Agents:
                     await ws.send(json.dumps({"type": "accept", "offer_id": m["offer_id"]}))
                 elif kind == "ack" and m["to"] == "accept":
                     await ws.send(json.dumps({"type": "end", "call_id": m["call_id"]}))
-                elif kind == "ack" and m["to"] == "end":
-                    await ws.send(json.dumps({"type": "available"}))
                 elif kind == "ack" and m["to"] == "available":
                     ready.set()
                 elif kind == "error":

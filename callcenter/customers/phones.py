@@ -11,6 +11,8 @@ switches send for a withheld number.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from callcenter.errors import InvalidPhoneNumber
@@ -38,7 +40,10 @@ def normalize(raw: str | None, region: str) -> str | None:
     if not text.startswith("+") and digits.startswith("00"):
         # "00" is the international prefix in most of the world; the library
         # only knows the dialling prefix of the default region ("011" in the US).
-        candidates.append("+" + digits[2:])
+        # In North America no number starts with 0, so the national reading of
+        # "00…" can never be valid there: skip that parse (a tenth of a CRM's numbers).
+        international = "+" + digits[2:]
+        candidates = [international] if _north_american(region) else [text, international]
     for candidate in candidates:
         try:
             number = phonenumbers.parse(candidate, region)
@@ -47,6 +52,11 @@ def normalize(raw: str | None, region: str) -> str | None:
         if phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+@lru_cache(maxsize=64)
+def _north_american(region: str) -> bool:
+    return phonenumbers.country_code_for_region(region) == 1
 
 
 def require(raw: str, region: str, *, field: str = "phone") -> str:

@@ -329,8 +329,14 @@ SELECT c.customer_id, 'phone', c.enqueued_at, now(), a.name, $2, c.identified_by
 RETURNING id
 
 -- agent_to_wrap_up --
+-- After a call: wrap-up for the queue's time, or straight back to available
+-- when the queue has none.
 UPDATE agents
-   SET state = 'wrap_up', state_since = now(), wrap_up_until = now() + make_interval(secs => $3)
+   SET state = CASE WHEN $3::float8 > 0 THEN 'wrap_up' ELSE 'available' END,
+       state_since = now(),
+       wrap_up_until = CASE WHEN $3::float8 > 0 THEN now() + make_interval(secs => $3) END,
+       idle_since = CASE WHEN $3::float8 > 0 THEN idle_since ELSE now() END,
+       call_id = CASE WHEN $3::float8 > 0 THEN call_id END
  WHERE id = $1 AND call_id = $2 AND state = 'on_call'
 
 -- agent_back_from_withdrawn_offer --

@@ -269,3 +269,23 @@ async def test_metrics_count_calls_offers_and_waits(app_factory: AppFactory) -> 
     assert 'callcenter_calls_ended_total{outcome="completed",queue="general"} 1.0' in text
     assert 'callcenter_answer_wait_seconds_count{queue="general",tier="unknown"} 1.0' in text
     await panel.close()
+
+
+async def test_no_wrap_up_means_available_as_the_call_ends(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    await make_queue(client, "general", wrap_up_seconds=0)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    call_id = (await enqueue(client, "pbx-w0"))["call"]["id"]
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("on_call")
+    await panel.send(type="end", call_id=call_id)
+    after = await panel.until(lambda m: m["type"] == "state" and m["agent"]["state"] != "on_call")
+    assert after["agent"]["state"] == "available"
+    assert after["call"] is None
+    # And the next call comes without the panel asking.
+    await enqueue(client, "pbx-w1")
+    assert (await panel.until(lambda m: m["type"] == "offer"))["offer_id"] != offer["offer_id"]
+    await panel.close()
