@@ -249,6 +249,17 @@ async def main(args: argparse.Namespace) -> None:
             if c in agents.offered_at
         ]
         lost = len(set(sent_at) - set(agents.offered_at))
+        by_second: dict[int, list[float]] = {}
+        for c, t0 in sent_at.items():
+            if c in agents.offered_at:
+                by_second.setdefault(int(t0 - started), []).append(
+                    (agents.offered_at[c] - t0) * 1000
+                )
+        if args.series:
+            series = [
+                f"{sec}:{pct(v, 50):.0f}/{max(v):.0f}" for sec, v in sorted(by_second.items())
+            ]
+            print("p50/max ms by second of enqueue:", " ".join(series), file=sys.stderr)
         windows: list[int] = []
         offered_times = sorted(
             agents.offered_at[c] - started for c in sent_at if c in agents.offered_at
@@ -331,6 +342,9 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=18181)
     parser.add_argument("--baseline-seconds", type=int, default=15)
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--series", action="store_true", help="print p50/max latency by second to stderr"
+    )
     try:
         import uvloop
 

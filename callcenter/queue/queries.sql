@@ -267,7 +267,9 @@ SELECT offer_id FROM waiting_calls
 UPDATE agents
    SET state = 'offline', state_since = now(), idle_since = NULL
  WHERE state NOT IN ('offline', 'on_call')
-   AND (last_seen_at IS NULL OR last_seen_at < now() - make_interval(secs => $1))
+   AND NOT EXISTS (SELECT 1 FROM agent_presence p
+                    WHERE p.agent_id = agents.id
+                      AND p.last_seen_at >= now() - make_interval(secs => $1))
 RETURNING id
 
 -- offers_of_agents --
@@ -354,14 +356,16 @@ VALUES ($1, $2, $3, $4)
 RETURNING id
 
 -- agent --
-SELECT id, name, queues, overflow_queues, state, state_since, idle_since, call_id,
-       wrap_up_until, last_seen_at
-  FROM agents WHERE id = $1
+SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
+       a.call_id, a.wrap_up_until, p.last_seen_at
+  FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
+ WHERE a.id = $1
 
 -- agents --
-SELECT id, name, queues, overflow_queues, state, state_since, idle_since, call_id,
-       wrap_up_until, last_seen_at
-  FROM agents ORDER BY id
+SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
+       a.call_id, a.wrap_up_until, p.last_seen_at
+  FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
+ ORDER BY a.id
 
 -- agent_by_token --
 SELECT id FROM agents WHERE token_sha256 = $1
@@ -371,7 +375,7 @@ SELECT id FROM agents WHERE token_sha256 = $1
 UPDATE agents
    SET state = 'available', state_since = now(),
        idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
-       call_id = NULL, wrap_up_until = NULL, last_seen_at = now()
+       call_id = NULL, wrap_up_until = NULL
  WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
 RETURNING id
 
@@ -381,7 +385,9 @@ UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
 RETURNING id
 
 -- seen --
-UPDATE agents SET last_seen_at = now() WHERE id = ANY ($1::bigint[])
+INSERT INTO agent_presence (agent_id, last_seen_at)
+SELECT id, now() FROM unnest($1::bigint[]) AS id
+ON CONFLICT (agent_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
 
 -- call_offers_of_call --
 SELECT id, agent_id, offered_at, expires_at, result, ended_at
@@ -390,7 +396,7 @@ SELECT id, agent_id, offered_at, expires_at, result, ended_at
 -- agent_snapshot --
 -- What an agent's panel shows, in one round trip: the agent and its pending offer.
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
-       a.call_id, a.wrap_up_until, a.last_seen_at,
+       a.call_id, a.wrap_up_until, p.last_seen_at,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
   FROM agents a
@@ -404,6 +410,7 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
        WHERE w.offered_to = a.id AND w.offer_id IS NOT NULL
        LIMIT 1
   ) o ON true
+  LEFT JOIN agent_presence p ON p.agent_id = a.id
  WHERE a.id = $1
 
 -- waiting_counts --

@@ -33,11 +33,14 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 async def _add_agents(conn: asyncpg.Connection[Any], n: int) -> list[int]:
     rows = await conn.fetch(
-        """INSERT INTO agents (name, token_sha256, queues, state, idle_since, last_seen_at)
-           SELECT 'a' || i, decode(md5(i::text), 'hex'), '{general}', 'available',
-                  now() - make_interval(secs => i), now()
-             FROM generate_series(1, $1) AS i
-           RETURNING id""",
+        """WITH a AS (
+               INSERT INTO agents (name, token_sha256, queues, state, idle_since)
+               SELECT 'a' || i, decode(md5(i::text), 'hex'), '{general}', 'available',
+                      now() - make_interval(secs => i)
+                 FROM generate_series(1, $1) AS i
+               RETURNING id)
+           INSERT INTO agent_presence (agent_id, last_seen_at)
+           SELECT id, now() FROM a RETURNING agent_id AS id""",
         n,
     )
     return [r["id"] for r in rows]

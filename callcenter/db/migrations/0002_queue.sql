@@ -47,9 +47,6 @@ CREATE TABLE agents (
     idle_since       timestamptz,
     call_id          bigint,
     wrap_up_until    timestamptz,
-    -- Refreshed while a socket of the agent is open; a stale value past the
-    -- grace period takes the agent offline.
-    last_seen_at     timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now()
 ) WITH (
     -- Every call rewrites its agent's row four times (offered, on call, wrap-up,
@@ -61,6 +58,18 @@ CREATE TABLE agents (
 );
 
 CREATE INDEX agents_available ON agents (idle_since, id) WHERE state = 'available';
+
+-- Refreshed every few seconds for each agent whose socket is open; a value
+-- older than the grace period takes the agent offline. Apart from agents so
+-- the refresh never locks the rows the router is matching on.
+CREATE TABLE agent_presence (
+    agent_id      bigint PRIMARY KEY REFERENCES agents (id) ON DELETE CASCADE,
+    last_seen_at  timestamptz NOT NULL
+) WITH (
+    fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 200
+);
 
 -- One row per call, for its whole life: the record supervisors and history read.
 CREATE TABLE calls (
