@@ -32,7 +32,14 @@ CHANNEL = "callcenter"
 
 @dataclass(frozen=True)
 class Event:
-    """``kind`` says what changed (queue, agent, customer, resync); ``key`` says which."""
+    """``kind`` says what changed, ``key`` which one.
+
+    ``queue:<name>``: a call waits there now, or moved (enqueued, returned,
+    reordered); ``agent:<id>``: the agent's state changed (its panel is
+    pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
+    the customer's value or tier may have changed; ``queues``: a queue's
+    configuration changed; ``resync``: events may have been lost.
+    """
 
     kind: str
     key: str = ""

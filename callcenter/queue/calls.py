@@ -241,20 +241,22 @@ class CallDesk:
                         f"call {call_id} is {state.value}: only a connected call completes",
                         field="outcome",
                     )
-                events.append(Event("queue", row["queue"]))
                 if state is CallState.waiting:
                     gone = await conn.fetchrow(Q["delete_waiting"], call_id)
                     if gone is not None and gone["offer_id"] is not None:
                         await conn.execute(Q["close_offer"], gone["offer_id"], "withdrawn")
                         # Not the agent's doing: it is free again, and keeps its idle time.
                         await conn.execute(Q["agent_back_from_withdrawn_offer"], gone["offered_to"])
-                        events.append(Event("agent", str(gone["offered_to"])))
+                        agent = str(gone["offered_to"])
+                        events += [Event("agent", agent), Event("free", agent)]
                 elif row["agent_id"] is not None:
                     queue = await self.directory.get(conn, row["queue"])
                     await conn.execute(
                         Q["agent_to_wrap_up"], row["agent_id"], call_id, queue.wrap_up_seconds
                     )
                     events.append(Event("agent", str(row["agent_id"])))
+                    if queue.wrap_up_seconds == 0:
+                        events.append(Event("free", str(row["agent_id"])))
                 interaction_id = await conn.fetchval(
                     Q["record_interaction"], call_id, outcome.value, reason
                 )

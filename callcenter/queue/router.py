@@ -39,6 +39,10 @@ _log = logging.getLogger(__name__)
 #: Offers made in one dispatch round before yielding to other work.
 ROUND = 200
 
+#: Events after which a call and a free agent may match: a call waiting or
+#: back (queue), an agent free (free), a queue's config, or lost events (resync).
+WAKING = frozenset({"queue", "free", "queues", "resync"})
+
 #: The waiting-calls gauge is read every this many sweeps (it counts the whole table).
 WAITING_EVERY = 5
 
@@ -118,7 +122,8 @@ class Router:
                 self.desk.directory.invalidate()
             if event.kind == "customer":
                 self._spawn(self.desk.rekey_customer(int(event.key)))
-            self.wake()
+            elif event.kind in WAKING:
+                self.wake()
 
     async def _sweeper(self) -> None:
         while True:
@@ -205,9 +210,7 @@ class Router:
                 self.desk.metrics.answer_wait.labels(
                     row["queue"], row["tier"] or "unknown"
                 ).observe(row["waited"])
-            await self.bus.publish(
-                conn, [Event("agent", str(agent_id)), Event("queue", row["queue"])]
-            )
+            await self.bus.publish(conn, [Event("agent", str(agent_id))])
             call_id: int = row["call_id"]
             return call_id
 
@@ -227,7 +230,9 @@ class Router:
                 if agent.state is AgentState.offered:
                     return  # already taking calls: an offer came first (a wrap-up ended)
                 raise Conflict(f"agent {agent_id} is {agent.state.value}, it cannot be available")
-            await self.bus.publish(conn, [Event("agent", str(agent_id))])
+            await self.bus.publish(
+                conn, [Event("agent", str(agent_id)), Event("free", str(agent_id))]
+            )
 
     async def offline(self, agent_id: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -273,7 +278,8 @@ class Router:
                     offers = [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], gone)]
                     await self._return(offers, "withdrawn", "offline", conn)
             ready = [r["id"] for r in await conn.fetch(Q["wrap_ups_done"])]
-            await self.bus.publish(conn, [Event("agent", str(a)) for a in [*gone, *ready]])
+            events = [Event("agent", str(a)) for a in [*gone, *ready]]
+            await self.bus.publish(conn, events + [Event("free", str(a)) for a in ready])
             await self._give_up(conn)
             self._sweeps += 1
             if self.desk.metrics is not None and self._sweeps % WAITING_EVERY == 1:
