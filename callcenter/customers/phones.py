@@ -36,8 +36,8 @@ def normalize(raw: str | None, region: str) -> str | None:
     if not text or text.lower().strip("+ ") in WITHHELD_WORDS:
         return None
     candidates = [text]
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if not text.startswith("+") and digits.startswith("00"):
+    digits = "" if text.startswith("+") else "".join(ch for ch in text if ch.isdigit())
+    if digits.startswith("00"):
         # "00" is the international prefix in most of the world; the library
         # only knows the dialling prefix of the default region ("011" in the US).
         # In North America no number starts with 0, so the national reading of
