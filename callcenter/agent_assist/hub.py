@@ -40,6 +40,7 @@ from callcenter.agent_assist.protocol import (
     Offline,
     Ping,
     PongMessage,
+    Priority,
     Reject,
     StateMessage,
 )
@@ -48,6 +49,7 @@ from callcenter.events import Event, EventBus, Subscription
 from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk, caller_summary
 from callcenter.queue.models import Agent, AgentState, EndOutcome
+from callcenter.queue.policy import explain_credit
 from callcenter.queue.router import Router
 from callcenter.queue.sql import Q
 
@@ -302,4 +304,10 @@ def _offer(row: asyncpg.Record) -> Offer:
         ani=row["ani"],
         tier=row["tier"],
         customer=caller_summary(row),
+        priority=Priority(
+            tier=row["tier"],
+            credit_seconds=row["credit_seconds"],
+            explicit=row["credit_explicit"],
+            reason=explain_credit(row["tier"], row["credit_seconds"], row["credit_explicit"]),
+        ),
     )

@@ -66,6 +66,15 @@ ClientMessage = Annotated[
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
+class Priority(BaseModel):
+    """Why the call was served when it was: shown before the agent accepts."""
+
+    tier: str | None
+    credit_seconds: float
+    explicit: bool = Field(description="A supervisor set the credit.")
+    reason: str
+
+
 class Offer(BaseModel):
     offer_id: int
     call_id: int
@@ -75,6 +84,7 @@ class Offer(BaseModel):
     ani: str | None
     tier: str | None
     customer: CustomerSummary | None
+    priority: Priority
 
 
 class StateMessage(BaseModel):

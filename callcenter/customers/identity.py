@@ -184,3 +184,17 @@ def _answer(decision: Decision, phone: str | None, number_not_found: bool) -> Re
         else [],
         customer_number_not_found=number_not_found,
     )
+
+
+def recognised_by(resolution: Resolution) -> str:
+    """How the caller was recognised, in the words the agent's panel shows.
+
+    The call record keeps this rather than the bare outcome: "known" alone does
+    not tell the agent whether the phone or a typed customer number found the
+    caller, and a greeting should not assume which.
+    """
+    if resolution.outcome is Outcome.known:
+        return resolution.matched_by or "phone"
+    if resolution.outcome is Outcome.unknown and resolution.phone is None:
+        return "withheld"
+    return resolution.outcome.value

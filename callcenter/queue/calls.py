@@ -90,7 +90,7 @@ class CallDesk:
                 queue.name,
                 resolution.phone or (data.ani or None),
                 customer.id if customer is not None else None,
-                resolution.outcome.value,
+                identity.recognised_by(resolution),
                 tier,
                 credit,
                 queue.offset_seconds,
@@ -147,7 +147,7 @@ class CallDesk:
                 row["credit_explicit"],
                 customer.tier,
                 customer.id,
-                resolution.outcome.value,
+                identity.recognised_by(resolution),
                 queue.offset_seconds,
             )
             await self.bus.publish(conn, [Event("queue", queue.name)])

@@ -136,3 +136,15 @@ def make_policy(
     if name is PolicyName.strict:
         return strict_policy(tiers)
     return value_policy(credits or DEFAULT_CREDITS)
+
+
+def explain_credit(tier: str | None, credit_seconds: float, explicit: bool) -> str:
+    """Why a call sits where it does, in one sentence for the agent who is offered it."""
+    who = f"{tier} customer" if tier else "unidentified caller"
+    if credit_seconds >= STRICT_RANK_CREDIT:
+        return f"{who}: strict priority, served before every lower tier"
+    if explicit:
+        return f"a supervisor gave this call {credit_seconds:g} s of credit"
+    if credit_seconds > 0:
+        return f"{who}: served as if they had called {credit_seconds:g} s earlier"
+    return f"{who}: served in order of arrival"

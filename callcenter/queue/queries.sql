@@ -398,11 +398,13 @@ SELECT id, agent_id, offered_at, expires_at, result, ended_at
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
        a.call_id, a.wrap_up_until, p.last_seen_at,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
-       o.tier, o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
+       o.tier, o.credit_seconds, o.credit_explicit,
+       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
   FROM agents a
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
-             c.tier, c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
+             c.tier, c.credit_seconds, c.credit_explicit,
+             c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
              cu.provisional
         FROM waiting_calls w
         JOIN calls c ON c.id = w.call_id

@@ -39,6 +39,12 @@ async def test_offer_accept_end_wrap_up(app_factory: AppFactory, pool: asyncpg.P
     offer = await panel.until(lambda m: m["type"] == "offer")
     assert offer["call_id"] == call_id
     assert offer["customer"]["id"] == customer_id and offer["tier"] == "platinum"
+    assert offer["priority"] == {
+        "tier": "platinum",
+        "credit_seconds": 120.0,
+        "explicit": False,
+        "reason": "platinum customer: served as if they had called 120 s earlier",
+    }
 
     await panel.send(type="accept", offer_id=offer["offer_id"])
     accepted = await panel.until(lambda m: m["type"] == "ack")

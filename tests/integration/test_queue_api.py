@@ -227,13 +227,15 @@ async def test_identifying_a_withheld_caller_moves_the_call_by_value(client: Cli
     anon = answer["call"]
     assert answer["identify"] == "unknown"
     assert anon["customer"] is None and anon["tier"] is None and anon["credit_seconds"] == 0
+    assert anon["identified_by"] == "withheld"
+    assert s["identified_by"] == "phone"
     assert await order(client) == [s["id"], anon["id"]]
 
     resp = await post(client, f"/api/calls/{anon['id']}/identify", {"customer_number": "P-1"})
     assert resp.status == 200, await resp.text()
     found = await resp.json()
     assert found["customer"]["id"] == platinum and found["tier"] == "platinum"
-    assert found["identified_by"] == "known"
+    assert found["identified_by"] == "customer_number"
     assert found["credit_seconds"] == 120 and credit_of(found) == timedelta(seconds=120)
     assert found["position"] == 1
     assert await order(client) == [anon["id"], s["id"]]

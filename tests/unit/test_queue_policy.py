@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from callcenter.queue.policy import (
     DEFAULT_CREDITS,
     credit,
+    explain_credit,
     fifo_policy,
     serve_order,
     service_key,
@@ -98,3 +99,18 @@ def test_value_policy_serves_the_waiting_standard_caller_in_bounded_time() -> No
     # only platinum callers who arrived within max_credit (120 s) may go first
     assert all(30 * k < policy.overtaking_bound for k in overtakers)
     assert len(overtakers) == 3
+
+
+def test_the_credit_is_explained_in_words_an_agent_reads() -> None:
+    assert explain_credit("gold", 60.0, False) == (
+        "gold customer: served as if they had called 60 s earlier"
+    )
+    assert explain_credit("standard", 0.0, False) == (
+        "standard customer: served in order of arrival"
+    )
+    assert explain_credit(None, 0.0, False) == "unidentified caller: served in order of arrival"
+    assert explain_credit("silver", 300.0, True) == ("a supervisor gave this call 300 s of credit")
+    strict = strict_policy(["platinum", "gold", "standard"])
+    assert explain_credit("platinum", credit(strict, "platinum"), False) == (
+        "platinum customer: strict priority, served before every lower tier"
+    )
