@@ -34,6 +34,7 @@ from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
+from callcenter.web import agent_page
 
 system = Routes("system")
 
@@ -112,13 +113,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_queue_room)
 
-    endpoints = install(app, [system, customers_api.routes, queue_api.routes])
+    endpoints = install(app, [system, customers_api.routes, queue_api.routes, agent_page.routes])
     document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
     app[app_keys.OPENAPI] = document
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/docs", _docs)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/ws/agent", _agent_socket)
+    agent_page.add_page(app)
     return app
 
 
