@@ -62,6 +62,7 @@
   const pending = new Map(); // ref -> {kind, callId}
   let ringingId = null;
   let shownCallId = null;
+  const savedCalls = new Set(); // calls whose wrap-up the server acknowledged
   let shownQuestionKey; // undefined: nothing rendered yet for this call
   let audio = null;
   let soundOn = localStorage.getItem(SOUND_KEY) === "on";
@@ -100,6 +101,13 @@
     return Number.isNaN(d.getTime())
       ? String(iso)
       : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  /** An answer as the agent reads it: stored yes/no answers may come back as booleans. */
+  function answerText(value) {
+    if (value === true) return "yes";
+    if (value === false) return "no";
+    return value === null || value === undefined ? "" : String(value);
   }
 
   function money(raw) {
@@ -320,6 +328,8 @@
 
   function signOut(reason) {
     const sock = ws;
+    $("notice").dataset.sticky = ""; // it may quote a customer's notes: not for the next person
+    showNotice("");
     const state = view.agent && view.agent.state;
     token = null;
     ws = null;
@@ -422,6 +432,7 @@
     showNotice("");
     if (request.kind === "wrap_up" || request.kind === "finish") {
       // Stored: the draft has done its job. The `state` that follows hides the call.
+      savedCalls.add(request.callId);
       store.removeItem(DRAFT_PREFIX + request.callId);
       $("finish").dataset.busy = "";
     } else if (request.kind === "finish-end") {
@@ -483,9 +494,12 @@
     else if (!$("go-offline").disabled) $("go-offline").focus();
   }
 
-  function showNotice(text) {
+  /** A message outside any form. Sticky ones (unsaved notes) stay until dismissed. */
+  function showNotice(text, sticky = false) {
     const node = $("notice");
-    setText(node, text);
+    if (!text && node.dataset.sticky === "1") return;
+    node.dataset.sticky = sticky ? "1" : "";
+    setText($("notice-text"), text);
     node.hidden = !text;
   }
 
@@ -593,7 +607,10 @@
     const section = $("call");
     if (!token || !holdsCall()) {
       section.hidden = true;
-      if (shownCallId !== null) store.removeItem(DRAFT_PREFIX + shownCallId);
+      if (shownCallId !== null) {
+        warnIfUnsaved(shownCallId);
+        store.removeItem(DRAFT_PREFIX + shownCallId);
+      }
       shownCallId = null;
       shownQuestionKey = undefined;
       return;
@@ -626,6 +643,18 @@
     renderTreatments(panel);
     renderHistory();
     renderQuestion(panel);
+  }
+
+  /** The call went away (wrap-up time ran out, a supervisor ended it) before the agent
+   * finished: say so, with the notes, rather than drop them silently. */
+  function warnIfUnsaved(callId) {
+    if (!token || savedCalls.has(callId)) return;
+    for (const request of pending.values()) if (request.callId === callId) return;
+    const draft = readDraft(callId);
+    const answered = Object.values(draft.answers || {}).length > 0;
+    if (!draft.notes && !answered) return;
+    const notes = draft.notes ? ` Your notes were: “${draft.notes}”` : "";
+    showNotice(`The wrap-up ended before Finish, so it was not saved.${notes}`, true);
   }
 
   function renderCustomer(call, panel, customer) {
@@ -663,7 +692,7 @@
     list.replaceChildren();
     const needs = panel ? panel.needs || [] : [];
     for (const need of needs) {
-      const dd = addFact(list, need.question || need.key, need.value);
+      const dd = addFact(list, need.question || need.key, answerText(need.value));
       if (dd && need.answered_at) dd.title = `answered ${when(need.answered_at)}`;
     }
     $("needs").hidden = !panel;
@@ -702,7 +731,7 @@
       if (item.answer) {
         answer = item.answer.skipped
           ? `${item.answer.question}: skipped`
-          : `${item.answer.question}: ${item.answer.value}`;
+          : `${item.answer.question}: ${answerText(item.answer.value)}`;
       }
       for (const cell of [when(item.started_at), item.channel, item.agent, item.outcome, item.notes, answer]) {
         tr.append(h("td", cell));
@@ -814,6 +843,14 @@
     return null;
   }
 
+  /** A number question's answer goes out as a JSON number when it reads as one; anything
+   * else is sent as typed, so the server's check names what is wrong. */
+  function wireAnswer(question, raw) {
+    if (question.kind !== "number") return raw;
+    const n = Number(raw.replace(",", "."));
+    return Number.isFinite(n) ? n : raw;
+  }
+
   function clearWrapErrors() {
     for (const id of ["question-error", "outcome-error", "notes-error", "wrap-error"]) setText($(id), "");
   }
@@ -831,7 +868,7 @@
       let answer = null;
       const q = panel.question;
       if (q && $("question-skip").checked) answer = { question_key: q.key, skip: true };
-      else if (q && currentAnswer() !== null) answer = { question_key: q.key, value: currentAnswer() };
+      else if (q && currentAnswer() !== null) answer = { question_key: q.key, value: wireAnswer(q, currentAnswer()) };
       const notes = $("notes").value.trim();
       sent = send(
         { type: "wrap_up", call_id: call.id, outcome, notes: notes || null, answer },
@@ -938,6 +975,10 @@
       connect();
     });
     $("sound").addEventListener("click", toggleSound);
+    $("notice-close").addEventListener("click", () => {
+      $("notice").dataset.sticky = "";
+      showNotice("");
+    });
     $("accept").addEventListener("click", accept);
     $("reject").addEventListener("click", reject);
     $("end-call").addEventListener("click", endCall);
