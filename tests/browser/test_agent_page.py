@@ -182,6 +182,9 @@ async def test_end_call_then_finish_returns_to_available(serve: Serve, page: Pag
     await expect(page.locator("#call-title")).to_have_text("Wrap-up: Alan Turing")
     await expect(page.locator("#end-call")).to_be_hidden()
     await expect(page.locator("#notes")).to_have_value("asked about fees")  # typing survives
+    await page.reload()  # ... a reload of the tab too
+    await expect(page.locator("#call-title")).to_have_text("Wrap-up: Alan Turing")
+    await expect(page.locator("#notes")).to_have_value("asked about fees")
     call = await (await client.get(f"/api/calls/{call_id}")).json()
     assert call["state"] == "completed"
 
