@@ -59,7 +59,8 @@ async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     """A page in a fresh browser context; a script error on the page fails the test."""
-    context = await browser.new_context()
+    # A fixed locale and zone, so numbers and dates read the same on every machine.
+    context = await browser.new_context(locale="en-US", timezone_id="UTC")
     context.set_default_timeout(5000)
     tab = await context.new_page()
     errors: list[str] = []
