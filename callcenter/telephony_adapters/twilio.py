@@ -135,6 +135,14 @@ def _call_sid(params: MultiDict[str]) -> str:
     return sid
 
 
+def _caller(value: str | None) -> str | None:
+    """``From`` as the calling number; a caller ID too long to be a number (a long
+    SIP URI) is treated as withheld rather than refusing the call."""
+    if value is None or len(value) > 64:
+        return None
+    return value
+
+
 class _Urls:
     """Absolute URLs of our endpoints as Twilio reaches them."""
 
@@ -180,7 +188,7 @@ async def twilio_voice(request: web.Request) -> web.StreamResponse:
         TWILIO,
         Incoming(
             sid,
-            ani=params.get("From"),
+            ani=_caller(params.get("From")),
             dialed=params.get("To"),
             queue=request.query.get("queue") or None,
         ),

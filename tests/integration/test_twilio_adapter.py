@@ -304,6 +304,18 @@ async def _signature_of(params: list[tuple[str, str]], path: str) -> str:
     return twilio_signature(AUTH_TOKEN, PUBLIC_URL + path, params)
 
 
+async def test_a_long_sip_caller_id_is_taken_as_withheld(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory)
+    caller = "sip:" + "a" * 80 + "@trunk.example.com"
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(call_sid(8), caller)
+    )
+    assert status == 200 and _xml(text).find("Enqueue") is not None
+    assert await pool.fetchval("SELECT ani FROM calls") is None
+
+
 async def test_without_a_public_url_the_request_url_is_signed(app_factory: AppFactory) -> None:
     client = await _twilio_app(app_factory, public_url=None)
     base = str(client.make_url("")).rstrip("/")
