@@ -73,3 +73,16 @@ class DatabaseNewerThanCode(CallCenterError):
     """The database has migrations this code does not know: refuse to run on it."""
 
     title = "Database is newer than this code"
+
+
+class InvalidSignature(Forbidden):
+    """A webhook whose signature is missing, wrong or too old: nothing of it is stored."""
+
+    title = "Invalid signature"
+
+
+class PeerFailed(CallCenterError):
+    """A telephony peer refused or did not answer a command we sent it."""
+
+    status = 502
+    title = "Telephony peer failed"

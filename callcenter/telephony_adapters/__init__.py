@@ -1,0 +1,1 @@
+"""Telephony peers: inbound events into the queue, outbound connect and hang-up commands."""
