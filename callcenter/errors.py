@@ -73,3 +73,21 @@ class DatabaseNewerThanCode(CallCenterError):
     """The database has migrations this code does not know: refuse to run on it."""
 
     title = "Database is newer than this code"
+
+
+class MalformedEvent(BadRequest):
+    """A telephony peer sent something that is not a well-formed event."""
+
+    title = "Malformed event"
+
+
+class PeerRequestFailed(CallCenterError):
+    """A telephony peer refused or did not answer a command we sent it."""
+
+    status = 502
+    title = "Telephony peer request failed"
+
+    def __init__(self, detail: str, *, peer_status: int | None = None) -> None:
+        super().__init__(detail)
+        #: The peer's HTTP status (404: the channel is gone), None when it did not answer.
+        self.peer_status = peer_status
