@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -34,6 +35,8 @@ from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
+from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
+from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
 
 system = Routes("system")
 
@@ -67,6 +70,9 @@ async def readyz(request: web.Request) -> web.Response:
     router = request.app.get(app_keys.ROUTER)
     if router is not None and router.failure is not None:
         return problem(503, "Not ready", f"the router stopped: {router.failure}")
+    bridger = request.app.get(app_keys.BRIDGER)
+    if bridger is not None and bridger.failure is not None:
+        return problem(503, "Not ready", f"the bridger stopped: {bridger.failure}")
     return web.json_response({"status": "ready", "migration": version})
 
 
@@ -111,6 +117,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     else:
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_queue_room)
+    app.cleanup_ctx.append(_telephony_room)
 
     endpoints = install(app, [system, customers_api.routes, queue_api.routes])
     document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
@@ -168,6 +175,43 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
         app[app_keys.ROUTER] = router
         app[app_keys.HUB] = hub
         yield
+
+
+async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
+    """The gateway every adapter hands its events to, and the bridger that connects calls.
+
+    Adapters that command their peer register a connector with the gateway;
+    the HTTP client they share is closed last, after the bridger stopped.
+    """
+    settings = app[app_keys.SETTINGS]
+    desk = app[app_keys.DESK]
+    registry = app[METRICS]
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.connect_timeout_seconds)
+    )
+    try:
+        gateway = TelephonyGateway(
+            desk,
+            default_queue=settings.telephony_default_queue,
+            events=telephony_events_counter(registry),
+        )
+        bridger = Bridger(
+            desk,
+            gateway,
+            attempts=settings.connect_attempts,
+            backoff_seconds=settings.connect_backoff_seconds,
+            timeout_seconds=settings.connect_timeout_seconds,
+            max_requeues=settings.connect_max_requeues,
+            catch_up_seconds=settings.sweep_seconds * 5,
+            results=bridges_counter(registry),
+        )
+        app[app_keys.HTTP_CLIENT] = session
+        app[app_keys.GATEWAY] = gateway
+        app[app_keys.BRIDGER] = bridger
+        async with bridger.running():
+            yield
+    finally:
+        await session.close()
 
 
 async def _agent_socket(request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
@@ -13,6 +14,8 @@ from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.router import Router
+from callcenter.telephony_adapters.bridger import Bridger
+from callcenter.telephony_adapters.gateway import TelephonyGateway
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -23,6 +26,10 @@ BUS = web.AppKey("event_bus", EventBus)
 DESK = web.AppKey("call_desk", CallDesk)
 ROUTER = web.AppKey("router", Router)
 HUB = web.AppKey("agent_hub", AgentHub)
+GATEWAY = web.AppKey("telephony_gateway", TelephonyGateway)
+BRIDGER = web.AppKey("bridger", Bridger)
+#: One HTTP client for every outbound command to a telephony peer.
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

@@ -207,6 +207,12 @@ def agent_add(
         list[str] | None,
         typer.Option(help="A queue the agent takes overflow calls of (repeat)."),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the PBX reaches the agent: client:NAME, sip:URI, +E164 or TECH/RESOURCE."
+        ),
+    ] = None,
 ) -> None:
     """Create an agent and print its token (shown only this once)."""
     from callcenter.customers.value import ordered_tiers
@@ -218,7 +224,7 @@ def agent_add(
 
     settings = _settings()
     try:
-        data = AgentIn(name=name, queues=queue, overflow_queues=overflow or [])
+        data = AgentIn(name=name, queues=queue, overflow_queues=overflow or [], endpoint=endpoint)
     except ValidationError as exc:
         console.print(f"[red]bad agent:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -249,10 +255,15 @@ def agent_list() -> None:
         async with open_database(settings) as pool, pool.acquire() as conn:
             return await agents.list_agents(conn)
 
-    table = Table("id", "name", "queues", "overflow", "state")
+    table = Table("id", "name", "queues", "overflow", "state", "endpoint")
     for a in _run(run()):
         table.add_row(
-            str(a.id), a.name, ",".join(a.queues), ",".join(a.overflow_queues), a.state.value
+            str(a.id),
+            a.name,
+            ",".join(a.queues),
+            ",".join(a.overflow_queues),
+            a.state.value,
+            a.endpoint or "",
         )
     Console().print(table)
 

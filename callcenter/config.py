@@ -107,6 +107,34 @@ class Settings(BaseSettings):
         description="Longest pause between attempts to reconnect the ARI event websocket.",
     )
 
+    # -- telephony ---------------------------------------------------------------
+    telephony_default_queue: str = Field(
+        default="general",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Queue of telephony calls whose peer names none.",
+    )
+    webhook_max_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Largest telephony webhook body accepted (413 above).",
+    )
+    connect_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries of a connect command before the call goes back."
+    )
+    connect_backoff_seconds: float = Field(
+        default=0.5, ge=0, le=30, description="Pause after the first failed connect; doubles."
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Time limit of one command to a telephony peer."
+    )
+    connect_max_requeues: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="A call whose connect failed this many times ends transferred "
+        "(connect_failed) instead of going back to the queue once more.",
+    )
+
     @field_validator("default_region")
     @classmethod
     def _upper_region(cls, value: str) -> str:

@@ -81,11 +81,21 @@ class MalformedEvent(BadRequest):
     title = "Malformed event"
 
 
-class PeerRequestFailed(CallCenterError):
+class InvalidSignature(Forbidden):
+    """A webhook whose signature is missing, wrong or too old: nothing of it is stored."""
+
+    title = "Invalid signature"
+
+
+class PeerFailed(CallCenterError):
     """A telephony peer refused or did not answer a command we sent it."""
 
     status = 502
-    title = "Telephony peer request failed"
+    title = "Telephony peer failed"
+
+
+class PeerRequestFailed(PeerFailed):
+    """A peer's HTTP API answered a command with an error, or did not answer."""
 
     def __init__(self, detail: str, *, peer_status: int | None = None) -> None:
         super().__init__(detail)

@@ -38,7 +38,9 @@ class Event:
     reordered); ``agent:<id>``: the agent's state changed (its panel is
     pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
     the customer's value or tier may have changed; ``queues``: a queue's
-    configuration changed; ``resync``: events may have been lost.
+    configuration changed; ``connect:<call id>``: an agent accepted the call,
+    the telephony peer must now connect the caller to it; ``resync``: events
+    may have been lost.
     """
 
     kind: str
@@ -110,13 +112,24 @@ class EventBus:
         payloads = sorted({e.encode() for e in events})
         if not payloads:
             return
-        await conn.execute(
-            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
-        )
-        if not conn.is_in_transaction() and self.connected.is_set():
-            pid = conn.get_server_pid()
+        early = not conn.is_in_transaction() and self.connected.is_set()
+        pid = conn.get_server_pid()
+        if early:
+            # Counted before the notify goes out: the listener may receive the
+            # copy before this coroutine resumes, and must know to drop it.
             for payload in payloads:
                 self._delivered_early[(pid, payload)] += 1
+        try:
+            await conn.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+            )
+        except BaseException:
+            if early:
+                for payload in payloads:
+                    self._forget_early((pid, payload))
+            raise
+        if early:
+            for payload in payloads:
                 self.deliver(Event.decode(payload))
 
     # -- subscribing --------------------------------------------------------
@@ -155,11 +168,14 @@ class EventBus:
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         key = (pid, str(payload))
         if self._delivered_early[key] > 0:
-            self._delivered_early[key] -= 1
-            if not self._delivered_early[key]:
-                del self._delivered_early[key]
+            self._forget_early(key)
             return
         self.deliver(Event.decode(str(payload)))
+
+    def _forget_early(self, key: tuple[int, str]) -> None:
+        self._delivered_early[key] -= 1
+        if self._delivered_early[key] <= 0:
+            del self._delivered_early[key]
 
     async def _listen_forever(self) -> None:
         delay = 0.1

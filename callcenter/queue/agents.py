@@ -44,6 +44,7 @@ async def create_agent(conn: Conn, data: AgentIn, directory: QueueDirectory) -> 
             token_digest(token),
             list(dict.fromkeys(data.queues)),
             list(dict.fromkeys(data.overflow_queues)),
+            data.endpoint,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"an agent named {data.name!r} exists", field="name") from None
@@ -55,6 +56,13 @@ async def get_agent(conn: Conn, agent_id: int) -> Agent:
     if row is None:
         raise NotFound(f"no agent with id {agent_id}")
     return _agent(row)
+
+
+async def set_endpoint(conn: Conn, agent_id: int, endpoint: str | None) -> Agent:
+    """Where the PBX reaches the agent from the next connect on (None: nowhere)."""
+    if await conn.fetchval(Q["set_agent_endpoint"], agent_id, endpoint) is None:
+        raise NotFound(f"no agent with id {agent_id}")
+    return await get_agent(conn, agent_id)
 
 
 async def list_agents(conn: Conn) -> list[Agent]:

@@ -17,6 +17,7 @@ from callcenter.queue.models import (
     AgentCreated,
     AgentIn,
     AgentList,
+    AgentPatch,
     Call,
     CallIn,
     EndIn,
@@ -164,6 +165,18 @@ async def list_agents(request: web.Request) -> AgentList:
 async def get_agent(request: web.Request) -> Agent:
     async with app_keys.pool(request.app).acquire() as conn:
         return await agents.get_agent(conn, path_id(request, "agent_id"))
+
+
+@routes.route(
+    "PATCH",
+    "/api/agents/{agent_id}",
+    summary="Change an agent: its endpoint (where the PBX reaches it), or null for none",
+    body=AgentPatch,
+    response=Agent,
+)
+async def patch_agent(request: web.Request, body: AgentPatch) -> Agent:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await agents.set_endpoint(conn, path_id(request, "agent_id"), body.endpoint)
 
 
 def _queue_name(name: str) -> str:

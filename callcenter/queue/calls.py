@@ -111,6 +111,85 @@ class CallDesk:
                 call=await self.get(conn, call_id, position=ahead + 1 if created else None),
             )
 
+    async def record_gone(self, data: CallIn, reason: str | None) -> EnqueueAnswer:
+        """A call that hung up before it was handed in: record it, never queue it.
+
+        The caller is identified as usual (their history gets the abandoned
+        contact, waited 0 s); a repeat answers the stored call, like ``incoming``.
+        """
+        async with self.pool.acquire() as conn:
+            existing = await conn.fetchval(Q["call_id_by_external"], data.call_id)
+            if existing is not None:
+                return EnqueueAnswer(
+                    created=False, identify=None, call=await self.get(conn, existing)
+                )
+            queue = await self.directory.require(conn, data.queue, field="queue")
+            resolution = await identity.resolve(
+                conn,
+                data.ani,
+                data.customer_number,
+                region=self.rules.region,
+                lowest_tier=self.rules.lowest_tier,
+            )
+            customer = resolution.customer
+            async with conn.transaction():
+                call_id = await conn.fetchval(
+                    Q["record_gone_call"],
+                    data.call_id,
+                    queue.name,
+                    resolution.phone or (data.ani or None),
+                    customer.id if customer is not None else None,
+                    resolution.outcome.value,
+                    customer.tier if customer is not None else None,
+                    reason,
+                )
+                if call_id is not None:
+                    interaction_id = await conn.fetchval(
+                        Q["record_interaction"], call_id, EndOutcome.abandoned.value, reason
+                    )
+                    await conn.execute(Q["set_interaction"], call_id, interaction_id)
+            created = call_id is not None
+            if not created:
+                call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
+            elif self.metrics is not None:
+                self.metrics.ended.labels(queue.name, EndOutcome.abandoned.value).inc()
+            return EnqueueAnswer(
+                created=created,
+                identify=resolution.outcome if created else None,
+                call=await self.get(conn, call_id),
+            )
+
+    async def requeue(self, call_id: int, agent_id: int) -> bool:
+        """Put a connected call back in its queue with its original key.
+
+        For when the telephony peer could not connect the caller to the agent
+        who accepted: the caller is still on the line and must not be lost. The
+        agent goes to *not responding*. False when the call is no longer
+        connected to that agent (it ended meanwhile): nothing changes then.
+        """
+        async with self.pool.acquire() as conn:
+            queue_name = await conn.fetchval(Q["call_queue"], call_id)
+            if queue_name is None:
+                return False
+            queue = await self.directory.get(conn, queue_name)
+            back = await conn.fetchval(
+                Q["requeue_connected"],
+                call_id,
+                agent_id,
+                queue.overflow_after_seconds,
+                queue.max_wait_seconds,
+            )
+            if back is None:
+                return False
+            await self.bus.publish(conn, [Event("queue", back), Event("agent", str(agent_id))])
+            return True
+
+    async def by_external_id(self, external_id: str) -> Call | None:
+        """The call a peer knows by ``external_id``, or None if it was never handed in."""
+        async with self.pool.acquire() as conn:
+            call_id = await conn.fetchval(Q["call_id_by_external"], external_id)
+            return None if call_id is None else await self.get(conn, call_id)
+
     async def identify(self, call_id: int, customer_number: str) -> Call:
         """The IVR collected a customer number: identify again and move the call by value."""
         async with self.pool.acquire() as conn:

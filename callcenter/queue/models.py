@@ -18,6 +18,18 @@ ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 AgentName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
 ]
+#: Where a PBX reaches an agent: a Twilio client (``client:ada``), a SIP URI
+#: (``sip:ada@pbx.example``), an E.164 number (``+15551230000``) or an
+#: Asterisk channel technology and resource (``PJSIP/1001``).
+AgentEndpointText = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=200,
+        pattern=r"^(client:[A-Za-z0-9_.@-]{1,120}|sips?:[^\s<>\"]{1,190}|\+[1-9][0-9]{6,14}"
+        r"|[A-Za-z][A-Za-z0-9_]{0,31}/[^\s<>\"]{1,160})$",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -181,6 +193,19 @@ class AgentIn(_Strict):
     name: AgentName
     queues: list[QueueName] = Field(min_length=1, max_length=50)
     overflow_queues: list[QueueName] = Field(default_factory=list, max_length=50)
+    endpoint: AgentEndpointText | None = Field(
+        default=None,
+        description="Where the PBX reaches the agent: client:NAME, sip:URI, +E164 "
+        "or TECH/RESOURCE.",
+    )
+
+
+class AgentPatch(_Strict):
+    """A change to an agent; ``endpoint: null`` removes the endpoint."""
+
+    endpoint: AgentEndpointText | None = Field(
+        description="Where the PBX reaches the agent: client:NAME, sip:URI, +E164 or TECH/RESOURCE."
+    )
 
 
 class Agent(BaseModel):
@@ -194,6 +219,7 @@ class Agent(BaseModel):
     call_id: int | None
     wrap_up_until: datetime | None
     last_seen_at: datetime | None
+    endpoint: str | None = None
 
 
 class AgentCreated(BaseModel):

@@ -351,19 +351,22 @@ SELECT c.id, c.queue, c.credit_explicit
  WHERE c.customer_id = $1
 
 -- create_agent --
-INSERT INTO agents (name, token_sha256, queues, overflow_queues)
-VALUES ($1, $2, $3, $4)
+INSERT INTO agents (name, token_sha256, queues, overflow_queues, endpoint)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING id
+
+-- set_agent_endpoint --
+UPDATE agents SET endpoint = $2 WHERE id = $1 RETURNING id
 
 -- agent --
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
-       a.call_id, a.wrap_up_until, p.last_seen_at
+       a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint
   FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
  WHERE a.id = $1
 
 -- agents --
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
-       a.call_id, a.wrap_up_until, p.last_seen_at
+       a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint
   FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
  ORDER BY a.id
 
@@ -396,7 +399,7 @@ SELECT id, agent_id, offered_at, expires_at, result, ended_at
 -- agent_snapshot --
 -- What an agent's panel shows, in one round trip: the agent and its pending offer.
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
-       a.call_id, a.wrap_up_until, p.last_seen_at,
+       a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
   FROM agents a
@@ -417,3 +420,39 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
 SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n
   FROM waiting_calls w JOIN calls c ON c.id = w.call_id
  GROUP BY 1, 2
+
+-- record_gone_call --
+-- A call whose hang-up arrived before its hand-in: recorded with its caller,
+-- ended abandoned at once with no wait, never in the waiting table.
+INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier, credit_seconds,
+                   service_key, state, ended_at, end_reason)
+VALUES ($1, $2, $3, $4, $5, $6, 0, now(), 'abandoned', now(), $7)
+ON CONFLICT (external_id) DO NOTHING
+RETURNING id
+
+-- set_interaction --
+UPDATE calls SET interaction_id = $2 WHERE id = $1
+
+-- requeue_connected --
+-- The peer could not connect the caller to the agent who accepted: the call
+-- goes back to waiting with its original key (and arrival), and the agent,
+-- whose phone could not be reached, gets no offers until it says available.
+WITH c AS (
+    UPDATE calls SET state = 'waiting', agent_id = NULL, connected_at = NULL
+     WHERE id = $1 AND state = 'connected' AND agent_id = $2
+    RETURNING id, queue, service_key, enqueued_at
+), w AS (
+    INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
+    SELECT id, queue, service_key, enqueued_at,
+           enqueued_at + make_interval(secs => $3),
+           enqueued_at + make_interval(secs => $4)
+      FROM c
+), a AS (
+    UPDATE agents SET state = 'not_responding', state_since = now(), idle_since = NULL,
+                      call_id = NULL
+     WHERE id = $2 AND call_id = $1 AND state = 'on_call'
+)
+SELECT queue FROM c
+
+-- call_queue --
+SELECT queue FROM calls WHERE id = $1

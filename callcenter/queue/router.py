@@ -210,8 +210,11 @@ class Router:
                 self.desk.metrics.answer_wait.labels(
                     row["queue"], row["tier"] or "unknown"
                 ).observe(row["waited"])
-            await self.bus.publish(conn, [Event("agent", str(agent_id))])
             call_id: int = row["call_id"]
+            # connect: the telephony side (whichever instance claims it) bridges the caller.
+            await self.bus.publish(
+                conn, [Event("agent", str(agent_id)), Event("connect", str(call_id))]
+            )
             return call_id
 
     async def reject(self, agent_id: int, offer_id: int) -> None:

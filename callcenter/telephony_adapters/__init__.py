@@ -1,1 +1,1 @@
-"""Telephony adapters: each peer's wire format in, its commands out, one queue in the middle."""
+"""Telephony peers: inbound events into the queue, outbound connect and hang-up commands."""

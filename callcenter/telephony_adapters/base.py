@@ -1,0 +1,129 @@
+"""The common interface of every telephony peer: events in, commands out.
+
+An adapter (generic JSON, Twilio, Asterisk ARI) does two things and nothing
+more. Inbound, it verifies and parses what its peer sends into the three
+``CallEvent`` kinds below and hands them to the ``TelephonyGateway``, which
+owns the call's life in the queue. Outbound, it implements ``Connector`` so
+the ``Bridger`` can tell the peer to connect a caller to the agent who took
+the call (or to hang up).
+
+A call is known in our ``calls`` table by ``external_id(peer, peer_call_id)``,
+``"<peer>:<peer call id>"``: the unique column makes every adapter idempotent
+by the peer's own call id, and the prefix tells the bridger which peer to ask.
+Calls handed in by ``POST /api/calls`` carry no known prefix and are never
+connected by us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from callcenter.queue.models import Call
+
+#: The peers we speak to; the names are the ``external_id`` prefixes.
+GENERIC = "generic"
+TWILIO = "twilio"
+ARI = "ari"
+PEERS = frozenset({GENERIC, TWILIO, ARI})
+
+#: Longest peer call id we store (``calls.external_id`` allows 200 with the prefix).
+MAX_PEER_CALL_ID = 180
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A call arrived at the peer and waits for us to take it.
+
+    ``ani``: the calling number as the peer gave it (any format, or withheld).
+    ``customer_number``: already collected by the peer's IVR, if it has one.
+    ``queue``: where the peer wants it (None: the adapter's default queue).
+    ``dialed``: the number the caller dialled, kept for the peer's own routing.
+    """
+
+    peer_call_id: str
+    ani: str | None = None
+    customer_number: str | None = None
+    queue: str | None = None
+    dialed: str | None = None
+
+
+@dataclass(frozen=True)
+class Digits:
+    """The caller typed digits (a customer number) while waiting."""
+
+    peer_call_id: str
+    digits: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """The caller's leg is gone. ``cause``: the peer's reason, as text, if it gave one."""
+
+    peer_call_id: str
+    cause: str | None = None
+
+
+CallEvent = Incoming | Digits | Hangup
+
+
+def external_id(peer: str, peer_call_id: str) -> str:
+    """Our ``calls.external_id`` for a peer's call id."""
+    return f"{peer}:{peer_call_id}"
+
+
+def split_external_id(value: str) -> tuple[str, str] | None:
+    """``(peer, peer_call_id)`` when ``value`` names a call of a known peer, else None."""
+    peer, sep, rest = value.partition(":")
+    if not sep or peer not in PEERS or not rest:
+        return None
+    return peer, rest
+
+
+@dataclass(frozen=True)
+class PeerCall:
+    """A call as a connector needs it: whom to address at the peer, and our record."""
+
+    peer: str
+    peer_call_id: str
+    record: Call
+
+    @property
+    def id(self) -> int:
+        """Our call id."""
+        return self.record.id
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    """Where the peer reaches an agent.
+
+    ``endpoint`` is what the agent's record holds: ``client:ada``,
+    ``sip:ada@pbx.example``, ``+15551230000`` or ``PJSIP/1001``; each
+    connector says which forms it can dial and fails on the others.
+    """
+
+    agent_id: int
+    name: str
+    endpoint: str
+
+
+class Connector(Protocol):
+    """Outbound commands to one peer.
+
+    Each method either does what it says or raises; the bridger retries
+    failures with backoff, so an implementation makes one attempt, bounded by
+    a timeout of a few seconds, and need not retry itself. ``connect`` may be
+    called again for the same call after a failure or a lost instance, so it
+    must tolerate being repeated.
+    """
+
+    peer: str
+
+    async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
+        """Connect the waiting caller to the agent's endpoint."""
+        ...
+
+    async def hangup(self, call: PeerCall) -> None:
+        """End the caller's leg at the peer (the call could not be served)."""
+        ...

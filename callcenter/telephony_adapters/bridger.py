@@ -1,0 +1,280 @@
+"""Connect an accepted call at its peer, exactly once, whichever instance does it.
+
+The router publishes ``connect:<call id>`` when an agent accepts; the event
+reaches the bridger of every instance. Each tries to claim the bridge (one
+row in ``call_bridges``, a partial unique index allows one live claim per
+call), and the one that wins asks the call's peer, named by the prefix of
+its ``external_id``, to connect the caller to the agent's endpoint.
+
+A failed connect is retried with exponential backoff. When every attempt
+failed the call must not be lost: it goes back to its queue with its
+original service key (the agent, whose phone could not be reached, becomes
+*not responding*), and after ``max_requeues`` such returns it ends
+*transferred* with reason ``connect_failed`` and the peer is asked to hang
+up. Either way the log says so loudly.
+
+A claim carries a lease that every attempt renews; a claim whose instance
+died is given up when the lease runs out. A slow catch-up pass (and every
+``resync``) claims connected calls that have no live claim, so a lost event
+delays a connect but never drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter
+
+from callcenter.errors import CallCenterError
+from callcenter.events import Event, Subscription
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.models import CallState, EndOutcome
+from callcenter.telephony_adapters.base import AgentEndpoint, PeerCall, split_external_id
+from callcenter.telephony_adapters.gateway import TelephonyGateway
+from callcenter.telephony_adapters.sql import Q
+
+_log = logging.getLogger(__name__)
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+#: Tombstones older than this are deleted by the catch-up pass.
+TOMBSTONE_SECONDS = 86_400.0
+
+
+def bridges_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "callcenter_telephony_connects",
+        "Connect commands to telephony peers by peer and result "
+        "(connected, retried, requeued, ended)",
+        ["peer", "result"],
+        registry=registry,
+    )
+
+
+class Bridger:
+    def __init__(
+        self,
+        desk: CallDesk,
+        gateway: TelephonyGateway,
+        *,
+        attempts: int = 3,
+        backoff_seconds: float = 0.5,
+        timeout_seconds: float = 5.0,
+        max_requeues: int = 2,
+        catch_up_seconds: float = 5.0,
+        results: Counter | None = None,
+    ) -> None:
+        self.desk = desk
+        self.gateway = gateway
+        self.attempts = max(1, attempts)
+        self.backoff_seconds = backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self.max_requeues = max_requeues
+        self.catch_up_seconds = catch_up_seconds
+        # Every attempt renews the lease, so it only has to outlast one attempt and its pause.
+        self.lease_seconds = timeout_seconds + backoff_seconds * 2 ** (self.attempts - 1) + 30
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._results = results
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.failure: str | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Bridger]:
+        sub = self.desk.bus.subscribe(10_000)
+        tasks = [
+            asyncio.create_task(self._listen(sub), name="bridger-events"),
+            asyncio.create_task(self._catch_up_loop(), name="bridger-catch-up"),
+        ]
+        for task in tasks:
+            task.add_done_callback(self._watch)
+        try:
+            yield self
+        finally:
+            self.desk.bus.unsubscribe(sub)
+            for task in tasks:
+                task.remove_done_callback(self._watch)
+                task.cancel()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.failure = f"{task.get_name()} was cancelled"
+        else:
+            self.failure = f"{task.get_name()} died: {task.exception()!r}"
+        _log.critical("bridger task stopped: %s", self.failure)
+
+    async def _listen(self, sub: Subscription) -> None:
+        while True:
+            event: Event = await sub.get()
+            if event.kind == "connect" and event.key.isdigit():
+                self._spawn(self.bridge(int(event.key)))
+            elif event.kind == "resync":
+                self._spawn(self.catch_up())
+
+    async def _catch_up_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.catch_up_seconds)
+            try:
+                await self.catch_up()
+            except _DB_ERRORS as exc:
+                _log.warning("bridger catch-up failed (%s); retrying", exc)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except _DB_ERRORS as exc:
+                _log.error("bridger could not reach the database: %s", exc)
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the work --------------------------------------------------------------
+
+    def _peers(self) -> list[str]:
+        return sorted(self.gateway.connectors)
+
+    async def catch_up(self) -> int:
+        """Give up dead claims; bridge connected calls that have no live claim. Returns how many."""
+        async with self.desk.pool.acquire() as conn:
+            for row in await conn.fetch(Q["expire_claims"]):
+                _log.error(
+                    "connect claim %s of call %s by %s expired: claiming it again",
+                    row["id"],
+                    row["call_id"],
+                    row["claimed_by"],
+                )
+            await conn.execute(Q["sweep_tombstones"], TOMBSTONE_SECONDS)
+            peers = self._peers()
+            if not peers:
+                return 0
+            ids = [r["id"] for r in await conn.fetch(Q["unbridged_calls"], peers)]
+        for call_id in ids:
+            await self.bridge(call_id)
+        return len(ids)
+
+    async def bridge(self, call_id: int) -> str | None:
+        """Claim and carry out the connect of ``call_id``.
+
+        Returns what happened (``connected``, ``requeued``, ``ended``,
+        ``gone``), or None when there was nothing for this instance to do
+        (another instance holds the claim, the call is not a peer's, or not
+        connected).
+        """
+        peers = self._peers()
+        if not peers:
+            return None
+        async with self.desk.pool.acquire() as conn:
+            claim = await conn.fetchrow(
+                Q["claim_bridge"], call_id, peers, self.instance, self.lease_seconds
+            )
+            if claim is None:
+                return None
+            agent_row = await conn.fetchrow(Q["agent_endpoint"], claim["agent_id"])
+        bridge_id: int = claim["id"]
+        agent_id: int = claim["agent_id"]
+        record = await self.desk.call(call_id)
+        split = split_external_id(record.call_id)
+        assert split is not None  # the claim only takes calls of our peers
+        peer, peer_call_id = split
+        connector = self.gateway.connectors[peer]
+        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record)
+        if agent_row is None or agent_row["endpoint"] is None:
+            error = f"agent {agent_id} has no endpoint the PBX could dial"
+            return await self._give_up(bridge_id, call, agent_id, error)
+        agent = AgentEndpoint(agent_id, agent_row["name"], agent_row["endpoint"])
+        error = "not attempted"
+        for attempt in range(self.attempts):
+            try:
+                await asyncio.wait_for(connector.connect(call, agent), self.timeout_seconds)
+            except Exception as exc:  # any failure of a peer must leave the call served
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                _log.warning(
+                    "connect of call %s (%s) to agent %s failed, attempt %s of %s: %s",
+                    call_id,
+                    record.call_id,
+                    agent.name,
+                    attempt + 1,
+                    self.attempts,
+                    error,
+                )
+                self._count(peer, "retried")
+                async with self.desk.pool.acquire() as conn:
+                    await conn.execute(
+                        Q["bridge_attempt_failed"], bridge_id, error[:500], self.lease_seconds
+                    )
+                fresh = await self.desk.call(call_id)
+                if fresh.state is not CallState.connected or fresh.agent_id != agent_id:
+                    # The caller hung up (or the call was ended) meanwhile: nothing to connect.
+                    await self._mark_failed(bridge_id, f"{error}; then the call was {fresh.state}")
+                    return "gone"
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(self.backoff_seconds * 2**attempt)
+                continue
+            async with self.desk.pool.acquire() as conn:
+                await conn.execute(Q["bridge_connected"], bridge_id)
+            self._count(peer, "connected")
+            _log.info("call %s (%s) connected to agent %s", call_id, record.call_id, agent.name)
+            return "connected"
+        return await self._give_up(bridge_id, call, agent_id, error)
+
+    async def _give_up(self, bridge_id: int, call: PeerCall, agent_id: int, error: str) -> str:
+        """Every attempt failed: back to the queue, or (after too many returns) end it."""
+        async with self.desk.pool.acquire() as conn:
+            failed_before = await conn.fetchval(Q["failed_bridges_of_call"], call.id)
+        if failed_before >= self.max_requeues:
+            _log.error(
+                "CALL NOT CONNECTED: call %s (%s) failed to connect %s times; last error: %s. "
+                "Ending it transferred (connect_failed) and hanging up at the peer.",
+                call.id,
+                call.record.call_id,
+                failed_before + 1,
+                error,
+            )
+            result = "ended"
+            try:
+                await self.desk.end(call.id, EndOutcome.transferred, "connect_failed")
+            except CallCenterError as exc:  # it ended otherwise meanwhile (a hang-up)
+                _log.warning("call %s could not be ended transferred: %s", call.id, exc.detail)
+            try:
+                await asyncio.wait_for(
+                    self.gateway.connectors[call.peer].hangup(call), self.timeout_seconds
+                )
+            except Exception as exc:  # best effort: the call is ended on our side already
+                _log.error("hang-up of call %s at %s failed: %s", call.id, call.peer, exc)
+        else:
+            back = await self.desk.requeue(call.id, agent_id)
+            result = "requeued" if back else "gone"
+            _log.error(
+                "CALL NOT CONNECTED: call %s (%s) could not be connected to agent %s: %s. %s",
+                call.id,
+                call.record.call_id,
+                agent_id,
+                error,
+                "It is back in its queue with its original key; the agent is not responding."
+                if back
+                else "It is no longer connected to that agent; nothing to put back.",
+            )
+        # Marked failed only now, so the catch-up never sees it unclaimed before it is back.
+        await self._mark_failed(bridge_id, error)
+        self._count(call.peer, result)
+        return result
+
+    async def _mark_failed(self, bridge_id: int, error: str) -> None:
+        async with self.desk.pool.acquire() as conn:
+            await conn.execute(Q["bridge_failed"], bridge_id, error[:500])
+
+    def _count(self, peer: str, result: str) -> None:
+        if self._results is not None:
+            self._results.labels(peer, result).inc()

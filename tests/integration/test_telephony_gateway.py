@@ -1,0 +1,329 @@
+"""The telephony gateway and the bridger, with a recording connector as the peer.
+
+Every adapter goes through these two, so the rules of a call's life at the
+telephone (idempotency, events out of order, exactly-once connect, failed
+connects) are tested here once, on the real database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from callcenter import app_keys
+from callcenter.errors import NotFound, Unprocessable
+from callcenter.telephony_adapters.base import (
+    Digits,
+    Hangup,
+    Incoming,
+    external_id,
+    split_external_id,
+)
+from callcenter.telephony_adapters.gateway import GONE_BEFORE_INCOMING, TelephonyGateway
+from tests.conftest import AppFactory
+from tests.integration.queue_helpers import (
+    FAST,
+    enqueue,
+    eventually,
+    make_agent,
+    make_customer,
+)
+from tests.integration.telephony_helpers import (
+    RecordingConnector,
+    accept_next_offer,
+    available_panel,
+    make_agent_with_endpoint,
+)
+
+#: Quick connect retries so failure paths finish within a test.
+QUICK = FAST | {"connect_backoff_seconds": 0.05, "connect_attempts": 3}
+
+
+def test_external_ids_carry_the_peer() -> None:
+    assert external_id("twilio", "CA1") == "twilio:CA1"
+    assert split_external_id("twilio:CA1") == ("twilio", "CA1")
+    assert split_external_id("ari:1754402591.17") == ("ari", "1754402591.17")
+    assert split_external_id("generic:a:b") == ("generic", "a:b")
+    assert split_external_id("pbx-42") is None
+    assert split_external_id("other:x") is None
+    assert split_external_id("twilio:") is None
+
+
+async def _waiting(pool: asyncpg.Pool[Any], call_id: int) -> bool:
+    found = await pool.fetchval("SELECT 1 FROM waiting_calls WHERE call_id = $1", call_id)
+    return found is not None
+
+
+async def test_incoming_is_idempotent_by_peer_call_id(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    first = await gateway.handle("generic", Incoming("c-1", ani="+12125550100"))
+    assert first.created and first.waiting and first.call is not None
+    assert first.call.call_id == "generic:c-1" and first.call.position == 1
+    again = await gateway.handle("generic", Incoming("c-1", ani="+12125550100"))
+    assert not again.created and again.call is not None and again.call.id == first.call.id
+    # The same peer call id from another peer is another call.
+    other = await gateway.handle("twilio", Incoming("c-1", ani="+12125550100"))
+    assert other.created and other.call is not None and other.call.id != first.call.id
+    assert await pool.fetchval("SELECT count(*) FROM calls") == 2
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 2
+
+
+async def test_hangup_while_waiting_abandons_once(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    view = await gateway.handle("generic", Incoming("c-2", ani="+12125550101"))
+    assert view.call is not None
+    gone = await gateway.handle("generic", Hangup("c-2", cause="caller"))
+    assert gone.call is not None and gone.call.state == "abandoned"
+    assert gone.call.end_reason == "hangup: caller"
+    assert not await _waiting(pool, view.call.id)
+    repeat = await gateway.handle("generic", Hangup("c-2"))
+    assert repeat.call is not None and repeat.call.state == "abandoned"
+    assert repeat.call.ended_at == gone.call.ended_at
+    late = await gateway.handle("generic", Digits("c-2", "1001"))
+    assert late.digits == "ignored" and late.note == "the call is abandoned"
+    retried = await gateway.handle("generic", Incoming("c-2", ani="+12125550101"))
+    assert not retried.created and retried.state == "abandoned"
+
+
+async def test_hangup_before_incoming_records_the_call_abandoned_never_queued(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    customer_id = await make_customer(client, "C-7", 30000, "+12125550107")
+    early = await gateway.handle("twilio", Hangup("CAearly", cause="completed"))
+    assert early.call is None and early.note is not None
+    digits = await gateway.handle("twilio", Digits("CAearly", "C-7"))
+    assert digits.digits == "ignored"
+    late = await gateway.handle("twilio", Incoming("CAearly", ani="+12125550107"))
+    assert late.created and late.call is not None
+    assert late.call.state == "abandoned" and late.call.end_reason == GONE_BEFORE_INCOMING
+    assert late.call.customer is not None and late.call.customer.id == customer_id
+    assert not await _waiting(pool, late.call.id)
+    waited = await pool.fetchval(
+        "SELECT details->>'waited_seconds' FROM interactions WHERE id ="
+        " (SELECT interaction_id FROM calls WHERE id = $1)",
+        late.call.id,
+    )
+    assert float(waited) == 0
+    again = await gateway.handle("twilio", Incoming("CAearly", ani="+12125550107"))
+    assert not again.created and again.call is not None and again.call.id == late.call.id
+
+
+async def test_digits_identify_a_waiting_caller_and_say_when_nobody_matches(
+    app_factory: AppFactory,
+) -> None:
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    await make_customer(client, "C-9", 30000, "+12125550109")
+    view = await gateway.handle("generic", Incoming("c-3", ani="+44 20 7946 0999"))
+    assert view.identify == "unknown" and not view.known_caller
+    wrong = await gateway.handle("generic", Digits("c-3", "NOPE"))
+    assert wrong.digits == "not_found" and wrong.waiting
+    right = await gateway.handle("generic", Digits("c-3", "C-9"))
+    assert right.digits == "identified" and right.known_caller
+    assert right.call is not None and right.call.tier == "platinum"
+    with pytest.raises(NotFound):
+        await gateway.handle("generic", Digits("never-came", "C-9"))
+
+
+async def test_bad_events_are_refused_naming_the_field(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    with pytest.raises(Unprocessable) as bad_id:
+        await gateway.handle("generic", Incoming(" padded "))
+    assert bad_id.value.field == "call_id"
+    with pytest.raises(Unprocessable) as bad_queue:
+        await gateway.handle("generic", Incoming("c-4", queue="no-such-queue"))
+    assert bad_queue.value.field == "queue"
+    with pytest.raises(Unprocessable) as bad_ani:
+        await gateway.handle("generic", Incoming("c-5", ani="1" * 100))
+    assert bad_ani.value.field == "ani"
+
+
+async def test_accept_connects_once_and_hangup_completes(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic")
+    client.app[app_keys.GATEWAY].register(fake)
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    agent_id, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    panel = await available_panel(client, token)
+    gateway = client.app[app_keys.GATEWAY]
+    view = await gateway.handle("generic", Incoming("c-10", ani="+12125550110"))
+    assert view.call is not None
+    assert await accept_next_offer(panel) == view.call.id
+    await eventually(lambda: _connected(pool, view.call.id))  # type: ignore[union-attr]
+    assert len(fake.connects) == 1
+    call, agent = fake.connects[0]
+    assert call.peer_call_id == "c-10" and call.id == view.call.id
+    assert (agent.agent_id, agent.name, agent.endpoint) == (agent_id, "ada", "sip:ada@pbx.example")
+
+    done = await gateway.handle("generic", Hangup("c-10"))
+    assert done.call is not None and done.call.state == "completed"
+    await panel.state("wrap_up")
+    assert len(fake.connects) == 1
+    await panel.close()
+
+
+async def _connected(pool: asyncpg.Pool[Any], call_id: int) -> bool:
+    state = await pool.fetchval(
+        "SELECT state FROM call_bridges WHERE call_id = $1 AND state <> 'failed'", call_id
+    )
+    return state == "connected"
+
+
+async def test_two_instances_connect_a_call_exactly_once(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    one = await app_factory(**QUICK)
+    two = await app_factory(**QUICK)
+    fakes = [RecordingConnector("twilio"), RecordingConnector("twilio")]
+    one.app[app_keys.GATEWAY].register(fakes[0])
+    two.app[app_keys.GATEWAY].register(fakes[1])
+    _, token = await make_agent_with_endpoint(one, "ada", "client:ada")
+    panel = await available_panel(two, token)
+    ids = []
+    for n in range(3):
+        gateway = (one if n % 2 else two).app[app_keys.GATEWAY]
+        view = await gateway.handle("twilio", Incoming(f"CA{n}", ani=f"+1212555012{n}"))
+        assert view.call is not None
+        ids.append(view.call.id)
+        assert await accept_next_offer(panel) == view.call.id
+        await eventually(lambda cid=view.call.id: _connected(pool, cid))  # type: ignore[misc]
+        await gateway.handle("twilio", Hangup(f"CA{n}", cause="completed"))
+        await panel.send(type="available")
+    connected = [c.id for f in fakes for c, _ in f.connects]
+    assert sorted(connected) == sorted(ids)
+    # Both catch-ups find nothing left to do.
+    assert await one.app[app_keys.BRIDGER].catch_up() == 0
+    assert await two.app[app_keys.BRIDGER].catch_up() == 0
+    await panel.close()
+
+
+async def test_failed_connect_is_retried_then_the_call_goes_back_with_its_key(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic", fail=3)
+    client.app[app_keys.GATEWAY].register(fake)
+    _, token = await make_agent_with_endpoint(client, "ada", "+15551230000")
+    panel = await available_panel(client, token)
+    gateway = client.app[app_keys.GATEWAY]
+    view = await gateway.handle("generic", Incoming("c-20", ani="+12125550120"))
+    assert view.call is not None
+    call_id = view.call.id
+    key = view.call.service_key
+    await accept_next_offer(panel)
+    await panel.state("not_responding")
+    back = await client.get(f"/api/calls/{call_id}")
+    body = await back.json()
+    assert body["state"] == "waiting" and body["agent_id"] is None
+    row = await pool.fetchrow(
+        "SELECT service_key, offered_to FROM waiting_calls WHERE call_id = $1", call_id
+    )
+    assert row["service_key"] == key
+    assert len(fake.connects) == 3
+    await eventually(lambda: _bridge_failed(pool, call_id))
+    bridges = await pool.fetch(
+        "SELECT state, attempts, last_error FROM call_bridges WHERE call_id = $1", call_id
+    )
+    assert [(b["state"], b["attempts"]) for b in bridges] == [("failed", 3)]
+    assert "refuses" in bridges[0]["last_error"]
+    # The agent says it is available again: the call comes back to it and connects.
+    await panel.send(type="available")
+    assert await accept_next_offer(panel) == call_id
+    await eventually(lambda: _connected(pool, call_id))
+    assert len(fake.connects) == 4
+    await panel.close()
+
+
+async def test_a_call_that_never_connects_ends_transferred_and_is_hung_up(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**(QUICK | {"connect_max_requeues": 0, "connect_attempts": 2}))
+    fake = RecordingConnector("generic", fail=100)
+    client.app[app_keys.GATEWAY].register(fake)
+    _, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    panel = await available_panel(client, token)
+    view = await client.app[app_keys.GATEWAY].handle("generic", Incoming("c-30"))
+    assert view.call is not None
+    call_id = view.call.id
+    await accept_next_offer(panel)
+
+    async def ended() -> bool:
+        state = await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
+        return bool(state == "transferred")
+
+    await eventually(ended)
+    await eventually(lambda: _true(bool(fake.hangups)))
+    assert fake.hangups[0].id == call_id
+    reason = await pool.fetchval("SELECT end_reason FROM calls WHERE id = $1", call_id)
+    assert reason == "connect_failed"
+    assert len(fake.connects) == 2
+    await panel.close()
+
+
+async def _bridge_failed(pool: asyncpg.Pool[Any], call_id: int) -> bool:
+    state = await pool.fetchval("SELECT state FROM call_bridges WHERE call_id = $1", call_id)
+    return bool(state == "failed")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_an_agent_without_endpoint_sends_the_call_back(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic")
+    client.app[app_keys.GATEWAY].register(fake)
+    _, token = await make_agent(client, "noend")
+    panel = await available_panel(client, token)
+    view = await client.app[app_keys.GATEWAY].handle("generic", Incoming("c-40"))
+    assert view.call is not None
+    await accept_next_offer(panel)
+    await panel.state("not_responding")
+    assert await _waiting(pool, view.call.id)
+    assert fake.connects == []
+    await eventually(lambda: _bridge_failed(pool, view.call.id))  # type: ignore[union-attr]
+    error = await pool.fetchval(
+        "SELECT last_error FROM call_bridges WHERE call_id = $1", view.call.id
+    )
+    assert "no endpoint" in error
+    await panel.close()
+
+
+async def test_api_calls_need_no_connect_and_lost_events_are_caught_up(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    gateway: TelephonyGateway = client.app[app_keys.GATEWAY]
+    _, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    panel = await available_panel(client, token)
+    plain = await enqueue(client, "pbx-1")
+    assert await accept_next_offer(panel) == plain["call"]["id"]
+    await panel.send(type="end", call_id=plain["call"]["id"], outcome="completed")
+    await panel.send(type="available")
+    # No connector for generic yet: the accept's connect event finds nothing to do.
+    view = await gateway.handle("generic", Incoming("c-50"))
+    assert view.call is not None
+    assert await accept_next_offer(panel) == view.call.id
+    assert await pool.fetchval("SELECT count(*) FROM call_bridges") == 0
+    fake = RecordingConnector("generic")
+    gateway.register(fake)
+    assert await client.app[app_keys.BRIDGER].catch_up() == 1
+    assert [c.id for c, _ in fake.connects] == [view.call.id]
+    assert await _connected(pool, view.call.id)
+    assert await pool.fetchval("SELECT count(*) FROM call_bridges") == 1
+    await panel.close()
