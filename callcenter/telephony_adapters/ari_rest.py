@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import ValidationError
 
 from callcenter.errors import PeerRequestFailed
 from callcenter.telephony_adapters.ari_events import Channel, parse_channels
@@ -26,11 +27,11 @@ class AriRest:
     """ARI's REST side. ``base_url`` is the HTTP server, e.g. ``http://127.0.0.1:8088``."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, auth: aiohttp.BasicAuth | None
+        self, session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str]
     ) -> None:
         self._session = session
         self._root = base_url.rstrip("/") + "/ari"
-        self._auth = auth
+        self._headers = dict(headers)
 
     async def _call(
         self,
@@ -46,7 +47,7 @@ class AriRest:
                 url,
                 params=dict(params or {}),
                 json=body,
-                auth=self._auth,
+                headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
             ) as resp:
                 text = await resp.text()
@@ -101,7 +102,10 @@ class AriRest:
             params["callerId"] = caller_id
         body = {"variables": dict(variables)} if variables else None
         data = await self._call("POST", "/channels", params, body)
-        return Channel.model_validate(data)
+        try:
+            return Channel.model_validate(data)
+        except ValidationError as exc:
+            raise PeerRequestFailed(f"ARI POST /channels answered no channel: {exc}") from exc
 
     async def create_bridge(self, bridge_id: str, name: str = "") -> dict[str, Any]:
         params = {"type": "mixing", "bridgeId": bridge_id}

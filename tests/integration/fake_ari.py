@@ -47,6 +47,8 @@ class FakeAri:
     password: str = "secret"
     app_name: str = "callcenter"
     answer_originates: bool = True
+    #: Off: the event websocket answers 503, as an Asterisk that is restarting.
+    accepting: bool = True
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     bridges: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
@@ -104,6 +106,9 @@ class FakeAri:
     # -- the event websocket -----------------------------------------------------
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        if not self.accepting:
+            self.refused.append((request.path, 503))
+            return _error(503, "Service Unavailable")
         apps = [a for a in request.query.get("app", "").split(",") if a]
         if not apps:
             self.refused.append((request.path, 400))
@@ -125,6 +130,12 @@ class FakeAri:
                 self._sockets.remove((request, ws))
             await self._notify()
         return ws
+
+    async def close(self) -> None:
+        """Close every event websocket (the test is over; Asterisk stops)."""
+        self.accepting = False
+        for _, ws in list(self._sockets):
+            await ws.close()
 
     @property
     def connected(self) -> bool:
@@ -357,7 +368,7 @@ class FakeAri:
         return [r for r in self.requests if r.method == method and r.path == path]
 
 
-_CAUSES = {16: "Normal Clearing", 19: "No user responding", 21: "Call Rejected"}
+_CAUSES = {16: "Normal Clearing", 19: "User alerting, no answer", 21: "Call Rejected"}
 
 
 def _error(status: int, message: str) -> web.Response:
