@@ -46,7 +46,9 @@ class FakeAri:
     user: str = "asterisk"
     password: str = "secret"
     app_name: str = "callcenter"
-    answer_originates: bool = True
+    #: What an originated channel does: True answers at once, False fails
+    #: (no answer), None keeps ringing until hung up.
+    answer_originates: bool | None = True
     #: Off: the event websocket answers 503, as an Asterisk that is restarting.
     accepting: bool = True
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -293,8 +295,10 @@ class FakeAri:
         )
         return web.json_response(channel)
 
-    async def _ring(self, channel_id: str, args: tuple[str, ...], *, answer: bool) -> None:
+    async def _ring(self, channel_id: str, args: tuple[str, ...], *, answer: bool | None) -> None:
         await asyncio.sleep(0.02)
+        if answer is None:
+            return
         if answer:
             channel = self.channels[channel_id]
             channel["state"] = "Up"

@@ -252,8 +252,8 @@ async def test_garbage_and_a_drop_reconnect_and_reconcile(
     for frame in ["{not json", b"\x00\xff", "[]", '{"type": "StasisStart"}',
                   '{"type": "StasisStart", "channel": {"name": "no id"}}']:  # fmt: skip
         await fake.send_raw(frame)
-    assert fake.connections == 1
     await eventually(lambda: _true(adapter.reconciles > reconciles))
+    assert fake.connections == 1 and fake.connected
 
     # The stream drops; while Asterisk is unreachable one caller hangs up unseen.
     fake.accepting = False
@@ -305,6 +305,48 @@ async def test_agent_endpoint_not_answering_puts_the_call_back(
     assert not fake.asked("POST", "/ari/bridges")
     assert await waiting_ids(client) == [f"ari:{CALLER}"]
     await panel.close()
+
+
+async def test_caller_hangs_up_while_the_agent_rings(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    fake.answer_originates = None
+    client = await start(app_factory, fake, connect_timeout_seconds=10)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: fake.asked("POST", "/ari/channels"))
+    leg = fake.asked("POST", "/ari/channels")[0].query["channelId"]
+    assert fake.asked("POST", "/ari/channels")[0].query["timeout"] == "10"
+
+    await fake.hang_up(CALLER)
+    # The ringing agent leg is hung up; nothing is bridged.
+    await fake.until(lambda: leg not in fake.channels)
+    assert fake.asked("DELETE", f"/ari/channels/{leg}")
+    assert not fake.asked("POST", "/ari/bridges")
+    await until_state(client, CALLER, "completed")
+    await panel.close()
+
+
+async def test_a_dead_adapter_task_makes_the_service_unready(
+    app_factory: AppFactory, fake: FakeAri, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await start(app_factory, fake)
+    assert (await client.get("/readyz")).status == 200
+    adapter = client.app[app_keys.ARI]
+
+    def broken(frame: str | bytes) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(adapter, "_on_frame", broken)
+    await fake.send(fake.event("ChannelVarset", variable="X", value="1"))
+    await eventually(lambda: _true(adapter.failure is not None))
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert "ARI adapter stopped" in body["detail"] and "a bug" in body["detail"]
 
 
 async def test_wrong_password_is_refused_and_retried(
