@@ -35,6 +35,7 @@ from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
+from callcenter.telephony_adapters import generic, twilio
 from callcenter.telephony_adapters.ari import AriAdapter, AriConfig, AriMetrics
 from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
 from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
@@ -124,7 +125,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
 
-    endpoints = install(app, [system, customers_api.routes, queue_api.routes])
+    endpoints = install(
+        app, [system, customers_api.routes, queue_api.routes, generic.routes, twilio.routes]
+    )
     document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
     app[app_keys.OPENAPI] = document
     app.router.add_get("/openapi.json", _openapi)
@@ -200,6 +203,24 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             default_queue=settings.telephony_default_queue,
             events=telephony_events_counter(registry),
         )
+        if settings.generic_callback_url and settings.generic_webhook_secret is not None:
+            gateway.register(
+                generic.GenericConnector(
+                    session,
+                    settings.generic_callback_url,
+                    settings.generic_webhook_secret.get_secret_value().encode(),
+                )
+            )
+        if settings.twilio_account_sid and settings.twilio_auth_token is not None:
+            gateway.register(
+                twilio.TwilioConnector(
+                    session,
+                    api_base=settings.twilio_api_base,
+                    account_sid=settings.twilio_account_sid,
+                    auth_token=settings.twilio_auth_token.get_secret_value(),
+                    public_url=settings.public_url,
+                )
+            )
         bridger = Bridger(
             desk,
             gateway,

@@ -135,6 +135,63 @@ class Settings(BaseSettings):
         "(connect_failed) instead of going back to the queue once more.",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The base URL peers see (scheme, host, optional path prefix), used for "
+        "Twilio signatures behind a proxy and the URLs in TwiML. Absent: the request's own.",
+    )
+    generic_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the generic JSON adapter (HMAC-SHA256). Absent: the "
+        "generic endpoint refuses every request.",
+    )
+    generic_tolerance_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="A generic webhook whose signed timestamp is further than this from now "
+        "is refused (replay protection).",
+    )
+    generic_callback_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="Where connect and hang-up commands for generic calls are posted (signed "
+        "like the webhooks). Absent: the PBX learns them by polling.",
+    )
+    generic_gather_unknown: bool = Field(
+        default=False,
+        description="Answer gather (ask for a customer number) for callers not recognised.",
+    )
+    twilio_account_sid: str | None = Field(
+        default=None,
+        pattern=r"^AC[0-9a-fA-F]{32}$",
+        description="Twilio account SID (AC…), for the REST calls that connect callers.",
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="Twilio auth token: verifies X-Twilio-Signature and authenticates REST "
+        "calls. Absent: the Twilio endpoints refuse every request.",
+    )
+    twilio_api_base: str = Field(
+        default="https://api.twilio.com",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL of Twilio's REST API (tests point it at a fake).",
+    )
+    twilio_gather_unknown: bool = Field(
+        default=False,
+        description="Ask callers not recognised by their number for a customer number "
+        "(<Gather>) before they wait.",
+    )
+    twilio_hold_music_url: str = Field(
+        default="http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3",
+        pattern=r"^https?://\S+$",
+        description="What callers hear while they wait.",
+    )
+    twilio_language: str = Field(
+        default="en-US", max_length=16, description="Language of <Say> and <Gather>."
+    )
+
     @field_validator("default_region")
     @classmethod
     def _upper_region(cls, value: str) -> str:

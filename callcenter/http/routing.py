@@ -52,6 +52,10 @@ class Endpoint:
     response: type[BaseModel] | None
     status: int
     errors: tuple[int, ...]
+    #: Documented but read by the handler itself (a signature over the raw bytes comes first).
+    raw_body: type[BaseModel] | None = None
+    body_media_type: str = "application/json"
+    response_media_type: str = "application/json"
 
 
 class Routes:
@@ -72,10 +76,21 @@ class Routes:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: Iterable[int] = (),
+        raw_body: type[BaseModel] | None = None,
+        body_media_type: str = "application/json",
+        response_media_type: str = "application/json",
     ) -> Callable[[HandlerFn], HandlerFn]:
+        """Declare an endpoint.
+
+        ``raw_body`` documents a body the handler reads and checks itself (a
+        webhook verifies its signature over the raw bytes before parsing);
+        ``body_media_type`` and ``response_media_type`` name what goes over the
+        wire when it is not JSON (form posts, TwiML).
+        """
+
         def register(fn: HandlerFn) -> HandlerFn:
             found = set(errors)
-            if body is not None:
+            if body is not None or raw_body is not None:
                 found |= {400, 413, 422}
             if query is not None:
                 found.add(422)
@@ -93,6 +108,9 @@ class Routes:
                     response,
                     status,
                     tuple(sorted(found)),
+                    raw_body,
+                    body_media_type,
+                    response_media_type,
                 )
             )
             return fn
@@ -189,7 +207,9 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
                 )
         ok: dict[str, Any] = {"description": "OK" if e.status < 300 else "Created"}
         if e.response is not None:
-            ok["content"] = {"application/json": {"schema": ref(e.response, "out")}}
+            ok["content"] = {e.response_media_type: {"schema": ref(e.response, "out")}}
+        elif e.response_media_type != "application/json":
+            ok["content"] = {e.response_media_type: {"schema": {"type": "string"}}}
         op: dict[str, Any] = {
             "summary": e.summary,
             "operationId": e.handler.__name__,
@@ -204,10 +224,11 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
                 for code in e.errors
             },
         }
-        if e.body is not None:
+        documented = e.body or e.raw_body
+        if documented is not None:
             op["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": ref(e.body, "in")}},
+                "content": {e.body_media_type: {"schema": ref(documented, "in")}},
             }
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {
@@ -220,6 +241,7 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
 
 _REASONS = {
     400: "Malformed request",
+    401: "Not authenticated",
     403: "Not allowed",
     404: "Not found",
     409: "Conflict with stored state",

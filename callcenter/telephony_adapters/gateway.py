@@ -137,6 +137,32 @@ class TelephonyGateway:
             self._events.labels(peer, kind, result).inc()
         return view
 
+    async def connect_failed(self, peer: str, peer_call_id: str, cause: str) -> CallView:
+        """The peer reports that the agent's leg of a connect never answered.
+
+        The connect command itself succeeded (so the bridger counted it
+        connected), but the agent's phone did not pick up: the caller goes back
+        to the queue with their original key and the agent becomes *not
+        responding*, as after a failed connect. A call not connected any more is
+        left as it is.
+        """
+        _check_peer_call_id(peer_call_id)
+        ext = external_id(peer, peer_call_id)
+        call = await self.desk.by_external_id(ext)
+        if call is None:
+            raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
+        note = f"the call is {call.state.value}"
+        if call.state is CallState.connected and call.agent_id is not None:
+            if await self.desk.requeue(call.id, call.agent_id):
+                note = f"back in the queue: {cause}"
+                # Back first, then the claim released, so a catch-up never re-dials.
+                async with self.desk.pool.acquire() as conn:
+                    await conn.execute(Q["release_bridge"], call.id, cause[:500])
+            call = await self.desk.call(call.id)
+        if self._events is not None:
+            self._events.labels(peer, "connect_failed", call.state.value).inc()
+        return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
+
     # -- the three events ------------------------------------------------------
 
     async def _incoming(self, peer: str, event: Incoming) -> CallView:

@@ -62,3 +62,9 @@ SELECT c.id
 
 -- agent_endpoint --
 SELECT id, name, endpoint FROM agents WHERE id = $1
+
+-- release_bridge --
+-- The agent's leg never answered: the live claim of the call is closed as
+-- failed so the call, back in the queue, can be claimed again.
+UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
+ WHERE call_id = $1 AND state <> 'failed'

@@ -48,7 +48,8 @@ async def make_agent_with_endpoint(
 async def available_panel(client: TestClient[Any, Any], token: str) -> Panel:
     panel = await Panel.open(client, token)
     await panel.send(type="available")
-    await panel.state("available")
+    # The ack, not the state: with a call waiting, the next state is already "offered".
+    await panel.until(lambda m: m["type"] == "ack" and m["to"] == "available")
     return panel
 
 

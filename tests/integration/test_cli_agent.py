@@ -44,3 +44,16 @@ async def test_agent_add_prints_a_working_token(db_url: str, pool: asyncpg.Pool[
     assert listed.returncode == 0
     assert "ada" in listed.stdout
     assert token not in listed.stdout
+
+
+async def test_agent_add_takes_the_endpoint_the_pbx_dials(
+    db_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    done = _cli(db_url, "agent", "add", "ada", "--queue", "general", "--endpoint", "PJSIP/1001")
+    assert done.returncode == 0, done.stderr
+    assert await pool.fetchval("SELECT endpoint FROM agents WHERE name = 'ada'") == "PJSIP/1001"
+    bad = _cli(db_url, "agent", "add", "bob", "--queue", "general", "--endpoint", "ring bob")
+    assert bad.returncode == 2
+    assert "endpoint" in bad.stdout + bad.stderr
+    listed = _cli(db_url, "agent", "list")
+    assert "PJSIP/1001" in listed.stdout

@@ -184,3 +184,32 @@ async def test_concurrent_migrations_apply_each_migration_once(empty_url: str) -
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_a_migration_numbered_below_the_applied_ones_is_still_applied(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches merge out of order: a database at 0004 must still get a later-merged 0003."""
+    from callcenter.db import migrate as migrate_module
+    from callcenter.db.migrate import Migration
+
+    shipped = known_migrations()
+    conn = await asyncpg.connect(empty_url)
+    try:
+        await migrate(conn)
+        late = Migration(
+            version=max(m.version for m in shipped) - 1 if len(shipped) > 1 else 0,
+            name="merged_late",
+            sql="CREATE TABLE merged_late (id int)",
+        )
+        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", late.version)
+        with_late = [m for m in shipped if m.version != late.version] + [late]
+        monkeypatch.setattr(
+            migrate_module, "known_migrations", lambda: sorted(with_late, key=lambda m: m.version)
+        )
+        applied = await migrate(conn)
+        assert [(m.version, m.name) for m in applied] == [(late.version, "merged_late")]
+        assert "merged_late" in await _tables(conn)
+        assert await migrate(conn) == []
+    finally:
+        await conn.close()

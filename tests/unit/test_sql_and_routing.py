@@ -25,5 +25,7 @@ def test_customers_queries_load() -> None:
 
 
 def test_migrations_are_ordered_from_one() -> None:
+    # Gaps are allowed: parallel branches number their migrations before they merge.
     versions = [m.version for m in known_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))

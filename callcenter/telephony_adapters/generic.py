@@ -1,0 +1,269 @@
+"""The generic JSON adapter: any PBX that can post JSON and read the answer.
+
+``POST /telephony/generic/events`` takes ``call.incoming``, ``call.digits``
+and ``call.hangup``, each signed with ``Callcenter-Signature`` (see
+``signing``); the signature is checked over the raw body before anything is
+parsed or stored. The answer says what to do with the caller now:
+``wait`` (with position and estimated wait), ``gather`` (ask an unknown
+caller for a customer number, if configured), ``connect`` (an agent took
+the call; its endpoint is in the answer) or ``hangup`` (the call is over).
+
+Commands reach the PBX one of two ways. With ``CALLCENTER_GENERIC_CALLBACK_URL``
+set, the ``GenericConnector`` posts ``connect`` and ``hangup`` there, signed
+the same way. Without it, the PBX polls: it sends the same ``call.incoming``
+again (idempotent: nothing is enqueued twice) and reads the action from the
+answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+
+from callcenter import app_keys
+from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
+from callcenter.http.problems import validation_problem
+from callcenter.http.routing import Routes
+from callcenter.queue import agents
+from callcenter.queue.models import CallState
+from callcenter.telephony_adapters import signing
+from callcenter.telephony_adapters.base import (
+    GENERIC,
+    AgentEndpoint,
+    CallEvent,
+    Digits,
+    Hangup,
+    Incoming,
+    PeerCall,
+)
+from callcenter.telephony_adapters.gateway import CallView
+from callcenter.telephony_adapters.webhooks import read_body
+
+routes = Routes("telephony")
+
+#: What a gather answer asks the PBX for.
+GATHER_MAX_DIGITS = 16
+
+PeerCallId = Annotated[str, Field(min_length=1, max_length=180)]
+
+
+class _Event(BaseModel):
+    # Unknown fields are ignored: a PBX may send more than we read (ids, timestamps).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class GenericIncoming(_Event):
+    type: Literal["call.incoming"]
+    call_id: PeerCallId = Field(description="The PBX's id of the call; repeats are answered, "
+                                "never enqueued twice.")  # fmt: skip
+    from_: str | None = Field(
+        default=None, alias="from", max_length=64, description="The calling number (ANI)."
+    )
+    to: str | None = Field(default=None, max_length=64, description="The number dialled.")
+    customer_number: str | None = Field(
+        default=None, max_length=64, description="Collected by the PBX's own IVR, if any."
+    )
+    queue: str | None = Field(default=None, max_length=63, description="Default: the setting.")
+
+
+class GenericDigits(_Event):
+    type: Literal["call.digits"]
+    call_id: PeerCallId
+    digits: str = Field(min_length=1, max_length=64, description="What the caller typed.")
+
+
+class GenericHangup(_Event):
+    type: Literal["call.hangup"]
+    call_id: PeerCallId
+    cause: str | None = Field(default=None, max_length=100, description="The PBX's reason.")
+
+
+class GenericEvent(RootModel[GenericIncoming | GenericDigits | GenericHangup]):
+    """One event from the PBX; ``type`` says which."""
+
+    root: Annotated[GenericIncoming | GenericDigits | GenericHangup, Field(discriminator="type")]
+
+
+_MODELS: dict[str, type[GenericIncoming | GenericDigits | GenericHangup]] = {
+    "call.incoming": GenericIncoming,
+    "call.digits": GenericDigits,
+    "call.hangup": GenericHangup,
+}
+
+
+class GenericCall(BaseModel):
+    id: int = Field(description="Our id of the call.")
+    state: CallState
+    queue: str
+    position: int | None = Field(description="1 = next to be served; null once answered.")
+    estimated_wait_seconds: float | None
+    tier: str | None
+    customer_known: bool = Field(description="The caller is a known customer.")
+
+
+class GenericAgent(BaseModel):
+    name: str
+    endpoint: str | None = Field(description="What the PBX dials to reach the agent.")
+
+
+class GatherSpec(BaseModel):
+    max_digits: int
+    finish_on_key: str
+    retry: bool = Field(description="The last digits named nobody: ask again.")
+
+
+class GenericReply(BaseModel):
+    action: Literal["wait", "gather", "connect", "hangup"]
+    call_id: str = Field(description="The PBX's id of the call, echoed.")
+    call: GenericCall | None
+    agent: GenericAgent | None = Field(default=None, description="With connect: whom to ring.")
+    gather: GatherSpec | None = Field(default=None, description="With gather: what to collect.")
+    note: str | None = Field(default=None, description="Why the event changed nothing, if so.")
+
+
+class GenericCommand(BaseModel):
+    """What ``GenericConnector`` posts to the callback URL."""
+
+    action: Literal["connect", "hangup"]
+    call_id: str
+    agent: GenericAgent | None = None
+
+
+def parse_event(body: bytes) -> CallEvent | web.Response:
+    """The body as one of our events; 400 for bytes that are not a JSON object,
+    422 naming the field (``type`` for an unknown event) for one that does not fit."""
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object with a type")
+    kind = data.get("type")
+    model = _MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise Unprocessable(
+            f"unknown event type {kind!r}: expected one of {', '.join(_MODELS)}", field="type"
+        )
+    try:
+        event = model.model_validate(data)
+    except ValidationError as exc:
+        return validation_problem(exc, "request body")
+    if isinstance(event, GenericIncoming):
+        return Incoming(
+            event.call_id,
+            ani=event.from_,
+            customer_number=event.customer_number,
+            queue=event.queue,
+            dialed=event.to,
+        )
+    if isinstance(event, GenericDigits):
+        return Digits(event.call_id, event.digits)
+    return Hangup(event.call_id, event.cause)
+
+
+@routes.route(
+    "POST",
+    "/telephony/generic/events",
+    summary="A PBX's call event (call.incoming, call.digits, call.hangup), signed with "
+    "Callcenter-Signature; the answer says what to do with the caller",
+    raw_body=GenericEvent,
+    response=GenericReply,
+    errors=[403, 404],
+)
+async def generic_events(request: web.Request) -> web.StreamResponse:
+    settings = request.app[app_keys.SETTINGS]
+    secret = settings.generic_webhook_secret
+    if secret is None:
+        raise InvalidSignature(
+            "the generic adapter has no secret: set CALLCENTER_GENERIC_WEBHOOK_SECRET"
+        )
+    body = await read_body(request, settings.webhook_max_bytes)
+    signing.verify(
+        request.headers.get(signing.HEADER),
+        body,
+        secret.get_secret_value().encode(),
+        now=time.time(),
+        tolerance=settings.generic_tolerance_seconds,
+    )
+    event = parse_event(body)
+    if isinstance(event, web.Response):
+        return event
+    view = await request.app[app_keys.GATEWAY].handle(GENERIC, event)
+    reply = await _reply(request, view, gather_unknown=settings.generic_gather_unknown)
+    return web.json_response(text=reply.model_dump_json())
+
+
+async def _reply(request: web.Request, view: CallView, *, gather_unknown: bool) -> GenericReply:
+    call = view.call
+    if call is None:
+        return GenericReply(action="hangup", call_id=view.peer_call_id, call=None, note=view.note)
+    summary = GenericCall(
+        id=call.id,
+        state=call.state,
+        queue=call.queue,
+        position=call.position,
+        estimated_wait_seconds=call.estimated_wait_seconds,
+        tier=call.tier,
+        customer_known=view.known_caller,
+    )
+    reply = GenericReply(action="wait", call_id=view.peer_call_id, call=summary, note=view.note)
+    if call.state is CallState.connected and call.agent_id is not None:
+        async with app_keys.pool(request.app).acquire() as conn:
+            agent = await agents.get_agent(conn, call.agent_id)
+        reply.action = "connect"
+        reply.agent = GenericAgent(name=agent.name, endpoint=agent.endpoint)
+    elif call.state is not CallState.waiting:
+        reply.action = "hangup"
+    elif gather_unknown and not view.known_caller and view.digits != "identified":
+        reply.action = "gather"
+        reply.gather = GatherSpec(
+            max_digits=GATHER_MAX_DIGITS, finish_on_key="#", retry=view.digits == "not_found"
+        )
+    return reply
+
+
+class GenericConnector:
+    """Posts signed ``connect`` and ``hangup`` commands to the PBX's callback URL."""
+
+    peer = GENERIC
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        secret: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.secret = secret
+        self.clock = clock
+
+    async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
+        command = GenericCommand(
+            action="connect",
+            call_id=call.peer_call_id,
+            agent=GenericAgent(name=agent.name, endpoint=agent.endpoint),
+        )
+        await self._post(command)
+
+    async def hangup(self, call: PeerCall) -> None:
+        await self._post(GenericCommand(action="hangup", call_id=call.peer_call_id))
+
+    async def _post(self, command: GenericCommand) -> None:
+        body = command.model_dump_json(exclude_none=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            signing.HEADER: signing.header_value([self.secret], int(self.clock()), body),
+        }
+        async with self.session.post(self.url, data=body, headers=headers) as resp:
+            if resp.status >= 300:
+                text = (await resp.text(errors="replace"))[:200]
+                raise PeerFailed(f"the PBX answered {command.action} with {resp.status}: {text}")

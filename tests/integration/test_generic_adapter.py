@@ -1,0 +1,232 @@
+"""The generic JSON adapter end to end: signed events in, signed commands out to a fake PBX."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from tests.conftest import AppFactory
+from tests.integration.queue_helpers import FAST, eventually, make_customer
+from tests.integration.telephony_fakes import GENERIC_SECRET, FakePBX, post_generic
+from tests.integration.telephony_helpers import (
+    accept_next_offer,
+    available_panel,
+    make_agent_with_endpoint,
+)
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+def _event(kind: str, call_id: str, **fields: Any) -> bytes:
+    return json.dumps({"type": kind, "call_id": call_id, **fields}).encode()
+
+
+async def _generic_app(
+    app_factory: AppFactory, pbx_url: str | None = None, **changes: Any
+) -> TestClient[Any, Any]:
+    return await app_factory(
+        **(
+            FAST
+            | {
+                "generic_webhook_secret": SecretStr(GENERIC_SECRET),
+                "generic_callback_url": pbx_url,
+                "connect_backoff_seconds": 0.05,
+            }
+            | changes
+        )
+    )
+
+
+async def _calls(pool: asyncpg.Pool[Any]) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM calls")
+    return count
+
+
+async def test_a_call_waits_is_accepted_connected_at_the_pbx_and_completes(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    pbx = FakePBX()
+    server = await aiohttp_server(pbx.app(), host="127.0.0.1")
+    client = await _generic_app(app_factory, str(server.make_url("/pbx/commands")))
+    customer_id = await make_customer(client, "C-1", 30000, "+12125550100")
+    _, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+
+    status, reply = await post_generic(
+        client,
+        _event("call.incoming", "pbx-1", **{"from": "(212) 555-0100", "to": "+14155550100"}),
+    )
+    assert status == 200, reply
+    assert reply["action"] == "wait" and reply["call_id"] == "pbx-1"
+    assert reply["call"]["position"] == 1 and reply["call"]["customer_known"] is True
+    assert reply["call"]["tier"] == "platinum"
+    # A retried delivery is answered from the stored call.
+    status, again = await post_generic(client, _event("call.incoming", "pbx-1"))
+    assert status == 200 and again["call"]["id"] == reply["call"]["id"]
+    assert await _calls(pool) == 1
+
+    panel = await available_panel(client, token)
+    assert await accept_next_offer(panel) == reply["call"]["id"]
+    await eventually(lambda: _true(bool(pbx.commands)))
+    assert pbx.commands == [
+        {
+            "action": "connect",
+            "call_id": "pbx-1",
+            "agent": {"name": "ada", "endpoint": "sip:ada@pbx.example"},
+        }
+    ]
+    assert pbx.bad_signatures == 0
+    status, polled = await post_generic(client, _event("call.incoming", "pbx-1"))
+    assert polled["action"] == "connect" and polled["agent"]["endpoint"] == "sip:ada@pbx.example"
+
+    status, done = await post_generic(client, _event("call.hangup", "pbx-1", cause="normal"))
+    assert status == 200 and done["action"] == "hangup"
+    assert done["call"]["state"] == "completed"
+    await panel.state("wrap_up")
+    history = await (await client.get(f"/api/customers/{customer_id}/history")).json()
+    assert history["interactions"][0]["outcome"] == "completed"
+    await panel.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _generic_app(app_factory)
+    status, reply = await post_generic(client, _event("call.incoming", "pbx-2", **{"from": None}))
+    assert status == 200 and reply["action"] == "wait"
+    status, gone = await post_generic(client, _event("call.hangup", "pbx-2"))
+    assert status == 200 and gone["call"]["state"] == "abandoned"
+    # Digits after the hang-up change nothing; the answer says hang up.
+    status, late = await post_generic(client, _event("call.digits", "pbx-2", digits="1234"))
+    assert status == 200 and late["action"] == "hangup" and "abandoned" in late["note"]
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+
+
+async def test_a_hangup_before_its_incoming_never_queues_the_call(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _generic_app(app_factory)
+    status, early = await post_generic(client, _event("call.hangup", "pbx-3"))
+    assert status == 200 and early["action"] == "hangup" and early["call"] is None
+    status, late = await post_generic(client, _event("call.incoming", "pbx-3"))
+    assert status == 200 and late["action"] == "hangup"
+    assert late["call"]["state"] == "abandoned"
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+
+
+async def test_unknown_callers_are_asked_for_their_number_when_configured(
+    app_factory: AppFactory,
+) -> None:
+    client = await _generic_app(app_factory, generic_gather_unknown=True)
+    await make_customer(client, "C-42", 6000, "+12125550142")
+    incoming = _event("call.incoming", "pbx-4", **{"from": "+44 20 7946 0018"})
+    status, reply = await post_generic(client, incoming)
+    assert reply["action"] == "gather" and reply["gather"]["retry"] is False
+    status, wrong = await post_generic(client, _event("call.digits", "pbx-4", digits="999"))
+    assert wrong["action"] == "gather" and wrong["gather"]["retry"] is True
+    status, right = await post_generic(client, _event("call.digits", "pbx-4", digits="C-42"))
+    assert status == 200 and right["action"] == "wait"
+    assert right["call"]["customer_known"] is True and right["call"]["tier"] == "gold"
+    # A known caller is never asked.
+    status, known = await post_generic(
+        client, _event("call.incoming", "pbx-5", **{"from": "+12125550142"})
+    )
+    assert known["action"] == "wait"
+
+
+async def test_bad_signatures_are_403_and_store_nothing(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _generic_app(app_factory)
+    body = _event("call.incoming", "pbx-6")
+    now = int(time.time())
+    cases = [
+        {"header": ""},
+        {"secrets": ["not-the-secret"]},
+        {"timestamp": now - 301},
+        {"timestamp": now + 301},
+        {"header": f"t={now},v1=00"},
+    ]
+    for case in cases:
+        status, problem = await post_generic(client, body, **case)
+        assert status == 403, (case, problem)
+        assert problem["title"] == "Invalid signature" and problem["detail"]
+    # A sender rotating its secret signs with both; one match is enough.
+    status, _ = await post_generic(client, body, secrets=["old-secret", GENERIC_SECRET])
+    assert status == 200
+    assert await _calls(pool) == 1
+    unsigned = await client.post("/telephony/generic/events", data=_event("call.incoming", "x"))
+    assert unsigned.status == 403
+    assert await _calls(pool) == 1
+
+
+async def test_an_unconfigured_adapter_refuses_everything(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST)
+    status, problem = await post_generic(client, _event("call.incoming", "pbx-7"))
+    assert status == 403 and "CALLCENTER_GENERIC_WEBHOOK_SECRET" in problem["detail"]
+    assert await _calls(pool) == 0
+
+
+async def test_malformed_events_are_4xx_never_500(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _generic_app(app_factory, webhook_max_bytes=2048)
+    cases: list[tuple[bytes, int, str | None]] = [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (b"", 400, None),
+        (_event("call.transfer", "pbx-8"), 422, "type"),
+        (json.dumps({"call_id": "pbx-8"}).encode(), 422, "type"),
+        (_event("call.incoming", ""), 422, "call_id"),
+        (_event("call.incoming", "x" * 181), 422, "call_id"),
+        (_event("call.incoming", "pbx-8", queue="nope"), 422, "queue"),
+        (_event("call.incoming", "pbx-8", **{"from": 12}), 422, "from"),
+        (_event("call.digits", "pbx-8"), 422, "digits"),
+        (_event("call.digits", "never-came", digits="1"), 404, "call_id"),
+        (_event("call.incoming", "pbx-8", pad="x" * 3000), 413, None),
+    ]
+    for body, expected, field in cases:
+        status, problem = await post_generic(client, body)
+        assert status == expected, (body[:60], problem)
+        if field is not None:
+            assert problem["field"] == field, (body[:60], problem)
+        if expected == 422 and field == "type":
+            assert "call.transfer" in problem["detail"] or "None" in problem["detail"]
+    assert await _calls(pool) == 0
+
+
+async def test_a_refusing_pbx_gets_retries_then_the_call_goes_back(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    refused: list[int] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        refused.append(1)
+        return web.json_response({"error": "busy"}, status=503)
+
+    app = web.Application()
+    app.router.add_post("/pbx/commands", busy)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await _generic_app(app_factory, str(server.make_url("/pbx/commands")))
+    _, token = await make_agent_with_endpoint(client, "ada", "PJSIP/1001")
+    panel = await available_panel(client, token)
+    _, reply = await post_generic(client, _event("call.incoming", "pbx-9"))
+    call_id = reply["call"]["id"]
+    assert await accept_next_offer(panel) == call_id
+    await panel.state("not_responding")
+    assert len(refused) == 3
+    _, again = await post_generic(client, _event("call.incoming", "pbx-9"))
+    assert again["action"] == "wait" and again["call"]["state"] == "waiting"
+    await panel.close()

@@ -1,0 +1,314 @@
+"""The Twilio adapter end to end: signed form posts in, TwiML back, REST updates to a fake API."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from tests.conftest import AppFactory
+from tests.integration.queue_helpers import FAST, eventually, make_customer
+from tests.integration.telephony_fakes import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    PUBLIC_URL,
+    FakeTwilioAPI,
+    call_sid,
+    post_twilio,
+    voice_params,
+)
+from tests.integration.telephony_helpers import (
+    accept_next_offer,
+    available_panel,
+    make_agent_with_endpoint,
+)
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+async def _twilio_app(
+    app_factory: AppFactory, api: TestServer | None = None, **changes: Any
+) -> TestClient[Any, Any]:
+    settings: dict[str, Any] = FAST | {
+        "twilio_auth_token": SecretStr(AUTH_TOKEN),
+        "twilio_account_sid": ACCOUNT_SID,
+        "public_url": PUBLIC_URL,
+        "connect_backoff_seconds": 0.05,
+    }
+    if api is not None:
+        settings["twilio_api_base"] = str(api.make_url("")).rstrip("/")
+    return await app_factory(**(settings | changes))
+
+
+def _xml(text: str) -> ET.Element:
+    root = ET.fromstring(text)
+    assert root.tag == "Response"
+    return root
+
+
+def _status_params(sid: str, caller: str, **more: str) -> list[tuple[str, str]]:
+    params = [p for p in voice_params(sid, caller) if p[0] != "CallStatus"]
+    return [*params, *more.items()]
+
+
+async def _calls(pool: asyncpg.Pool[Any]) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM calls")
+    return count
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_call_is_enqueued_waits_is_connected_by_rest_and_completes(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api)
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    customer_id = await make_customer(client, "C-1", 30000, "+12125550100")
+    agent_id, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    sid = call_sid(1)
+
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(sid, "+12125550100")
+    )
+    assert status == 200, text
+    root = _xml(text)
+    enqueue = root.find("Enqueue")
+    assert enqueue is not None and enqueue.text == "general"
+    assert enqueue.get("waitUrl") == f"{PUBLIC_URL}/telephony/twilio/wait"
+    assert enqueue.get("action") == f"{PUBLIC_URL}/telephony/twilio/status"
+    assert root.find("Gather") is None
+    # Twilio retries the webhook: the same TwiML, still one call.
+    status, again = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(sid, "+12125550100")
+    )
+    assert status == 200 and _xml(again).find("Enqueue") is not None
+    assert await _calls(pool) == 1
+
+    wait_params = _status_params(sid, "+12125550100", CallStatus="in-progress", QueuePosition="1")
+    status, text = await post_twilio(client, "/telephony/twilio/wait", wait_params)
+    wait = _xml(text)
+    say = wait.find("Say")
+    assert say is not None and "number 1 in line" in (say.text or "")
+    assert wait.find("Play") is not None
+
+    panel = await available_panel(client, token)
+    call_id = await accept_next_offer(panel)
+    await eventually(lambda: _true(bool(fake.updates)))
+    assert len(fake.updates) == 1
+    updated_sid, form = fake.updates[0]
+    assert updated_sid == sid
+    dial = _xml(form["Twiml"]).find("Dial")
+    assert dial is not None and dial.findtext("Client") == "ada"
+    assert dial.get("action") == f"{PUBLIC_URL}/telephony/twilio/dial"
+
+    # The Enqueue action after our redirect changes nothing.
+    status, _ = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550100", CallStatus="in-progress", QueueResult="redirected"),
+    )
+    assert status == 200
+    call = await (await client.get(f"/api/calls/{call_id}")).json()
+    assert call["state"] == "connected" and call["agent_id"] == agent_id
+
+    status, _ = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550100", CallStatus="completed", CallDuration="187"),
+    )
+    assert status == 200
+    call = await (await client.get(f"/api/calls/{call_id}")).json()
+    assert call["state"] == "completed" and call["end_reason"] == "hangup: completed"
+    await panel.state("wrap_up")
+    history = await (await client.get(f"/api/customers/{customer_id}/history")).json()
+    assert history["interactions"][0]["outcome"] == "completed"
+    await panel.close()
+
+
+async def test_a_caller_who_hangs_up_in_the_queue_is_abandoned(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory)
+    sid = call_sid(2)
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, "+12125550102"))
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550102", CallStatus="completed", QueueResult="hangup"),
+    )
+    assert status == 200 and _xml(text).find("*") is None
+    row = await pool.fetchrow("SELECT state, end_reason FROM calls")
+    assert (row["state"], row["end_reason"]) == ("abandoned", "hangup: queue hangup")
+    # The status callback that follows leaves it abandoned.
+    status, _ = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550102", CallStatus="completed"),
+    )
+    assert status == 200
+    assert await pool.fetchval("SELECT state FROM calls") == "abandoned"
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+    # The wait URL, asked once more by a slow Twilio, hangs up.
+    status, text = await post_twilio(
+        client, "/telephony/twilio/wait", _status_params(sid, "+12125550102")
+    )
+    assert _xml(text).find("Hangup") is not None
+
+
+async def test_a_status_callback_before_the_voice_webhook_never_queues(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory)
+    sid = call_sid(3)
+    status, _ = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550103", CallStatus="canceled"),
+    )
+    assert status == 200
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(sid, "+12125550103")
+    )
+    assert status == 200 and _xml(text).find("Hangup") is not None
+    assert await pool.fetchval("SELECT state FROM calls") == "abandoned"
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+
+
+async def test_unknown_callers_are_asked_for_a_customer_number(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory, twilio_gather_unknown=True)
+    await make_customer(client, "4711", 6000, "+12125550147")
+    sid = call_sid(4)
+    caller = "+442079460018"
+    status, text = await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    root = _xml(text)
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("finishOnKey") == "#"
+    action = gather.get("action")
+    assert action == f"{PUBLIC_URL}/telephony/twilio/voice?queue=general&try=1"
+    assert root.find("Enqueue") is not None  # no input: falls through to the queue
+    path = action.removeprefix(PUBLIC_URL)
+    # Wrong number: told so and asked once more.
+    status, text = await post_twilio(
+        client, path, voice_params(sid, caller, CallStatus="in-progress", Digits="999")
+    )
+    root = _xml(text)
+    assert "could not find" in (root.findtext("Say") or "")
+    retry = root.find("Gather")
+    assert retry is not None and retry.get("action", "").endswith("try=2")
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/voice?queue=general&try=2",
+        voice_params(sid, caller, CallStatus="in-progress", Digits="4711", FinishedOnKey="#"),
+    )
+    assert status == 200 and _xml(text).find("Gather") is None
+    row = await pool.fetchrow("SELECT tier, identified_by FROM calls")
+    assert row["tier"] == "gold" and row["identified_by"] == "linked"
+
+
+async def test_an_agent_who_does_not_answer_sends_the_caller_back(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    fake = FakeTwilioAPI(fail=1)
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api)
+    _, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    panel = await available_panel(client, token)
+    sid = call_sid(5)
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, "+12125550105"))
+    call_id = await accept_next_offer(panel)
+    # The first REST call fails (500) and is retried.
+    await eventually(lambda: _true(bool(fake.updates)))
+    assert fake.refused == 1
+    assert _xml(fake.updates[0][1]["Twiml"]).findtext("Dial/Sip") == "sip:ada@pbx.example"
+    key = await pool.fetchval("SELECT service_key FROM calls WHERE id = $1", call_id)
+
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/dial",
+        _status_params(sid, "+12125550105", CallStatus="in-progress", DialCallStatus="no-answer"),
+    )
+    assert status == 200
+    redirect = _xml(text).find("Redirect")
+    assert redirect is not None
+    assert redirect.text == f"{PUBLIC_URL}/telephony/twilio/voice?queue=general"
+    await panel.state("not_responding")
+    row = await pool.fetchrow(
+        "SELECT c.state, w.service_key FROM calls c JOIN waiting_calls w ON w.call_id = c.id"
+    )
+    assert row["state"] == "waiting" and row["service_key"] == key
+    # Back at the voice URL, the caller is enqueued again (not a new call).
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice?queue=general", voice_params(sid, "+12125550105")
+    )
+    assert _xml(text).find("Enqueue") is not None
+    assert await _calls(pool) == 1
+    # Said available again, the agent gets it, and it connects again.
+    await panel.send(type="available")
+    assert await accept_next_offer(panel) == call_id
+    await eventually(lambda: _true(len(fake.updates) == 2))
+    await panel.close()
+
+
+async def test_bad_requests_are_refused_and_store_nothing(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory, webhook_max_bytes=2048)
+    params = voice_params(call_sid(6), "+12125550106")
+    path = "/telephony/twilio/voice"
+    refused = [
+        await post_twilio(client, path, params, signature=""),
+        await post_twilio(client, path, params, token="wrong-token"),
+        # Signed for another URL: the proxy's public URL must be configured right.
+        await post_twilio(client, path, params, public_url="https://elsewhere.example.com"),
+        # A parameter changed after signing.
+        await post_twilio(
+            client,
+            path,
+            [*params[:-1], ("ToCountry", "FR")],
+            signature=(await _signature_of(params, path)),
+        ),
+    ]
+    for status, text in refused:
+        assert status == 403, text
+        assert "Invalid signature" in text
+    resp = await client.post(
+        path, data=b"CallSid=CA1&&&", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status == 400
+    resp = await client.post(path, json={"CallSid": "CA1"})
+    assert resp.status == 400
+    status, text = await post_twilio(client, path, [("From", "+12125550106")])
+    assert status == 422 and "CallSid" in text
+    status, text = await post_twilio(client, path, [*params, ("Pad", "x" * 3000)])
+    assert status == 413
+    assert await _calls(pool) == 0
+    unconfigured = await app_factory(**FAST)
+    status, text = await post_twilio(unconfigured, path, params)
+    assert status == 403 and "CALLCENTER_TWILIO_AUTH_TOKEN" in text
+    assert await _calls(pool) == 0
+
+
+async def _signature_of(params: list[tuple[str, str]], path: str) -> str:
+    from tests.integration.telephony_fakes import twilio_signature
+
+    return twilio_signature(AUTH_TOKEN, PUBLIC_URL + path, params)
+
+
+async def test_without_a_public_url_the_request_url_is_signed(app_factory: AppFactory) -> None:
+    client = await _twilio_app(app_factory, public_url=None)
+    base = str(client.make_url("")).rstrip("/")
+    params = voice_params(call_sid(7), "+12125550107")
+    status, text = await post_twilio(client, "/telephony/twilio/voice", params, public_url=base)
+    assert status == 200, text
+    enqueue = _xml(text).find("Enqueue")
+    assert enqueue is not None and enqueue.get("waitUrl") == f"{base}/telephony/twilio/wait"

@@ -1,0 +1,72 @@
+"""TwiML we send Twilio: built with the library's builders, values escaped, endpoints mapped."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+import pytest
+
+from callcenter.config import Settings
+from callcenter.errors import PeerFailed
+from callcenter.queue.models import Call, CallState
+from callcenter.telephony_adapters.twilio import dial_twiml, wait_twiml
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "noun", "text"),
+    [
+        ("client:ada", "Client", "ada"),
+        ("sip:ada@pbx.example;transport=tls", "Sip", "sip:ada@pbx.example;transport=tls"),
+        ("+15551230000", "Number", "+15551230000"),
+    ],
+)
+def test_dial_maps_each_endpoint_to_its_noun(endpoint: str, noun: str, text: str) -> None:
+    root = ET.fromstring(dial_twiml(endpoint, action="https://cc.example.com/d?a=1&b=2"))
+    dial = root.find("Dial")
+    assert dial is not None and dial.findtext(noun) == text
+    assert dial.get("action") == "https://cc.example.com/d?a=1&b=2"  # & escaped and read back
+
+
+def test_dial_escapes_and_refuses_what_twilio_cannot_dial() -> None:
+    xml = dial_twiml("sip:a&b<c>@pbx.example")
+    assert "&amp;" in xml and "&lt;" in xml
+    assert ET.fromstring(xml).findtext("Dial/Sip") == "sip:a&b<c>@pbx.example"
+    with pytest.raises(PeerFailed, match="PJSIP/1001"):
+        dial_twiml("PJSIP/1001")
+
+
+def _call(state: CallState, position: int | None, ewt: float | None) -> Call:
+    now = datetime.now(UTC)
+    return Call(
+        id=1, call_id="twilio:CA1", queue="general", state=state, ani=None, customer=None,
+        identified_by=None, tier=None, credit_seconds=0, credit_explicit=False, service_key=now,
+        enqueued_at=now, connected_at=None, ended_at=None, end_reason=None, agent_id=None,
+        offered_to=None, position=position, estimated_wait_seconds=ewt, ewt_at_enqueue=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ewt", "words"),
+    [
+        (None, "You are number 3 in line."),
+        (20.0, "less than a minute"),
+        (61.0, "about 2 minutes"),
+        (60.0, "about 1 minute."),
+    ],
+)
+def test_wait_says_position_and_estimate_then_plays_music(ewt: float | None, words: str) -> None:
+    settings = Settings(twilio_hold_music_url="https://music.example/hold.mp3")
+    root = ET.fromstring(str(wait_twiml(_call(CallState.waiting, 3, ewt), settings)))
+    assert words in (root.findtext("Say") or "")
+    assert root.findtext("Play") == "https://music.example/hold.mp3"
+
+
+def test_wait_hangs_up_an_ended_call_and_only_plays_for_others() -> None:
+    settings = Settings()
+    ended = ET.fromstring(str(wait_twiml(_call(CallState.transferred, None, None), settings)))
+    assert ended.find("Hangup") is not None
+    connecting = ET.fromstring(str(wait_twiml(_call(CallState.connected, None, None), settings)))
+    assert connecting.find("Say") is None and connecting.find("Play") is not None
+    unknown = ET.fromstring(str(wait_twiml(None, settings)))
+    assert unknown.find("Play") is not None
