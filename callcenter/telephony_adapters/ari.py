@@ -33,7 +33,8 @@ created, and both channels are added to it; only then does ``connect``
 return. If the agent's endpoint fails or does not answer in time, the leg is
 hung up and ``connect`` raises, so the bridger retries or puts the call back.
 When either side of a bridged call hangs up, the other side is hung up too
-and the bridge destroyed.
+and the bridge destroyed. A call that ends on our side (the agent's panel, a
+supervisor, the queue's maximum wait) has its caller's channel hung up.
 
 One Asterisk application has one event websocket (a newer connection for the
 same application replaces the older), so one service instance per ``ARI_APP``
@@ -120,6 +121,7 @@ class AriConfig:
     moh_class: str
     ring_seconds: int
     reconnect_max_seconds: float
+    release_seconds: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AriConfig | None:
@@ -137,6 +139,7 @@ class AriConfig:
             # The agent's phone rings as long as the bridger waits for one connect.
             ring_seconds=max(1, math.ceil(settings.connect_timeout_seconds)),
             reconnect_max_seconds=settings.ari_reconnect_max_seconds,
+            release_seconds=settings.sweep_seconds,
         )
 
     @property
@@ -234,6 +237,8 @@ class AriAdapter:
         self._dtmf_timers: dict[str, asyncio.TimerHandle] = {}
         self._legs: dict[str, AgentLeg] = {}
         self._gone: OrderedDict[str, None] = OrderedDict()
+        #: Caller channels whose call is open (waiting or connected) as far as we know.
+        self._live: set[str] = set()
         self._reconcile_wanted = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -246,6 +251,7 @@ class AriAdapter:
         tasks = [
             asyncio.create_task(self._read_forever(), name="ari-events"),
             asyncio.create_task(self._reconciler(), name="ari-reconcile"),
+            asyncio.create_task(self._releaser(), name="ari-release"),
         ]
         for task in tasks:
             task.add_done_callback(self._watch)
@@ -418,6 +424,8 @@ class AriAdapter:
         A repeat (the same StasisStart twice, or a reconciliation that found a
         caller its StasisStart had just handed in) changes nothing at Asterisk.
         """
+        if view.state in (CallState.waiting, CallState.connected):
+            self._live.add(channel.id)
         if view.waiting:
             if view.created:
                 if channel.state != "Up":
@@ -478,6 +486,7 @@ class AriAdapter:
 
     async def _caller_gone(self, channel_id: str, cause: str | None) -> None:
         self._forget_dtmf(channel_id)
+        self._live.discard(channel_id)
         await self.gateway.handle(ARI, Hangup(peer_call_id=channel_id, cause=cause))
         self._remember_gone(channel_id)
         for leg in [leg for leg in self._legs.values() if leg.caller == channel_id]:
@@ -592,6 +601,37 @@ class AriAdapter:
         except PeerRequestFailed as exc:
             if exc.peer_status != 404:
                 _log.warning("%s", exc.detail)
+
+    # -- calls ended on our side ------------------------------------------------------------
+
+    async def _releaser(self) -> None:
+        """Let go of callers whose call ended here, not at the phone.
+
+        An agent ends the call in the panel, a supervisor ends it, or the queue
+        gives up on it (maximum wait with nowhere to overflow): the record is
+        closed but the caller's channel still sits in the application, on hold
+        music or in a bridge. Checked every ``release_seconds`` for the
+        channels this adapter holds; each is hung up, and its hang-up events
+        then release the agent's leg and the bridge.
+        """
+        while True:
+            await asyncio.sleep(self.config.release_seconds)
+            if not self._live:
+                continue
+            ids = [f"{ARI}:{channel_id}" for channel_id in self._live]
+            try:
+                async with self.pool.acquire() as conn:
+                    rows = await conn.fetch(Q["ended_calls"], ids)
+            except _DB_ERRORS as exc:
+                _log.warning("ARI: could not check for ended calls (%r)", exc)
+                continue
+            for row in rows:
+                channel_id = row["external_id"].split(":", 1)[1]
+                self._live.discard(channel_id)
+                _log.info(
+                    "ARI call of channel %s ended %s here; hanging up", channel_id, row["state"]
+                )
+                self._in_lane(channel_id, self._quietly(self.rest.hangup(channel_id)), "release")
 
     # -- reconciling -------------------------------------------------------------------
 

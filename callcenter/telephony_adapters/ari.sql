@@ -10,3 +10,10 @@ UNION ALL
 SELECT c.external_id
   FROM calls c
  WHERE c.state = 'connected' AND c.external_id LIKE $1
+
+-- ended_calls --
+-- Which of these calls ($1: external ids) have ended on our side.
+SELECT external_id, state
+  FROM calls
+ WHERE external_id = ANY ($1::text[])
+   AND state IN ('completed', 'abandoned', 'transferred')

@@ -162,6 +162,40 @@ async def test_agent_hangs_up_ends_the_caller_too(app_factory: AppFactory, fake:
     await panel.close()
 
 
+async def test_agent_ends_in_the_panel_the_phones_are_hung_up(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: any(len(b["channels"]) == 2 for b in fake.bridges.values()))
+    leg = fake.asked("POST", "/ari/channels")[0].query["channelId"]
+
+    await panel.send(type="end", call_id=offer["call_id"], outcome="completed")
+    await fake.until(lambda: not fake.channels and not fake.bridges)
+    assert fake.asked("DELETE", f"/ari/channels/{CALLER}")
+    assert fake.asked("DELETE", f"/ari/channels/{leg}")
+    assert await call_state(client, CALLER) == "completed"
+    await panel.close()
+
+
+async def test_a_call_ended_by_a_supervisor_lets_the_caller_go(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    call = await call_of(client, CALLER)
+    assert call is not None
+    resp = await client.post(f"/api/calls/{call['id']}/end", json={"outcome": "transferred"})
+    assert resp.status == 200, await resp.text()
+    await fake.until(lambda: CALLER not in fake.channels)
+    assert await call_state(client, CALLER) == "transferred"
+
+
 async def test_caller_hangs_up_while_waiting_is_abandoned_once(
     app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
 ) -> None:
