@@ -36,6 +36,7 @@ from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
 from callcenter.telephony_adapters import generic, twilio
+from callcenter.telephony_adapters.ari import AriAdapter, AriConfig, AriMetrics
 from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
 from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
 from callcenter.web import agent_page
@@ -75,6 +76,9 @@ async def readyz(request: web.Request) -> web.Response:
     bridger = request.app.get(app_keys.BRIDGER)
     if bridger is not None and bridger.failure is not None:
         return problem(503, "Not ready", f"the bridger stopped: {bridger.failure}")
+    ari = request.app.get(app_keys.ARI)
+    if ari is not None and ari.failure is not None:
+        return problem(503, "Not ready", f"the ARI adapter stopped: {ari.failure}")
     return web.json_response({"status": "ready", "migration": version})
 
 
@@ -120,6 +124,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_queue_room)
     app.cleanup_ctx.append(_telephony_room)
+    app.cleanup_ctx.append(_ari_adapter)
 
     endpoints = install(
         app,
@@ -243,6 +248,20 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         await session.close()
+
+
+async def _ari_adapter(app: web.Application) -> AsyncIterator[None]:
+    """The Asterisk ARI client, when ``CALLCENTER_ARI_URL`` is set; watched by ``/readyz``."""
+    config = AriConfig.from_settings(app[app_keys.SETTINGS])
+    if config is None:
+        yield
+        return
+    adapter = AriAdapter(
+        config, app[app_keys.GATEWAY], app[app_keys.HTTP_CLIENT], metrics=AriMetrics(app[METRICS])
+    )
+    async with adapter.running():
+        app[app_keys.ARI] = adapter
+        yield
 
 
 async def _agent_socket(request: web.Request) -> web.StreamResponse:

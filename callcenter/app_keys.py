@@ -14,6 +14,7 @@ from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.router import Router
+from callcenter.telephony_adapters.ari import AriAdapter
 from callcenter.telephony_adapters.bridger import Bridger
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 
@@ -30,6 +31,8 @@ GATEWAY = web.AppKey("telephony_gateway", TelephonyGateway)
 BRIDGER = web.AppKey("bridger", Bridger)
 #: One HTTP client for every outbound command to a telephony peer.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+#: The Asterisk ARI adapter, present only when ``CALLCENTER_ARI_URL`` is set.
+ARI = web.AppKey("ari_adapter", AriAdapter)
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,32 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Browser origins, besides the service's own, allowed to open the agent "
         "socket (JSON list).",
+    )
+    ari_url: str | None = Field(
+        default=None,
+        description="Asterisk's HTTP server, e.g. http://127.0.0.1:8088 (with http.conf's "
+        "prefix, if any). Set: the ARI adapter runs; absent: it does not.",
+    )
+    ari_user: str = Field(default="", description="ARI user (ari.conf).")
+    ari_password: SecretStr | None = Field(default=None, description="ARI user's password.")
+    ari_app: str = Field(
+        default="callcenter",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Stasis application name: the dialplan's Stasis(<app>).",
+    )
+    ari_dtmf_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="A typed customer number ends this long after its last digit (or at #).",
+    )
+    ari_moh_class: str = Field(
+        default="default", description="Music-on-hold class (musiconhold.conf) for waiting callers."
+    )
+    ari_reconnect_max_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest pause between attempts to reconnect the ARI event websocket.",
     )
 
     # -- telephony ---------------------------------------------------------------
@@ -169,6 +196,20 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_region(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("ari_url")
+    @classmethod
+    def _check_ari_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("ari_url must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("ari_url takes no query or fragment")
+        if parts.username or parts.password:
+            raise ValueError("put the ARI credentials in ari_user and ari_password, not the URL")
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> Settings:

@@ -75,6 +75,12 @@ class DatabaseNewerThanCode(CallCenterError):
     title = "Database is newer than this code"
 
 
+class MalformedEvent(BadRequest):
+    """A telephony peer sent something that is not a well-formed event."""
+
+    title = "Malformed event"
+
+
 class InvalidSignature(Forbidden):
     """A webhook whose signature is missing, wrong or too old: nothing of it is stored."""
 
@@ -86,3 +92,12 @@ class PeerFailed(CallCenterError):
 
     status = 502
     title = "Telephony peer failed"
+
+
+class PeerRequestFailed(PeerFailed):
+    """A peer's HTTP API answered a command with an error, or did not answer."""
+
+    def __init__(self, detail: str, *, peer_status: int | None = None) -> None:
+        super().__init__(detail)
+        #: The peer's HTTP status (404: the channel is gone), None when it did not answer.
+        self.peer_status = peer_status

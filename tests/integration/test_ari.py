@@ -1,0 +1,403 @@
+"""The ARI adapter end to end: a fake Asterisk on 127.0.0.1, the real service and database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from callcenter import app_keys
+from tests.conftest import AppFactory
+from tests.integration.fake_ari import FakeAri
+from tests.integration.queue_helpers import FAST, Panel, eventually, make_customer, make_queue
+
+CALLER = "1754402591.17"
+OTHER = "1754402600.18"
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def fake(app_factory: AppFactory, aiohttp_server: ServerFactory) -> AsyncIterator[FakeAri]:
+    """A fake Asterisk. Its sockets close first at teardown, so the service's
+    shutdown never waits on them (``app_factory`` is set up first, torn down last)."""
+    fake = FakeAri()
+    fake.server = await aiohttp_server(fake.make_app())  # type: ignore[attr-defined]
+    yield fake
+    await fake.close()
+
+
+def ari_settings(fake: FakeAri, **changes: Any) -> dict[str, Any]:
+    server: TestServer = fake.server  # type: ignore[attr-defined]
+    return {
+        **FAST,
+        # model_copy does not validate: give the values as the settings hold them.
+        "ari_url": str(server.make_url("")).rstrip("/"),
+        "ari_user": fake.user,
+        "ari_password": SecretStr(fake.password),
+        "ari_dtmf_timeout_seconds": 0.5,
+        "ari_reconnect_max_seconds": 0.5,
+        "connect_attempts": 1,
+        **changes,
+    }
+
+
+async def start(app_factory: AppFactory, fake: FakeAri, **changes: Any) -> TestClient[Any, Any]:
+    client = await app_factory(**ari_settings(fake, **changes))
+    await fake.wait_connected()
+    return client
+
+
+async def call_of(client: TestClient[Any, Any], channel_id: str) -> dict[str, Any] | None:
+    desk = client.app[app_keys.DESK]
+    call = await desk.by_external_id(f"ari:{channel_id}")
+    return None if call is None else call.model_dump(mode="json")
+
+
+async def call_state(client: TestClient[Any, Any], channel_id: str) -> str | None:
+    call = await call_of(client, channel_id)
+    return None if call is None else call["state"]
+
+
+async def until_state(client: TestClient[Any, Any], channel_id: str, state: str) -> None:
+    async def check() -> bool:
+        return await call_state(client, channel_id) == state
+
+    await eventually(check)
+
+
+async def waiting_ids(client: TestClient[Any, Any]) -> list[str]:
+    resp = await client.get("/api/queues/general/calls")
+    assert resp.status == 200
+    return [c["call_id"] for c in (await resp.json())["calls"]]
+
+
+async def agent_panel(client: TestClient[Any, Any], endpoint: str) -> tuple[int, Panel]:
+    resp = await client.post(
+        "/api/agents", json={"name": "ada", "queues": ["general"], "endpoint": endpoint}
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    panel = await Panel.open(client, body["token"])
+    await panel.send(type="available")
+    # Not the "available" state: with a call waiting, the offer may come first.
+    await panel.until(lambda m: m["type"] == "ack" and m["to"] == "available")
+    return body["agent"]["id"], panel
+
+
+async def test_caller_waits_agent_accepts_both_bridged_hangup_completes(
+    app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await start(app_factory, fake)
+    await make_customer(client, "C-1", 30000, "+12125550123")
+    await fake.caller_arrives(CALLER, "+12125550123")
+
+    await until_state(client, CALLER, "waiting")
+    assert await waiting_ids(client) == [f"ari:{CALLER}"]
+    call = await call_of(client, CALLER)
+    assert call is not None and call["tier"] == "platinum"
+    await fake.until(lambda: fake.asked("POST", f"/ari/channels/{CALLER}/moh"))
+    assert fake.asked("POST", f"/ari/channels/{CALLER}/answer")
+    assert fake.channels[CALLER]["state"] == "Up"
+
+    agent_id, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    assert offer["call_id"] == call["id"]
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("on_call")
+
+    await fake.until(lambda: any(b["channels"] for b in fake.bridges.values()))
+    (originate,) = fake.asked("POST", "/ari/channels")
+    q = originate.query
+    assert q["endpoint"] == "PJSIP/1001" and q["app"] == "callcenter"
+    assert q["appArgs"] == f"agent,{call['id']},{CALLER}"
+    assert q["callerId"] == "+12125550123"
+    leg = q["channelId"]
+    (create,) = fake.asked("POST", "/ari/bridges")
+    assert create.query["type"] == "mixing"
+    bridge = create.query["bridgeId"]
+    (add,) = fake.asked("POST", f"/ari/bridges/{bridge}/addChannel")
+    assert add.query["channel"].split(",") == [CALLER, leg]
+    assert fake.bridges[bridge]["channels"] == [CALLER, leg]
+    assert fake.asked("DELETE", f"/ari/channels/{CALLER}/moh")
+
+    async def bridged() -> bool:
+        state = await pool.fetchval("SELECT state FROM call_bridges WHERE call_id = $1", call["id"])
+        return bool(state == "connected")
+
+    await eventually(bridged)
+    assert await call_state(client, CALLER) == "connected"
+
+    # The caller hangs up: the call completes, the agent's leg and the bridge go.
+    await fake.hang_up(CALLER)
+    await until_state(client, CALLER, "completed")
+    await fake.until(lambda: leg not in fake.channels and bridge not in fake.bridges)
+    await panel.state("wrap_up")
+    ended = await call_of(client, CALLER)
+    assert ended is not None and ended["agent_id"] == agent_id
+    assert ended["end_reason"] == "hangup: cause 16"
+    await panel.close()
+
+
+async def test_agent_hangs_up_ends_the_caller_too(app_factory: AppFactory, fake: FakeAri) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: any(len(b["channels"]) == 2 for b in fake.bridges.values()))
+    leg = fake.asked("POST", "/ari/channels")[0].query["channelId"]
+
+    await fake.hang_up(leg)
+    await until_state(client, CALLER, "completed")
+    assert CALLER not in fake.channels
+    assert fake.asked("DELETE", f"/ari/channels/{CALLER}")
+    await panel.close()
+
+
+async def test_agent_ends_in_the_panel_the_phones_are_hung_up(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: any(len(b["channels"]) == 2 for b in fake.bridges.values()))
+    leg = fake.asked("POST", "/ari/channels")[0].query["channelId"]
+
+    await panel.send(type="end", call_id=offer["call_id"], outcome="completed")
+    await fake.until(lambda: not fake.channels and not fake.bridges)
+    assert fake.asked("DELETE", f"/ari/channels/{CALLER}")
+    assert fake.asked("DELETE", f"/ari/channels/{leg}")
+    assert await call_state(client, CALLER) == "completed"
+    await panel.close()
+
+
+async def test_a_call_ended_by_a_supervisor_lets_the_caller_go(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    call = await call_of(client, CALLER)
+    assert call is not None
+    resp = await client.post(f"/api/calls/{call['id']}/end", json={"outcome": "transferred"})
+    assert resp.status == 200, await resp.text()
+    await fake.until(lambda: CALLER not in fake.channels)
+    assert await call_state(client, CALLER) == "transferred"
+
+
+async def test_caller_hangs_up_while_waiting_is_abandoned_once(
+    app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await start(app_factory, fake)
+    channel = await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    # Asterisk (or a network retry) delivers the same StasisStart again: still one call.
+    await fake.send(fake.event("StasisStart", args=[], channel=channel))
+    await fake.hang_up(CALLER)
+    await until_state(client, CALLER, "abandoned")
+    assert await waiting_ids(client) == []
+    count = await pool.fetchval(
+        "SELECT count(*) FROM calls WHERE external_id = $1", f"ari:{CALLER}"
+    )
+    assert count == 1
+    # A StasisStart that arrives after the hang-up does not bring the caller back.
+    await fake.send(fake.event("StasisStart", args=[], channel=channel))
+    await asyncio.sleep(0.2)
+    assert await call_state(client, CALLER) == "abandoned"
+    assert await waiting_ids(client) == []
+
+
+async def test_hangup_before_stasis_start_records_abandoned_never_queues(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    channel = fake.new_channel(CALLER, "+12125550123")
+    await fake.send(fake.event("ChannelDestroyed", cause=16, cause_txt="Normal Clearing",
+                               channel=channel))  # fmt: skip
+    await fake.send(fake.event("StasisStart", args=[], channel=channel))
+    await until_state(client, CALLER, "abandoned")
+    assert await waiting_ids(client) == []
+    # The channel Asterisk still reported is not left in the application.
+    await fake.until(lambda: CALLER not in fake.channels)
+
+
+async def test_stasis_argument_names_the_queue(app_factory: AppFactory, fake: FakeAri) -> None:
+    client = await start(app_factory, fake)
+    await make_queue(client, "sales")
+    await fake.caller_arrives(CALLER, "+12125550123", args=("sales",))
+    await fake.caller_arrives(OTHER, "+12125550124", args=("nosuchqueue",))
+    await until_state(client, CALLER, "waiting")
+    await until_state(client, OTHER, "waiting")
+    assert (await call_of(client, CALLER) or {})["queue"] == "sales"
+    assert (await call_of(client, OTHER) or {})["queue"] == "general"
+
+
+async def test_dtmf_digits_identify_the_caller(app_factory: AppFactory, fake: FakeAri) -> None:
+    client = await start(app_factory, fake)
+    ada = await make_customer(client, "77001", 30000, "+442079460018")
+    bob = await make_customer(client, "77002", 6000, "+442079460019")
+    await fake.caller_arrives(CALLER, "anonymous")
+    await fake.caller_arrives(OTHER, "anonymous")
+    await until_state(client, CALLER, "waiting")
+    await until_state(client, OTHER, "waiting")
+    assert (await call_of(client, CALLER) or {})["customer"] is None
+
+    # Ended with #, after a mistake wiped with *.
+    await fake.press(CALLER, "99*77001#")
+
+    async def identified(channel: str, customer: int, tier: str) -> bool:
+        call = await call_of(client, channel)
+        return bool(call and call["customer"] and call["customer"]["id"] == customer
+                    and call["tier"] == tier)  # fmt: skip
+
+    await eventually(lambda: identified(CALLER, ada, "platinum"))
+    # Ended by a pause (CALLCENTER_ARI_DTMF_TIMEOUT_SECONDS, 0.5 s here).
+    await fake.press(OTHER, "77002")
+    await asyncio.sleep(0.2)
+    assert (await call_of(client, OTHER) or {})["customer"] is None
+    await eventually(lambda: identified(OTHER, bob, "gold"))
+    # The platinum caller now goes first.
+    assert await waiting_ids(client) == [f"ari:{CALLER}", f"ari:{OTHER}"]
+
+
+async def test_garbage_and_a_drop_reconnect_and_reconcile(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await fake.caller_arrives(OTHER, "+12125550124")
+    await until_state(client, CALLER, "waiting")
+    await until_state(client, OTHER, "waiting")
+    adapter = client.app[app_keys.ARI]
+    reconciles = adapter.reconciles
+
+    # Garbage is logged and skipped; the stream stays open and is read on.
+    for frame in ["{not json", b"\x00\xff", "[]", '{"type": "StasisStart"}',
+                  '{"type": "StasisStart", "channel": {"name": "no id"}}']:  # fmt: skip
+        await fake.send_raw(frame)
+    await eventually(lambda: _true(adapter.reconciles > reconciles))
+    assert fake.connections == 1 and fake.connected
+
+    # The stream drops; while Asterisk is unreachable one caller hangs up unseen.
+    fake.accepting = False
+    await fake.drop()
+    fake.vanish(CALLER)
+    await fake.until(lambda: any(code == 503 for _, code in fake.refused))
+    fake.accepting = True
+    await fake.wait_connected(2)
+
+    await until_state(client, CALLER, "abandoned")
+    assert await call_state(client, OTHER) == "waiting"
+    assert await waiting_ids(client) == [f"ari:{OTHER}"]
+    # The caller still there keeps being served: new events are read as before.
+    await fake.hang_up(OTHER)
+    await until_state(client, OTHER, "abandoned")
+    assert adapter.failure is None
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+
+
+async def test_reconnect_adopts_a_caller_it_never_saw(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    # A caller entered the application before the service started listening.
+    fake.new_channel(CALLER, "+12125550123")
+    client = await start(app_factory, fake)
+    await until_state(client, CALLER, "waiting")
+    await fake.until(lambda: fake.asked("POST", f"/ari/channels/{CALLER}/moh"))
+    # Channels of other applications are none of our business.
+    other = fake.new_channel(OTHER, "+12125550124")
+    other["dialplan"].update(app_name="Dial", app_data="PJSIP/2000")
+    await client.app[app_keys.ARI].reconcile()
+    assert await call_of(client, OTHER) is None
+
+
+async def test_agent_endpoint_not_answering_puts_the_call_back(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    fake.answer_originates = False
+    client = await start(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("not_responding")
+    await until_state(client, CALLER, "waiting")
+    assert fake.asked("POST", "/ari/channels")
+    assert not fake.asked("POST", "/ari/bridges")
+    assert await waiting_ids(client) == [f"ari:{CALLER}"]
+    await panel.close()
+
+
+async def test_caller_hangs_up_while_the_agent_rings(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    fake.answer_originates = None
+    client = await start(app_factory, fake, connect_timeout_seconds=10)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: fake.asked("POST", "/ari/channels"))
+    leg = fake.asked("POST", "/ari/channels")[0].query["channelId"]
+    assert fake.asked("POST", "/ari/channels")[0].query["timeout"] == "10"
+
+    await fake.hang_up(CALLER)
+    # The ringing agent leg is hung up; nothing is bridged.
+    await fake.until(lambda: leg not in fake.channels)
+    assert fake.asked("DELETE", f"/ari/channels/{leg}")
+    assert not fake.asked("POST", "/ari/bridges")
+    await until_state(client, CALLER, "completed")
+    await panel.close()
+
+
+async def test_a_dead_adapter_task_makes_the_service_unready(
+    app_factory: AppFactory, fake: FakeAri, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await start(app_factory, fake)
+    assert (await client.get("/readyz")).status == 200
+    adapter = client.app[app_keys.ARI]
+
+    def broken(frame: str | bytes) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(adapter, "_on_frame", broken)
+    await fake.send(fake.event("ChannelVarset", variable="X", value="1"))
+    await eventually(lambda: _true(adapter.failure is not None))
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert "ARI adapter stopped" in body["detail"] and "a bug" in body["detail"]
+
+
+async def test_wrong_password_is_refused_and_retried(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await app_factory(**ari_settings(fake, ari_password=SecretStr("wrong")))
+    await fake.until(lambda: len([c for _, c in fake.refused if c == 401]) >= 2)
+    assert fake.connections == 0
+    adapter = client.app[app_keys.ARI]
+    assert adapter.failure is None and not adapter.connected.is_set()
+
+
+async def test_no_ari_url_no_adapter(app_factory: AppFactory) -> None:
+    client = await app_factory(**FAST)
+    assert app_keys.ARI not in client.app
+    assert "ari" not in client.app[app_keys.GATEWAY].connectors
+
+
+async def _true(value: bool) -> bool:
+    return value
