@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from callcenter.agent_assist.hub import AgentHub
+from callcenter.agent_assist.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
@@ -23,6 +24,7 @@ BUS = web.AppKey("event_bus", EventBus)
 DESK = web.AppKey("call_desk", CallDesk)
 ROUTER = web.AppKey("router", Router)
 HUB = web.AppKey("agent_hub", AgentHub)
+BANK_CACHE = web.AppKey("assist_bank_cache", BankCache)
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

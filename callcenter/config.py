@@ -8,7 +8,9 @@ Secrets are ``SecretStr``: they never appear in a repr, a log line or a response
 from __future__ import annotations
 
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,11 @@ DEFAULT_TIER_THRESHOLDS: dict[str, Decimal] = {
     "silver": Decimal("1000"),
     "standard": Decimal("0"),
 }
+
+
+def shipped_bank() -> Path:
+    """The learning-question bank shipped with the package (``callcenter/data/assist.yaml``)."""
+    return Path(str(resources.files("callcenter").joinpath("data", "assist.yaml")))
 
 
 class Settings(BaseSettings):
@@ -79,6 +86,17 @@ class Settings(BaseSettings):
         description="Browser origins, besides the service's own, allowed to open the agent "
         "socket (JSON list).",
     )
+
+    questions_file: Path | None = Field(
+        default_factory=shipped_bank,
+        description="The learning-question and treatment bank loaded at start (YAML); "
+        "empty: load none. A bad file stops the start with file:line errors.",
+    )
+
+    @field_validator("questions_file", mode="before")
+    @classmethod
+    def _no_file(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("default_region")
     @classmethod

@@ -38,7 +38,9 @@ class Event:
     reordered); ``agent:<id>``: the agent's state changed (its panel is
     pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
     the customer's value or tier may have changed; ``queues``: a queue's
-    configuration changed; ``resync``: events may have been lost.
+    configuration changed; ``questions:bank``: the learning-question bank or
+    the treatment rules changed (caches of the bank reload); ``resync``:
+    events may have been lost.
     """
 
     kind: str

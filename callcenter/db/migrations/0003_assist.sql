@@ -49,6 +49,9 @@ CREATE TABLE answers (
 );
 
 CREATE INDEX answers_customer_latest ON answers (customer_id, question_key, answered_at DESC);
+-- "Has this question been answered?" (a delete becomes a deactivation; the kind
+-- cannot change) and the foreign key's check when a question is deleted.
+CREATE INDEX answers_question ON answers (question_key);
 
 -- How to treat a caller: shown on the agent's panel when its condition holds.
 CREATE TABLE treatments (
