@@ -7,8 +7,10 @@ then leaves the pool alone (whoever opens a resource closes it).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +21,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
 from callcenter import app_keys
+from callcenter.agent_assist import api as assist_api
+from callcenter.agent_assist.bank import load_bank, read_bank
 from callcenter.agent_assist.hub import AgentHub
+from callcenter.agent_assist.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
 from callcenter.customers.store import CustomerRules
@@ -41,6 +46,7 @@ from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
 from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
 from callcenter.web import agent_page
 
+_log = logging.getLogger(__name__)
 system = Routes("system")
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -122,7 +128,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
         app[app_keys.DSN] = settings.database_url.get_secret_value()
     else:
         app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_assist_bank)
     app.cleanup_ctx.append(_queue_room)
+    app.cleanup_ctx.append(_assist_cache)
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
 
@@ -132,6 +140,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
             system,
             customers_api.routes,
             queue_api.routes,
+            assist_api.routes,
             generic.routes,
             twilio.routes,
             agent_page.routes,
@@ -261,6 +270,47 @@ async def _ari_adapter(app: web.Application) -> AsyncIterator[None]:
     )
     async with adapter.running():
         app[app_keys.ARI] = adapter
+        yield
+
+
+async def _assist_bank(app: web.Application) -> AsyncIterator[None]:
+    """Load the bank file before anything serves: a bad file stops the start (file:line)."""
+    settings = app[app_keys.SETTINGS]
+    if settings.questions_file is not None:
+        await _load_bank(app, settings.questions_file)
+    yield
+
+
+async def _load_bank(app: web.Application, path: Path) -> None:
+    bank_file = read_bank(path)  # errors in the file stop the start, whatever the database
+    tiers = ordered_tiers(app[app_keys.CUSTOMER_RULES].thresholds)
+    async with app_keys.pool(app).acquire() as conn:
+        version = await current_version(conn)
+        if version != latest_version():
+            # Not ready (/readyz says so) until migrated, and the bank needs the tables.
+            _log.warning(
+                "the database is at migration %s, not %s: the question bank is loaded "
+                "when the service starts on a migrated database",
+                version,
+                latest_version(),
+            )
+            return
+        change = await load_bank(conn, bank_file, tiers=tiers)
+    _log.info(
+        "question bank %s: %d created, %d updated, %d unchanged, %d deactivated",
+        path,
+        len(change.created),
+        len(change.updated),
+        len(change.unchanged),
+        len(change.deactivated),
+    )
+
+
+async def _assist_cache(app: web.Application) -> AsyncIterator[None]:
+    """The in-memory bank that hot paths read, reloaded when any instance changes it."""
+    cache = BankCache(app_keys.pool(app))
+    async with cache.running(app[app_keys.BUS]):
+        app[app_keys.BANK_CACHE] = cache
         yield
 
 

@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from callcenter.agent_assist.hub import AgentHub
+from callcenter.agent_assist.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
@@ -33,6 +34,8 @@ BRIDGER = web.AppKey("bridger", Bridger)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 #: The Asterisk ARI adapter, present only when ``CALLCENTER_ARI_URL`` is set.
 ARI = web.AppKey("ari_adapter", AriAdapter)
+
+BANK_CACHE = web.AppKey("assist_bank_cache", BankCache)
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

@@ -67,14 +67,32 @@ def serve(
     if port is not None:
         settings.port = port
     _logging(settings)
-    _run(_serve(settings))
+    from callcenter.agent_assist.bank import read_bank
+    from callcenter.errors import BankFileError, CallCenterError
+
+    try:
+        if settings.questions_file is not None:
+            read_bank(settings.questions_file)  # fail before the database starts, if we can
+        _run(_serve(settings))
+    except BankFileError as exc:  # the bank file at start: every file:line, then stop
+        console.print("[red]the question bank file cannot be loaded; not starting:[/red]")
+        for error in exc.errors:
+            console.print(error, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except CallCenterError as exc:
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}; not starting")
+        raise typer.Exit(2) from None
 
 
 async def _serve(settings: Settings) -> None:
     from callcenter.app import create_app
 
     runner = web.AppRunner(create_app(settings), handle_signals=False)
-    await runner.setup()  # starts the database, migrates, opens the pool
+    try:
+        await runner.setup()  # starts the database, migrates, opens the pool, loads the bank
+    except BaseException:
+        await runner.cleanup()  # close what started before the failure (the database)
+        raise
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     console.print(f"callcenter is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
@@ -266,6 +284,64 @@ def agent_list() -> None:
             a.endpoint or "",
         )
     Console().print(table)
+
+
+assist_cli = typer.Typer(
+    help="The learning-question bank and treatment rules.", no_args_is_help=True
+)
+cli.add_typer(assist_cli, name="assist")
+
+
+@assist_cli.command("load")
+def assist_load(
+    file: Annotated[Path, typer.Argument(help="A bank file (YAML): questions: and treatments:.")],
+) -> None:
+    """Load a question bank file: print what changed, or every file:line error (exit 2)."""
+    from callcenter.agent_assist.bank import load_bank, read_bank
+    from callcenter.customers.value import ordered_tiers
+    from callcenter.db.lifecycle import open_database
+    from callcenter.errors import BankFileError, CallCenterError
+
+    settings = _settings()
+    out = Console()
+
+    def errors(found: list[str]) -> typer.Exit:
+        for error in found:
+            out.print(error, markup=False, highlight=False, soft_wrap=True)
+        console.print(f"[red]{len(found)} problem(s); nothing was loaded[/red]")
+        return typer.Exit(2)
+
+    try:
+        bank_file = read_bank(file)  # a bad file is reported before the database starts
+    except BankFileError as exc:
+        raise errors(exc.errors) from None
+
+    async def run() -> Any:
+        async with open_database(settings) as pool, pool.acquire() as conn:
+            tiers = ordered_tiers(settings.tier_thresholds)
+            return await load_bank(conn, bank_file, tiers=tiers)
+
+    try:
+        change = _run(run())
+    except BankFileError as exc:
+        raise errors(exc.errors) from None
+    except CallCenterError as exc:
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
+    entries = len(bank_file.questions) + len(bank_file.treatments)
+    out.print(
+        f"{file}: {entries} entries: {len(change.created)} created, {len(change.updated)} "
+        f"updated, {len(change.unchanged)} unchanged, {len(change.deactivated)} deactivated, "
+        f"{len(change.kept_api)} managed through the API (left alone)"
+    )
+    for label, keys in (
+        ("created", change.created),
+        ("updated", change.updated),
+        ("deactivated", change.deactivated),
+        ("left alone (API)", change.kept_api),
+    ):
+        for key in keys:
+            out.print(f"  {label}: {key}", markup=False, highlight=False)
 
 
 def main() -> None:

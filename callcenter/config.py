@@ -8,7 +8,9 @@ Secrets are ``SecretStr``: they never appear in a repr, a log line or a response
 from __future__ import annotations
 
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -22,6 +24,11 @@ DEFAULT_TIER_THRESHOLDS: dict[str, Decimal] = {
     "silver": Decimal("1000"),
     "standard": Decimal("0"),
 }
+
+
+def shipped_bank() -> Path:
+    """The learning-question bank shipped with the package (``callcenter/data/assist.yaml``)."""
+    return Path(str(resources.files("callcenter").joinpath("data", "assist.yaml")))
 
 
 class Settings(BaseSettings):
@@ -191,6 +198,17 @@ class Settings(BaseSettings):
     twilio_language: str = Field(
         default="en-US", max_length=16, description="Language of <Say> and <Gather>."
     )
+
+    questions_file: Path | None = Field(
+        default_factory=shipped_bank,
+        description="The learning-question and treatment bank loaded at start (YAML); "
+        "empty: load none. A bad file stops the start with file:line errors.",
+    )
+
+    @field_validator("questions_file", mode="before")
+    @classmethod
+    def _no_file(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("default_region")
     @classmethod

@@ -101,3 +101,31 @@ class PeerRequestFailed(PeerFailed):
         super().__init__(detail)
         #: The peer's HTTP status (404: the channel is gone), None when it did not answer.
         self.peer_status = peer_status
+
+class InvalidAnswer(Unprocessable):
+    """An answer that does not fit its question's kind (text for a number, a choice not listed)."""
+
+    title = "Invalid answer"
+
+
+class NotPendingQuestion(Conflict):
+    """An answer to a question other than the one pending for the customer."""
+
+    title = "Not the pending question"
+
+
+class InvalidBank(Unprocessable):
+    """A question or treatment that would break the bank: an unknown key in a
+    condition, a cycle among questions, a compared value its question can never have."""
+
+    title = "Invalid question bank"
+
+
+class BankFileError(Unprocessable):
+    """A bank file that cannot be loaded; ``errors`` holds every ``file:line: what`` found."""
+
+    title = "Invalid bank file"
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors), errors=[{"message": e} for e in errors])
+        self.errors = errors
