@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -36,33 +34,12 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import websockets
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / ".work"
-sys.path.insert(0, str(ROOT))
+from common import WORK, fresh_database, machine, pct, start_service, wait_ready
 
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import tune_embedded
-from callcenter.db.migrate import migrate
 
 DB = "bench_routing"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-async def fresh_database(server_url: str) -> str:
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    await admin.execute(f"CREATE DATABASE {DB}")
-    await admin.close()
-    url = server_url.replace("/postgres?", f"/{DB}?", 1)
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
-    return url
 
 
 async def fill_backlog(url: str, n: int) -> None:
@@ -80,29 +57,6 @@ async def fill_backlog(url: str, n: int) -> None:
     )
     await conn.execute("VACUUM ANALYZE waiting_calls")
     await conn.close()
-
-
-def start_service(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CALLCENTER_DATABASE_URL": url,
-        "CALLCENTER_PORT": str(port),
-        "CALLCENTER_LOG_LEVEL": "WARNING",
-        "CALLCENTER_POOL_MAX_SIZE": "20",
-    }
-    return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)
-
-
-async def wait_ready(base: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            try:
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("service did not become ready")
 
 
 class Agents:
@@ -214,7 +168,7 @@ async def main(args: argparse.Namespace) -> None:
         await tune_embedded(server_url)  # as `callcenter serve` does
     service = None
     try:
-        url = await fresh_database(server_url)
+        url = await fresh_database(server_url, DB)
         await fill_backlog(url, args.backlog)
         service = start_service(url, args.port)
         base = f"http://127.0.0.1:{args.port}"
@@ -295,11 +249,8 @@ async def main(args: argparse.Namespace) -> None:
         rate = len(latencies) / enqueue_seconds
         print(f"\n## Routing, {time.strftime('%Y-%m-%d')}\n")
         print(f"command: `.venv/bin/python benchmarks/routing.py {' '.join(sys.argv[1:])}`")
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?")
         print(
-            f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"PostgreSQL {version}; service, agents and load generator on the same machine\n"
+            f"machine: {machine(version)}; service, agents and load generator on the same machine\n"
         )
         print("| figure | value |\n|---|---|")
         print(

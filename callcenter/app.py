@@ -24,7 +24,9 @@ from callcenter import app_keys
 from callcenter.agent_assist import api as assist_api
 from callcenter.agent_assist.bank import load_bank, read_bank
 from callcenter.agent_assist.hub import AgentHub
+from callcenter.agent_assist.panel import PanelBuilder
 from callcenter.agent_assist.store import BankCache
+from callcenter.agent_assist.wrap_up import WrapUpDesk
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
 from callcenter.customers.store import CustomerRules
@@ -130,7 +132,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_assist_bank)
     app.cleanup_ctx.append(_queue_room)
-    app.cleanup_ctx.append(_assist_cache)
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
 
@@ -173,7 +174,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _queue_room(app: web.Application) -> AsyncIterator[None]:
-    """The event bus, the router and the agent hub, started and stopped together."""
+    """The event bus, the bank cache, the router and the agent hub, started and stopped together."""
     settings = app[app_keys.SETTINGS]
     rules = app[app_keys.CUSTOMER_RULES]
     bus = EventBus(app[app_keys.DSN])
@@ -190,13 +191,24 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
         sweep_seconds=settings.sweep_seconds,
         agent_grace_seconds=settings.agent_grace_seconds,
     )
+    # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
+    bank = BankCache(app_keys.pool(app))
+    panels = PanelBuilder(bank)
     hub = AgentHub(
         router,
+        panels,
+        WrapUpDesk(router, panels.bank),
         heartbeat_seconds=settings.agent_heartbeat_seconds,
         grace_seconds=settings.agent_grace_seconds,
         allowed_origins=settings.allowed_origins,
+        panel_seconds=Histogram(
+            "callcenter_panel_build_seconds",
+            "Assembling an agent's assist panel",
+            registry=app[METRICS],
+        ),
     )
-    async with bus.running(), router.running(), hub.running():
+    async with bus.running(), bank.running(bus), router.running(), hub.running():
+        app[app_keys.BANK_CACHE] = bank
         app[app_keys.BUS] = bus
         app[app_keys.DESK] = desk
         app[app_keys.ROUTER] = router
@@ -304,14 +316,6 @@ async def _load_bank(app: web.Application, path: Path) -> None:
         len(change.unchanged),
         len(change.deactivated),
     )
-
-
-async def _assist_cache(app: web.Application) -> AsyncIterator[None]:
-    """The in-memory bank that hot paths read, reloaded when any instance changes it."""
-    cache = BankCache(app_keys.pool(app))
-    async with cache.running(app[app_keys.BUS]):
-        app[app_keys.BANK_CACHE] = cache
-        yield
 
 
 async def _agent_socket(request: web.Request) -> web.StreamResponse:

@@ -102,6 +102,7 @@ class PeerRequestFailed(PeerFailed):
         #: The peer's HTTP status (404: the channel is gone), None when it did not answer.
         self.peer_status = peer_status
 
+
 class InvalidAnswer(Unprocessable):
     """An answer that does not fit its question's kind (text for a number, a choice not listed)."""
 

@@ -3,7 +3,10 @@
 One socket per agent session, authenticated by the agent's token before the
 upgrade. The hub turns ``agent:<id>`` events into pushes for the agents whose
 sockets it holds: it re-reads the agent's state (the event carries only the
-id) and sends ``state``, plus ``offer`` the first time a new offer shows up.
+id) and sends ``state``, plus ``offer`` the first time a new offer shows up,
+plus the assist ``panel`` the first time a socket sees the agent holding a
+call (so after accept, and again after a reconnect). The panel, the history
+pages and the wrap-up go only to the agent whose call it is.
 
 Each connection has its own bounded outbox and writer task, so one slow panel
 never holds up the others; a panel that cannot keep up is disconnected and,
@@ -19,15 +22,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
+from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
+from callcenter.agent_assist.panel import PanelBuilder
 from callcenter.agent_assist.protocol import (
     CLIENT_MESSAGE,
     Accept,
@@ -35,6 +42,7 @@ from callcenter.agent_assist.protocol import (
     Available,
     End,
     ErrorMessage,
+    HistoryRequest,
     Offer,
     OfferMessage,
     Offline,
@@ -43,7 +51,10 @@ from callcenter.agent_assist.protocol import (
     Priority,
     Reject,
     StateMessage,
+    WrapUp,
 )
+from callcenter.agent_assist.wrap_up import WrapUpDesk, own_call
+from callcenter.db.pool import Conn
 from callcenter.errors import CallCenterError, Forbidden, Unauthorized
 from callcenter.events import Event, EventBus, Subscription
 from callcenter.queue import agents
@@ -67,6 +78,7 @@ class AgentSocket:
         self._seq = count(1)
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         self.offers_sent: set[int] = set()
+        self.panels_sent: set[int] = set()
         self.closing: asyncio.Task[bool] | None = None
         self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
 
@@ -92,16 +104,22 @@ class AgentHub:
     def __init__(
         self,
         router: Router,
+        panels: PanelBuilder,
+        wrap_ups: WrapUpDesk,
         *,
         heartbeat_seconds: float = 10.0,
         grace_seconds: float = 30.0,
         allowed_origins: Sequence[str] = (),
+        panel_seconds: Histogram | None = None,
     ) -> None:
         self.router = router
+        self.panels = panels
+        self.wrap_ups = wrap_ups
         self.desk: CallDesk = router.desk
         self.pool: asyncpg.Pool[Any] = router.pool
         self.bus: EventBus = router.bus
         self.heartbeat_seconds = heartbeat_seconds
+        self.panel_seconds = panel_seconds
         # Refresh presence well within the grace period, so a connected agent never lapses.
         self.presence_seconds = max(0.05, min(heartbeat_seconds / 2, grace_seconds / 3))
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
@@ -204,6 +222,15 @@ class AgentHub:
             elif isinstance(message, End):
                 call_id = message.call_id
                 await self.router.end_call(agent_id, message.call_id, EndOutcome(message.outcome))
+            elif isinstance(message, HistoryRequest):
+                async with self.pool.acquire() as conn:
+                    await own_call(conn, agent_id, message.call_id)
+                    page = await self.panels.history(conn, message.call_id, message.before)
+                sock.send(page)
+                return
+            elif isinstance(message, WrapUp):
+                call_id = message.call_id
+                await self.wrap_ups.wrap_up(agent_id, message, datetime.now(UTC))
             sock.send(AckMessage(ref=message.ref, to=message.type, call_id=call_id))
         except CallCenterError as exc:
             sock.send(
@@ -274,6 +301,21 @@ class AgentHub:
                     if offer is not None and offer.offer_id not in s.offers_sent:
                         s.offers_sent.add(offer.offer_id)
                         s.send(OfferMessage(**offer.model_dump()))
+                if call is not None and any(call.id not in s.panels_sent for s in group):
+                    await self._send_panel(conn, call.id, group)
+
+    async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
+        """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
+        started = time.perf_counter()
+        panel = await self.panels.build(conn, call_id, datetime.now(UTC))
+        if panel is None:
+            return
+        for s in group:
+            if call_id not in s.panels_sent:
+                s.panels_sent.add(call_id)
+                s.send(panel)
+        if self.panel_seconds is not None:
+            self.panel_seconds.observe(time.perf_counter() - started)
 
     async def _presence(self) -> None:
         """Keep connected agents seen, so the sweep knows who is really there."""

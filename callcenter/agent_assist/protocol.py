@@ -11,7 +11,8 @@ it carries the same ``ref``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -60,8 +61,42 @@ class Ping(_In):
     type: Literal["ping"]
 
 
+class HistoryRequest(_In):
+    """The next page of the caller's history (older than ``before``)."""
+
+    type: Literal["history"]
+    call_id: int = Field(gt=0)
+    before: int = Field(gt=0, description="The oldest interaction id the panel shows.")
+
+
+class AnswerIn(BaseModel):
+    """The answer to the question shown on the call, or a skip."""
+
+    model_config = ConfigDict(extra="forbid")
+    question_key: str = Field(min_length=1, max_length=64)
+    value: str | int | float | bool | None = None
+    skip: bool = False
+
+
+class WrapUp(_In):
+    """What the agent records about the call: it ends the call if it is still up.
+
+    Allowed for the agent's own call while it is connected or after it ended,
+    until it is wrapped up once. ``available`` sends the agent back to taking
+    calls at once (ending a wrap-up timer early).
+    """
+
+    type: Literal["wrap_up"]
+    call_id: int = Field(gt=0)
+    outcome: Literal["completed", "transferred"] = "completed"
+    notes: str | None = Field(default=None, max_length=4000)
+    answer: AnswerIn | None = None
+    available: bool = True
+
+
 ClientMessage = Annotated[
-    Available | Offline | Accept | Reject | End | Ping, Field(discriminator="type")
+    Available | Offline | Accept | Reject | End | Ping | HistoryRequest | WrapUp,
+    Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
@@ -119,3 +154,87 @@ class PongMessage(BaseModel):
 
 
 ServerMessage = StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage
+
+
+class Recognised(BaseModel):
+    by: Literal["phone", "customer_number", "linked", "conflict", "multiple", "unknown", "withheld"]
+    detail: str
+
+
+class PanelCustomer(BaseModel):
+    id: int
+    customer_number: str | None
+    name: str
+    tier: str
+    tier_pinned: bool
+    provisional: bool
+    lifetime_value: Decimal
+    annual_margin: Decimal
+    cost_to_serve: Decimal
+    phones: list[str]
+
+
+class Need(BaseModel):
+    """One answer in the needs profile."""
+
+    key: str
+    question: str
+    value: Any
+    answered_at: datetime
+
+
+class HistoryAnswer(BaseModel):
+    question_key: str
+    question: str
+    value: Any
+    skipped: bool
+
+
+class HistoryItem(BaseModel):
+    interaction_id: int
+    call_id: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    channel: str
+    agent: str | None
+    outcome: str | None
+    notes: str | None
+    answer: HistoryAnswer | None
+
+
+class PanelQuestion(BaseModel):
+    key: str
+    text: str
+    kind: str
+    choices: list[str]
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+class PanelTreatment(BaseModel):
+    key: str
+    title: str
+    kind: str
+    detail: str
+    reason: str = Field(description="Why the rule exists.")
+    because: list[str] = Field(description="The caller's facts that made it apply.")
+
+
+class HistoryMessage(BaseModel):
+    type: Literal["history"] = "history"
+    call_id: int
+    items: list[HistoryItem]
+    next_before: int | None = Field(description="Pass as ``before`` for the next page.")
+
+
+class PanelMessage(BaseModel):
+    """The assist panel for the call the agent holds (never sent for anyone else's)."""
+
+    type: Literal["panel"] = "panel"
+    call_id: int
+    recognised: Recognised
+    customer: PanelCustomer | None
+    needs: list[Need]
+    history: HistoryMessage
+    question: PanelQuestion | None
+    treatments: list[PanelTreatment]

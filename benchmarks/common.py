@@ -1,0 +1,73 @@
+"""What the benchmark scripts share: a fresh database, the service as a process, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+sys.path.insert(0, str(ROOT))
+
+from callcenter.db.migrate import migrate
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def fresh_database(server_url: str, name: str) -> str:
+    """An empty, migrated database ``name`` on the server; returns its URL."""
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    url = server_url.replace("/postgres?", f"/{name}?", 1)
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    return url
+
+
+def start_service(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "CALLCENTER_DATABASE_URL": url,
+        "CALLCENTER_PORT": str(port),
+        "CALLCENTER_LOG_LEVEL": "WARNING",
+        "CALLCENTER_POOL_MAX_SIZE": "20",
+    }
+    return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)
+
+
+async def wait_ready(base: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("service did not become ready")
+
+
+def machine(pg_version: str) -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PostgreSQL {pg_version}"
+    )
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -1,0 +1,222 @@
+"""The assist panel: what the agent holding a call sees about its caller.
+
+Assembly is one statement for the customer's side (customer, phones, latest
+answers, the first history page, see ``panel.sql``) plus pure functions over
+the question bank and treatment rules, which are held in memory and reloaded
+when the bank changes. So the cost of a panel does not grow with the length
+of the history or the size of the bank, and it is never N+1.
+
+The bank comes from ``store.BankCache`` (reloaded when any instance changes it).
+The question shown on a call is chosen once, the first time its panel is
+built, and kept on the call: a panel that reconnects shows the same question,
+and the wrap-up is checked against the question the agent actually asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from callcenter.agent_assist.conditions import Facts
+from callcenter.agent_assist.protocol import (
+    HistoryAnswer,
+    HistoryItem,
+    HistoryMessage,
+    Need,
+    PanelCustomer,
+    PanelMessage,
+    PanelQuestion,
+    PanelTreatment,
+    Recognised,
+)
+from callcenter.agent_assist.questions import (
+    StoredAnswer,
+    current_answers,
+    pending_question,
+)
+from callcenter.agent_assist.store import Bank, BankCache
+from callcenter.agent_assist.treatments import matching
+from callcenter.db.pool import Conn
+from callcenter.db.sql import load_queries
+
+P = load_queries("callcenter.agent_assist", "panel.sql")
+
+#: Contacts per history page: enough to pick up the thread, small enough to send at once.
+HISTORY_PAGE = 20
+
+
+def recognised(by: str | None, ani: str | None, customer_number: str | None) -> Recognised:
+    """How the caller was recognised, with the sentence the agent reads first."""
+    phone = ani or "a withheld number"
+    number = customer_number or "their customer number"
+    details = {
+        "phone": f"recognised by the calling number {phone}",
+        "customer_number": f"identified by the typed customer number {number}",
+        "linked": f"typed {number} from a new phone, {phone}; that phone is now linked to them",
+        "conflict": (
+            f"typed {number}, but {phone} belongs to someone else: the typed number was "
+            "used, and the conflict is recorded for review"
+        ),
+        "multiple": f"{phone} is shared by several customers: ask who is calling",
+        "unknown": f"first call from {phone}: a provisional customer was created",
+        "withheld": "the number was withheld and no customer number was typed",
+    }
+    key = by if by in details else "withheld" if ani is None else "unknown"
+    return Recognised(by=key, detail=details[key])
+
+
+def _text(bank: Bank, key: str) -> str:
+    question = bank.question(key)
+    return question.text if question is not None else key
+
+
+def answers_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, StoredAnswer]:
+    """The latest answer per question, from the panel statement's ``latest_answers``."""
+    return {
+        r["question_key"]: StoredAnswer(
+            value=r["value"],
+            skipped=r["skipped"],
+            answered_at=datetime.fromisoformat(r["answered_at"]),
+        )
+        for r in rows
+    }
+
+
+def history_items(rows: Sequence[Mapping[str, Any]], bank: Bank) -> list[HistoryItem]:
+    items = []
+    for r in rows:
+        answer = None
+        if r["question_key"] is not None:
+            answer = HistoryAnswer(
+                question_key=r["question_key"],
+                question=_text(bank, r["question_key"]),
+                value=r["value"],
+                skipped=r["skipped"],
+            )
+        items.append(
+            HistoryItem(
+                interaction_id=r["id"],
+                call_id=r["call_id"],
+                started_at=r["started_at"],
+                ended_at=r["ended_at"],
+                channel=r["channel"],
+                agent=r["agent"],
+                outcome=r["outcome"],
+                notes=r["notes"],
+                answer=answer,
+            )
+        )
+    return items
+
+
+def _page(call_id: int, rows: Sequence[Mapping[str, Any]], bank: Bank, size: int) -> HistoryMessage:
+    items = history_items(rows[:size], bank)
+    more = len(rows) > size
+    return HistoryMessage(
+        call_id=call_id, items=items, next_before=items[-1].interaction_id if more else None
+    )
+
+
+class PanelBuilder:
+    def __init__(self, bank: BankCache, *, page_size: int = HISTORY_PAGE) -> None:
+        self.bank = bank
+        self.page_size = page_size
+
+    async def build(self, conn: Conn, call_id: int, now: datetime) -> PanelMessage | None:
+        """The panel for ``call_id``; the caller of this checks the agent holds the call."""
+        bank = await self.bank.get(conn)
+        row = await conn.fetchrow(P["panel"], call_id, self.page_size + 1)
+        if row is None:
+            return None
+        customer = None
+        needs: list[Need] = []
+        question: PanelQuestion | None = None
+        treatments: list[PanelTreatment] = []
+        if row["customer_id"] is not None:
+            customer = PanelCustomer(
+                id=row["customer_id"],
+                customer_number=row["customer_number"],
+                name=row["name"],
+                tier=row["tier"],
+                tier_pinned=row["tier_pinned"],
+                provisional=row["provisional"],
+                lifetime_value=row["lifetime_value"],
+                annual_margin=row["annual_margin"],
+                cost_to_serve=row["cost_to_serve"],
+                phones=list(row["phones"]),
+            )
+            latest = answers_of(row["latest_answers"])
+            current = current_answers(bank.questions, latest, now)
+            needs = [
+                Need(
+                    key=k,
+                    question=_text(bank, k),
+                    value=value,
+                    answered_at=latest[k].answered_at,
+                )
+                for k, value in current.items()
+            ]
+            facts = Facts(
+                tier=customer.tier,
+                lifetime_value=customer.lifetime_value,
+                annual_margin=customer.annual_margin,
+                answers=current,
+            )
+            question = await self._question(
+                conn, call_id, row["question_key"], bank, latest, facts, now
+            )
+            treatments = [
+                PanelTreatment(
+                    key=m.key,
+                    title=m.title,
+                    kind=m.kind.value,
+                    detail=m.detail,
+                    reason=m.reason,
+                    because=m.because,
+                )
+                for m in matching(bank.active_treatments, facts)
+            ]
+        return PanelMessage(
+            call_id=call_id,
+            recognised=recognised(row["identified_by"], row["ani"], row["customer_number"]),
+            customer=customer,
+            needs=needs,
+            history=_page(call_id, row["history"], bank, self.page_size),
+            question=question,
+            treatments=treatments,
+        )
+
+    async def _question(
+        self,
+        conn: Conn,
+        call_id: int,
+        chosen: str | None,
+        bank: Bank,
+        latest: Mapping[str, StoredAnswer],
+        facts: Facts,
+        now: datetime,
+    ) -> PanelQuestion | None:
+        if chosen is None:
+            pending = pending_question(bank.questions, latest, now, profile=facts)
+            if pending is None:
+                return None
+            # Another instance may have chosen first: the stored choice wins.
+            chosen = await conn.fetchval(P["set_question"], call_id, pending.key)
+        q = bank.question(chosen) if chosen is not None else None
+        if q is None:
+            return None
+        return PanelQuestion(
+            key=q.key,
+            text=q.text,
+            kind=q.kind.value,
+            choices=list(q.choices),
+            min_value=q.min_value,
+            max_value=q.max_value,
+        )
+
+    async def history(self, conn: Conn, call_id: int, before: int) -> HistoryMessage:
+        """An older page of the history of ``call_id``'s customer."""
+        bank = await self.bank.get(conn)
+        rows = await conn.fetch(P["history_page"], call_id, before, self.page_size + 1)
+        return _page(call_id, [dict(r) for r in rows], bank, self.page_size)

@@ -1,0 +1,94 @@
+-- What the assist panel reads. The bank (questions and treatment rules) is
+-- held in memory by the panel builder; these statements read the customer's
+-- side only, each in one round trip.
+
+-- panel --
+-- Everything the panel shows for call $1, in one statement: the call, its
+-- customer with phones, the latest answer to each question (the needs profile
+-- and what question selection works from), and the first $2 contacts of the
+-- history, newest first, each with the answer given to that contact's question.
+-- The call's own contact (recorded when it ended, during wrap-up) is left out:
+-- the history is what came before.
+SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
+       c.interaction_id,
+       cu.customer_number, cu.name, cu.lifetime_value, cu.annual_margin, cu.cost_to_serve,
+       coalesce(cu.pinned_tier, cu.computed_tier) AS tier, cu.pinned_tier IS NOT NULL AS tier_pinned,
+       cu.provisional,
+       (SELECT coalesce(array_agg(p.phone_e164 ORDER BY p.linked_at, p.phone_e164), '{}')
+          FROM customer_phones p
+         WHERE p.customer_id = c.customer_id) AS phones,
+       (SELECT coalesce(jsonb_agg(l ORDER BY l.question_key), '[]'::jsonb)
+          FROM (SELECT DISTINCT ON (a.question_key)
+                       a.question_key, a.value, a.skipped, a.answered_at
+                  FROM answers a
+                 WHERE a.customer_id = c.customer_id
+                 ORDER BY a.question_key, a.answered_at DESC, a.id DESC) l) AS latest_answers,
+       (SELECT coalesce(jsonb_agg(h ORDER BY h.started_at DESC, h.id DESC), '[]'::jsonb)
+          FROM (SELECT i.id, i.started_at, i.ended_at, i.channel, i.agent, i.outcome, i.notes,
+                       (i.details ->> 'call_id')::bigint AS call_id,
+                       an.question_key, an.value, an.skipped
+                  FROM interactions i
+                  LEFT JOIN LATERAL (
+                      SELECT a.question_key, a.value, a.skipped
+                        FROM answers a
+                       WHERE a.interaction_id = i.id
+                       ORDER BY a.id DESC
+                       LIMIT 1
+                  ) an ON true
+                 WHERE i.customer_id = c.customer_id
+                   AND i.id IS DISTINCT FROM c.interaction_id
+                 ORDER BY i.started_at DESC, i.id DESC
+                 LIMIT $2) h) AS history
+  FROM calls c
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE c.id = $1
+
+-- history_page --
+-- The contacts of call $1's customer older than interaction $2, newest first.
+SELECT i.id, i.started_at, i.ended_at, i.channel, i.agent, i.outcome, i.notes,
+       (i.details ->> 'call_id')::bigint AS call_id,
+       an.question_key, an.value, an.skipped
+  FROM calls c
+  JOIN interactions i ON i.customer_id = c.customer_id
+  LEFT JOIN LATERAL (
+      SELECT a.question_key, a.value, a.skipped
+        FROM answers a
+       WHERE a.interaction_id = i.id
+       ORDER BY a.id DESC
+       LIMIT 1
+  ) an ON true
+ WHERE c.id = $1
+   AND i.id IS DISTINCT FROM c.interaction_id
+   AND (i.started_at, i.id) < (SELECT started_at, id FROM interactions WHERE id = $2)
+ ORDER BY i.started_at DESC, i.id DESC
+ LIMIT $3
+
+-- own_call --
+-- Call $2 as agent $1 sees it: only a call the agent took is ever shown or
+-- wrapped up by it. "Still its own" (connected, or ended and not yet wrapped
+-- up) is decided by the caller of this statement.
+SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped_up_at,
+       c.ended_at, now() - c.ended_at AS since_end,
+       a.state AS agent_state, a.call_id AS agent_call_id
+  FROM calls c
+  JOIN agents a ON a.id = c.agent_id
+ WHERE c.id = $2 AND c.agent_id = $1
+
+-- mark_wrapped_up --
+-- Once per call: a retried wrap-up finds it done and changes nothing.
+UPDATE calls SET wrapped_up_at = now()
+ WHERE id = $1 AND wrapped_up_at IS NULL
+RETURNING interaction_id, customer_id
+
+-- set_question --
+-- The question shown on this call: chosen once, so a reconnecting panel shows
+-- the same one and the wrap-up is checked against it.
+UPDATE calls SET question_key = coalesce(question_key, $2) WHERE id = $1
+RETURNING question_key
+
+-- wrap_up_notes --
+UPDATE interactions SET notes = $2 WHERE id = $1
+
+-- agent_wrapping_up --
+-- Whether agent $1 is in the wrap-up of call $2 (and so may end it early).
+SELECT state = 'wrap_up' FROM agents WHERE id = $1 AND call_id = $2
