@@ -35,7 +35,6 @@ import asyncpg
 import websockets
 from common import WORK, fresh_database, load_average, machine, pct, start_service, wait_ready
 
-from callcenter.agent_assist.bank import load_bank_file
 from callcenter.agent_assist.panel import PanelBuilder
 from callcenter.agent_assist.store import BankCache
 from callcenter.db.embedded import start_embedded
@@ -103,13 +102,10 @@ async def main(args: argparse.Namespace) -> None:
         server_url = server.url()
         await tune_embedded(server_url)
         url = await fresh_database(server_url, DB)
-        conn = await asyncpg.connect(url)
-        await load_bank_file(conn, None)  # the shipped bank, as the service loads it
-        await conn.close()
-        await seed(url, args.contacts)
-        service = start_service(url, args.port)
+        service = start_service(url, args.port)  # it loads the shipped bank at start
         base = f"http://127.0.0.1:{args.port}"
         await wait_ready(base)
+        await seed(url, args.contacts)
         load_at_start = load_average()
         async with aiohttp.ClientSession() as http:
             async with http.put(f"{base}/api/queues/general", json={"wrap_up_seconds": 0}) as r:
