@@ -343,3 +343,23 @@ async def test_the_kind_of_an_answered_question_cannot_change(api: Client, pool:
     resp = await api.post("/api/questions", json={"key": "n", "text": "N?", "kind": "number"})
     await _json(resp, 201)
     assert (await _json(await api.patch("/api/questions/n", json={"kind": "text"}), 200))["kind"]
+
+
+async def test_a_merged_unknown_caller_brings_its_answers(api: Client, pool: Pool) -> None:
+    real = await make_customer(api, "C1", 30000, "+12125550100")
+    identified = await _json(await api.post("/api/identify", json={"ani": "(415) 555-0132"}), 200)
+    provisional = identified["customer"]["id"]
+    await _json(await _answer(api, provisional, "cards_elsewhere", "yes"), 201)
+    await _json(await _answer(api, provisional, "card_count", 2), 201)
+    await _json(await _answer(api, real, "cards_elsewhere", "no"), 201)
+
+    merge = await api.post(f"/api/customers/{provisional}/merge", json={"into_customer_id": real})
+    assert merge.status == 200, await merge.text()
+    answers = await pool.fetch(
+        "SELECT customer_id, question_key FROM answers ORDER BY question_key, answered_at"
+    )
+    assert {r["customer_id"] for r in answers} == {real}
+    assert len(answers) == 3
+    # Both answered the cards question: the latest answer counts, here the real customer's.
+    profile = await _json(await api.get(f"/api/customers/{real}"), 200)
+    assert profile["needs"] == {"cards_elsewhere": "no", "card_count": 2}
