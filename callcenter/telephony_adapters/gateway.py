@@ -121,6 +121,14 @@ class TelephonyGateway:
             raise ValueError(f"unknown peer {peer!r}")
         _check_peer_call_id(event.peer_call_id)
         if isinstance(event, Incoming):
+            _check_storable(event.ani, "ani")
+            _check_storable(event.customer_number, "customer_number")
+        elif isinstance(event, Digits):
+            _check_storable(event.digits, "digits")
+        else:
+            # A hang-up must end the call whatever its free-text cause holds.
+            event = Hangup(event.peer_call_id, _storable_text(event.cause))
+        if isinstance(event, Incoming):
             view = await self._incoming(peer, event)
             kind = "incoming"
             result = "created" if view.created else "repeat"
@@ -294,3 +302,28 @@ def _check_peer_call_id(value: str) -> None:
             "without surrounding spaces",
             field="call_id",
         )
+
+
+def _unstorable(value: str) -> bool:
+    """PostgreSQL text holds no NUL and only valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_storable(value: str | None, field: str) -> None:
+    if value is not None and _unstorable(value):
+        raise Unprocessable(
+            f"{field} holds a NUL or an invalid character, which cannot be stored", field=field
+        )
+
+
+def _storable_text(value: str | None) -> str | None:
+    """Free text made storable: the unstorable characters become U+FFFD."""
+    if value is None or not _unstorable(value):
+        return value
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)

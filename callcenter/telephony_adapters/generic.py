@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator
 
 from callcenter import app_keys
 from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
@@ -56,6 +56,14 @@ PeerCallId = Annotated[str, Field(min_length=1, max_length=180)]
 class _Event(BaseModel):
     # Unknown fields are ignored: a PBX may send more than we read (ids, timestamps).
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        """PostgreSQL text cannot hold NUL: refused here naming the field, not at the database."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL character, which cannot be stored")
+        return value
 
 
 class GenericIncoming(_Event):
@@ -142,6 +150,8 @@ def parse_event(body: bytes) -> CallEvent | web.Response:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise BadRequest("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object with a type")
     kind = data.get("type")

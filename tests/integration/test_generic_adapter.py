@@ -230,3 +230,32 @@ async def test_a_refusing_pbx_gets_retries_then_the_call_goes_back(
     _, again = await post_generic(client, _event("call.incoming", "pbx-9"))
     assert again["action"] == "wait" and again["call"]["state"] == "waiting"
     await panel.close()
+
+
+async def test_hostile_but_signed_bodies_are_4xx_never_500(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Text PostgreSQL cannot store (NUL), deep nesting: a clear 4xx, nothing stored."""
+    client = await _generic_app(app_factory)
+    cases: list[tuple[bytes, int, str | None]] = [
+        (_event("call.incoming", "pbx-n1", **{"from": "+1212\u0000555"}), 422, "from"),
+        (_event("call.incoming", "pbx-n2", customer_number="C\u00001"), 422, "customer_number"),
+        (_event("call.hangup", "pbx-n3", cause="normal\u0000"), 422, "cause"),
+        (b"[" * 5000 + b"]" * 5000, 400, None),
+        (b'{"type": "call.incoming", "call_id": "pbx-n4", "x": ' + b"[" * 5000 + b"]" * 5000
+         + b"}", 400, None),
+    ]  # fmt: skip
+    for body, expected, field in cases:
+        status, problem = await post_generic(client, body)
+        assert status == expected, (body[:60], problem)
+        assert problem["detail"]
+        if field is not None:
+            assert problem["field"] == field, (body[:60], problem)
+    assert await _calls(pool) == 0
+    # Digits with a NUL for a waiting call: refused, the call still waits.
+    status, reply = await post_generic(client, _event("call.incoming", "pbx-n5"))
+    assert status == 200 and reply["action"] == "wait"
+    status, problem = await post_generic(client, _event("call.digits", "pbx-n5", digits="1\u00002"))
+    assert status == 422 and problem["field"] == "digits", problem
+    status, again = await post_generic(client, _event("call.incoming", "pbx-n5"))
+    assert again["call"]["state"] == "waiting"
