@@ -120,7 +120,14 @@ async def verified_form(request: web.Request, settings: Settings) -> MultiDict[s
     if not signature:
         raise InvalidSignature(f"the {SIGNATURE_HEADER} header is missing")
     url = requested_url(request, settings.public_url)
-    if not RequestValidator(token.get_secret_value()).validate(url, params, signature):
+    try:
+        valid = RequestValidator(token.get_secret_value()).validate(url, params, signature)
+    except ValueError:  # the validator parses the port: "host:abc", "[::1" are no URL
+        raise BadRequest(
+            f"cannot rebuild the URL Twilio signed from {url[:200]!r}: the Host header "
+            "(or CALLCENTER_PUBLIC_URL) is not a valid host and port"
+        ) from None
+    if not valid:
         raise InvalidSignature(
             f"{SIGNATURE_HEADER} does not match this request to {url} "
             "(behind a proxy, CALLCENTER_PUBLIC_URL must be the URL Twilio calls)"
@@ -137,8 +144,9 @@ def _call_sid(params: MultiDict[str]) -> str:
 
 def _caller(value: str | None) -> str | None:
     """``From`` as the calling number; a caller ID too long to be a number (a long
-    SIP URI) is treated as withheld rather than refusing the call."""
-    if value is None or len(value) > 64:
+    SIP URI) or with control characters is treated as withheld rather than
+    refusing the call."""
+    if value is None or len(value) > 64 or not value.isprintable():
         return None
     return value
 
@@ -197,7 +205,9 @@ async def twilio_voice(request: web.Request) -> web.StreamResponse:
     if digits:
         view = await gateway.handle(TWILIO, Digits(sid, digits))
     tries = request.query.get("try", "1")
-    tried = int(tries) if tries.isdigit() else GATHER_TRIES
+    # Only a small ASCII number counts ("²" passes isdigit() but not int(), and int()
+    # refuses thousands of digits: both were 500s); anything else is the last try.
+    tried = int(tries) if tries.isascii() and tries.isdigit() and len(tries) < 4 else GATHER_TRIES
     urls = _Urls(public_base(request, settings.public_url))
     return _twiml(voice_twiml(view, urls, settings, gathered=bool(digits), tried=tried))
 

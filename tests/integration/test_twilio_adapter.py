@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
@@ -324,3 +325,49 @@ async def test_without_a_public_url_the_request_url_is_signed(app_factory: AppFa
     assert status == 200, text
     enqueue = _xml(text).find("Enqueue")
     assert enqueue is not None and enqueue.get("waitUrl") == f"{base}/telephony/twilio/wait"
+
+
+async def test_odd_but_signed_requests_are_answered_never_500(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await _twilio_app(app_factory, twilio_gather_unknown=True)
+    # A caller ID PostgreSQL cannot store is taken as withheld, like a too long one.
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(call_sid(20), "+1212\x00555")
+    )
+    assert status == 200 and _xml(text).find("Enqueue") is not None, text
+    assert await pool.fetchval("SELECT ani FROM calls") is None
+    # A try counter that is not a small number counts as the last try.
+    for tries in ["%C2%B2", "9" * 5000, "-1"]:
+        path = f"/telephony/twilio/voice?queue=general&try={tries}"
+        status, text = await post_twilio(
+            client, path, voice_params(call_sid(20), "+12125550120", Digits="999")
+        )
+        assert status == 200, (tries[:10], text)
+        assert _xml(text).find("Gather") is None and _xml(text).find("Enqueue") is not None
+    status, text = await post_twilio(
+        client, "/telephony/twilio/voice", voice_params(call_sid(20), "+1", Digits="1\x002")
+    )
+    assert status == 422 and "digits" in text
+    assert await _calls(pool) == 1
+
+
+async def test_a_host_header_that_is_no_url_is_400_not_500(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Without PUBLIC_URL the signed URL is rebuilt from Host, which anyone can send."""
+    client = await _twilio_app(app_factory, public_url=None)
+    params = voice_params(call_sid(21), "+12125550121")
+    for host in ["cc.example.com:abc", "[::1", "cc.example.com:99999"]:
+        resp = await client.post(
+            "/telephony/twilio/voice",
+            data=urlencode(params),
+            headers={
+                "Host": host,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": "c2lnbmF0dXJl",
+            },
+        )
+        assert resp.status == 400, (host, await resp.text())
+        assert "Host" in (await resp.json())["detail"]
+    assert await _calls(pool) == 0
