@@ -351,7 +351,15 @@ async def twilio_dial(request: web.Request) -> web.StreamResponse:
     sid = _call_sid(params)
     response = VoiceResponse()
     dial_status = params.get("DialCallStatus", "")
-    if dial_status in DIAL_MISSED:
+    call_status = params.get("CallStatus", "")
+    if call_status in TERMINAL_STATUSES:
+        # The caller's own leg is over (they hung up while the agent's phone rang):
+        # the call ends here; putting it back in the queue would offer a caller
+        # who is gone to the next agent and blame this one for not answering.
+        await request.app[app_keys.GATEWAY].handle(
+            TWILIO, Hangup(sid, cause=f"{call_status} while dialing the agent ({dial_status})")
+        )
+    elif dial_status in DIAL_MISSED:
         view = await request.app[app_keys.GATEWAY].connect_failed(
             TWILIO, sid, f"agent leg {dial_status}"
         )

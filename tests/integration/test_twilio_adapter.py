@@ -371,3 +371,40 @@ async def test_a_host_header_that_is_no_url_is_400_not_500(
         assert resp.status == 400, (host, await resp.text())
         assert "Host" in (await resp.json())["detail"]
     assert await _calls(pool) == 0
+
+
+async def _connected_call(
+    client: TestClient[Any, Any], fake: FakeTwilioAPI, sid: str, caller: str, token: str
+) -> tuple[int, Any]:
+    """Hand a call in, let the agent behind ``token`` accept it, wait for the REST update."""
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    panel = await available_panel(client, token)
+    call_id = await accept_next_offer(panel)
+    await eventually(lambda: _true(any(u[0] == sid for u in fake.updates)))
+    return call_id, panel
+
+
+async def test_a_caller_who_hangs_up_while_the_agent_rings_is_not_requeued(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """The <Dial action> after the caller hung up carries the caller's terminal CallStatus:
+    the call ends (the agent goes to wrap-up), it is not put back in the queue for a
+    caller who is gone, and the agent is not marked not responding."""
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api)
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    _, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    sid = call_sid(30)
+    call_id, panel = await _connected_call(client, fake, sid, "+12125550130", token)
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/dial",
+        _status_params(sid, "+12125550130", CallStatus="completed", DialCallStatus="no-answer"),
+    )
+    assert status == 200 and _xml(text).find("Redirect") is None
+    row = await pool.fetchrow("SELECT state, end_reason FROM calls WHERE id = $1", call_id)
+    assert row["state"] == "completed", dict(row)
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+    await panel.state("wrap_up")
+    await panel.close()
