@@ -86,3 +86,10 @@ class PeerFailed(CallCenterError):
 
     status = 502
     title = "Telephony peer failed"
+
+
+class PeerCallGone(PeerFailed):
+    """The peer says the call is over there (the caller hung up): commanding it again
+    cannot succeed, so the call is hung up on our side instead of retried."""
+
+    title = "Call gone at the telephony peer"

@@ -33,11 +33,11 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
-from callcenter.errors import CallCenterError
+from callcenter.errors import CallCenterError, PeerCallGone
 from callcenter.events import Event, Subscription
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
-from callcenter.telephony_adapters.base import AgentEndpoint, PeerCall, split_external_id
+from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall, split_external_id
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.sql import Q
 
@@ -53,7 +53,7 @@ def bridges_counter(registry: CollectorRegistry) -> Counter:
     return Counter(
         "callcenter_telephony_connects",
         "Connect commands to telephony peers by peer and result "
-        "(connected, retried, requeued, ended)",
+        "(connected, retried, requeued, ended, gone)",
         ["peer", "result"],
         registry=registry,
     )
@@ -198,6 +198,8 @@ class Bridger:
         for attempt in range(self.attempts):
             try:
                 await asyncio.wait_for(connector.connect(call, agent), self.timeout_seconds)
+            except PeerCallGone as exc:
+                return await self._caller_gone(bridge_id, call, str(exc))
             except Exception as exc:  # any failure of a peer must leave the call served
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 _log.warning(
@@ -228,6 +230,25 @@ class Bridger:
             _log.info("call %s (%s) connected to agent %s", call_id, record.call_id, agent.name)
             return "connected"
         return await self._give_up(bridge_id, call, agent_id, error)
+
+    async def _caller_gone(self, bridge_id: int, call: PeerCall, error: str) -> str:
+        """The peer says the caller has hung up: end the call as their hang-up would.
+
+        Retrying cannot succeed, and putting the call back in the queue would
+        offer a caller who is gone to the next agent (and mark this one not
+        responding); the peer's own hang-up event, if it comes, changes nothing.
+        """
+        _log.warning(
+            "call %s (%s) is gone at %s; ending it: %s",
+            call.id,
+            call.record.call_id,
+            call.peer,
+            error,
+        )
+        await self.gateway.handle(call.peer, Hangup(call.peer_call_id, cause=f"gone: {error}"))
+        await self._mark_failed(bridge_id, error)
+        self._count(call.peer, "gone")
+        return "gone"
 
     async def _give_up(self, bridge_id: int, call: PeerCall, agent_id: int, error: str) -> str:
         """Every attempt failed: back to the queue, or (after too many returns) end it."""

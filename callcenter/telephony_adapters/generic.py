@@ -27,7 +27,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator
 
 from callcenter import app_keys
-from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
+from callcenter.errors import (
+    BadRequest,
+    InvalidSignature,
+    PeerCallGone,
+    PeerFailed,
+    Unprocessable,
+)
 from callcenter.http.problems import validation_problem
 from callcenter.http.routing import Routes
 from callcenter.queue import agents
@@ -276,4 +282,7 @@ class GenericConnector:
         async with self.session.post(self.url, data=body, headers=headers) as resp:
             if resp.status >= 300:
                 text = (await resp.text(errors="replace"))[:200]
-                raise PeerFailed(f"the PBX answered {command.action} with {resp.status}: {text}")
+                error = f"the PBX answered {command.action} with {resp.status}: {text}"
+                if resp.status == 410:  # Gone: the PBX no longer has the call
+                    raise PeerCallGone(error)
+                raise PeerFailed(error)

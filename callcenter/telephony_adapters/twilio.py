@@ -30,6 +30,7 @@ caller out of its queue and rings the agent.
 from __future__ import annotations
 
 import base64
+import json
 import math
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -42,7 +43,13 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter import app_keys
 from callcenter.config import Settings
-from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
+from callcenter.errors import (
+    BadRequest,
+    InvalidSignature,
+    PeerCallGone,
+    PeerFailed,
+    Unprocessable,
+)
 from callcenter.http.routing import Routes
 from callcenter.queue.models import Call, CallState
 from callcenter.telephony_adapters.base import (
@@ -77,6 +84,8 @@ GATHER_MAX_DIGITS = 12
 GATHER_TRIES = 2
 #: Seconds an agent's phone rings before the caller goes back to the queue.
 DIAL_TIMEOUT = 20
+#: Twilio's REST error for an update of a call that has ended ("Call is not in-progress").
+CALL_NOT_IN_PROGRESS = 21220
 
 
 class TwilioForm(BaseModel):
@@ -434,4 +443,17 @@ class TwilioConnector:
         async with self.session.post(url, data=form, headers=self.headers) as resp:
             if resp.status >= 300:
                 text = (await resp.text(errors="replace"))[:300]
-                raise PeerFailed(f"Twilio answered the call update with {resp.status}: {text}")
+                error = f"Twilio answered the call update with {resp.status}: {text}"
+                if resp.status == 400 and _error_code(text) == CALL_NOT_IN_PROGRESS:
+                    raise PeerCallGone(error)
+                raise PeerFailed(error)
+
+
+def _error_code(text: str) -> int | None:
+    """The ``code`` of a Twilio REST error body, if it is one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None

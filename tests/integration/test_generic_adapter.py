@@ -259,3 +259,30 @@ async def test_hostile_but_signed_bodies_are_4xx_never_500(
     assert status == 422 and problem["field"] == "digits", problem
     status, again = await post_generic(client, _event("call.incoming", "pbx-n5"))
     assert again["call"]["state"] == "waiting"
+
+
+async def test_a_pbx_answering_410_gone_ends_the_call_without_retries(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """410 Gone to a connect: the caller is no longer there; no retry, no requeue."""
+    tries: list[int] = []
+
+    async def gone(request: web.Request) -> web.Response:
+        tries.append(1)
+        return web.json_response({"error": "no such call"}, status=410)
+
+    app = web.Application()
+    app.router.add_post("/pbx/commands", gone)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await _generic_app(app_factory, str(server.make_url("/pbx/commands")))
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    _, token = await make_agent_with_endpoint(client, "ada", "PJSIP/1001")
+    panel = await available_panel(client, token)
+    _, reply = await post_generic(client, _event("call.incoming", "pbx-g1"))
+    call_id = reply["call"]["id"]
+    assert await accept_next_offer(panel) == call_id
+    await panel.state("wrap_up")
+    assert len(tries) == 1
+    state = await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
+    assert state == "completed"
+    await panel.close()

@@ -408,3 +408,43 @@ async def test_a_caller_who_hangs_up_while_the_agent_rings_is_not_requeued(
     assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
     await panel.state("wrap_up")
     await panel.close()
+
+
+async def test_a_connect_for_a_caller_already_gone_ends_the_call_at_once(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """The caller hung up and the status callback is late (or lost): Twilio refuses the
+    update with 21220. Retrying cannot help and requeueing would offer a caller who is
+    gone to the next agent: the call ends, the agent goes to wrap-up, not 'not responding'."""
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api)
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    _, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    sid = call_sid(31)
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, "+12125550131"))
+    fake.ended.add(sid)
+    panel = await available_panel(client, token)
+    call_id = await accept_next_offer(panel)
+
+    async def ended() -> bool:
+        state = await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
+        return bool(state == "completed")
+
+    await eventually(ended)
+    await panel.state("wrap_up")
+    assert fake.tried_ended == 1 and fake.updates == []
+    reason = await pool.fetchval("SELECT end_reason FROM calls WHERE id = $1", call_id)
+    assert "21220" in reason
+    assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
+    bridge = await pool.fetchrow("SELECT state, attempts FROM call_bridges")
+    assert bridge["state"] == "failed"
+    # The late status callback changes nothing.
+    status, _ = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550131", CallStatus="completed"),
+    )
+    assert status == 200
+    assert await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id) == "completed"
+    await panel.close()
