@@ -93,3 +93,10 @@ class PeerCallGone(PeerFailed):
     cannot succeed, so the call is hung up on our side instead of retried."""
 
     title = "Call gone at the telephony peer"
+
+
+class PeerOutcomeUnknown(PeerFailed):
+    """A command reached the peer (or may have) but no answer came: it may or may not
+    have been carried out, so sending it again or undoing it are both unsafe."""
+
+    title = "Telephony peer did not answer"

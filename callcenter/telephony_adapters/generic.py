@@ -47,6 +47,7 @@ from callcenter.telephony_adapters.base import (
     Hangup,
     Incoming,
     PeerCall,
+    send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
 from callcenter.telephony_adapters.webhooks import read_body
@@ -279,10 +280,14 @@ class GenericConnector:
             "Content-Type": "application/json",
             signing.HEADER: signing.header_value([self.secret], int(self.clock()), body),
         }
-        async with self.session.post(self.url, data=body, headers=headers) as resp:
-            if resp.status >= 300:
-                text = (await resp.text(errors="replace"))[:200]
-                error = f"the PBX answered {command.action} with {resp.status}: {text}"
-                if resp.status == 410:  # Gone: the PBX no longer has the call
-                    raise PeerCallGone(error)
-                raise PeerFailed(error)
+        try:
+            async with self.session.post(self.url, data=body, headers=headers) as resp:
+                status = resp.status
+                text = (await resp.text(errors="replace"))[:200] if status >= 300 else ""
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise send_failure(exc, f"the {command.action} command") from exc
+        if status >= 300:
+            error = f"the PBX answered {command.action} with {status}: {text}"
+            if status == 410:  # Gone: the PBX no longer has the call
+                raise PeerCallGone(error)
+            raise PeerFailed(error)

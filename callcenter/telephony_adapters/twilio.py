@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -60,11 +61,14 @@ from callcenter.telephony_adapters.base import (
     Incoming,
     PeerCall,
     external_id,
+    send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
+from callcenter.telephony_adapters.sql import Q
 from callcenter.telephony_adapters.webhooks import public_base, read_body, requested_url
 
 routes = Routes("telephony")
+_log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 TWIML = "text/xml"
@@ -86,6 +90,9 @@ GATHER_TRIES = 2
 DIAL_TIMEOUT = 20
 #: Twilio's REST error for an update of a call that has ended ("Call is not in-progress").
 CALL_NOT_IN_PROGRESS = 21220
+#: Twilio carries out a call update while it answers it, within seconds; a caller it
+#: still holds in its queue this long after our connect was sent was never moved.
+STRANDED_AFTER_SECONDS = 60.0
 
 
 class TwilioForm(BaseModel):
@@ -285,7 +292,31 @@ async def twilio_wait(request: web.Request) -> web.StreamResponse:
     params = await verified_form(request, settings)
     sid = _call_sid(params)
     call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
+    if call is not None and call.state is CallState.connected:
+        call = await _back_if_stranded(request, sid, call)
     return _twiml(wait_twiml(call, settings))
+
+
+async def _back_if_stranded(request: web.Request, sid: str, call: Call) -> Call:
+    """A wait request proves the caller is still in Twilio's queue. Long after our
+    connect was sent (one whose answer timed out) that means it never took effect:
+    the call goes back to our queue with its key instead of staying with an agent
+    whose phone will not ring."""
+    async with app_keys.pool(request.app).acquire() as conn:
+        sent = await conn.fetchval(Q["bridge_sent_before"], call.id, STRANDED_AFTER_SECONDS)
+    if sent is None:
+        return call
+    _log.error(
+        "call %s (%s) is still in Twilio's queue %.0f s after its connect was sent: "
+        "the connect never took effect; back to the queue",
+        call.id,
+        call.call_id,
+        STRANDED_AFTER_SECONDS,
+    )
+    view = await request.app[app_keys.GATEWAY].connect_failed(
+        TWILIO, sid, "the caller was still in Twilio's queue after the connect"
+    )
+    return view.call if view.call is not None else call
 
 
 def wait_twiml(call: Call | None, settings: Settings) -> VoiceResponse:
@@ -440,13 +471,17 @@ class TwilioConnector:
 
     async def _update(self, call_sid: str, form: dict[str, str]) -> None:
         url = self.call_url(call_sid)
-        async with self.session.post(url, data=form, headers=self.headers) as resp:
-            if resp.status >= 300:
-                text = (await resp.text(errors="replace"))[:300]
-                error = f"Twilio answered the call update with {resp.status}: {text}"
-                if resp.status == 400 and _error_code(text) == CALL_NOT_IN_PROGRESS:
-                    raise PeerCallGone(error)
-                raise PeerFailed(error)
+        try:
+            async with self.session.post(url, data=form, headers=self.headers) as resp:
+                status = resp.status
+                text = (await resp.text(errors="replace"))[:300] if status >= 300 else ""
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise send_failure(exc, "Twilio's call update") from exc
+        if status >= 300:
+            error = f"Twilio answered the call update with {status}: {text}"
+            if status == 400 and _error_code(text) == CALL_NOT_IN_PROGRESS:
+                raise PeerCallGone(error)
+            raise PeerFailed(error)
 
 
 def _error_code(text: str) -> int | None:

@@ -10,6 +10,7 @@ uses), checked against the documented test vectors in the unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -110,6 +111,8 @@ class FakeTwilioAPI:
 
     Calls in ``ended`` are over at Twilio: updating one answers what Twilio
     answers then, HTTP 400 with error code 21220 ("Call is not in-progress").
+    ``delay``: seconds the answer to an update takes *after* the update was
+    carried out (a slow API: the client times out, yet the call was moved).
     """
 
     account_sid: str = ACCOUNT_SID
@@ -119,6 +122,7 @@ class FakeTwilioAPI:
     refused: int = 0
     ended: set[str] = field(default_factory=set)
     tried_ended: int = 0
+    delay: float = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -150,6 +154,8 @@ class FakeTwilioAPI:
                 status=400,
             )
         self.updates.append((sid, {k: str(v) for k, v in form.items()}))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return web.json_response(
             {"sid": sid, "account_sid": self.account_sid, "status": "in-progress"}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -285,4 +286,40 @@ async def test_a_pbx_answering_410_gone_ends_the_call_without_retries(
     assert len(tries) == 1
     state = await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
     assert state == "completed"
+    await panel.close()
+
+
+async def test_a_pbx_that_answers_too_late_is_not_sent_the_connect_again(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """No answer in time: the PBX may have bridged the caller already, so the connect is
+    neither repeated nor undone; the call stays with its agent and a poll says connect."""
+    received: list[dict[str, Any]] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        await asyncio.sleep(1.0)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/pbx/commands", slow)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await _generic_app(
+        app_factory, str(server.make_url("/pbx/commands")), connect_timeout_seconds=0.3
+    )
+    _, token = await make_agent_with_endpoint(client, "ada", "PJSIP/1001")
+    panel = await available_panel(client, token)
+    _, reply = await post_generic(client, _event("call.incoming", "pbx-s1"))
+    call_id = reply["call"]["id"]
+    assert await accept_next_offer(panel) == call_id
+
+    async def settled() -> bool:
+        state = await pool.fetchval("SELECT state FROM call_bridges WHERE call_id = $1", call_id)
+        return bool(state == "connected")
+
+    await eventually(settled)
+    await asyncio.sleep(1.0)  # longer than the retries would have taken
+    assert [c["action"] for c in received] == ["connect"]
+    _, polled = await post_generic(client, _event("call.incoming", "pbx-s1"))
+    assert polled["action"] == "connect" and polled["call"]["state"] == "connected"
     await panel.close()

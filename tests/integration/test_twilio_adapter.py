@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -447,4 +448,99 @@ async def test_a_connect_for_a_caller_already_gone_ends_the_call_at_once(
     )
     assert status == 200
     assert await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id) == "completed"
+    await panel.close()
+
+
+async def _bridge(pool: asyncpg.Pool[Any], call_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT id, state, attempts, last_error FROM call_bridges"
+        " WHERE call_id = $1 AND state <> 'failed'",
+        call_id,
+    )
+    return row
+
+
+async def _timed_out_connect(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any], n: int
+) -> tuple[TestClient[Any, Any], FakeTwilioAPI, str, int, Any]:
+    """A connect whose REST update Twilio carries out but answers after our timeout."""
+    fake = FakeTwilioAPI(delay=1.0)
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api, connect_timeout_seconds=0.3, connect_attempts=3)
+    _, token = await make_agent_with_endpoint(client, "ada", "client:ada")
+    sid = call_sid(n)
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, "+12125550140"))
+    panel = await available_panel(client, token)
+    call_id = await accept_next_offer(panel)
+
+    async def settled() -> bool:
+        bridge = await _bridge(pool, call_id)
+        return bridge is not None and bridge["state"] != "claimed"
+
+    await eventually(settled)
+    return client, fake, sid, call_id, panel
+
+
+async def test_a_timed_out_connect_is_neither_repeated_nor_requeued(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """A timeout says nothing about whether Twilio moved the caller. Sending the update
+    again would ring the agent twice (cutting a conversation that began); putting the
+    call back in the queue would let a second agent's connect pull the caller away from
+    the first. The call stays with its agent, and Twilio's own callbacks settle it."""
+    client, fake, sid, call_id, panel = await _timed_out_connect(
+        app_factory, aiohttp_server, pool, 40
+    )
+    bridge = await _bridge(pool, call_id)
+    assert bridge is not None and bridge["state"] == "connected"
+    assert "unknown" in bridge["last_error"]
+    await asyncio.sleep(1.2)  # longer than every retry would have taken
+    assert len(fake.updates) == 1
+    call = await (await client.get(f"/api/calls/{call_id}")).json()
+    assert call["state"] == "connected"
+    assert await pool.fetchval("SELECT state FROM agents") == "on_call"
+    # The update had been carried out: the agent did not answer, Twilio says so.
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/dial",
+        _status_params(sid, "+12125550140", CallStatus="in-progress", DialCallStatus="no-answer"),
+    )
+    assert status == 200 and _xml(text).find("Redirect") is not None
+    await panel.state("not_responding")
+    assert await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id) == "waiting"
+    await panel.close()
+
+
+async def test_a_caller_still_in_twilios_queue_after_a_lost_connect_goes_back(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """If the update whose answer timed out never took effect, Twilio keeps asking the
+    wait URL for that caller: long after a connect, that proves the caller is still in
+    Twilio's queue, so the call goes back to ours (key kept) instead of staying stuck
+    with an agent whose phone never rang."""
+    client, fake, sid, call_id, panel = await _timed_out_connect(
+        app_factory, aiohttp_server, pool, 41
+    )
+    wait_params = _status_params(sid, "+12125550140", CallStatus="in-progress")
+    # Soon after the connect, a wait request may have been on its way: no change.
+    status, text = await post_twilio(client, "/telephony/twilio/wait", wait_params)
+    assert status == 200 and _xml(text).find("Play") is not None
+    assert await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id) == "connected"
+    # A minute later Twilio still plays the caller our wait music: the connect was lost.
+    await pool.execute(
+        "UPDATE call_bridges SET connected_at = connected_at - interval '2 minutes'"
+        " WHERE call_id = $1",
+        call_id,
+    )
+    status, text = await post_twilio(client, "/telephony/twilio/wait", wait_params)
+    assert status == 200
+    assert "number 1 in line" in (_xml(text).findtext("Say") or "")
+    assert await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id) == "waiting"
+    await panel.state("not_responding")
+    assert await _bridge(pool, call_id) is None
+    # Said available again, the agent gets it once more and a new connect goes out.
+    fake.delay = 0
+    await panel.send(type="available")
+    assert await accept_next_offer(panel) == call_id
+    await eventually(lambda: _true(len(fake.updates) == 2))
     await panel.close()
