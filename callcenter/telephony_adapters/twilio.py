@@ -363,11 +363,14 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
         if queue_result in QUEUE_HANGUP:
             await gateway.handle(TWILIO, Hangup(sid, cause=f"queue {queue_result}"))
         elif queue_result in QUEUE_TROUBLE:
-            # Still on the line but out of Twilio's queue: take them back in.
+            # Still on the line but out of Twilio's queue (full, or an error), yet
+            # still in ours, and a REST update reaches any live call: hold them
+            # with their position and the music, then try Twilio's queue again.
+            # (A bare redirect looped once a second in silence while it was full.)
             call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
             if call is not None and call.state is CallState.waiting:
                 urls = _Urls(public_base(request, settings.public_url))
-                response.pause(length=1)
+                response = wait_twiml(call, settings)
                 response.redirect(urls.voice(call.queue), method="POST")
         # bridged, redirected, leave: we moved the caller ourselves; nothing to record.
     elif status in TERMINAL_STATUSES:

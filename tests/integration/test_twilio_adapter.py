@@ -544,3 +544,28 @@ async def test_a_caller_still_in_twilios_queue_after_a_lost_connect_goes_back(
     assert await accept_next_offer(panel) == call_id
     await eventually(lambda: _true(len(fake.updates) == 2))
     await panel.close()
+
+
+async def test_a_full_twilio_queue_holds_the_caller_with_music_not_a_silent_loop(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Twilio's queue holds 100 (or 1000) callers; ours holds more. On queue-full the
+    caller is not in Twilio's queue but still in ours (and a REST update reaches any
+    live call): they hear their position and music, then try Twilio's queue again,
+    instead of a one-second silent redirect loop of two webhooks a second."""
+    client = await _twilio_app(app_factory, twilio_hold_music_url="https://music.example/hold.mp3")
+    sid = call_sid(50)
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, "+12125550150"))
+    status, text = await post_twilio(
+        client,
+        "/telephony/twilio/status",
+        _status_params(sid, "+12125550150", CallStatus="in-progress", QueueResult="queue-full"),
+    )
+    assert status == 200
+    verbs = [child.tag for child in _xml(text)]
+    assert verbs == ["Say", "Play", "Redirect"], text
+    root = _xml(text)
+    assert "number 1 in line" in (root.findtext("Say") or "")
+    assert root.findtext("Play") == "https://music.example/hold.mp3"
+    assert root.findtext("Redirect") == f"{PUBLIC_URL}/telephony/twilio/voice?queue=general"
+    assert await pool.fetchval("SELECT state FROM calls") == "waiting"
