@@ -85,11 +85,17 @@ def split_external_id(value: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class PeerCall:
-    """A call as a connector needs it: whom to address at the peer, and our record."""
+    """A call as a connector needs it: whom to address at the peer, and our record.
+
+    ``bridge_id`` names this connect (the bridger's claim). A peer that reports
+    back on the connect later (Twilio's ``<Dial action>``) carries it, so a late
+    or repeated report about an earlier connect is told apart from the current one.
+    """
 
     peer: str
     peer_call_id: str
     record: Call
+    bridge_id: int | None = None
 
     @property
     def id(self) -> int:

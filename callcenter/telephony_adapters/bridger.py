@@ -189,7 +189,7 @@ class Bridger:
         assert split is not None  # the claim only takes calls of our peers
         peer, peer_call_id = split
         connector = self.gateway.connectors[peer]
-        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record)
+        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record, bridge_id=bridge_id)
         if agent_row is None or agent_row["endpoint"] is None:
             error = f"agent {agent_id} has no endpoint the PBX could dial"
             return await self._give_up(bridge_id, call, agent_id, error)

@@ -145,14 +145,17 @@ class TelephonyGateway:
             self._events.labels(peer, kind, result).inc()
         return view
 
-    async def connect_failed(self, peer: str, peer_call_id: str, cause: str) -> CallView:
+    async def connect_failed(
+        self, peer: str, peer_call_id: str, cause: str, *, bridge_id: int | None = None
+    ) -> CallView:
         """The peer reports that the agent's leg of a connect never answered.
 
         The connect command itself succeeded (so the bridger counted it
         connected), but the agent's phone did not pick up: the caller goes back
         to the queue with their original key and the agent becomes *not
         responding*, as after a failed connect. A call not connected any more is
-        left as it is.
+        left as it is, and so is one whose live connect is not ``bridge_id``
+        (the report, repeated or late, is about an earlier connect).
         """
         _check_peer_call_id(peer_call_id)
         ext = external_id(peer, peer_call_id)
@@ -160,6 +163,14 @@ class TelephonyGateway:
         if call is None:
             raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
         note = f"the call is {call.state.value}"
+        if bridge_id is not None and call.state is CallState.connected:
+            async with self.desk.pool.acquire() as conn:
+                live = await conn.fetchval(Q["live_bridge"], call.id)
+            if live != bridge_id:
+                note = f"a report about an earlier connect ({bridge_id}): nothing changes"
+                if self._events is not None:
+                    self._events.labels(peer, "connect_failed", "stale").inc()
+                return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
         if call.state is CallState.connected and call.agent_id is not None:
             if await self.desk.requeue(call.id, call.agent_id):
                 note = f"back in the queue: {cause}"

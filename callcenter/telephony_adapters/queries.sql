@@ -46,6 +46,9 @@ SELECT id FROM call_bridges
  WHERE call_id = $1 AND state = 'connected'
    AND connected_at < now() - make_interval(secs => $2)
 
+-- live_bridge --
+SELECT id FROM call_bridges WHERE call_id = $1 AND state <> 'failed'
+
 -- bridge_failed --
 UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE id = $1 AND state = 'claimed'

@@ -403,12 +403,20 @@ async def twilio_dial(request: web.Request) -> web.StreamResponse:
             TWILIO, Hangup(sid, cause=f"{call_status} while dialing the agent ({dial_status})")
         )
     elif dial_status in DIAL_MISSED:
+        bridge = request.query.get("bridge", "")
         view = await request.app[app_keys.GATEWAY].connect_failed(
-            TWILIO, sid, f"agent leg {dial_status}"
+            TWILIO,
+            sid,
+            f"agent leg {dial_status}",
+            bridge_id=int(bridge) if bridge.isascii() and bridge.isdigit() else None,
         )
         if view.call is not None and view.call.state is CallState.waiting:
             urls = _Urls(public_base(request, settings.public_url))
             response.redirect(urls.voice(view.call.queue), method="POST")
+            return _twiml(response)
+        if view.call is not None and view.call.state is CallState.connected:
+            # A report about an earlier connect (repeated, or late): the caller is
+            # being connected by a newer one, which this answer must not disturb.
             return _twiml(response)
     response.hangup()
     return _twiml(response)
@@ -466,7 +474,10 @@ class TwilioConnector:
         )
 
     async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
-        twiml = dial_twiml(agent.endpoint, action=self.dial_action)
+        action = self.dial_action
+        if action is not None and call.bridge_id is not None:
+            action += f"?{urlencode({'bridge': call.bridge_id})}"
+        twiml = dial_twiml(agent.endpoint, action=action)
         await self._update(call.peer_call_id, {"Twiml": twiml})
 
     async def hangup(self, call: PeerCall) -> None:

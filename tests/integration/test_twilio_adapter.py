@@ -109,7 +109,8 @@ async def test_a_call_is_enqueued_waits_is_connected_by_rest_and_completes(
     assert updated_sid == sid
     dial = _xml(form["Twiml"]).find("Dial")
     assert dial is not None and dial.findtext("Client") == "ada"
-    assert dial.get("action") == f"{PUBLIC_URL}/telephony/twilio/dial"
+    # The action names this connect, so a repeated report of it is told from a later one.
+    assert dial.get("action") == f"{PUBLIC_URL}/telephony/twilio/dial?bridge=1"
 
     # The Enqueue action after our redirect changes nothing.
     status, _ = await post_twilio(
@@ -569,3 +570,42 @@ async def test_a_full_twilio_queue_holds_the_caller_with_music_not_a_silent_loop
     assert root.findtext("Play") == "https://music.example/hold.mp3"
     assert root.findtext("Redirect") == f"{PUBLIC_URL}/telephony/twilio/voice?queue=general"
     assert await pool.fetchval("SELECT state FROM calls") == "waiting"
+
+
+async def test_a_repeated_dial_action_cannot_take_the_call_from_the_next_agent(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Each connect's <Dial action> names its connect. A delivery repeated after the call
+    went back and was connected to another agent changes nothing: it must not requeue
+    the call (whose caller is being connected to the second agent) nor blame that agent."""
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _twilio_app(app_factory, api)
+    _, ada = await make_agent_with_endpoint(client, "ada", "client:ada")
+    bob_id, bob = await make_agent_with_endpoint(client, "bob", "client:bob")
+    sid = call_sid(60)
+    call_id, ada_panel = await _connected_call(client, fake, sid, "+12125550160", ada)
+    action = _xml(fake.updates[0][1]["Twiml"]).find("Dial")
+    assert action is not None
+    path = (action.get("action") or "").removeprefix(PUBLIC_URL)
+    assert path.startswith("/telephony/twilio/dial?bridge=")
+    missed = _status_params(sid, "+12125550160", CallStatus="in-progress", DialCallStatus="busy")
+    status, text = await post_twilio(client, path, missed)
+    assert status == 200 and _xml(text).find("Redirect") is not None
+    await ada_panel.state("not_responding")
+
+    bob_panel = await available_panel(client, bob)
+    assert await accept_next_offer(bob_panel) == call_id
+    await eventually(lambda: _true(len(fake.updates) == 2))
+    second = _xml(fake.updates[1][1]["Twiml"]).find("Dial")
+    assert second is not None and second.get("action", "").removeprefix(PUBLIC_URL) != path
+
+    status, text = await post_twilio(client, path, missed)  # the first one, delivered again
+    assert status == 200 and _xml(text).find("Redirect") is None
+    call = await (await client.get(f"/api/calls/{call_id}")).json()
+    assert call["state"] == "connected" and call["agent_id"] == bob_id
+    assert await pool.fetchval("SELECT state FROM agents WHERE id = $1", bob_id) == "on_call"
+    live = await _bridge(pool, call_id)
+    assert live is not None and live["state"] == "connected"
+    await ada_panel.close()
+    await bob_panel.close()
