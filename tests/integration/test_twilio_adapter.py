@@ -301,10 +301,10 @@ async def test_bad_requests_are_refused_and_store_nothing(
     assert await _calls(pool) == 0
 
 
-async def _signature_of(params: list[tuple[str, str]], path: str) -> str:
+async def _signature_of(params: list[tuple[str, str]], path: str, base: str = PUBLIC_URL) -> str:
     from tests.integration.telephony_fakes import twilio_signature
 
-    return twilio_signature(AUTH_TOKEN, PUBLIC_URL + path, params)
+    return twilio_signature(AUTH_TOKEN, base + path, params)
 
 
 async def test_a_long_sip_caller_id_is_taken_as_withheld(
@@ -609,3 +609,31 @@ async def test_a_repeated_dial_action_cannot_take_the_call_from_the_next_agent(
     assert live is not None and live["state"] == "connected"
     await ada_panel.close()
     await bob_panel.close()
+
+
+async def test_the_signed_url_follows_public_url_with_a_prefix_slash_or_port(
+    app_factory: AppFactory,
+) -> None:
+    """Twilio signs the URL it requested. A PUBLIC_URL with a trailing slash, a path
+    prefix (a proxy that strips it) or an explicit default port still matches it."""
+    cases = [
+        ("https://cc.example.com/", "https://cc.example.com"),
+        ("https://cc.example.com/cc/", "https://cc.example.com/cc"),
+        # Twilio drops :443 before signing an https voice webhook; the URL it
+        # requested may carry it or not.
+        ("https://cc.example.com:443", "https://cc.example.com"),
+        ("https://cc.example.com", "https://cc.example.com:443"),
+    ]
+    for n, (public_url, signed_base) in enumerate(cases):
+        client = await _twilio_app(app_factory, public_url=public_url)
+        params = voice_params(call_sid(70 + n), "+12125550170")
+        path = "/telephony/twilio/voice?queue=general"
+        status, text = await post_twilio(client, path, params, public_url=signed_base)
+        assert status == 200, (public_url, text)
+        enqueue = _xml(text).find("Enqueue")
+        assert enqueue is not None
+        assert enqueue.get("waitUrl") == public_url.rstrip("/") + "/telephony/twilio/wait"
+        # The query string is part of what is signed: signed without it, refused.
+        unsigned_query = await _signature_of(params, "/telephony/twilio/voice", signed_base)
+        status, _ = await post_twilio(client, path, params, signature=unsigned_query)
+        assert status == 403, public_url
