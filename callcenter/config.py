@@ -239,6 +239,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_twilio_connects(self) -> Settings:
+        # TwiML sent by REST must use absolute URLs: without the public URL the
+        # connect's <Dial> has no action, and Twilio hangs up a caller whose
+        # agent does not answer instead of letting us put them back in the queue.
+        if self.twilio_account_sid and not self.public_url:
+            raise ValueError(
+                "CALLCENTER_TWILIO_ACCOUNT_SID (REST connects) needs CALLCENTER_PUBLIC_URL, "
+                "the base URL Twilio calls: the connect's <Dial action> must be absolute"
+            )
+        return self
+
     @property
     def pgdata(self) -> Path:
         """Folder of the embedded PostgreSQL cluster."""

@@ -130,3 +130,17 @@ class BankFileError(Unprocessable):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors), errors=[{"message": e} for e in errors])
         self.errors = errors
+
+
+class PeerCallGone(PeerFailed):
+    """The peer says the call is over there (the caller hung up): commanding it again
+    cannot succeed, so the call is hung up on our side instead of retried."""
+
+    title = "Call gone at the telephony peer"
+
+
+class PeerOutcomeUnknown(PeerFailed):
+    """A command reached the peer (or may have) but no answer came: it may or may not
+    have been carried out, so sending it again or undoing it are both unsafe."""
+
+    title = "Telephony peer did not answer"

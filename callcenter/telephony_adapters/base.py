@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
+
+from callcenter.errors import PeerFailed, PeerOutcomeUnknown
 from callcenter.queue.models import Call
 
 #: The peers we speak to; the names are the ``external_id`` prefixes.
@@ -82,11 +85,17 @@ def split_external_id(value: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class PeerCall:
-    """A call as a connector needs it: whom to address at the peer, and our record."""
+    """A call as a connector needs it: whom to address at the peer, and our record.
+
+    ``bridge_id`` names this connect (the bridger's claim). A peer that reports
+    back on the connect later (Twilio's ``<Dial action>``) carries it, so a late
+    or repeated report about an earlier connect is told apart from the current one.
+    """
 
     peer: str
     peer_call_id: str
     record: Call
+    bridge_id: int | None = None
 
     @property
     def id(self) -> int:
@@ -108,6 +117,23 @@ class AgentEndpoint:
     endpoint: str
 
 
+#: Failures before a command left us: the peer cannot have acted on it.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+def send_failure(exc: Exception, command: str) -> PeerFailed:
+    """What a failed HTTP command means for the call.
+
+    Refused or never connected: surely not carried out, so it may be retried.
+    Anything later (no answer in time, connection dropped): the peer may have
+    carried it out, so the bridger must neither repeat nor undo it.
+    """
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, _NOT_SENT):
+        return PeerFailed(f"{command} could not be sent: {reason}")
+    return PeerOutcomeUnknown(f"{command} got no answer, its outcome is unknown: {reason}")
+
+
 class Connector(Protocol):
     """Outbound commands to one peer.
 
@@ -115,7 +141,10 @@ class Connector(Protocol):
     failures with backoff, so an implementation makes one attempt, bounded by
     a timeout of a few seconds, and need not retry itself. ``connect`` may be
     called again for the same call after a failure or a lost instance, so it
-    must tolerate being repeated.
+    must tolerate being repeated. It raises ``PeerOutcomeUnknown`` when the
+    command may have been carried out without an answer (``send_failure``
+    sorts that out), which is never retried, and ``PeerCallGone`` when the
+    peer says the caller is gone.
     """
 
     peer: str

@@ -33,11 +33,11 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
-from callcenter.errors import CallCenterError
+from callcenter.errors import CallCenterError, PeerCallGone, PeerOutcomeUnknown
 from callcenter.events import Event, Subscription
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
-from callcenter.telephony_adapters.base import AgentEndpoint, PeerCall, split_external_id
+from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall, split_external_id
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.sql import Q
 
@@ -53,7 +53,7 @@ def bridges_counter(registry: CollectorRegistry) -> Counter:
     return Counter(
         "callcenter_telephony_connects",
         "Connect commands to telephony peers by peer and result "
-        "(connected, retried, requeued, ended)",
+        "(connected, retried, requeued, ended, gone, unknown)",
         ["peer", "result"],
         registry=registry,
     )
@@ -168,7 +168,7 @@ class Bridger:
         """Claim and carry out the connect of ``call_id``.
 
         Returns what happened (``connected``, ``requeued``, ``ended``,
-        ``gone``), or None when there was nothing for this instance to do
+        ``gone``, ``unknown``), or None when there was nothing for this instance to do
         (another instance holds the claim, the call is not a peer's, or not
         connected).
         """
@@ -189,7 +189,7 @@ class Bridger:
         assert split is not None  # the claim only takes calls of our peers
         peer, peer_call_id = split
         connector = self.gateway.connectors[peer]
-        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record)
+        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record, bridge_id=bridge_id)
         if agent_row is None or agent_row["endpoint"] is None:
             error = f"agent {agent_id} has no endpoint the PBX could dial"
             return await self._give_up(bridge_id, call, agent_id, error)
@@ -198,6 +198,12 @@ class Bridger:
         for attempt in range(self.attempts):
             try:
                 await asyncio.wait_for(connector.connect(call, agent), self.timeout_seconds)
+            except PeerCallGone as exc:
+                return await self._caller_gone(bridge_id, call, str(exc))
+            except (PeerOutcomeUnknown, TimeoutError) as exc:
+                # TimeoutError: the connector itself ran past our limit, mid-command.
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                return await self._outcome_unknown(bridge_id, call, agent, error)
             except Exception as exc:  # any failure of a peer must leave the call served
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 _log.warning(
@@ -228,6 +234,52 @@ class Bridger:
             _log.info("call %s (%s) connected to agent %s", call_id, record.call_id, agent.name)
             return "connected"
         return await self._give_up(bridge_id, call, agent_id, error)
+
+    async def _outcome_unknown(
+        self, bridge_id: int, call: PeerCall, agent: AgentEndpoint, error: str
+    ) -> str:
+        """The command may have been carried out: neither repeat it nor take the call back.
+
+        Sent again, it would ring the agent a second time (Twilio restarts the
+        ``<Dial>``, cutting a conversation that began); put back in the queue,
+        the call could be connected to a second agent while the caller talks
+        to the first. So the claim counts as connected and the peer's own
+        events decide: its agent leg not answering sends the call back, the
+        caller hanging up ends it (and Twilio asking the wait URL long after
+        shows the command never arrived, see the Twilio adapter).
+        """
+        _log.error(
+            "CONNECT OUTCOME UNKNOWN: call %s (%s) to agent %s: %s. Not repeated and not "
+            "requeued; waiting for %s to report the agent leg or the hang-up.",
+            call.id,
+            call.record.call_id,
+            agent.name,
+            error,
+            call.peer,
+        )
+        async with self.desk.pool.acquire() as conn:
+            await conn.execute(Q["bridge_outcome_unknown"], bridge_id, error[:500])
+        self._count(call.peer, "unknown")
+        return "unknown"
+
+    async def _caller_gone(self, bridge_id: int, call: PeerCall, error: str) -> str:
+        """The peer says the caller has hung up: end the call as their hang-up would.
+
+        Retrying cannot succeed, and putting the call back in the queue would
+        offer a caller who is gone to the next agent (and mark this one not
+        responding); the peer's own hang-up event, if it comes, changes nothing.
+        """
+        _log.warning(
+            "call %s (%s) is gone at %s; ending it: %s",
+            call.id,
+            call.record.call_id,
+            call.peer,
+            error,
+        )
+        await self.gateway.handle(call.peer, Hangup(call.peer_call_id, cause=f"gone: {error}"))
+        await self._mark_failed(bridge_id, error)
+        self._count(call.peer, "gone")
+        return "gone"
 
     async def _give_up(self, bridge_id: int, call: PeerCall, agent_id: int, error: str) -> str:
         """Every attempt failed: back to the queue, or (after too many returns) end it."""

@@ -121,6 +121,14 @@ class TelephonyGateway:
             raise ValueError(f"unknown peer {peer!r}")
         _check_peer_call_id(event.peer_call_id)
         if isinstance(event, Incoming):
+            _check_storable(event.ani, "ani")
+            _check_storable(event.customer_number, "customer_number")
+        elif isinstance(event, Digits):
+            _check_storable(event.digits, "digits")
+        else:
+            # A hang-up must end the call whatever its free-text cause holds.
+            event = Hangup(event.peer_call_id, _storable_text(event.cause))
+        if isinstance(event, Incoming):
             view = await self._incoming(peer, event)
             kind = "incoming"
             result = "created" if view.created else "repeat"
@@ -137,14 +145,17 @@ class TelephonyGateway:
             self._events.labels(peer, kind, result).inc()
         return view
 
-    async def connect_failed(self, peer: str, peer_call_id: str, cause: str) -> CallView:
+    async def connect_failed(
+        self, peer: str, peer_call_id: str, cause: str, *, bridge_id: int | None = None
+    ) -> CallView:
         """The peer reports that the agent's leg of a connect never answered.
 
         The connect command itself succeeded (so the bridger counted it
         connected), but the agent's phone did not pick up: the caller goes back
         to the queue with their original key and the agent becomes *not
         responding*, as after a failed connect. A call not connected any more is
-        left as it is.
+        left as it is, and so is one whose live connect is not ``bridge_id``
+        (the report, repeated or late, is about an earlier connect).
         """
         _check_peer_call_id(peer_call_id)
         ext = external_id(peer, peer_call_id)
@@ -152,6 +163,14 @@ class TelephonyGateway:
         if call is None:
             raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
         note = f"the call is {call.state.value}"
+        if bridge_id is not None and call.state is CallState.connected:
+            async with self.desk.pool.acquire() as conn:
+                live = await conn.fetchval(Q["live_bridge"], call.id)
+            if live != bridge_id:
+                note = f"a report about an earlier connect ({bridge_id}): nothing changes"
+                if self._events is not None:
+                    self._events.labels(peer, "connect_failed", "stale").inc()
+                return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
         if call.state is CallState.connected and call.agent_id is not None:
             if await self.desk.requeue(call.id, call.agent_id):
                 note = f"back in the queue: {cause}"
@@ -294,3 +313,28 @@ def _check_peer_call_id(value: str) -> None:
             "without surrounding spaces",
             field="call_id",
         )
+
+
+def _unstorable(value: str) -> bool:
+    """PostgreSQL text holds no NUL and only valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_storable(value: str | None, field: str) -> None:
+    if value is not None and _unstorable(value):
+        raise Unprocessable(
+            f"{field} holds a NUL or an invalid character, which cannot be stored", field=field
+        )
+
+
+def _storable_text(value: str | None) -> str | None:
+    """Free text made storable: the unstorable characters become U+FFFD."""
+    if value is None or not _unstorable(value):
+        return value
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)

@@ -24,10 +24,16 @@ from typing import Annotated, Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator
 
 from callcenter import app_keys
-from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
+from callcenter.errors import (
+    BadRequest,
+    InvalidSignature,
+    PeerCallGone,
+    PeerFailed,
+    Unprocessable,
+)
 from callcenter.http.problems import validation_problem
 from callcenter.http.routing import Routes
 from callcenter.queue import agents
@@ -41,6 +47,7 @@ from callcenter.telephony_adapters.base import (
     Hangup,
     Incoming,
     PeerCall,
+    send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
 from callcenter.telephony_adapters.webhooks import read_body
@@ -56,6 +63,14 @@ PeerCallId = Annotated[str, Field(min_length=1, max_length=180)]
 class _Event(BaseModel):
     # Unknown fields are ignored: a PBX may send more than we read (ids, timestamps).
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        """PostgreSQL text cannot hold NUL: refused here naming the field, not at the database."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL character, which cannot be stored")
+        return value
 
 
 class GenericIncoming(_Event):
@@ -142,6 +157,8 @@ def parse_event(body: bytes) -> CallEvent | web.Response:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise BadRequest("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object with a type")
     kind = data.get("type")
@@ -263,7 +280,14 @@ class GenericConnector:
             "Content-Type": "application/json",
             signing.HEADER: signing.header_value([self.secret], int(self.clock()), body),
         }
-        async with self.session.post(self.url, data=body, headers=headers) as resp:
-            if resp.status >= 300:
-                text = (await resp.text(errors="replace"))[:200]
-                raise PeerFailed(f"the PBX answered {command.action} with {resp.status}: {text}")
+        try:
+            async with self.session.post(self.url, data=body, headers=headers) as resp:
+                status = resp.status
+                text = (await resp.text(errors="replace"))[:200] if status >= 300 else ""
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise send_failure(exc, f"the {command.action} command") from exc
+        if status >= 300:
+            error = f"the PBX answered {command.action} with {status}: {text}"
+            if status == 410:  # Gone: the PBX no longer has the call
+                raise PeerCallGone(error)
+            raise PeerFailed(error)

@@ -33,6 +33,22 @@ UPDATE call_bridges
 UPDATE call_bridges SET state = 'connected', connected_at = now(), attempts = attempts + 1
  WHERE id = $1 AND state = 'claimed'
 
+-- bridge_outcome_unknown --
+-- The command got no answer: it may have been carried out, so the claim stays
+-- live (no second connect) and counts as sent from now; last_error says why.
+UPDATE call_bridges SET state = 'connected', connected_at = now(), attempts = attempts + 1,
+                        last_error = 'outcome unknown: ' || $2
+ WHERE id = $1 AND state = 'claimed'
+
+-- bridge_sent_before --
+-- The call's live claim sent its command more than $2 seconds ago.
+SELECT id FROM call_bridges
+ WHERE call_id = $1 AND state = 'connected'
+   AND connected_at < now() - make_interval(secs => $2)
+
+-- live_bridge --
+SELECT id FROM call_bridges WHERE call_id = $1 AND state <> 'failed'
+
 -- bridge_failed --
 UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE id = $1 AND state = 'claimed'

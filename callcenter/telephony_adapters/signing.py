@@ -19,6 +19,8 @@ from callcenter.errors import InvalidSignature
 
 HEADER = "Callcenter-Signature"
 SCHEME = "v1"
+#: Unix seconds have 10 digits until the year 2286; more is not a timestamp.
+MAX_TIMESTAMP_DIGITS = 12
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -50,12 +52,15 @@ def verify(
         if not sep:
             continue
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            # ASCII digits of a plausible length only: ``int()`` also takes signs,
+            # underscores and other scripts' digits, and a huge value overflows
+            # the float clock below (a 500 instead of a 403).
+            value = value.strip()
+            if not (value.isascii() and value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS):
                 raise InvalidSignature(
-                    f"the {HEADER} timestamp {value!r} is not an integer"
-                ) from None
+                    f"the {HEADER} timestamp {value[:20]!r} is not an integer number of seconds"
+                )
+            timestamp = int(value)
         elif key == SCHEME:
             candidates.append(value.strip())
     if timestamp is None:

@@ -30,6 +30,8 @@ caller out of its queue and rings the agent.
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import math
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -42,7 +44,13 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter import app_keys
 from callcenter.config import Settings
-from callcenter.errors import BadRequest, InvalidSignature, PeerFailed, Unprocessable
+from callcenter.errors import (
+    BadRequest,
+    InvalidSignature,
+    PeerCallGone,
+    PeerFailed,
+    Unprocessable,
+)
 from callcenter.http.routing import Routes
 from callcenter.queue.models import Call, CallState
 from callcenter.telephony_adapters.base import (
@@ -53,11 +61,14 @@ from callcenter.telephony_adapters.base import (
     Incoming,
     PeerCall,
     external_id,
+    send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
+from callcenter.telephony_adapters.sql import Q
 from callcenter.telephony_adapters.webhooks import public_base, read_body, requested_url
 
 routes = Routes("telephony")
+_log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 TWIML = "text/xml"
@@ -77,6 +88,11 @@ GATHER_MAX_DIGITS = 12
 GATHER_TRIES = 2
 #: Seconds an agent's phone rings before the caller goes back to the queue.
 DIAL_TIMEOUT = 20
+#: Twilio's REST error for an update of a call that has ended ("Call is not in-progress").
+CALL_NOT_IN_PROGRESS = 21220
+#: Twilio carries out a call update while it answers it, within seconds; a caller it
+#: still holds in its queue this long after our connect was sent was never moved.
+STRANDED_AFTER_SECONDS = 60.0
 
 
 class TwilioForm(BaseModel):
@@ -120,7 +136,14 @@ async def verified_form(request: web.Request, settings: Settings) -> MultiDict[s
     if not signature:
         raise InvalidSignature(f"the {SIGNATURE_HEADER} header is missing")
     url = requested_url(request, settings.public_url)
-    if not RequestValidator(token.get_secret_value()).validate(url, params, signature):
+    try:
+        valid = RequestValidator(token.get_secret_value()).validate(url, params, signature)
+    except ValueError:  # the validator parses the port: "host:abc", "[::1" are no URL
+        raise BadRequest(
+            f"cannot rebuild the URL Twilio signed from {url[:200]!r}: the Host header "
+            "(or CALLCENTER_PUBLIC_URL) is not a valid host and port"
+        ) from None
+    if not valid:
         raise InvalidSignature(
             f"{SIGNATURE_HEADER} does not match this request to {url} "
             "(behind a proxy, CALLCENTER_PUBLIC_URL must be the URL Twilio calls)"
@@ -137,8 +160,9 @@ def _call_sid(params: MultiDict[str]) -> str:
 
 def _caller(value: str | None) -> str | None:
     """``From`` as the calling number; a caller ID too long to be a number (a long
-    SIP URI) is treated as withheld rather than refusing the call."""
-    if value is None or len(value) > 64:
+    SIP URI) or with control characters is treated as withheld rather than
+    refusing the call."""
+    if value is None or len(value) > 64 or not value.isprintable():
         return None
     return value
 
@@ -197,7 +221,9 @@ async def twilio_voice(request: web.Request) -> web.StreamResponse:
     if digits:
         view = await gateway.handle(TWILIO, Digits(sid, digits))
     tries = request.query.get("try", "1")
-    tried = int(tries) if tries.isdigit() else GATHER_TRIES
+    # Only a small ASCII number counts ("²" passes isdigit() but not int(), and int()
+    # refuses thousands of digits: both were 500s); anything else is the last try.
+    tried = int(tries) if tries.isascii() and tries.isdigit() and len(tries) < 4 else GATHER_TRIES
     urls = _Urls(public_base(request, settings.public_url))
     return _twiml(voice_twiml(view, urls, settings, gathered=bool(digits), tried=tried))
 
@@ -266,7 +292,31 @@ async def twilio_wait(request: web.Request) -> web.StreamResponse:
     params = await verified_form(request, settings)
     sid = _call_sid(params)
     call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
+    if call is not None and call.state is CallState.connected:
+        call = await _back_if_stranded(request, sid, call)
     return _twiml(wait_twiml(call, settings))
+
+
+async def _back_if_stranded(request: web.Request, sid: str, call: Call) -> Call:
+    """A wait request proves the caller is still in Twilio's queue. Long after our
+    connect was sent (one whose answer timed out) that means it never took effect:
+    the call goes back to our queue with its key instead of staying with an agent
+    whose phone will not ring."""
+    async with app_keys.pool(request.app).acquire() as conn:
+        sent = await conn.fetchval(Q["bridge_sent_before"], call.id, STRANDED_AFTER_SECONDS)
+    if sent is None:
+        return call
+    _log.error(
+        "call %s (%s) is still in Twilio's queue %.0f s after its connect was sent: "
+        "the connect never took effect; back to the queue",
+        call.id,
+        call.call_id,
+        STRANDED_AFTER_SECONDS,
+    )
+    view = await request.app[app_keys.GATEWAY].connect_failed(
+        TWILIO, sid, "the caller was still in Twilio's queue after the connect"
+    )
+    return view.call if view.call is not None else call
 
 
 def wait_twiml(call: Call | None, settings: Settings) -> VoiceResponse:
@@ -313,11 +363,14 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
         if queue_result in QUEUE_HANGUP:
             await gateway.handle(TWILIO, Hangup(sid, cause=f"queue {queue_result}"))
         elif queue_result in QUEUE_TROUBLE:
-            # Still on the line but out of Twilio's queue: take them back in.
+            # Still on the line but out of Twilio's queue (full, or an error), yet
+            # still in ours, and a REST update reaches any live call: hold them
+            # with their position and the music, then try Twilio's queue again.
+            # (A bare redirect looped once a second in silence while it was full.)
             call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
             if call is not None and call.state is CallState.waiting:
                 urls = _Urls(public_base(request, settings.public_url))
-                response.pause(length=1)
+                response = wait_twiml(call, settings)
                 response.redirect(urls.voice(call.queue), method="POST")
         # bridged, redirected, leave: we moved the caller ourselves; nothing to record.
     elif status in TERMINAL_STATUSES:
@@ -341,13 +394,29 @@ async def twilio_dial(request: web.Request) -> web.StreamResponse:
     sid = _call_sid(params)
     response = VoiceResponse()
     dial_status = params.get("DialCallStatus", "")
-    if dial_status in DIAL_MISSED:
+    call_status = params.get("CallStatus", "")
+    if call_status in TERMINAL_STATUSES:
+        # The caller's own leg is over (they hung up while the agent's phone rang):
+        # the call ends here; putting it back in the queue would offer a caller
+        # who is gone to the next agent and blame this one for not answering.
+        await request.app[app_keys.GATEWAY].handle(
+            TWILIO, Hangup(sid, cause=f"{call_status} while dialing the agent ({dial_status})")
+        )
+    elif dial_status in DIAL_MISSED:
+        bridge = request.query.get("bridge", "")
         view = await request.app[app_keys.GATEWAY].connect_failed(
-            TWILIO, sid, f"agent leg {dial_status}"
+            TWILIO,
+            sid,
+            f"agent leg {dial_status}",
+            bridge_id=int(bridge) if bridge.isascii() and bridge.isdigit() else None,
         )
         if view.call is not None and view.call.state is CallState.waiting:
             urls = _Urls(public_base(request, settings.public_url))
             response.redirect(urls.voice(view.call.queue), method="POST")
+            return _twiml(response)
+        if view.call is not None and view.call.state is CallState.connected:
+            # A report about an earlier connect (repeated, or late): the caller is
+            # being connected by a newer one, which this answer must not disturb.
             return _twiml(response)
     response.hangup()
     return _twiml(response)
@@ -405,7 +474,10 @@ class TwilioConnector:
         )
 
     async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
-        twiml = dial_twiml(agent.endpoint, action=self.dial_action)
+        action = self.dial_action
+        if action is not None and call.bridge_id is not None:
+            action += f"?{urlencode({'bridge': call.bridge_id})}"
+        twiml = dial_twiml(agent.endpoint, action=action)
         await self._update(call.peer_call_id, {"Twiml": twiml})
 
     async def hangup(self, call: PeerCall) -> None:
@@ -413,7 +485,24 @@ class TwilioConnector:
 
     async def _update(self, call_sid: str, form: dict[str, str]) -> None:
         url = self.call_url(call_sid)
-        async with self.session.post(url, data=form, headers=self.headers) as resp:
-            if resp.status >= 300:
-                text = (await resp.text(errors="replace"))[:300]
-                raise PeerFailed(f"Twilio answered the call update with {resp.status}: {text}")
+        try:
+            async with self.session.post(url, data=form, headers=self.headers) as resp:
+                status = resp.status
+                text = (await resp.text(errors="replace"))[:300] if status >= 300 else ""
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise send_failure(exc, "Twilio's call update") from exc
+        if status >= 300:
+            error = f"Twilio answered the call update with {status}: {text}"
+            if status == 400 and _error_code(text) == CALL_NOT_IN_PROGRESS:
+                raise PeerCallGone(error)
+            raise PeerFailed(error)
+
+
+def _error_code(text: str) -> int | None:
+    """The ``code`` of a Twilio REST error body, if it is one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None

@@ -10,6 +10,7 @@ uses), checked against the documented test vectors in the unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -106,13 +107,22 @@ async def post_generic(
 
 @dataclass
 class FakeTwilioAPI:
-    """Twilio's call-update endpoint; ``fail`` makes the next updates answer 500."""
+    """Twilio's call-update endpoint; ``fail`` makes the next updates answer 500.
+
+    Calls in ``ended`` are over at Twilio: updating one answers what Twilio
+    answers then, HTTP 400 with error code 21220 ("Call is not in-progress").
+    ``delay``: seconds the answer to an update takes *after* the update was
+    carried out (a slow API: the client times out, yet the call was moved).
+    """
 
     account_sid: str = ACCOUNT_SID
     token: str = AUTH_TOKEN
     fail: int = 0
     updates: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     refused: int = 0
+    ended: set[str] = field(default_factory=set)
+    tried_ended: int = 0
+    delay: float = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -132,7 +142,20 @@ class FakeTwilioAPI:
             self.refused += 1
             return web.json_response({"code": 20500, "message": "Internal"}, status=500)
         sid = request.match_info["sid"]
+        if sid in self.ended and "Twiml" in form:
+            self.tried_ended += 1
+            return web.json_response(
+                {
+                    "code": 21220,
+                    "message": "Unable to update record: Call is not in-progress. Cannot redirect.",
+                    "more_info": "https://www.twilio.com/docs/errors/21220",
+                    "status": 400,
+                },
+                status=400,
+            )
         self.updates.append((sid, {k: str(v) for k, v in form.items()}))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return web.json_response(
             {"sid": sid, "account_sid": self.account_sid, "status": "in-progress"}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -229,4 +230,96 @@ async def test_a_refusing_pbx_gets_retries_then_the_call_goes_back(
     assert len(refused) == 3
     _, again = await post_generic(client, _event("call.incoming", "pbx-9"))
     assert again["action"] == "wait" and again["call"]["state"] == "waiting"
+    await panel.close()
+
+
+async def test_hostile_but_signed_bodies_are_4xx_never_500(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Text PostgreSQL cannot store (NUL), deep nesting: a clear 4xx, nothing stored."""
+    client = await _generic_app(app_factory)
+    cases: list[tuple[bytes, int, str | None]] = [
+        (_event("call.incoming", "pbx-n1", **{"from": "+1212\u0000555"}), 422, "from"),
+        (_event("call.incoming", "pbx-n2", customer_number="C\u00001"), 422, "customer_number"),
+        (_event("call.hangup", "pbx-n3", cause="normal\u0000"), 422, "cause"),
+        (b"[" * 5000 + b"]" * 5000, 400, None),
+        (b'{"type": "call.incoming", "call_id": "pbx-n4", "x": ' + b"[" * 5000 + b"]" * 5000
+         + b"}", 400, None),
+    ]  # fmt: skip
+    for body, expected, field in cases:
+        status, problem = await post_generic(client, body)
+        assert status == expected, (body[:60], problem)
+        assert problem["detail"]
+        if field is not None:
+            assert problem["field"] == field, (body[:60], problem)
+    assert await _calls(pool) == 0
+    # Digits with a NUL for a waiting call: refused, the call still waits.
+    status, reply = await post_generic(client, _event("call.incoming", "pbx-n5"))
+    assert status == 200 and reply["action"] == "wait"
+    status, problem = await post_generic(client, _event("call.digits", "pbx-n5", digits="1\u00002"))
+    assert status == 422 and problem["field"] == "digits", problem
+    status, again = await post_generic(client, _event("call.incoming", "pbx-n5"))
+    assert again["call"]["state"] == "waiting"
+
+
+async def test_a_pbx_answering_410_gone_ends_the_call_without_retries(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """410 Gone to a connect: the caller is no longer there; no retry, no requeue."""
+    tries: list[int] = []
+
+    async def gone(request: web.Request) -> web.Response:
+        tries.append(1)
+        return web.json_response({"error": "no such call"}, status=410)
+
+    app = web.Application()
+    app.router.add_post("/pbx/commands", gone)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await _generic_app(app_factory, str(server.make_url("/pbx/commands")))
+    await client.put("/api/queues/general", json={"wrap_up_seconds": 30})
+    _, token = await make_agent_with_endpoint(client, "ada", "PJSIP/1001")
+    panel = await available_panel(client, token)
+    _, reply = await post_generic(client, _event("call.incoming", "pbx-g1"))
+    call_id = reply["call"]["id"]
+    assert await accept_next_offer(panel) == call_id
+    await panel.state("wrap_up")
+    assert len(tries) == 1
+    state = await pool.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
+    assert state == "completed"
+    await panel.close()
+
+
+async def test_a_pbx_that_answers_too_late_is_not_sent_the_connect_again(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """No answer in time: the PBX may have bridged the caller already, so the connect is
+    neither repeated nor undone; the call stays with its agent and a poll says connect."""
+    received: list[dict[str, Any]] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        await asyncio.sleep(1.0)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/pbx/commands", slow)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await _generic_app(
+        app_factory, str(server.make_url("/pbx/commands")), connect_timeout_seconds=0.3
+    )
+    _, token = await make_agent_with_endpoint(client, "ada", "PJSIP/1001")
+    panel = await available_panel(client, token)
+    _, reply = await post_generic(client, _event("call.incoming", "pbx-s1"))
+    call_id = reply["call"]["id"]
+    assert await accept_next_offer(panel) == call_id
+
+    async def settled() -> bool:
+        state = await pool.fetchval("SELECT state FROM call_bridges WHERE call_id = $1", call_id)
+        return bool(state == "connected")
+
+    await eventually(settled)
+    await asyncio.sleep(1.0)  # longer than the retries would have taken
+    assert [c["action"] for c in received] == ["connect"]
+    _, polled = await post_generic(client, _event("call.incoming", "pbx-s1"))
+    assert polled["action"] == "connect" and polled["call"]["state"] == "connected"
     await panel.close()

@@ -147,6 +147,27 @@ async def test_bad_events_are_refused_naming_the_field(app_factory: AppFactory) 
     with pytest.raises(Unprocessable) as bad_ani:
         await gateway.handle("generic", Incoming("c-5", ani="1" * 100))
     assert bad_ani.value.field == "ani"
+    # Text PostgreSQL cannot store is refused naming the field, never a 500.
+    with pytest.raises(Unprocessable) as nul_ani:
+        await gateway.handle("twilio", Incoming("c-6", ani="+1212\x00555"))
+    assert nul_ani.value.field == "ani"
+    with pytest.raises(Unprocessable) as nul_number:
+        await gateway.handle("twilio", Incoming("c-6", customer_number="C\x001"))
+    assert nul_number.value.field == "customer_number"
+    with pytest.raises(Unprocessable) as surrogate:
+        await gateway.handle("twilio", Incoming("c-6", ani="\ud800"))
+    assert surrogate.value.field == "ani"
+    waiting = await gateway.handle("twilio", Incoming("c-6"))
+    with pytest.raises(Unprocessable) as nul_digits:
+        await gateway.handle("twilio", Digits("c-6", "1\x002"))
+    assert nul_digits.value.field == "digits"
+    # A hang-up is never refused for its free-text cause: the call must end.
+    gone = await gateway.handle("twilio", Hangup("c-6", cause="bye?\x00\udfff"))
+    assert gone.call is not None and gone.call.state == "abandoned"
+    assert gone.call.end_reason == "hangup: bye?\ufffd\ufffd"
+    assert waiting.call is not None and gone.call.id == waiting.call.id
+    early = await gateway.handle("twilio", Hangup("c-7", cause="\x00"))
+    assert early.call is None
 
 
 async def test_accept_connects_once_and_hangup_completes(

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from callcenter.config import Settings
 from callcenter.errors import PeerFailed
@@ -70,3 +71,20 @@ def test_wait_hangs_up_an_ended_call_and_only_plays_for_others() -> None:
     assert connecting.find("Say") is None and connecting.find("Play") is not None
     unknown = ET.fromstring(str(wait_twiml(None, settings)))
     assert unknown.find("Play") is not None
+
+
+def test_twilio_connects_need_the_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without it the connect's <Dial> has no action URL (TwiML sent by REST must use
+    absolute URLs), and Twilio hangs up a caller whose agent does not answer instead of
+    telling us: refuse to start rather than lose those callers."""
+    monkeypatch.setenv("CALLCENTER_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("CALLCENTER_TWILIO_AUTH_TOKEN", "token")
+    monkeypatch.delenv("CALLCENTER_PUBLIC_URL", raising=False)
+    with pytest.raises(ValidationError, match="CALLCENTER_PUBLIC_URL"):
+        Settings()
+    monkeypatch.setenv("CALLCENTER_PUBLIC_URL", "https://cc.example.com/")
+    assert Settings().public_url == "https://cc.example.com/"
+    # Verifying webhooks alone (no REST connects) needs no public URL.
+    monkeypatch.delenv("CALLCENTER_TWILIO_ACCOUNT_SID")
+    monkeypatch.delenv("CALLCENTER_PUBLIC_URL")
+    assert Settings().public_url is None

@@ -39,6 +39,10 @@ def test_a_good_signature_passes_and_returns_its_timestamp() -> None:
         ("", "missing"),
         (f"v1={EXPECTED}", "no timestamp"),
         (f"t=yesterday,v1={EXPECTED}", "not an integer"),
+        # Too large for a float clock: refused, not an OverflowError (a 500).
+        (f"t={'9' * 400},v1={EXPECTED}", "not an integer"),
+        (f"t=-{'9' * 400},v1={EXPECTED}", "not an integer"),
+        (f"t=\u0661\u0662,v1={EXPECTED}", "not an integer"),
         (f"t={T},v0={EXPECTED}", "no v1 signature"),
         (f"t={T},v1={'0' * 64}", "matches"),
         (f"t={T},v1=ünïcödé", "matches"),
