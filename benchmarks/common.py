@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -37,27 +38,36 @@ async def fresh_database(server_url: str, name: str) -> str:
     return url
 
 
-def start_service(url: str, port: int) -> subprocess.Popen[bytes]:
+def start_service(
+    url: str, port: int, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``callcenter serve`` as its own process on database ``url``."""
     env = os.environ | {
         "CALLCENTER_DATABASE_URL": url,
         "CALLCENTER_PORT": str(port),
         "CALLCENTER_LOG_LEVEL": "WARNING",
         "CALLCENTER_POOL_MAX_SIZE": "20",
+        **(extra_env or {}),
     }
     return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)
 
 
-async def wait_ready(base: str) -> None:
+async def wait_for(url: str, ok: Callable[[int], bool] = lambda status: status == 200) -> None:
+    """Until ``url`` answers a status that ``ok`` accepts (30 s at most)."""
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+        for _ in range(300):
             try:
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
+                async with http.get(url) as resp:
+                    if ok(resp.status):
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError("service did not become ready")
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def wait_ready(base: str) -> None:
+    await wait_for(f"{base}/readyz")
 
 
 def machine(pg_version: str) -> str:

@@ -37,25 +37,20 @@ import hmac
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / ".work"
-sys.path.insert(0, str(ROOT))
+import common
+from common import WORK, fresh_database, pct, wait_for
 
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import tune_embedded
-from callcenter.db.migrate import migrate
 from callcenter.telephony_adapters import signing
 
 DB = "bench_webhooks"
@@ -63,11 +58,6 @@ SECRET = "bench-generic-secret"
 TOKEN = "bench-twilio-token"
 ACCOUNT = "AC" + "0" * 32
 PUBLIC = "https://cc.example.com"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def twilio_signature(url: str, params: list[tuple[str, str]]) -> str:
@@ -212,45 +202,16 @@ def serve_noop(port: int) -> None:
 
 
 def start_service(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CALLCENTER_DATABASE_URL": url,
-        "CALLCENTER_PORT": str(port),
-        "CALLCENTER_LOG_LEVEL": "WARNING",
-        "CALLCENTER_POOL_MAX_SIZE": "20",
+    secrets = {
         "CALLCENTER_GENERIC_WEBHOOK_SECRET": SECRET,
         "CALLCENTER_TWILIO_AUTH_TOKEN": TOKEN,
         "CALLCENTER_PUBLIC_URL": PUBLIC,
     }
-    return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)
+    return common.start_service(url, port, secrets)
 
 
 def start_noop(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, "--serve-noop", str(port)])
-
-
-async def wait_ready(url: str, ok: Callable[[int], bool]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(url) as resp:
-                    if ok(resp.status):
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-async def fresh_database(server_url: str) -> str:
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    await admin.execute(f"CREATE DATABASE {DB}")
-    await admin.close()
-    url = server_url.replace("/postgres?", f"/{DB}?", 1)
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
-    return url
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -263,11 +224,11 @@ async def main(args: argparse.Namespace) -> None:
         await tune_embedded(server_url)  # as `callcenter serve` does
     service = noop = None
     try:
-        url = await fresh_database(server_url)
+        url = await fresh_database(server_url, DB)
         service = start_service(url, args.port)
         noop = start_noop(args.port + 1)
-        await wait_ready(f"http://127.0.0.1:{args.port}/readyz", lambda s: s == 200)
-        await wait_ready(f"http://127.0.0.1:{args.port + 1}/noop", lambda s: s == 405)
+        await wait_for(f"http://127.0.0.1:{args.port}/readyz")
+        await wait_for(f"http://127.0.0.1:{args.port + 1}/noop", lambda s: s == 405)
         load_start = os.getloadavg()[0]
         counter = itertools.count()
         results: dict[str, Result] = {}
@@ -297,11 +258,9 @@ async def main(args: argparse.Namespace) -> None:
 
         print(f"\n## Webhooks, {time.strftime('%Y-%m-%d')}\n")
         print(f"command: `.venv/bin/python benchmarks/webhooks.py {' '.join(sys.argv[1:])}`")
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?")
         print(
-            f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"PostgreSQL {version}; service, baseline and load generator on the same machine; "
+            f"machine: {common.machine(version)}; service, baseline and load generator "
+            "on the same machine; "
             f"load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end\n"
         )
         print(

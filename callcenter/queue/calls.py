@@ -21,7 +21,7 @@ import asyncpg
 
 from callcenter.customers import identity
 from callcenter.customers import store as customer_store
-from callcenter.customers.models import CustomerSummary
+from callcenter.customers.models import CustomerSummary, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
@@ -66,19 +66,10 @@ class CallDesk:
 
     async def incoming(self, data: CallIn) -> EnqueueAnswer:
         async with self.pool.acquire() as conn:
-            existing = await conn.fetchval(Q["call_id_by_external"], data.call_id)
-            if existing is not None:
-                return EnqueueAnswer(
-                    created=False, identify=None, call=await self.get(conn, existing)
-                )
-            queue = await self.directory.require(conn, data.queue, field="queue")
-            resolution = await identity.resolve(
-                conn,
-                data.ani,
-                data.customer_number,
-                region=self.rules.region,
-                lowest_tier=self.rules.lowest_tier,
-            )
+            known = await self._known(conn, data.call_id)
+            if known is not None:
+                return known
+            queue, resolution = await self._resolve(conn, data)
             customer = resolution.customer
             tier = customer.tier if customer is not None else None
             credit = policy.credit(self.directory.policy(queue), tier)
@@ -111,6 +102,24 @@ class CallDesk:
                 call=await self.get(conn, call_id, position=ahead + 1 if created else None),
             )
 
+    async def _known(self, conn: Conn, external_id: str) -> EnqueueAnswer | None:
+        """The stored call for a peer's call id that arrives again (a retry), if any."""
+        existing = await conn.fetchval(Q["call_id_by_external"], external_id)
+        if existing is None:
+            return None
+        return EnqueueAnswer(created=False, identify=None, call=await self.get(conn, existing))
+
+    async def _resolve(self, conn: Conn, data: CallIn) -> tuple[Queue, Resolution]:
+        queue = await self.directory.require(conn, data.queue, field="queue")
+        resolution = await identity.resolve(
+            conn,
+            data.ani,
+            data.customer_number,
+            region=self.rules.region,
+            lowest_tier=self.rules.lowest_tier,
+        )
+        return queue, resolution
+
     async def record_gone(self, data: CallIn, reason: str | None) -> EnqueueAnswer:
         """A call that hung up before it was handed in: record it, never queue it.
 
@@ -118,19 +127,10 @@ class CallDesk:
         contact, waited 0 s); a repeat answers the stored call, like ``incoming``.
         """
         async with self.pool.acquire() as conn:
-            existing = await conn.fetchval(Q["call_id_by_external"], data.call_id)
-            if existing is not None:
-                return EnqueueAnswer(
-                    created=False, identify=None, call=await self.get(conn, existing)
-                )
-            queue = await self.directory.require(conn, data.queue, field="queue")
-            resolution = await identity.resolve(
-                conn,
-                data.ani,
-                data.customer_number,
-                region=self.rules.region,
-                lowest_tier=self.rules.lowest_tier,
-            )
+            known = await self._known(conn, data.call_id)
+            if known is not None:
+                return known
+            queue, resolution = await self._resolve(conn, data)
             customer = resolution.customer
             async with conn.transaction():
                 call_id = await conn.fetchval(
@@ -139,7 +139,7 @@ class CallDesk:
                     queue.name,
                     resolution.phone or (data.ani or None),
                     customer.id if customer is not None else None,
-                    resolution.outcome.value,
+                    identity.recognised_by(resolution),
                     customer.tier if customer is not None else None,
                     reason,
                 )
