@@ -24,20 +24,12 @@ SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
                  WHERE a.customer_id = c.customer_id
                  ORDER BY a.question_key, a.answered_at DESC, a.id DESC) l) AS latest_answers,
        (SELECT coalesce(jsonb_agg(h ORDER BY h.started_at DESC, h.id DESC), '[]'::jsonb)
-          FROM (SELECT i.id, i.started_at, i.ended_at, i.channel, i.agent, i.outcome, i.notes,
-                       (i.details ->> 'call_id')::bigint AS call_id,
-                       an.question_key, an.value, an.skipped
-                  FROM interactions i
-                  LEFT JOIN LATERAL (
-                      SELECT a.question_key, a.value, a.skipped
-                        FROM answers a
-                       WHERE a.interaction_id = i.id
-                       ORDER BY a.id DESC
-                       LIMIT 1
-                  ) an ON true
-                 WHERE i.customer_id = c.customer_id
-                   AND i.id IS DISTINCT FROM c.interaction_id
-                 ORDER BY i.started_at DESC, i.id DESC
+          FROM (SELECT h.id, h.started_at, h.ended_at, h.channel, h.agent, h.outcome,
+                       h.notes, h.call_id, h.question_key, h.value, h.skipped
+                  FROM contact_history h
+                 WHERE h.customer_id = c.customer_id
+                   AND h.id IS DISTINCT FROM c.interaction_id
+                 ORDER BY h.started_at DESC, h.id DESC
                  LIMIT $2) h) AS history
   FROM calls c
   LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -45,22 +37,14 @@ SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
 
 -- history_page --
 -- The contacts of call $1's customer older than interaction $2, newest first.
-SELECT i.id, i.started_at, i.ended_at, i.channel, i.agent, i.outcome, i.notes,
-       (i.details ->> 'call_id')::bigint AS call_id,
-       an.question_key, an.value, an.skipped
+SELECT h.id, h.started_at, h.ended_at, h.channel, h.agent, h.outcome, h.notes, h.call_id,
+       h.question_key, h.value, h.skipped
   FROM calls c
-  JOIN interactions i ON i.customer_id = c.customer_id
-  LEFT JOIN LATERAL (
-      SELECT a.question_key, a.value, a.skipped
-        FROM answers a
-       WHERE a.interaction_id = i.id
-       ORDER BY a.id DESC
-       LIMIT 1
-  ) an ON true
+  JOIN contact_history h ON h.customer_id = c.customer_id
  WHERE c.id = $1
-   AND i.id IS DISTINCT FROM c.interaction_id
-   AND (i.started_at, i.id) < (SELECT started_at, id FROM interactions WHERE id = $2)
- ORDER BY i.started_at DESC, i.id DESC
+   AND h.id IS DISTINCT FROM c.interaction_id
+   AND (h.started_at, h.id) < (SELECT started_at, id FROM interactions WHERE id = $2)
+ ORDER BY h.started_at DESC, h.id DESC
  LIMIT $3
 
 -- own_call --

@@ -34,3 +34,19 @@ CREATE TRIGGER answers_follow_merge
     FOR EACH ROW
     WHEN (OLD.merged_into IS NULL AND NEW.merged_into IS NOT NULL)
     EXECUTE FUNCTION answers_follow_merge();
+
+-- A contact as the agent's panel lists it: with the answer given to that
+-- contact's learning question. The panel's first page and the older pages
+-- read it alike; the planner inlines it.
+CREATE VIEW contact_history AS
+SELECT i.id, i.customer_id, i.started_at, i.ended_at, i.channel, i.agent, i.outcome, i.notes,
+       (i.details ->> 'call_id')::bigint AS call_id,
+       an.question_key, an.value, an.skipped
+  FROM interactions i
+  LEFT JOIN LATERAL (
+      SELECT a.question_key, a.value, a.skipped
+        FROM answers a
+       WHERE a.interaction_id = i.id
+       ORDER BY a.id DESC
+       LIMIT 1
+  ) an ON true;
