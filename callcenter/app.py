@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -35,6 +36,7 @@ from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
 from callcenter.db.pool import create_pool
 from callcenter.events import EventBus
+from callcenter.http.auth import api_token_guard
 from callcenter.http.problems import problem, problem_middleware
 from callcenter.http.routing import Routes, docs_page, install, openapi_document
 from callcenter.queue import api as queue_api
@@ -103,9 +105,12 @@ async def _measure(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
     """The whole service as one aiohttp application."""
-    app = web.Application(
-        middlewares=[_measure, problem_middleware], client_max_size=settings.max_body_bytes
-    )
+    middlewares: list[Middleware] = [_measure, problem_middleware]
+    if settings.api_token is not None:
+        middlewares.append(api_token_guard(settings.api_token))
+    else:
+        _log.warning("CALLCENTER_API_TOKEN is not set: /api is open to anyone who reaches it")
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[app_keys.SETTINGS] = settings
     app[app_keys.CUSTOMER_RULES] = CustomerRules.from_settings(settings)
     registry = CollectorRegistry()

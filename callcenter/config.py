@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     stats_window_seconds: float = Field(
         default=900.0, gt=0, description="Window of the answer rate, service level and EWT."
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that every /api/ request must carry (supervisors, CRM "
+        "sync). Absent: /api is open to anyone who reaches the port (the service warns).",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins, besides the service's own, allowed to open the agent "
