@@ -196,26 +196,6 @@ async def test_end_call_then_finish_returns_to_available(serve: Serve, page: Pag
     assert history["interactions"][0]["agent"] == "ada"
 
 
-async def test_wrap_up_running_out_says_the_notes_were_not_saved(serve: Serve, page: Page) -> None:
-    client = await serve()
-    await make_queue(client, "general", wrap_up_seconds=1)
-    _, token = await make_agent(client, "ada")
-    await sign_in(page, page_url(client), token)
-    await go_available(page)
-    await enqueue(client, "pbx-w", ani="+12125550133")
-    await page.click("#accept")
-    await page.fill("#notes", "customer wants a callback")
-    await page.click("#end-call")
-    # The queue's one-second wrap-up ends without Finish: the page says so, quoting the notes.
-    await expect(page.locator("#agent-state")).to_have_text("Available")
-    await expect(page.locator("#call")).to_be_hidden()
-    notice = page.locator("#notice-text")
-    await expect(notice).to_contain_text("not saved")
-    await expect(notice).to_contain_text("customer wants a callback")
-    await page.click("#notice-close")
-    await expect(page.locator("#notice")).to_be_hidden()
-
-
 async def test_server_restart_page_reconnects_and_shows_the_same_offer(
     serve: Serve, page: Page
 ) -> None:
