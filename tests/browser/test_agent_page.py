@@ -216,10 +216,12 @@ async def test_server_restart_page_reconnects_and_shows_the_same_offer(
     await expect(conn).to_have_attribute("data-conn", "reconnecting")
     await expect(conn).to_have_text(re.compile(r"Reconnecting in \d+ s"))
     await expect(page.locator("#reconnect-now")).to_be_visible()
+    await expect(page.locator("#stale")).to_contain_text("Connection to the service lost")
 
     again = await serve(port=port, agent_grace_seconds=30)
     await expect(conn).to_have_attribute("data-conn", "connected", timeout=20_000)
     await expect(page.locator("#ring")).to_have_attribute("data-offer-id", offer_id or "")
+    await expect(page.locator("#stale")).to_be_hidden()
     await expect(page.locator("#ring-name")).to_have_text("Ada Lovelace")
     await page.click("#accept")
     await expect(page.locator("#call-title")).to_have_text("On call with Ada Lovelace")

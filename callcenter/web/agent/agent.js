@@ -174,11 +174,21 @@
 
   // -- connection ----------------------------------------------------------------------
 
-  function showConn(kind, label) {
+  /** The connection pill (a status region, so a change is announced once). `countdown`
+   * is left out of what is announced: it changes every second. */
+  function showConn(kind, label, countdown = "") {
     const node = $("conn");
+    if (node.dataset.conn === kind && node.firstChild && node.firstChild.textContent === label) {
+      const tail = node.querySelector("span");
+      if (tail) setText(tail, countdown);
+    } else {
+      const tail = h("span", countdown);
+      tail.setAttribute("aria-hidden", "true");
+      node.replaceChildren(label, tail);
+    }
     node.dataset.conn = kind;
-    setText(node, label);
     $("reconnect-now").hidden = kind !== "reconnecting";
+    $("stale").hidden = kind !== "reconnecting";
     document.body.dataset.conn = kind;
     renderControls();
   }
@@ -269,7 +279,7 @@
 
   function showReconnecting() {
     const left = Math.max(1, Math.ceil((reconnectAt - Date.now()) / 1000));
-    showConn("reconnecting", `Reconnecting in ${left} s`);
+    showConn("reconnecting", "Reconnecting", ` in ${left} s`);
   }
 
   function startPing() {
@@ -1130,7 +1140,12 @@
     title.tabIndex = -1;
     form.append(
       title,
-      h("p", `The call (queue ${item.queue}) ended before its wrap-up was saved: nothing is stored yet.`, "hint"),
+      h(
+        "p",
+        `The call (queue ${item.queue}) ended before its wrap-up was saved: nothing is stored yet. ` +
+          "It can be saved up to an hour after the call ended.",
+        "hint",
+      ),
     );
     let box = null;
     let skip = null;
