@@ -196,26 +196,6 @@ async def test_end_call_then_finish_returns_to_available(serve: Serve, page: Pag
     assert history["interactions"][0]["agent"] == "ada"
 
 
-async def test_wrap_up_running_out_says_the_notes_were_not_saved(serve: Serve, page: Page) -> None:
-    client = await serve()
-    await make_queue(client, "general", wrap_up_seconds=1)
-    _, token = await make_agent(client, "ada")
-    await sign_in(page, page_url(client), token)
-    await go_available(page)
-    await enqueue(client, "pbx-w", ani="+12125550133")
-    await page.click("#accept")
-    await page.fill("#notes", "customer wants a callback")
-    await page.click("#end-call")
-    # The queue's one-second wrap-up ends without Finish: the page says so, quoting the notes.
-    await expect(page.locator("#agent-state")).to_have_text("Available")
-    await expect(page.locator("#call")).to_be_hidden()
-    notice = page.locator("#notice-text")
-    await expect(notice).to_contain_text("not saved")
-    await expect(notice).to_contain_text("customer wants a callback")
-    await page.click("#notice-close")
-    await expect(page.locator("#notice")).to_be_hidden()
-
-
 async def test_server_restart_page_reconnects_and_shows_the_same_offer(
     serve: Serve, page: Page
 ) -> None:
@@ -236,10 +216,12 @@ async def test_server_restart_page_reconnects_and_shows_the_same_offer(
     await expect(conn).to_have_attribute("data-conn", "reconnecting")
     await expect(conn).to_have_text(re.compile(r"Reconnecting in \d+ s"))
     await expect(page.locator("#reconnect-now")).to_be_visible()
+    await expect(page.locator("#stale")).to_contain_text("Connection to the service lost")
 
     again = await serve(port=port, agent_grace_seconds=30)
     await expect(conn).to_have_attribute("data-conn", "connected", timeout=20_000)
     await expect(page.locator("#ring")).to_have_attribute("data-offer-id", offer_id or "")
+    await expect(page.locator("#stale")).to_be_hidden()
     await expect(page.locator("#ring-name")).to_have_text("Ada Lovelace")
     await page.click("#accept")
     await expect(page.locator("#call-title")).to_have_text("On call with Ada Lovelace")

@@ -2,7 +2,9 @@
 //
 // The server is the source of truth: every (re)connect starts with a full `state` (and a
 // `panel` while the agent holds a call), so this page keeps no state of its own beyond
-// the token (sessionStorage, this tab only) and the agent's unsent wrap-up draft.
+// the token (sessionStorage, this tab only), the agent's unsent wrap-up drafts, and the
+// wrap-ups of calls that went away before they were saved (the server accepts those for
+// an hour after the call ended, but never says which are open, so the page remembers).
 // All text from the server goes through textContent, never innerHTML.
 (() => {
   "use strict";
@@ -14,6 +16,7 @@
   const BACKOFF_MAX = 15; //    ... up to this, with jitter, and resets once connected
   const TOKEN_KEY = "callcenter.agent.token";
   const DRAFT_PREFIX = "callcenter.agent.draft.";
+  const UNFINISHED_PREFIX = "callcenter.agent.unfinished.";
   const SOUND_KEY = "callcenter.agent.sound";
 
   const STATE_LABELS = {
@@ -64,6 +67,12 @@
   let shownCallId = null;
   const savedCalls = new Set(); // calls whose wrap-up the server acknowledged
   let shownQuestionKey; // undefined: nothing rendered yet for this call
+  let shown = null; // the call on screen as the wrap-up needs it: {callId, name, queue, question}
+  // Calls that went away before their wrap-up was saved: call id -> {callId, name, queue,
+  // question, sending, quiet, error}. Each has a "Finish the wrap-up" card until it is saved.
+  const unfinished = new Map();
+  const cardNodes = new Map(); // call id -> its card's <form>
+  let historyBusy = null; // the call whose older history page is on its way
   let audio = null;
   let soundOn = localStorage.getItem(SOUND_KEY) === "on";
   let beepTimer = null;
@@ -103,6 +112,11 @@
       : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   }
 
+  function day(iso) {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleDateString(undefined, { dateStyle: "medium" });
+  }
+
   /** An answer as the agent reads it: stored yes/no answers may come back as booleans. */
   function answerText(value) {
     if (value === true) return "yes";
@@ -127,10 +141,27 @@
       (tag === "input" && !["checkbox", "radio", "button", "submit"].includes(target.type));
   }
 
+  /** A calling number the agent can read back; PBXs send words ("anonymous", "restricted")
+   * for a withheld one. */
+  function dialable(ani) {
+    return Boolean(ani) && /\d{3}/.test(ani);
+  }
+
   /** What to call the caller: a provisional record (a first call) has no name yet. */
   function callerName(customer, ani) {
     if (customer && customer.name) return customer.name;
-    return ani ? `Caller ${ani}` : "Unknown caller";
+    return dialable(ani) ? `Caller ${ani}` : "Withheld number";
+  }
+
+  /** "from 1 to 20", "of at least 1", "of at most 20" or "": a number question's range. */
+  function numberRange(q) {
+    const lo = q.min_value;
+    const hi = q.max_value;
+    const has = (v) => v !== null && v !== undefined;
+    if (has(lo) && has(hi)) return ` from ${lo} to ${hi}`;
+    if (has(lo)) return ` of at least ${lo}`;
+    if (has(hi)) return ` of at most ${hi}`;
+    return "";
   }
 
   function addFact(list, term, value) {
@@ -143,11 +174,21 @@
 
   // -- connection ----------------------------------------------------------------------
 
-  function showConn(kind, label) {
+  /** The connection pill (a status region, so a change is announced once). `countdown`
+   * is left out of what is announced: it changes every second. */
+  function showConn(kind, label, countdown = "") {
     const node = $("conn");
+    if (node.dataset.conn === kind && node.firstChild && node.firstChild.textContent === label) {
+      const tail = node.querySelector("span");
+      if (tail) setText(tail, countdown);
+    } else {
+      const tail = h("span", countdown);
+      tail.setAttribute("aria-hidden", "true");
+      node.replaceChildren(label, tail);
+    }
     node.dataset.conn = kind;
-    setText(node, label);
     $("reconnect-now").hidden = kind !== "reconnecting";
+    $("stale").hidden = kind !== "reconnecting";
     document.body.dataset.conn = kind;
     renderControls();
   }
@@ -197,6 +238,13 @@
     stopPing();
     pending.clear();
     $("finish").dataset.busy = "";
+    historyBusy = null;
+    for (const item of unfinished.values()) {
+      // Whether a wrap-up in flight was stored is unknown now: show its card again. Sending
+      // it once more is safe, the server answers "already wrapped up" if it was.
+      item.sending = false;
+      item.quiet = false;
+    }
     stopRinging();
     if (!token) return;
     if (code === 4001 || code === 4401) {
@@ -231,7 +279,7 @@
 
   function showReconnecting() {
     const left = Math.max(1, Math.ceil((reconnectAt - Date.now()) / 1000));
-    showConn("reconnecting", `Reconnecting in ${left} s`);
+    showConn("reconnecting", "Reconnecting", ` in ${left} s`);
   }
 
   function startPing() {
@@ -336,8 +384,9 @@
     connected = false;
     store.removeItem(TOKEN_KEY);
     for (const key of Object.keys(store)) {
-      if (key.startsWith(DRAFT_PREFIX)) store.removeItem(key);
+      if (key.startsWith(DRAFT_PREFIX) || key.startsWith(UNFINISHED_PREFIX)) store.removeItem(key);
     }
+    unfinished.clear();
     clearTimeout(reconnectTimer);
     stopPing();
     stopRinging();
@@ -359,6 +408,8 @@
     view.history.clear();
     shownCallId = null;
     shownQuestionKey = undefined;
+    shown = null;
+    historyBusy = null;
     $("who").hidden = true;
     $("sign-in").hidden = false;
     setText($("sign-in-error"), reason || "");
@@ -402,10 +453,19 @@
       case "history": {
         const page = view.history.get(message.call_id);
         if (page) {
-          page.items = page.items.concat(message.items || []);
+          // A page the panel already has (a request repeated across a reconnect) adds nothing.
+          const have = new Set(page.items.map((item) => item.interaction_id));
+          page.items = page.items.concat((message.items || []).filter((i) => !have.has(i.interaction_id)));
           page.next = message.next_before;
         }
-        settle(message.ref);
+        // The server's history page carries no `ref`: it answers the oldest request for it.
+        for (const [ref, request] of pending) {
+          if (request.kind === "history" && request.callId === message.call_id) {
+            pending.delete(ref);
+            break;
+          }
+        }
+        if (historyBusy === message.call_id) historyBusy = null;
         renderHistory();
         break;
       }
@@ -430,14 +490,34 @@
     const request = settle(message.ref);
     if (!request) return;
     showNotice("");
-    if (request.kind === "wrap_up" || request.kind === "finish") {
+    if (request.kind === "wrap_up" || request.kind === "late") {
       // Stored: the draft has done its job. The `state` that follows hides the call.
-      savedCalls.add(request.callId);
-      store.removeItem(DRAFT_PREFIX + request.callId);
-      $("finish").dataset.busy = "";
-    } else if (request.kind === "finish-end") {
-      send({ type: "available" }, "finish", request.callId);
+      wrapUpSaved(request.callId);
     }
+  }
+
+  /** The server stored the wrap-up of `callId` (or had it already): forget the draft and
+   * any card for it. */
+  function wrapUpSaved(callId) {
+    savedCalls.add(callId);
+    store.removeItem(DRAFT_PREFIX + callId);
+    if (callId === shownCallId) $("finish").dataset.busy = "";
+    const item = unfinished.get(callId);
+    if (item) {
+      const node = cardNodes.get(callId);
+      const hadFocus = Boolean(node && node.contains(document.activeElement));
+      dropUnfinished(callId);
+      if (!item.quiet) setText($("status"), `The wrap-up of ${item.name} is saved.`);
+      renderAll();
+      if (hadFocus) focusAfterCard();
+    } else {
+      renderControls();
+    }
+  }
+
+  /** Sent again after it was stored (another tab, a reply lost to a dropped connection). */
+  function alreadyWrappedUp(message) {
+    return message.status === 409 && /already wrapped up/.test(message.detail || "");
   }
 
   function onError(message) {
@@ -453,11 +533,34 @@
         setText($("ring-error"), detail);
         break;
       case "history":
+        if (historyBusy === request.callId) historyBusy = null;
         setText($("history-error"), detail);
+        renderHistory();
         break;
       case "wrap_up":
-      case "finish":
-      case "finish-end":
+      case "late":
+        if (alreadyWrappedUp(message)) {
+          wrapUpSaved(request.callId);
+          // Finish means "and go available": do the rest if the call is still on screen.
+          const a = view.agent;
+          if (a && a.state === "wrap_up" && view.call && view.call.id === request.callId) {
+            send({ type: "available" }, "available");
+          }
+        } else if (request.callId === shownCallId) {
+          $("finish").dataset.busy = "";
+          renderControls();
+          showWrapError(message.field, detail);
+        } else if (unfinished.has(request.callId)) {
+          const item = unfinished.get(request.callId);
+          item.sending = false;
+          item.quiet = false;
+          item.error = { field: message.field || "", detail };
+          renderUnfinished();
+          focusCardError(item);
+        } else {
+          showNotice(detail);
+        }
+        break;
       case "end":
         $("finish").dataset.busy = "";
         renderControls();
@@ -468,23 +571,42 @@
     }
   }
 
+  /** A refused wrap-up: the reason goes next to the field at fault (an alert, which the
+   * field also points at), the field is marked invalid and gets the focus. */
   function showWrapError(field, detail) {
     const f = field || "";
     let slot = "wrap-error";
-    let focus = null;
-    if (f.startsWith("answer")) {
+    let invalid = null;
+    if (f.startsWith("answer") && !$("question").hidden) {
       slot = "question-error";
-      focus = $("question-input").querySelector("input") || $("question-skip");
+      invalid = $("question-input");
     } else if (f.startsWith("notes")) {
       slot = "notes-error";
-      focus = $("notes");
+      invalid = $("notes");
     } else if (f.startsWith("outcome")) {
       slot = "outcome-error";
-      focus = $("outcome");
+      invalid = $("outcome");
     }
     setText($(slot), detail);
-    if (slot !== "wrap-error" && !$("question").hidden) $("question").hidden = false;
+    if (invalid) markInvalid(invalid, $("question-skip"));
+  }
+
+  /** Mark `target` (a field, or the box of a question's inputs) invalid and focus it. */
+  function markInvalid(target, skip) {
+    const fields = target.matches("input, select, textarea")
+      ? [target]
+      : [...target.querySelectorAll("input, [role=radiogroup]")];
+    for (const field of fields) field.setAttribute("aria-invalid", "true");
+    const focusable = [target, ...target.querySelectorAll("input")].filter(
+      (n) => n.matches("input, select, textarea") && !n.disabled,
+    );
+    const checked = focusable.find((n) => n.checked);
+    const focus = checked || focusable[0] || skip;
     if (focus) focus.focus();
+  }
+
+  function clearInvalid(root) {
+    for (const node of root.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
   }
 
   function focusFirstControl() {
@@ -525,6 +647,7 @@
     renderRing();
     renderCall();
     renderIdle();
+    renderUnfinished();
   }
 
   function renderControls() {
@@ -545,7 +668,15 @@
     $("reject").disabled = !live;
     $("finish").disabled = !live || $("finish").dataset.busy === "1";
     $("end-call").disabled = !live;
-    $("older").disabled = !live;
+    $("older").disabled = !live || (view.call !== null && historyBusy === view.call.id);
+    for (const [callId, form] of cardNodes) {
+      const item = unfinished.get(callId);
+      form.querySelector(".save").disabled = !live || !item || item.sending;
+      form.querySelector(".discard").disabled = !item || item.sending;
+    }
+    const open = [...unfinished.values()].filter((item) => !item.quiet).length;
+    $("unfinished-link").hidden = !token || open === 0;
+    setText($("unfinished-link"), open === 1 ? "1 wrap-up to finish" : `${open} wrap-ups to finish`);
     $("sound").setAttribute("aria-pressed", String(soundOn));
     setText($("sound"), soundOn ? "Sound on" : "Sound off");
   }
@@ -580,7 +711,7 @@
     const line = [];
     if (customer && customer.customer_number) line.push(`customer ${customer.customer_number}`);
     if (customer && customer.provisional) line.push("provisional record");
-    if (offer.ani) line.push(`calling from ${offer.ani}`);
+    line.push(dialable(offer.ani) ? `calling from ${offer.ani}` : "number withheld");
     line.push(`queue ${offer.queue}`);
     setText($("ring-line"), line.join(" · "));
     ring.dataset.offerId = String(offer.offer_id);
@@ -607,12 +738,10 @@
     const section = $("call");
     if (!token || !holdsCall()) {
       section.hidden = true;
-      if (shownCallId !== null) {
-        warnIfUnsaved(shownCallId);
-        store.removeItem(DRAFT_PREFIX + shownCallId);
-      }
+      if (shownCallId !== null) keepUnfinished(shown);
       shownCallId = null;
       shownQuestionKey = undefined;
+      shown = null;
       return;
     }
     const call = view.call;
@@ -622,11 +751,16 @@
     const name = callerName(customer, call.ani);
     const fresh = shownCallId !== call.id;
     if (fresh) {
+      // The call before this one went straight away (no `state` without it in between).
+      if (shownCallId !== null) keepUnfinished(shown);
+      // A card for this very call (kept across a reload): the form takes over, same draft.
+      if (unfinished.has(call.id)) dropUnfinished(call.id);
       shownCallId = call.id;
       shownQuestionKey = undefined;
       loadDraft(call.id);
       clearWrapErrors();
     }
+    shown = { callId: call.id, name, queue: call.queue, question: panel ? panel.question : null };
     section.hidden = false;
     // A newly taken call: move focus to it (the Accept button just went away with the ring).
     if (fresh && !isTyping(document.activeElement)) $("call-title").focus();
@@ -634,32 +768,35 @@
     setText($("call-title"), onCall ? `On call with ${name}` : `Wrap-up: ${name}`);
     const meta = [`queue ${call.queue}`];
     if (call.connected_at) meta.push(`connected ${when(call.connected_at)}`);
-    if (call.ani) meta.push(`from ${call.ani}`);
+    meta.push(dialable(call.ani) ? `from ${call.ani}` : "number withheld");
     setText($("call-meta"), meta.join(" · "));
     $("end-call").hidden = !onCall;
     $("panel-missing").hidden = Boolean(panel);
+    // A panel without a customer (a withheld number): nothing to show but who it is.
+    const known = !panel || Boolean(panel.customer);
     renderCustomer(call, panel, customer);
-    renderNeeds(panel);
-    renderTreatments(panel);
+    renderNeeds(panel, known);
+    renderTreatments(panel, known);
     renderHistory();
     renderQuestion(panel);
-  }
-
-  /** The call went away (wrap-up time ran out, a supervisor ended it) before the agent
-   * finished: say so, with the notes, rather than drop them silently. */
-  function warnIfUnsaved(callId) {
-    if (!token || savedCalls.has(callId)) return;
-    for (const request of pending.values()) if (request.callId === callId) return;
-    const draft = readDraft(callId);
-    const answered = Object.values(draft.answers || {}).length > 0;
-    if (!draft.notes && !answered) return;
-    const notes = draft.notes ? ` Your notes were: “${draft.notes}”` : "";
-    showNotice(`The wrap-up ended before Finish, so it was not saved.${notes}`, true);
   }
 
   function renderCustomer(call, panel, customer) {
     const facts = $("customer-facts");
     facts.replaceChildren();
+    // How the caller was recognised comes first: "shared phone: ask who is calling" matters
+    // before anything else on the card.
+    let by = call.identified_by;
+    let how = by ? RECOGNISED[by] || by : null;
+    if (panel && panel.recognised) {
+      by = panel.recognised.by;
+      how = panel.recognised.detail || RECOGNISED[by] || by;
+    }
+    const recognised = addFact(facts, "Recognised", how);
+    if (recognised) {
+      recognised.className = "recognised";
+      recognised.dataset.by = by || "";
+    }
     if (customer) {
       addFact(facts, "Name", customer.name);
       addFact(facts, "Customer number", customer.customer_number);
@@ -673,74 +810,84 @@
     } else {
       addFact(facts, "Caller", "not identified");
     }
-    if (panel && panel.recognised) {
-      const how = RECOGNISED[panel.recognised.by] || panel.recognised.by;
-      addFact(facts, "Recognised", panel.recognised.detail || how);
-    } else if (call.identified_by) {
-      addFact(facts, "Recognised", RECOGNISED[call.identified_by] || call.identified_by);
-    }
     if (customer && panel) {
       addFact(facts, "Lifetime value", money(customer.lifetime_value));
       addFact(facts, "Annual margin", money(customer.annual_margin));
       addFact(facts, "Cost to serve", money(customer.cost_to_serve));
       if (customer.phones && customer.phones.length) addFact(facts, "Phones", customer.phones.join(", "));
     }
+    $("customer-none").hidden = !panel || Boolean(panel.customer);
   }
 
-  function renderNeeds(panel) {
+  function renderNeeds(panel, known) {
     const list = $("needs-list");
     list.replaceChildren();
     const needs = panel ? panel.needs || [] : [];
     for (const need of needs) {
       const dd = addFact(list, need.question || need.key, answerText(need.value));
-      if (dd && need.answered_at) dd.title = `answered ${when(need.answered_at)}`;
+      if (dd && need.answered_at) dd.append(" ", h("span", `(${day(need.answered_at)})`, "muted small"));
     }
-    $("needs").hidden = !panel;
+    $("needs").hidden = !panel || !known;
     $("needs-empty").hidden = needs.length > 0;
   }
 
-  function renderTreatments(panel) {
+  function renderTreatments(panel, known) {
     const list = $("treatment-list");
     list.replaceChildren();
     const items = panel ? panel.treatments || [] : [];
     for (const t of items) {
       const li = h("li");
       li.dataset.key = t.key || "";
-      const head = h("p");
+      const head = h("p", null, "treatment-title");
       head.append(h("strong", t.title), " ", h("span", t.kind, "badge"));
       li.append(head);
       if (t.detail) li.append(h("p", t.detail));
       li.append(h("p", `Why: ${t.reason}`, "reason"));
+      const because = t.because || [];
+      if (because.length) {
+        // The caller's own facts that made the rule apply: the agent can check them.
+        const box = h("div", null, "because");
+        const label = h("span", "Applies because:", "muted");
+        const facts = h("ul", null, "chips");
+        facts.setAttribute("aria-label", `Applies because`);
+        for (const fact of because) facts.append(h("li", fact));
+        box.append(label, facts);
+        li.append(box);
+      }
       list.append(li);
     }
-    $("treatments").hidden = !panel;
+    $("treatments").hidden = !panel || !known;
     $("treatments-empty").hidden = items.length > 0;
   }
 
   function renderHistory() {
     const call = view.call;
     const page = call ? view.history.get(call.id) : null;
-    $("history").hidden = !page;
+    const panel = call ? view.panels.get(call.id) : null;
+    $("history").hidden = !page || Boolean(panel && !panel.customer);
     const rows = $("history-rows");
     rows.replaceChildren();
     if (!page) return;
     for (const item of page.items) {
       const tr = h("tr");
       tr.dataset.interactionId = String(item.interaction_id);
-      let answer = "";
-      if (item.answer) {
-        answer = item.answer.skipped
-          ? `${item.answer.question}: skipped`
-          : `${item.answer.question}: ${answerText(item.answer.value)}`;
-      }
-      for (const cell of [when(item.started_at), item.channel, item.agent, item.outcome, item.notes, answer]) {
+      for (const cell of [when(item.started_at), item.channel, item.agent, item.outcome, item.notes]) {
         tr.append(h("td", cell));
       }
+      const answer = h("td", null, "answer");
+      if (item.answer) {
+        const value = item.answer.skipped ? "skipped" : answerText(item.answer.value);
+        answer.append(h("span", item.answer.question, "muted"), " ", h("strong", value));
+      }
+      tr.append(answer);
       rows.append(tr);
     }
     $("history-table").hidden = page.items.length === 0;
     $("history-empty").hidden = page.items.length > 0;
-    $("older").hidden = page.next === null || page.next === undefined;
+    const more = page.next !== null && page.next !== undefined;
+    $("older").hidden = !more;
+    $("older").disabled = !connected || historyBusy === call.id;
+    $("history").setAttribute("aria-busy", String(historyBusy === call.id));
   }
 
   function renderQuestion(panel) {
@@ -757,46 +904,55 @@
     setText($("question-text"), q.text);
     const draft = readDraft(shownCallId);
     const saved = draft.answers ? draft.answers[q.key] : undefined;
+    box.append(questionInputs(q, "", saved, "question-error"));
+    $("question-skip").checked = Boolean(draft.skip && draft.skip[q.key]);
+    syncSkip($("question-input"), $("question-skip"));
+  }
+
+  /** The inputs for question `q`, for its kind: radio buttons for a choice or yes/no, a
+   * text field for a number or text. Ids and names start with `prefix` (the main form
+   * has none, each unfinished wrap-up its own); `errorId` is where a refusal is shown,
+   * and the inputs point at it, so a screen reader reads the error with the field. */
+  function questionInputs(q, prefix, saved, errorId) {
+    const box = document.createDocumentFragment();
     if (q.kind === "choice" || q.kind === "yes_no") {
       const options = q.kind === "yes_no" ? [["yes", "Yes"], ["no", "No"]] : (q.choices || []).map((c) => [c, c]);
       const group = h("div", null, "choices");
       group.setAttribute("role", "radiogroup");
-      group.setAttribute("aria-labelledby", "question-text");
+      group.setAttribute("aria-labelledby", `${prefix}question-text`);
+      group.setAttribute("aria-describedby", errorId);
       options.forEach(([value, label], i) => {
-        const id = `answer-${i}`;
         const input = document.createElement("input");
         input.type = "radio";
-        input.name = "answer";
-        input.id = id;
+        input.name = `${prefix}answer`;
+        input.id = `${prefix}answer-${i}`;
         input.value = value;
         input.checked = saved === value;
         const lab = h("label", label, "inline");
-        lab.htmlFor = id;
+        lab.htmlFor = input.id;
         lab.prepend(input, " ");
         group.append(lab);
       });
       box.append(group);
     } else {
-      const lab = h("label", q.kind === "number" ? "Answer (a number)" : "Answer");
-      lab.htmlFor = "answer-text";
+      const lab = h("label", q.kind === "number" ? `Answer (a number${numberRange(q)})` : "Answer");
+      lab.htmlFor = `${prefix}answer-text`;
       const input = document.createElement("input");
-      input.id = "answer-text";
-      input.name = "answer";
+      input.id = `${prefix}answer-text`;
+      input.name = `${prefix}answer`;
       input.type = "text";
       input.autocomplete = "off";
       if (q.kind === "number") input.inputMode = "decimal";
       input.maxLength = 500;
-      input.setAttribute("aria-describedby", "question-error");
+      input.setAttribute("aria-describedby", errorId);
       input.value = saved === undefined ? "" : saved;
       box.append(lab, input);
     }
-    $("question-skip").checked = Boolean(draft.skip && draft.skip[q.key]);
-    syncSkip();
+    return box;
   }
 
-  function syncSkip() {
-    const skip = $("question-skip").checked;
-    for (const input of $("question-input").querySelectorAll("input")) input.disabled = skip;
+  function syncSkip(box, skip) {
+    for (const input of box.querySelectorAll("input")) input.disabled = skip.checked;
   }
 
   // -- wrap-up ---------------------------------------------------------------------------
@@ -817,30 +973,43 @@
     $("finish").dataset.busy = "";
   }
 
-  function saveDraft() {
-    if (shownCallId === null) return;
-    const draft = readDraft(shownCallId);
-    draft.notes = $("notes").value;
-    draft.outcome = $("outcome").value;
-    const key = $("question").dataset.key;
+  /** Keep what the agent typed for `callId`: its notes, outcome (`null`: leave as it was),
+   * and the answer or skip of question `key` as read from `box` and `skip`. */
+  function writeDraft(callId, notes, outcome, key, box, skip) {
+    const draft = readDraft(callId);
+    draft.notes = notes;
+    if (outcome !== null) draft.outcome = outcome;
     if (key) {
       draft.answers = draft.answers || {};
       draft.skip = draft.skip || {};
-      const value = currentAnswer();
+      const value = currentAnswer(box);
       if (value === null) delete draft.answers[key];
       else draft.answers[key] = value;
-      draft.skip[key] = $("question-skip").checked;
+      draft.skip[key] = skip.checked;
     }
-    store.setItem(DRAFT_PREFIX + shownCallId, JSON.stringify(draft));
+    store.setItem(DRAFT_PREFIX + callId, JSON.stringify(draft));
   }
 
-  function currentAnswer() {
-    const box = $("question-input");
+  function saveDraft() {
+    if (shownCallId === null) return;
+    const key = $("question").dataset.key;
+    writeDraft(shownCallId, $("notes").value, $("outcome").value, key, $("question-input"), $("question-skip"));
+  }
+
+  function currentAnswer(box) {
     const radio = box.querySelector("input[type=radio]:checked");
     if (radio) return radio.value;
     const text = box.querySelector("input[type=text]");
     if (text && text.value.trim() !== "") return text.value.trim();
     return null;
+  }
+
+  /** The `answer` of a wrap-up: a skip, the value given, or null (nothing asked or given). */
+  function answerFor(question, box, skip) {
+    if (!question) return null;
+    if (skip.checked) return { question_key: question.key, skip: true };
+    const value = currentAnswer(box);
+    return value === null ? null : { question_key: question.key, value: wireAnswer(question, value) };
   }
 
   /** A number question's answer goes out as a JSON number when it reads as one; anything
@@ -853,6 +1022,7 @@
 
   function clearWrapErrors() {
     for (const id of ["question-error", "outcome-error", "notes-error", "wrap-error"]) setText($(id), "");
+    clearInvalid($("wrap"));
   }
 
   function finish(event) {
@@ -862,26 +1032,11 @@
     saveDraft();
     const call = view.call;
     const panel = view.panels.get(call.id);
-    const outcome = $("outcome").value;
-    let sent;
-    if (panel) {
-      let answer = null;
-      const q = panel.question;
-      if (q && $("question-skip").checked) answer = { question_key: q.key, skip: true };
-      else if (q && currentAnswer() !== null) answer = { question_key: q.key, value: wireAnswer(q, currentAnswer()) };
-      const notes = $("notes").value.trim();
-      sent = send(
-        { type: "wrap_up", call_id: call.id, outcome, notes: notes || null, answer },
-        "wrap_up",
-        call.id,
-      );
-    } else if (view.agent.state === "on_call") {
-      // A service without the assist panel: end the call, then go available.
-      sent = send({ type: "end", call_id: call.id, outcome }, "finish-end", call.id);
-    } else {
-      sent = send({ type: "available" }, "finish", call.id);
-    }
-    if (sent) {
+    // Without a panel there was no question, but the notes are stored all the same.
+    const answer = panel ? answerFor(panel.question, $("question-input"), $("question-skip")) : null;
+    const notes = $("notes").value.trim();
+    const message = { type: "wrap_up", call_id: call.id, outcome: $("outcome").value, notes: notes || null, answer };
+    if (send(message, "wrap_up", call.id)) {
       $("finish").dataset.busy = "1";
       $("finish").disabled = true;
     }
@@ -891,6 +1046,228 @@
     if (!holdsCall() || view.agent.state !== "on_call") return;
     clearWrapErrors();
     send({ type: "end", call_id: view.call.id, outcome: $("outcome").value }, "end", view.call.id);
+  }
+
+  // -- wrap-ups of calls that went away before Finish ---------------------------------------
+  //
+  // A queue's wrap-up timer, a caller hanging up with no wrap-up time, a supervisor: the
+  // call leaves the screen before the agent saved its wrap-up. The server still takes the
+  // wrap-up (`available: false`, so the agent's state is left alone) for an hour after the
+  // call ended, once. Until then the page keeps a card for it, with the question that was
+  // shown on the call and the draft, in this tab's storage so a reload keeps it too.
+
+  function keepUnfinished(snap) {
+    if (!token || !snap || savedCalls.has(snap.callId) || unfinished.has(snap.callId)) return;
+    const draft = readDraft(snap.callId);
+    const typed =
+      Boolean(draft.notes && draft.notes.trim()) ||
+      Object.keys(draft.answers || {}).length > 0 ||
+      Object.values(draft.skip || {}).some(Boolean);
+    if (!typed && !snap.question) {
+      store.removeItem(DRAFT_PREFIX + snap.callId); // nothing typed, nothing to ask
+      return;
+    }
+    // Finish was pressed and its answer is still on the way: keep the card out of sight
+    // unless that wrap-up is refused (or the connection drops before the answer).
+    const inFlight = [...pending.values()].some((r) => r.kind === "wrap_up" && r.callId === snap.callId);
+    const item = { ...snap, sending: inFlight, quiet: inFlight, error: null };
+    unfinished.set(snap.callId, item);
+    store.setItem(UNFINISHED_PREFIX + snap.callId, JSON.stringify(snap));
+    if (!inFlight) setText($("status"), `The wrap-up of ${snap.name} is not saved yet: finish it below.`);
+  }
+
+  function dropUnfinished(callId) {
+    unfinished.delete(callId);
+    store.removeItem(UNFINISHED_PREFIX + callId);
+    const node = cardNodes.get(callId);
+    if (node) node.remove();
+    cardNodes.delete(callId);
+  }
+
+  function loadUnfinished() {
+    for (const key of Object.keys(store)) {
+      if (!key.startsWith(UNFINISHED_PREFIX)) continue;
+      try {
+        const snap = JSON.parse(store.getItem(key));
+        if (snap && Number.isInteger(snap.callId)) {
+          unfinished.set(snap.callId, { ...snap, sending: false, quiet: false, error: null });
+        }
+      } catch {
+        store.removeItem(key);
+      }
+    }
+  }
+
+  function renderUnfinished() {
+    const section = $("unfinished");
+    for (const callId of [...cardNodes.keys()]) if (!unfinished.has(callId)) dropUnfinished(callId);
+    const ordered = [...unfinished.values()].sort((a, b) => a.callId - b.callId);
+    let fresh = null;
+    for (const item of ordered) {
+      let form = cardNodes.get(item.callId);
+      if (!form) {
+        form = buildCard(item);
+        cardNodes.set(item.callId, form);
+        section.append(form);
+        if (!item.quiet && !fresh) fresh = form;
+      }
+      form.hidden = item.quiet;
+      renderCardError(item, form);
+    }
+    section.hidden = !token || !ordered.some((item) => !item.quiet);
+    renderControls();
+    // The form the agent was typing in went away with its call: carry on in its card.
+    if (fresh && !fresh.hidden) {
+      const active = document.activeElement;
+      if (!active || active === document.body || ($("call").hidden && $("call").contains(active))) {
+        fresh.querySelector("h3").focus();
+      }
+    }
+  }
+
+  /** The card of an unfinished wrap-up: the same fields as the wrap-up form, with the
+   * question that was shown on the call, filled from its draft. */
+  function buildCard(item) {
+    const p = `late${item.callId}-`;
+    const draft = readDraft(item.callId);
+    const q = item.question;
+    const form = h("form", null, "card wrap late");
+    form.noValidate = true;
+    form.dataset.callId = String(item.callId);
+    form.setAttribute("aria-labelledby", `${p}title`);
+    const title = h("h3", `Finish the wrap-up of ${item.name}`);
+    title.id = `${p}title`;
+    title.tabIndex = -1;
+    form.append(
+      title,
+      h(
+        "p",
+        `The call (queue ${item.queue}) ended before its wrap-up was saved: nothing is stored yet. ` +
+          "It can be saved up to an hour after the call ended.",
+        "hint",
+      ),
+    );
+    let box = null;
+    let skip = null;
+    if (q) {
+      const fieldset = h("fieldset", null, "question");
+      const legend = h("legend", "Learning question: ");
+      const text = h("span", q.text);
+      text.id = `${p}question-text`;
+      legend.append(text);
+      box = h("div", null, "question-input");
+      box.append(questionInputs(q, p, draft.answers ? draft.answers[q.key] : undefined, `${p}question-error`));
+      const error = h("p", null, "error");
+      error.id = `${p}question-error`;
+      error.setAttribute("role", "alert");
+      skip = document.createElement("input");
+      skip.type = "checkbox";
+      skip.id = `${p}skip`;
+      skip.checked = Boolean(draft.skip && draft.skip[q.key]);
+      const skipLabel = h("label", null, "inline");
+      skipLabel.append(skip, " Skip this question");
+      fieldset.append(legend, box, error, skipLabel);
+      form.append(fieldset);
+      syncSkip(box, skip);
+    }
+    const notesLabel = h("label", "Notes");
+    notesLabel.htmlFor = `${p}notes`;
+    const notes = document.createElement("textarea");
+    notes.id = `${p}notes`;
+    notes.rows = 3;
+    notes.maxLength = 4000;
+    notes.value = draft.notes || "";
+    notes.setAttribute("aria-describedby", `${p}notes-error`);
+    const notesError = h("p", null, "error");
+    notesError.id = `${p}notes-error`;
+    notesError.setAttribute("role", "alert");
+    const save = h("button", "Save this wrap-up", "primary save");
+    save.type = "submit";
+    save.setAttribute("aria-keyshortcuts", "Control+Enter");
+    const discard = h("button", "Discard it", "discard");
+    discard.type = "button";
+    const actions = h("div", null, "actions");
+    actions.append(save, discard);
+    const error = h("p", null, "error");
+    error.id = `${p}error`;
+    error.setAttribute("role", "alert");
+    form.append(notesLabel, notes, notesError, actions, error);
+
+    form.addEventListener("input", () => {
+      if (box) syncSkip(box, skip);
+      writeDraft(item.callId, notes.value, null, q && q.key, box, skip);
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendUnfinished(item.callId, form, box, skip, notes);
+    });
+    discard.addEventListener("click", () => {
+      // The agent's own choice: nothing is sent, the draft goes.
+      const name = item.name;
+      store.removeItem(DRAFT_PREFIX + item.callId);
+      dropUnfinished(item.callId);
+      setText($("status"), `The wrap-up of ${name} was discarded.`);
+      renderAll();
+      focusAfterCard();
+    });
+    return form;
+  }
+
+  function sendUnfinished(callId, form, box, skip, notes) {
+    const item = unfinished.get(callId);
+    if (!item || item.sending || form.querySelector(".save").disabled) return;
+    item.error = null;
+    renderCardError(item, form);
+    writeDraft(callId, notes.value, null, item.question && item.question.key, box, skip);
+    const text = notes.value.trim();
+    const message = {
+      type: "wrap_up",
+      call_id: callId,
+      outcome: readDraft(callId).outcome || "completed", // the call has ended: only kept as told
+      notes: text || null,
+      answer: answerFor(item.question, box, skip),
+      available: false, // the agent is already taking calls, or on the next one
+    };
+    if (send(message, "late", callId)) {
+      item.sending = true;
+      renderControls();
+    }
+  }
+
+  /** A card's refusal, next to the field at fault (the question, the notes) or under it. */
+  function renderCardError(item, form) {
+    const p = `late${item.callId}-`;
+    const slots = { question: $(`${p}question-error`), notes: $(`${p}notes-error`), general: $(`${p}error`) };
+    for (const slot of Object.values(slots)) if (slot) setText(slot, "");
+    clearInvalid(form);
+    if (!item.error) return null;
+    const f = item.error.field;
+    if (f.startsWith("answer") && slots.question) {
+      setText(slots.question, item.error.detail);
+      return form.querySelector(".question-input");
+    }
+    if (f.startsWith("notes")) {
+      setText(slots.notes, item.error.detail);
+      return $(`${p}notes`);
+    }
+    setText(slots.general, item.error.detail);
+    return null;
+  }
+
+  function focusCardError(item) {
+    const form = cardNodes.get(item.callId);
+    if (!form) return;
+    const field = renderCardError(item, form);
+    if (field) markInvalid(field, $(`late${item.callId}-skip`));
+    else form.querySelector(".save").focus();
+  }
+
+  /** After a card went (saved or discarded): the next card, else the call, else the panel. */
+  function focusAfterCard() {
+    const next = [...cardNodes.values()].find((form) => !form.hidden);
+    if (next) next.querySelector("h3").focus();
+    else if (!$("call").hidden) $("call-title").focus();
+    else focusFirstControl();
   }
 
   // -- the ringing sound (off unless the agent turns it on) ---------------------------------
@@ -943,10 +1320,14 @@
   }
 
   function onKey(event) {
-    if (event.ctrlKey && event.key === "Enter" && holdsCall()) {
-      event.preventDefault();
-      $("wrap").requestSubmit();
-      return;
+    if (event.ctrlKey && event.key === "Enter") {
+      // In a card of an unfinished wrap-up: save that one; anywhere else: the call on hand.
+      const card = event.target.closest ? event.target.closest("form.late") : null;
+      if (card || holdsCall()) {
+        event.preventDefault();
+        (card || $("wrap")).requestSubmit();
+        return;
+      }
     }
     if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) return;
     if ($("ring").hidden) return;
@@ -985,18 +1366,20 @@
     $("older").addEventListener("click", () => {
       const page = view.call && view.history.get(view.call.id);
       if (!page || page.next === null || page.next === undefined) return;
+      if (historyBusy === view.call.id) return; // one page at a time
       setText($("history-error"), "");
-      send({ type: "history", call_id: view.call.id, before: page.next }, "history", view.call.id);
+      if (send({ type: "history", call_id: view.call.id, before: page.next }, "history", view.call.id)) {
+        historyBusy = view.call.id;
+        renderHistory();
+      }
     });
     $("wrap").addEventListener("submit", finish);
-    $("wrap").addEventListener("input", () => {
-      syncSkip();
+    const wrapChanged = () => {
+      syncSkip($("question-input"), $("question-skip"));
       saveDraft();
-    });
-    $("question-skip").addEventListener("change", () => {
-      syncSkip();
-      saveDraft();
-    });
+    };
+    $("wrap").addEventListener("input", wrapChanged);
+    $("question-skip").addEventListener("change", wrapChanged);
     document.addEventListener("keydown", onKey);
     window.addEventListener("online", () => {
       if (token && !ws) {
@@ -1005,6 +1388,7 @@
       }
     });
     setInterval(tick, 250);
+    if (token) loadUnfinished();
     if (token) start();
     else {
       showConn("signed-out", "Signed out");
