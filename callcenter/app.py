@@ -48,6 +48,7 @@ from callcenter.telephony_adapters import generic, twilio
 from callcenter.telephony_adapters.ari import AriAdapter, AriConfig, AriMetrics
 from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
 from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
+from callcenter.telephony_adapters.releaser import Releaser, releases_counter
 from callcenter.web import agent_page
 
 _log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ async def readyz(request: web.Request) -> web.Response:
     bridger = request.app.get(app_keys.BRIDGER)
     if bridger is not None and bridger.failure is not None:
         return problem(503, "Not ready", f"the bridger stopped: {bridger.failure}")
+    releaser = request.app.get(app_keys.RELEASER)
+    if releaser is not None and releaser.failure is not None:
+        return problem(503, "Not ready", f"the releaser stopped: {releaser.failure}")
     ari = request.app.get(app_keys.ARI)
     if ari is not None and ari.failure is not None:
         return problem(503, "Not ready", f"the ARI adapter stopped: {ari.failure}")
@@ -222,7 +226,8 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
-    """The gateway every adapter hands its events to, and the bridger that connects calls.
+    """The gateway every adapter hands its events to, the bridger that connects calls,
+    and the releaser that hangs up callers whose call ended on our side.
 
     Adapters that command their peer register a connector with the gateway;
     the HTTP client they share is closed last, after the bridger stopped.
@@ -267,10 +272,20 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             catch_up_seconds=settings.sweep_seconds * 5,
             results=bridges_counter(registry),
         )
+        releaser = Releaser(
+            desk,
+            gateway,
+            attempts=settings.release_attempts,
+            backoff_seconds=settings.release_backoff_seconds,
+            timeout_seconds=settings.connect_timeout_seconds,
+            catch_up_seconds=settings.sweep_seconds * 5,
+            results=releases_counter(registry),
+        )
         app[app_keys.HTTP_CLIENT] = session
         app[app_keys.GATEWAY] = gateway
         app[app_keys.BRIDGER] = bridger
-        async with bridger.running():
+        app[app_keys.RELEASER] = releaser
+        async with bridger.running(), releaser.running():
             yield
     finally:
         await session.close()

@@ -18,6 +18,7 @@ from callcenter.queue.router import Router
 from callcenter.telephony_adapters.ari import AriAdapter
 from callcenter.telephony_adapters.bridger import Bridger
 from callcenter.telephony_adapters.gateway import TelephonyGateway
+from callcenter.telephony_adapters.releaser import Releaser
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -30,6 +31,8 @@ ROUTER = web.AppKey("router", Router)
 HUB = web.AppKey("agent_hub", AgentHub)
 GATEWAY = web.AppKey("telephony_gateway", TelephonyGateway)
 BRIDGER = web.AppKey("bridger", Bridger)
+#: Hangs up, at the peer, callers whose call ended on our side.
+RELEASER = web.AppKey("releaser", Releaser)
 #: One HTTP client for every outbound command to a telephony peer.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 #: The Asterisk ARI adapter, present only when ``CALLCENTER_ARI_URL`` is set.

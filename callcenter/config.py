@@ -146,6 +146,16 @@ class Settings(BaseSettings):
         description="A call whose connect failed this many times ends transferred "
         "(connect_failed) instead of going back to the queue once more.",
     )
+    release_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="Tries of a hang-up sent to a telephony peer for a call that ended on "
+        "our side, before it is given up (and logged as CALLER NOT RELEASED).",
+    )
+    release_backoff_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="Pause after the first failed hang-up; doubles."
+    )
 
     public_url: str | None = Field(
         default=None,

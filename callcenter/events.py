@@ -39,9 +39,11 @@ class Event:
     pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
     the customer's value or tier may have changed; ``queues``: a queue's
     configuration changed; ``connect:<call id>``: an agent accepted the call,
-    the telephony peer must now connect the caller to it; ``questions:bank``:
-    the learning-question bank or the treatment rules changed (caches of the
-    bank reload); ``resync``: events may have been lost.
+    the telephony peer must now connect the caller to it; ``ended:<call id>``:
+    the call ended, whatever the outcome and whoever ended it (the telephony
+    peer may have to let the caller go); ``questions:bank``: the
+    learning-question bank or the treatment rules changed (caches of the bank
+    reload); ``resync``: events may have been lost.
     """
 
     kind: str

@@ -340,6 +340,9 @@ class CallDesk:
                     Q["record_interaction"], call_id, outcome.value, reason
                 )
                 await conn.execute(Q["end_call"], call_id, outcome.value, reason, interaction_id)
+            # After commit: whoever must act on an end (the telephony room lets the
+            # caller go at the peer) re-reads the call; the queue knows nothing of it.
+            events.append(Event("ended", str(call_id)))
             await self.bus.publish(conn, events)
             if self.metrics is not None:
                 self.metrics.ended.labels(row["queue"], outcome.value).inc()

@@ -43,6 +43,9 @@ ROUND = 200
 #: back (queue), an agent free (free), a queue's config, or lost events (resync).
 WAKING = frozenset({"queue", "free", "queues", "resync"})
 
+#: The end reason of a call past its queue's maximum wait with nowhere to overflow.
+MAX_WAIT = "max_wait"
+
 #: The waiting-calls gauge is read every this many sweeps (it counts the whole table).
 WAITING_EVERY = 5
 
@@ -306,5 +309,5 @@ class Router:
                 await self.bus.publish(conn, [Event("queue", row["queue"]), Event("queue", target)])
             else:
                 await self.desk.end(
-                    row["call_id"], EndOutcome.transferred, "max_wait", expect=CallState.waiting
+                    row["call_id"], EndOutcome.transferred, MAX_WAIT, expect=CallState.waiting
                 )

@@ -45,6 +45,9 @@ _log = logging.getLogger(__name__)
 
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
+#: The end reason of a call that never connected; the bridger hangs it up at the peer itself.
+CONNECT_FAILED = "connect_failed"
+
 #: Tombstones older than this are deleted by the catch-up pass.
 TOMBSTONE_SECONDS = 86_400.0
 
@@ -296,7 +299,7 @@ class Bridger:
             )
             result = "ended"
             try:
-                await self.desk.end(call.id, EndOutcome.transferred, "connect_failed")
+                await self.desk.end(call.id, EndOutcome.transferred, CONNECT_FAILED)
             except CallCenterError as exc:  # it ended otherwise meanwhile (a hang-up)
                 _log.warning("call %s could not be ended transferred: %s", call.id, exc.detail)
             try:

@@ -44,8 +44,11 @@ from callcenter.telephony_adapters.base import (
 )
 from callcenter.telephony_adapters.sql import Q
 
+#: Every end reason the gateway writes starts with this: the peer reported the
+#: hang-up, so the peer needs no word from us about it (see ``release_policy``).
+HANGUP = "hangup"
 #: The end reason of a call whose hang-up came before its incoming.
-GONE_BEFORE_INCOMING = "hangup_before_incoming"
+GONE_BEFORE_INCOMING = f"{HANGUP}_before_incoming"
 
 DigitsResult = Literal["identified", "not_found", "ignored"]
 
@@ -278,7 +281,7 @@ class TelephonyGateway:
 
     async def _close(self, call: Call, cause: str | None) -> Call:
         """End a call on hang-up by its state now: abandoned, completed, or as it is."""
-        reason = f"hangup: {cause}" if cause else "hangup"
+        reason = f"{HANGUP}: {cause}" if cause else HANGUP
         for _ in range(5):
             if call.state is CallState.waiting:
                 outcome = EndOutcome.abandoned

@@ -1,5 +1,6 @@
--- The telephony room's statements: hang-ups that came before their call, and
--- the exactly-once claim of connecting an accepted call at its peer.
+-- The telephony room's statements: hang-ups that came before their call, the
+-- exactly-once claim of connecting an accepted call at its peer, and the
+-- exactly-once release of a caller whose call ended on our side.
 
 -- tombstone --
 SELECT cause, hung_up_at FROM telephony_tombstones WHERE external_id = $1
@@ -84,3 +85,55 @@ SELECT id, name, endpoint FROM agents WHERE id = $1
 -- failed so the call, back in the queue, can be claimed again.
 UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE call_id = $1 AND state <> 'failed'
+
+-- release_subject --
+-- An ended call as the releaser decides on it.
+SELECT id, external_id, state, end_reason FROM calls WHERE id = $1 AND ended_at IS NOT NULL
+
+-- claim_release --
+-- One instance wins a call's release (the primary key); $2 false records that
+-- none is needed, and why ($3). A live claim is taken over only once its lease
+-- ran out (the instance that held it died); a finished one never.
+INSERT INTO call_releases AS r (call_id, state, note, claimed_by, lease_until, done_at)
+VALUES ($1, CASE WHEN $2 THEN 'claimed' ELSE 'not_needed' END, $3, $4,
+        now() + make_interval(secs => $5), CASE WHEN $2 THEN NULL ELSE now() END)
+ON CONFLICT (call_id) DO UPDATE
+   SET claimed_by = excluded.claimed_by, claimed_at = now(), lease_until = excluded.lease_until
+ WHERE r.state = 'claimed' AND r.lease_until < now()
+RETURNING state, attempts
+
+-- release_attempt_failed --
+UPDATE call_releases
+   SET attempts = attempts + 1, last_error = $3,
+       lease_until = now() + make_interval(secs => $4)
+ WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
+
+-- release_done --
+-- $3: released (the peer took the hang-up) or gone (it had no such call any
+-- more; $4 is what it said).
+UPDATE call_releases
+   SET state = $3, attempts = attempts + 1, done_at = now(), last_error = coalesce($4, last_error)
+ WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
+
+-- release_failed --
+UPDATE call_releases SET state = 'failed', done_at = now()
+ WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
+
+-- expired_releases --
+-- Claims whose instance stopped renewing them: the catch-up takes them over.
+SELECT call_id, claimed_by, attempts FROM call_releases
+ WHERE state = 'claimed' AND lease_until < now()
+ ORDER BY lease_until
+ LIMIT 500
+
+-- unreleased_calls --
+-- Calls of peers $1 that ended in the last $2 seconds and have no release
+-- record: their ended event was lost (a listener reconnect), or this instance
+-- was not running when they ended.
+SELECT c.id
+  FROM calls c
+ WHERE c.ended_at > now() - make_interval(secs => $2)
+   AND split_part(c.external_id, ':', 1) = ANY ($1::text[])
+   AND NOT EXISTS (SELECT 1 FROM call_releases r WHERE r.call_id = c.id)
+ ORDER BY c.ended_at
+ LIMIT 500

@@ -111,6 +111,7 @@ class FakeTwilioAPI:
 
     Calls in ``ended`` are over at Twilio: updating one answers what Twilio
     answers then, HTTP 400 with error code 21220 ("Call is not in-progress").
+    An update to ``Status=completed`` (or ``canceled``) ends the call there.
     ``delay``: seconds the answer to an update takes *after* the update was
     carried out (a slow API: the client times out, yet the call was moved).
     """
@@ -142,7 +143,7 @@ class FakeTwilioAPI:
             self.refused += 1
             return web.json_response({"code": 20500, "message": "Internal"}, status=500)
         sid = request.match_info["sid"]
-        if sid in self.ended and "Twiml" in form:
+        if sid in self.ended:
             self.tried_ended += 1
             return web.json_response(
                 {
@@ -154,6 +155,8 @@ class FakeTwilioAPI:
                 status=400,
             )
         self.updates.append((sid, {k: str(v) for k, v in form.items()}))
+        if form.get("Status") in ("completed", "canceled"):
+            self.ended.add(sid)
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.json_response(
@@ -163,11 +166,16 @@ class FakeTwilioAPI:
 
 @dataclass
 class FakePBX:
-    """Receives the generic adapter's commands; refuses any with a bad signature."""
+    """Receives the generic adapter's commands; refuses any with a bad signature.
+
+    ``fail``: the next commands are answered 503 (and not recorded).
+    """
 
     secret: str = GENERIC_SECRET
     commands: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: int = 0
+    fail: int = 0
+    refused: int = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -187,5 +195,9 @@ class FakePBX:
         except Exception:
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=403)
+        if self.fail > 0:
+            self.fail -= 1
+            self.refused += 1
+            return web.json_response({"error": "busy"}, status=503)
         self.commands.append(await request.json())
         return web.json_response({"ok": True})

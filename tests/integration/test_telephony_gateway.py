@@ -291,6 +291,14 @@ async def test_a_call_that_never_connects_ends_transferred_and_is_hung_up(
     reason = await pool.fetchval("SELECT end_reason FROM calls WHERE id = $1", call_id)
     assert reason == "connect_failed"
     assert len(fake.connects) == 2
+
+    # The releaser hears of the end too, and leaves the hang-up to the bridger: one, not two.
+    async def release_decided() -> bool:
+        state = await pool.fetchval("SELECT state FROM call_releases WHERE call_id = $1", call_id)
+        return bool(state == "not_needed")
+
+    await eventually(release_decided)
+    assert len(fake.hangups) == 1
     await panel.close()
 
 

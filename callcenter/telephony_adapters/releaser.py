@@ -1,0 +1,312 @@
+"""Let go of the caller at the telephony peer when a call ends on our side, exactly once.
+
+An agent ends the call from the panel, a supervisor ends it, or the queue
+gives up at the maximum wait: our record is closed, but the peer still holds
+the caller on hold music or in the bridge with the agent. ``CallDesk.end``
+publishes ``ended:<call id>`` after commit; the event reaches the releaser of
+every instance. Each reads the call, asks ``release_policy.decide`` whether
+the peer needs a hang-up, and tries to claim the call's one row in
+``call_releases``; the instance that wins sends the peer's
+``Connector.hangup`` (Twilio: the REST update ``Status=completed``; generic:
+the signed ``hangup`` command to the callback URL). A call that needs nothing
+(the peer reported the hang-up itself, a transfer) gets a ``not_needed`` row,
+so no pass reads it again.
+
+A failed hang-up is retried with exponential backoff, then given up loudly
+(the record says ``failed`` and why); it never reaches the request that
+ended the call, which returned long before. Repeating a hang-up is harmless
+(a peer that no longer has the call says so, and that counts as done), so
+even a hang-up whose answer was lost is tried again.
+
+A claim carries a lease that every attempt renews; when its instance dies,
+the catch-up pass of another takes it over. The same slow pass (and every
+``resync``) releases recently ended calls that have no record, so a lost
+event delays a release but never drops it.
+
+Peers without a connector are left alone: the generic PBX without a callback
+URL learns the end from the answer to its next poll (``hangup``). Asterisk is
+left out on purpose: its adapter lets go of the channels it holds itself
+(``AriAdapter._releaser``), and a second hang-up path would only double up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter
+
+from callcenter.errors import PeerCallGone
+from callcenter.events import Event, Subscription
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.models import CallState
+from callcenter.telephony_adapters.base import ARI, PeerCall, split_external_id
+from callcenter.telephony_adapters.gateway import TelephonyGateway
+from callcenter.telephony_adapters.release_policy import decide
+from callcenter.telephony_adapters.sql import Q
+
+_log = logging.getLogger(__name__)
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+#: Peers whose adapter releases its callers itself.
+SELF_RELEASING = frozenset({ARI})
+
+#: How far back the catch-up pass looks for ended calls without a release record.
+#: Lost events are rare (a listener reconnect sends ``resync`` at once); this
+#: covers an instance that was down or busy for a while, and keeps the pass small.
+CATCH_UP_WINDOW_SECONDS = 900.0
+
+#: Releases the catch-up pass runs side by side (a slow peer must not make it crawl).
+CATCH_UP_PARALLEL = 8
+
+
+def releases_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "callcenter_telephony_releases",
+        "Calls ended on our side and let go of at their telephony peer, by peer and result "
+        "(released, gone, retried, failed, not_needed)",
+        ["peer", "result"],
+        registry=registry,
+    )
+
+
+class Releaser:
+    def __init__(
+        self,
+        desk: CallDesk,
+        gateway: TelephonyGateway,
+        *,
+        attempts: int = 4,
+        backoff_seconds: float = 1.0,
+        timeout_seconds: float = 5.0,
+        catch_up_seconds: float = 5.0,
+        results: Counter | None = None,
+    ) -> None:
+        self.desk = desk
+        self.gateway = gateway
+        self.attempts = max(1, attempts)
+        self.backoff_seconds = backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self.catch_up_seconds = catch_up_seconds
+        # Every attempt renews the lease, so it only has to outlast one attempt and its pause.
+        self.lease_seconds = timeout_seconds + backoff_seconds * 2 ** (self.attempts - 1) + 30
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._results = results
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.failure: str | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Releaser]:
+        sub = self.desk.bus.subscribe(10_000)
+        tasks = [
+            asyncio.create_task(self._listen(sub), name="releaser-events"),
+            asyncio.create_task(self._catch_up_loop(), name="releaser-catch-up"),
+        ]
+        for task in tasks:
+            task.add_done_callback(self._watch)
+        try:
+            yield self
+        finally:
+            self.desk.bus.unsubscribe(sub)
+            for task in tasks:
+                task.remove_done_callback(self._watch)
+                task.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.failure = f"{task.get_name()} was cancelled"
+        else:
+            self.failure = f"{task.get_name()} died: {task.exception()!r}"
+        _log.critical("releaser task stopped, ended calls are not hung up: %s", self.failure)
+
+    async def _listen(self, sub: Subscription) -> None:
+        while True:
+            event: Event = await sub.get()
+            if event.kind == "ended" and event.key.isdigit():
+                self._spawn(self.release(int(event.key)))
+            elif event.kind == "resync":
+                self._spawn(self.catch_up())
+
+    async def _catch_up_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.catch_up_seconds)
+            try:
+                await self.catch_up()
+            except _DB_ERRORS as exc:
+                _log.warning("releaser catch-up failed (%s); retrying", exc)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except _DB_ERRORS as exc:
+                _log.error("releaser could not reach the database: %s", exc)
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the work --------------------------------------------------------------
+
+    def _peers(self) -> list[str]:
+        return sorted(p for p in self.gateway.connectors if p not in SELF_RELEASING)
+
+    async def catch_up(self) -> int:
+        """Take over dead claims; release recently ended calls without a record.
+
+        Returns how many calls this pass looked at.
+        """
+        peers = self._peers()
+        if not peers:
+            return 0
+        async with self.desk.pool.acquire() as conn:
+            expired = await conn.fetch(Q["expired_releases"])
+            missed = await conn.fetch(Q["unreleased_calls"], peers, CATCH_UP_WINDOW_SECONDS)
+        for row in expired:
+            _log.error(
+                "release claim of call %s by %s expired after %s attempts: taking it over",
+                row["call_id"],
+                row["claimed_by"],
+                row["attempts"],
+            )
+        ids = [r["call_id"] for r in expired] + [r["id"] for r in missed]
+        await self._release_all(ids)
+        return len(ids)
+
+    async def _release_all(self, call_ids: Iterable[int]) -> None:
+        gate = asyncio.Semaphore(CATCH_UP_PARALLEL)
+
+        async def one(call_id: int) -> None:
+            async with gate:
+                await self.release(call_id)
+
+        await asyncio.gather(*(one(call_id) for call_id in call_ids))
+
+    async def release(self, call_id: int) -> str | None:
+        """Claim the release of ``call_id`` and, if the peer needs it, hang the caller up.
+
+        Returns what happened (``released``, ``gone``, ``failed``,
+        ``not_needed``), or None when there was nothing for this instance to
+        do: the call has not ended, is not of a peer this instance commands,
+        or its release is claimed or done already.
+        """
+        peers = self._peers()
+        if not peers:
+            return None
+        async with self.desk.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["release_subject"], call_id)
+            if row is None:
+                return None
+            split = split_external_id(row["external_id"])
+            if split is None or split[0] not in peers:
+                return None
+            decision = decide(CallState(row["state"]), row["end_reason"])
+            claim = await conn.fetchrow(
+                Q["claim_release"],
+                call_id,
+                decision.needed,
+                decision.why,
+                self.instance,
+                self.lease_seconds,
+            )
+        peer, peer_call_id = split
+        if claim is None:
+            return None
+        if claim["state"] == "not_needed":
+            _log.debug(
+                "call %s (%s) needs no hang-up: %s", call_id, row["external_id"], decision.why
+            )
+            self._count(peer, "not_needed")
+            return "not_needed"
+        connector = self.gateway.connectors.get(peer)
+        if connector is None:
+            # Unregistered meanwhile: the claim's lease runs out and another instance takes it.
+            return None
+        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=await self.desk.call(call_id))
+        error = "not attempted"
+        for attempt in range(self.attempts):
+            try:
+                await asyncio.wait_for(connector.hangup(call), self.timeout_seconds)
+            except PeerCallGone as exc:
+                # The caller is gone at the peer already: that is all we wanted.
+                _log.info(
+                    "call %s (%s) was gone at %s already: %s",
+                    call_id,
+                    call.record.call_id,
+                    peer,
+                    exc,
+                )
+                await self._done(call_id, "gone", str(exc))
+                self._count(peer, "gone")
+                return "gone"
+            except Exception as exc:  # any failure of a peer: retried, never raised
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                _log.warning(
+                    "hang-up of call %s (%s) at %s failed, attempt %s of %s: %s",
+                    call_id,
+                    call.record.call_id,
+                    peer,
+                    attempt + 1,
+                    self.attempts,
+                    error,
+                )
+                self._count(peer, "retried")
+                async with self.desk.pool.acquire() as conn:
+                    await conn.execute(
+                        Q["release_attempt_failed"],
+                        call_id,
+                        self.instance,
+                        error[:500],
+                        self.lease_seconds,
+                    )
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(self.backoff_seconds * 2**attempt)
+                continue
+            await self._done(call_id, "released", None)
+            self._count(peer, "released")
+            _log.info(
+                "call %s (%s) %s: hung up at %s", call_id, call.record.call_id, decision.why, peer
+            )
+            return "released"
+        _log.error(
+            "CALLER NOT RELEASED: call %s (%s) %s, but %s did not take the hang-up in %s "
+            "attempts; last error: %s. The caller may still be on the line: end the call at "
+            "the peer by hand.",
+            call_id,
+            call.record.call_id,
+            decision.why,
+            peer,
+            self.attempts,
+            error,
+        )
+        async with self.desk.pool.acquire() as conn:
+            await conn.execute(Q["release_failed"], call_id, self.instance)
+        self._count(peer, "failed")
+        return "failed"
+
+    async def _done(self, call_id: int, state: str, peer_said: str | None) -> None:
+        async with self.desk.pool.acquire() as conn:
+            await conn.execute(
+                Q["release_done"],
+                call_id,
+                self.instance,
+                state,
+                None if peer_said is None else peer_said[:500],
+            )
+
+    def _count(self, peer: str, result: str) -> None:
+        if self._results is not None:
+            self._results.labels(peer, result).inc()
