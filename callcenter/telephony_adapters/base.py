@@ -151,8 +151,6 @@ class Connector(Protocol):
 
     async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
         """Connect the waiting caller to the agent's endpoint."""
-        ...
 
     async def hangup(self, call: PeerCall) -> None:
         """End the caller's leg at the peer (the call could not be served)."""
-        ...
