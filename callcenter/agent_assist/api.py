@@ -255,7 +255,7 @@ async def answer_question(request: web.Request, body: AnswerIn) -> AnswerRecorde
             conn,
             customer_id=customer_id,
             question_key=body.question_key,
-            value=body.answer,
+            value=body.value,
             skipped=body.skipped,
             now=_now(),
         )

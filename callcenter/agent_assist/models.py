@@ -131,12 +131,15 @@ class Removed(BaseModel):
 
 
 class AnswerIn(BaseModel):
-    """An answer to the customer's pending question, or a skip (``skipped: true``, no answer)."""
+    """An answer to the customer's pending question, or a skip (``skipped: true``, no value).
+
+    The same shape as the answer in the agent socket's ``wrap_up`` and as a
+    stored ``Answer``: ``question_key``, ``value``, ``skipped``."""
 
     model_config = ConfigDict(extra="forbid")
 
     question_key: Key
-    answer: JsonValue = Field(
+    value: JsonValue = Field(
         default=None,
         description="number: a number; yes_no: true/false or 'yes'/'no'; choice: one of the "
         "choices; text: up to 500 characters.",

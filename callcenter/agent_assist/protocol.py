@@ -75,7 +75,7 @@ class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question_key: str = Field(min_length=1, max_length=64)
     value: str | int | float | bool | None = None
-    skip: bool = False
+    skipped: bool = False
 
 
 class WrapUp(_In):

@@ -91,7 +91,7 @@ class WrapUpDesk:
                         f"({call.question_key!r} is)",
                         field="answer.question_key",
                     )
-                if not answer.skip:
+                if not answer.skipped:
                     bank = await self.bank.get(conn)
                     question = bank.question(answer.question_key)
                     if question is None:
@@ -118,8 +118,8 @@ class WrapUpDesk:
                     agent_id=agent_id,
                     interaction_id=done["interaction_id"],
                     question_key=answer.question_key,
-                    value=None if answer.skip else value,
-                    skipped=answer.skip,
+                    value=None if answer.skipped else value,
+                    skipped=answer.skipped,
                     now=now,
                     bank=await self.bank.get(conn),
                 )

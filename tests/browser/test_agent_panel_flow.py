@@ -312,7 +312,7 @@ async def test_a_wrap_up_cut_short_by_its_timer_is_kept_and_saved_later(
     await make_named_customer(client, "C-5", "Ada Lovelace", 6000, "+12125550150")
     grace = await make_named_customer(client, "C-6", "Grace Hopper", 2000, "+12125550160")
     resp = await client.post(
-        f"/api/customers/{grace}/answers", json={"question_key": "cards_elsewhere", "answer": True}
+        f"/api/customers/{grace}/answers", json={"question_key": "cards_elsewhere", "value": True}
     )
     assert resp.status == 201, await resp.text()
     await sign_in(page, page_url(client), token)

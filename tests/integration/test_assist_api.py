@@ -39,7 +39,7 @@ async def _problem(resp: ClientResponse, status: int, field: str | None = None) 
 
 
 async def _answer(client: Client, customer_id: int, key: str, answer: Any = None, **kw: Any) -> Any:
-    body = {"question_key": key, **({"answer": answer} if answer is not None else {}), **kw}
+    body = {"question_key": key, **({"value": answer} if answer is not None else {}), **kw}
     return await client.post(f"/api/customers/{customer_id}/answers", json=body)
 
 

@@ -153,9 +153,9 @@ async def test_a_bad_wrap_up_changes_nothing_and_a_good_one_stores_once(
     assert (await other.until(lambda m: m["type"] == "error"))["status"] == 404
     assert not any(m["type"] == "panel" for m in other.received)
 
-    done = await wrap(answer={"question_key": "cards_elsewhere", "skip": True}, notes="busy")
+    done = await wrap(answer={"question_key": "cards_elsewhere", "skipped": True}, notes="busy")
     assert done["type"] == "ack", done
-    again = await wrap(answer={"question_key": "cards_elsewhere", "skip": True})
+    again = await wrap(answer={"question_key": "cards_elsewhere", "skipped": True})
     assert again["status"] == 409 and "already wrapped up" in again["detail"]
     rows = await pool.fetch(
         "SELECT skipped, call_id FROM answers WHERE customer_id = $1", customer_id

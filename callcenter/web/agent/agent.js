@@ -1007,7 +1007,7 @@
   /** The `answer` of a wrap-up: a skip, the value given, or null (nothing asked or given). */
   function answerFor(question, box, skip) {
     if (!question) return null;
-    if (skip.checked) return { question_key: question.key, skip: true };
+    if (skip.checked) return { question_key: question.key, skipped: true };
     const value = currentAnswer(box);
     return value === null ? null : { question_key: question.key, value: wireAnswer(question, value) };
   }
