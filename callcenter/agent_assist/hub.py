@@ -226,7 +226,7 @@ class AgentHub:
                 async with self.pool.acquire() as conn:
                     await own_call(conn, agent_id, message.call_id)
                     page = await self.panels.history(conn, message.call_id, message.before)
-                sock.send(page)
+                sock.send(page.model_copy(update={"ref": message.ref}))
                 return
             elif isinstance(message, WrapUp):
                 call_id = message.call_id

@@ -222,6 +222,7 @@ class PanelTreatment(BaseModel):
 
 class HistoryMessage(BaseModel):
     type: Literal["history"] = "history"
+    ref: str | int | None = Field(default=None, description="The request's ``ref``.")
     call_id: int
     items: list[HistoryItem]
     next_before: int | None = Field(description="Pass as ``before`` for the next page.")

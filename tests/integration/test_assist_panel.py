@@ -227,8 +227,11 @@ async def test_the_history_is_paged(app_factory: AppFactory, pool: asyncpg.Pool[
     assert [i["notes"] for i in page["items"]] == [f"contact {k}" for k in range(1, 21)]
     seen = list(page["items"])
     while page["next_before"] is not None:
-        await panel.send(type="history", call_id=shown["call_id"], before=page["next_before"])
+        await panel.send(
+            type="history", call_id=shown["call_id"], before=page["next_before"], ref=len(seen)
+        )
         page = await panel.until(lambda m: m["type"] == "history")
+        assert page["ref"] == len(seen)
         seen += page["items"]
     assert [i["notes"] for i in seen] == [f"contact {k}" for k in range(1, 46)]
 
