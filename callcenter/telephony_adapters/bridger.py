@@ -22,28 +22,20 @@ delays a connect but never drops it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from callcenter.errors import CallCenterError, PeerCallGone, PeerOutcomeUnknown
-from callcenter.events import Event, Subscription
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
 from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall, split_external_id
+from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.sql import Q
 
 _log = logging.getLogger(__name__)
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 #: The end reason of a call that never connected; the bridger hangs it up at the peer itself.
 CONNECT_FAILED = "connect_failed"
@@ -62,7 +54,11 @@ def bridges_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
-class Bridger:
+class Bridger(CallWorker):
+    event_kind = "connect"
+    name = "bridger"
+    duty = "accepted calls are not connected"
+
     def __init__(
         self,
         desk: CallDesk,
@@ -75,73 +71,19 @@ class Bridger:
         catch_up_seconds: float = 5.0,
         results: Counter | None = None,
     ) -> None:
-        self.desk = desk
-        self.gateway = gateway
-        self.attempts = max(1, attempts)
-        self.backoff_seconds = backoff_seconds
-        self.timeout_seconds = timeout_seconds
+        super().__init__(
+            desk,
+            gateway,
+            attempts=attempts,
+            backoff_seconds=backoff_seconds,
+            timeout_seconds=timeout_seconds,
+            catch_up_seconds=catch_up_seconds,
+            results=results,
+        )
         self.max_requeues = max_requeues
-        self.catch_up_seconds = catch_up_seconds
-        # Every attempt renews the lease, so it only has to outlast one attempt and its pause.
-        self.lease_seconds = timeout_seconds + backoff_seconds * 2 ** (self.attempts - 1) + 30
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._results = results
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.failure: str | None = None
 
-    # -- running ---------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Bridger]:
-        sub = self.desk.bus.subscribe(10_000)
-        tasks = [
-            asyncio.create_task(self._listen(sub), name="bridger-events"),
-            asyncio.create_task(self._catch_up_loop(), name="bridger-catch-up"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._watch)
-        try:
-            yield self
-        finally:
-            self.desk.bus.unsubscribe(sub)
-            for task in tasks:
-                task.remove_done_callback(self._watch)
-                task.cancel()
-            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
-
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self.failure = f"{task.get_name()} was cancelled"
-        else:
-            self.failure = f"{task.get_name()} died: {task.exception()!r}"
-        _log.critical("bridger task stopped: %s", self.failure)
-
-    async def _listen(self, sub: Subscription) -> None:
-        while True:
-            event: Event = await sub.get()
-            if event.kind == "connect" and event.key.isdigit():
-                self._spawn(self.bridge(int(event.key)))
-            elif event.kind == "resync":
-                self._spawn(self.catch_up())
-
-    async def _catch_up_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.catch_up_seconds)
-            try:
-                await self.catch_up()
-            except _DB_ERRORS as exc:
-                _log.warning("bridger catch-up failed (%s); retrying", exc)
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except _DB_ERRORS as exc:
-                _log.error("bridger could not reach the database: %s", exc)
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def handle(self, call_id: int) -> str | None:
+        return await self.bridge(call_id)
 
     # -- the work --------------------------------------------------------------
 
@@ -329,7 +271,3 @@ class Bridger:
     async def _mark_failed(self, bridge_id: int, error: str) -> None:
         async with self.desk.pool.acquire() as conn:
             await conn.execute(Q["bridge_failed"], bridge_id, error[:500])
-
-    def _count(self, peer: str, result: str) -> None:
-        if self._results is not None:
-            self._results.labels(peer, result).inc()

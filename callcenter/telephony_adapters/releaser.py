@@ -32,29 +32,22 @@ left out on purpose: its adapter lets go of the channels it holds itself
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from callcenter.errors import PeerCallGone
-from callcenter.events import Event, Subscription
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState
 from callcenter.telephony_adapters.base import ARI, PeerCall, split_external_id
+from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.release_policy import decide
 from callcenter.telephony_adapters.sql import Q
 
 _log = logging.getLogger(__name__)
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 #: Peers whose adapter releases its callers itself.
 SELF_RELEASING = frozenset({ARI})
@@ -78,7 +71,11 @@ def releases_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
-class Releaser:
+class Releaser(CallWorker):
+    event_kind = "ended"
+    name = "releaser"
+    duty = "ended calls are not hung up"
+
     def __init__(
         self,
         desk: CallDesk,
@@ -90,74 +87,18 @@ class Releaser:
         catch_up_seconds: float = 5.0,
         results: Counter | None = None,
     ) -> None:
-        self.desk = desk
-        self.gateway = gateway
-        self.attempts = max(1, attempts)
-        self.backoff_seconds = backoff_seconds
-        self.timeout_seconds = timeout_seconds
-        self.catch_up_seconds = catch_up_seconds
-        # Every attempt renews the lease, so it only has to outlast one attempt and its pause.
-        self.lease_seconds = timeout_seconds + backoff_seconds * 2 ** (self.attempts - 1) + 30
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._results = results
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.failure: str | None = None
+        super().__init__(
+            desk,
+            gateway,
+            attempts=attempts,
+            backoff_seconds=backoff_seconds,
+            timeout_seconds=timeout_seconds,
+            catch_up_seconds=catch_up_seconds,
+            results=results,
+        )
 
-    # -- running ---------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Releaser]:
-        sub = self.desk.bus.subscribe(10_000)
-        tasks = [
-            asyncio.create_task(self._listen(sub), name="releaser-events"),
-            asyncio.create_task(self._catch_up_loop(), name="releaser-catch-up"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._watch)
-        try:
-            yield self
-        finally:
-            self.desk.bus.unsubscribe(sub)
-            for task in tasks:
-                task.remove_done_callback(self._watch)
-                task.cancel()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
-
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self.failure = f"{task.get_name()} was cancelled"
-        else:
-            self.failure = f"{task.get_name()} died: {task.exception()!r}"
-        _log.critical("releaser task stopped, ended calls are not hung up: %s", self.failure)
-
-    async def _listen(self, sub: Subscription) -> None:
-        while True:
-            event: Event = await sub.get()
-            if event.kind == "ended" and event.key.isdigit():
-                self._spawn(self.release(int(event.key)))
-            elif event.kind == "resync":
-                self._spawn(self.catch_up())
-
-    async def _catch_up_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.catch_up_seconds)
-            try:
-                await self.catch_up()
-            except _DB_ERRORS as exc:
-                _log.warning("releaser catch-up failed (%s); retrying", exc)
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except _DB_ERRORS as exc:
-                _log.error("releaser could not reach the database: %s", exc)
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def handle(self, call_id: int) -> str | None:
+        return await self.release(call_id)
 
     # -- the work --------------------------------------------------------------
 
@@ -306,7 +247,3 @@ class Releaser:
                 state,
                 None if peer_said is None else peer_said[:500],
             )
-
-    def _count(self, peer: str, result: str) -> None:
-        if self._results is not None:
-            self._results.labels(peer, result).inc()
