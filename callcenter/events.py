@@ -9,6 +9,12 @@ allowed to hold up the others: its queue is emptied and it gets one
 ``resync`` event, as every subscriber does after the listener reconnects,
 because notifications sent while nobody listened are gone. A subscriber
 answers ``resync`` by re-reading a snapshot.
+
+A statement on the hot path may send its own events (``pg_notify`` over
+``CHANNEL`` in the statement that writes the state, with ``payloads``): that
+saves a round trip per event and keeps the rule, as a notification is only
+delivered when its transaction commits. Such events reach this instance's
+subscribers through the listener, like any other instance's.
 """
 
 from __future__ import annotations
@@ -59,6 +65,11 @@ class Event:
 
 
 RESYNC = Event("resync")
+
+
+def payloads(events: Iterable[Event]) -> list[str]:
+    """The distinct notification payloads of ``events``, in a stable order."""
+    return sorted({e.encode() for e in events})
 
 
 class Subscription:
@@ -112,27 +123,27 @@ class EventBus:
         sending backend's pid and dropped. Inside a transaction the notification
         is held until commit, and so is the delivery: it comes through the listener.
         """
-        payloads = sorted({e.encode() for e in events})
-        if not payloads:
+        texts = payloads(events)
+        if not texts:
             return
         early = not conn.is_in_transaction() and self.connected.is_set()
         pid = conn.get_server_pid()
         if early:
             # Counted before the notify goes out: the listener may receive the
             # copy before this coroutine resumes, and must know to drop it.
-            for payload in payloads:
+            for payload in texts:
                 self._delivered_early[(pid, payload)] += 1
         try:
             await conn.execute(
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, texts
             )
         except BaseException:
             if early:
-                for payload in payloads:
+                for payload in texts:
                     self._forget_early((pid, payload))
             raise
         if early:
-            for payload in payloads:
+            for payload in texts:
                 self.deliver(Event.decode(payload))
 
     # -- subscribing --------------------------------------------------------
