@@ -160,7 +160,10 @@ class AgentHub:
             if agent_id is None:
                 raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds)
+        # No permessage-deflate: the messages are a few kB of JSON to a desk on
+        # the same network, and deflating each one cost the service more CPU per
+        # routed call than anything else it did with the socket.
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds, compress=False)
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws)
         self._sockets.setdefault(agent_id, set()).add(sock)
