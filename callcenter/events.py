@@ -73,13 +73,21 @@ def payloads(events: Iterable[Event]) -> list[str]:
 
 
 class Subscription:
-    """One subscriber's bounded inbox."""
+    """One subscriber's bounded inbox, for the kinds of event it asked for.
 
-    def __init__(self, maxsize: int) -> None:
+    ``kinds`` None means every kind; ``resync`` always comes through. A
+    subscriber that names its kinds is not woken for the others: every call
+    sends several events, and most subscribers care about one kind.
+    """
+
+    def __init__(self, maxsize: int, kinds: Iterable[str] | None = None) -> None:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.kinds = None if kinds is None else frozenset(kinds) | {RESYNC.kind}
         self.overflows = 0
 
     def offer(self, event: Event) -> None:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -148,8 +156,9 @@ class EventBus:
 
     # -- subscribing --------------------------------------------------------
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(maxsize)
+    def subscribe(self, maxsize: int = 1000, kinds: Iterable[str] | None = None) -> Subscription:
+        """An inbox of at most ``maxsize`` events of ``kinds`` (None: all), plus ``resync``."""
+        sub = Subscription(maxsize, kinds)
         self._subscribers.add(sub)
         return sub
 

@@ -130,7 +130,7 @@ class AgentHub:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AgentHub]:
-        sub = self.bus.subscribe(10_000)
+        sub = self.bus.subscribe(10_000, kinds={"agent"})
         tasks = [
             asyncio.create_task(self._listen(sub), name="agent-hub-events"),
             asyncio.create_task(self._presence(), name="agent-hub-presence"),

@@ -106,7 +106,7 @@ class Router:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Router]:
-        sub = self.bus.subscribe(10_000)
+        sub = self.bus.subscribe(10_000, kinds=WAKING | {"customer"})
         tasks = [
             asyncio.create_task(self._dispatcher(), name="router-dispatch"),
             asyncio.create_task(self._listen(sub), name="router-events"),

@@ -93,7 +93,7 @@ class Bridger:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Bridger]:
-        sub = self.desk.bus.subscribe(10_000)
+        sub = self.desk.bus.subscribe(10_000, kinds={"connect"})
         tasks = [
             asyncio.create_task(self._listen(sub), name="bridger-events"),
             asyncio.create_task(self._catch_up_loop(), name="bridger-catch-up"),

@@ -107,7 +107,7 @@ class Releaser:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Releaser]:
-        sub = self.desk.bus.subscribe(10_000)
+        sub = self.desk.bus.subscribe(10_000, kinds={"ended"})
         tasks = [
             asyncio.create_task(self._listen(sub), name="releaser-events"),
             asyncio.create_task(self._catch_up_loop(), name="releaser-catch-up"),
