@@ -81,3 +81,36 @@ def machine(pg_version: str) -> str:
 
 def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` and of its children that
+    exited and were reaped, so far (Linux ``/proc``); 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    # After the command, state is field 3: utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(f) for f in fields[11:15]) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and all its descendants, living or reaped (a postmaster,
+    its backends and the autovacuum workers that came and went)."""
+    total = process_cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return total
+    return total + sum(tree_cpu_seconds(int(c)) for c in children)
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The running postmaster of the cluster in ``pgdata``, from its ``postmaster.pid``."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None

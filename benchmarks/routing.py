@@ -15,6 +15,16 @@ offered), and dead tuples in ``waiting_calls`` at the end. Baseline, in the
 same run on the same server: pgbench running the raw SQL of an enqueue plus a
 ``SKIP LOCKED`` claim against a bare table with the same index shape.
 
+The CPU cost per call over the measured window (after the warm-up) is printed
+too, for the service process, the embedded PostgreSQL (postmaster and all its
+backends) and this process (load generator and agents): what limits the rate
+on a machine whose cores they share. The pids of the service and of the
+postmaster go to stderr at the start, for a profiler (``py-spy record --pid``).
+``--statements`` loads ``pg_stat_statements`` into the embedded server
+(restarting it once; a run without the flag unloads it again) and prints each
+statement's executions and server time per call, by its name in our ``.sql``
+files.
+
     .venv/bin/python benchmarks/routing.py --rate 200 --duration 60
 """
 
@@ -34,12 +44,24 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import websockets
-from common import WORK, fresh_database, machine, pct, start_service, wait_ready
+from common import (
+    WORK,
+    fresh_database,
+    load_average,
+    machine,
+    pct,
+    postmaster_pid,
+    process_cpu_seconds,
+    start_service,
+    tree_cpu_seconds,
+    wait_ready,
+)
 
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import tune_embedded
 
 DB = "bench_routing"
+PGDATA = WORK / "pgdata-routing"
 
 
 async def fill_backlog(url: str, n: int) -> None:
@@ -121,6 +143,100 @@ async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float
     return sent_at, failures
 
 
+class CpuMeter:
+    """CPU seconds of the service, PostgreSQL and this process between two readings."""
+
+    def __init__(self, service_pid: int, pg_pid: int | None) -> None:
+        self.service_pid = service_pid
+        self.pg_pid = pg_pid
+        self.start: tuple[float, float, float] | None = None
+        self.end: tuple[float, float, float] | None = None
+
+    def read(self) -> tuple[float, float, float]:
+        pg = tree_cpu_seconds(self.pg_pid) if self.pg_pid is not None else float("nan")
+        return process_cpu_seconds(self.service_pid), pg, time.process_time()
+
+    def per_call_ms(self, calls: int) -> tuple[float, float, float]:
+        assert self.start is not None
+        assert self.end is not None
+        service, pg, here = (
+            (b - a) * 1000 / max(calls, 1) for a, b in zip(self.start, self.end, strict=True)
+        )
+        return service, pg, here
+
+
+async def set_statements(server_url: str, wanted: bool) -> bool:
+    """Load or unload pg_stat_statements on the embedded server; True if a restart is due."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        loaded = await conn.fetchval("SHOW shared_preload_libraries")
+        if ("pg_stat_statements" in loaded) == wanted:
+            return False
+        if wanted:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            await conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        else:
+            await conn.execute("ALTER SYSTEM RESET shared_preload_libraries")
+            await conn.execute("ALTER SYSTEM RESET pg_stat_statements.track_planning")
+        return True
+    finally:
+        await conn.close()
+
+
+def _shape(sql: str) -> str:
+    """A statement's text with comments, constants, parameters and spacing evened out,
+    so our named SQL and pg_stat_statements' normalised text compare equal."""
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    sql = re.sub(r"'(?:[^']|'')*'|\$\d+|\b\d+(?:\.\d+)?\b|\btrue\b|\bfalse\b", "?", sql)
+    return " ".join(sql.split()).rstrip(";").lower()
+
+
+def statement_names() -> dict[str, str]:
+    """Every named statement of the service, by its shape: ``file:name``."""
+    from callcenter.db.sql import parse_queries
+
+    names: dict[str, str] = {}
+    for path in sorted((Path(__file__).resolve().parent.parent / "callcenter").rglob("*.sql")):
+        if "migrations" in path.parts:
+            continue
+        for name, sql in parse_queries(path.read_text()).items():
+            names[_shape(sql)] = f"{path.parent.name}/{path.stem}:{name}"
+    return names
+
+
+async def print_statements(url: str, calls: int) -> None:
+    conn = await asyncpg.connect(url)
+    rows = await conn.fetch(
+        """SELECT calls, total_exec_time + total_plan_time AS ms, total_plan_time AS plan_ms,
+                  query
+             FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY 2 DESC"""
+    )
+    await conn.close()
+    names = statement_names()
+    total_runs = sum(r["calls"] for r in rows)
+    total_ms = sum(r["ms"] for r in rows)
+    print(
+        f"\nStatements per routed call ({calls} calls in the measured window): "
+        f"{total_runs / calls:.1f} executions, {total_ms * 1000 / calls:.0f} µs of planning "
+        "and execution (pg_stat_statements; BEGIN/COMMIT included)\n"
+    )
+    print(
+        "| statement | per call | mean µs | of which planning | µs per call |\n"
+        "|---|---:|---:|---:|---:|"
+    )
+    for r in rows:
+        per_call = r["calls"] / calls
+        if per_call < 0.01:
+            continue
+        name = names.get(_shape(r["query"])) or "`" + " ".join(r["query"].split())[:70] + "`"
+        print(
+            f"| {name} | {per_call:.2f} | {r['ms'] * 1000 / r['calls']:.0f} | "
+            f"{r['plan_ms'] * 1000 / r['calls']:.0f} | {r['ms'] * 1000 / calls:.0f} |"
+        )
+
+
 def pgbench_baseline(server_url: str, seconds: int) -> float:
     """TPS of raw enqueue + claim SQL on a bare table (same index shape)."""
     m = re.search(r"host=([^&]+)&port=(\d+)", server_url)
@@ -161,16 +277,29 @@ def pgbench_baseline(server_url: str, seconds: int) -> float:
 async def main(args: argparse.Namespace) -> None:
     server = None
     if args.database_url:
+        if args.statements:
+            sys.exit("--statements needs the embedded server (it loads the library, restarting it)")
         server_url = args.database_url
     else:
-        server = start_embedded(WORK / "pgdata-routing")
+        server = start_embedded(PGDATA)
         server_url = server.url()
         await tune_embedded(server_url)  # as `callcenter serve` does
+        if await set_statements(server_url, args.statements):
+            server.stop()
+            server = start_embedded(PGDATA)
+            server_url = server.url()
     service = None
     try:
         url = await fresh_database(server_url, DB)
         await fill_backlog(url, args.backlog)
+        if args.statements:
+            conn = await asyncpg.connect(url)
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.close()
         service = start_service(url, args.port)
+        pg_pid = postmaster_pid(PGDATA) if server is not None else None
+        print(f"service pid {service.pid}, postmaster pid {pg_pid}", file=sys.stderr)
+        meter = CpuMeter(service.pid, pg_pid)
         base = f"http://127.0.0.1:{args.port}"
         await wait_ready(base)
         async with aiohttp.ClientSession() as http:
@@ -194,8 +323,20 @@ async def main(args: argparse.Namespace) -> None:
         # A fresh database's first seconds are not the steady state (the planner
         # has no statistics until autovacuum's first ANALYZE): load through a
         # warm-up, then measure only the calls sent after it.
+        async def measure_from_now() -> None:
+            await asyncio.sleep(args.warmup)
+            if args.statements:
+                conn = await asyncpg.connect(url)
+                await conn.execute("SELECT pg_stat_statements_reset()")
+                await conn.close()
+            meter.start = meter.read()
+
+        load_at_start = load_average()
         warm_start = time.perf_counter()
+        starting = asyncio.create_task(measure_from_now())
         all_sent, failures = await load(base, args.rate, args.warmup + args.duration)
+        meter.end = meter.read()
+        await starting
         started = warm_start + args.warmup
         enqueue_seconds = time.perf_counter() - started
         sent_at = {c: t0 for c, t0 in all_sent.items() if t0 >= started}
@@ -244,7 +385,11 @@ async def main(args: argparse.Namespace) -> None:
                   AND ewt_at_enqueue IS NOT NULL"""
         )
         await conn.close()
-        tps = pgbench_baseline(server_url, args.baseline_seconds)
+        cpu_service, cpu_pg, cpu_here = meter.per_call_ms(len(sent_at))
+        load_at_end = load_average()
+        if args.statements:
+            await print_statements(url, len(sent_at))
+        tps = pgbench_baseline(server_url, args.baseline_seconds) if args.baseline_seconds else 0.0
 
         rate = len(latencies) / enqueue_seconds
         print(f"\n## Routing, {time.strftime('%Y-%m-%d')}\n")
@@ -281,8 +426,14 @@ async def main(args: argparse.Namespace) -> None:
                 f"| EWT told at enqueue: mean absolute error (calls, mean actual wait) | "
                 f"{ewt['mae']:.3f} s ({ewt['n']} calls, {ewt['mean_wait']:.3f} s) |"
             )
-        print(f"| baseline: pgbench raw enqueue+claim (4 clients) | {tps:.0f} tps |")
-        print(f"| ratio: our offered rate / baseline | {rate / tps:.3f} |")
+        print(
+            f"| CPU per call: service / PostgreSQL / load generator and agents | "
+            f"{cpu_service:.2f} / {cpu_pg:.2f} / {cpu_here:.2f} ms |"
+        )
+        print(f"| load average at start / at end of the load | {load_at_start} / {load_at_end} |")
+        if tps:
+            print(f"| baseline: pgbench raw enqueue+claim (4 clients) | {tps:.0f} tps |")
+            print(f"| ratio: our offered rate / baseline | {rate / tps:.3f} |")
         print(f"| agent errors | {agents.errors} {agents.error_samples} |")
     finally:
         if service is not None:
@@ -300,10 +451,17 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=18181)
-    parser.add_argument("--baseline-seconds", type=int, default=15)
+    parser.add_argument(
+        "--baseline-seconds", type=int, default=15, help="pgbench baseline length; 0 skips it"
+    )
     parser.add_argument("--database-url")
     parser.add_argument(
         "--series", action="store_true", help="print p50/max latency by second to stderr"
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="load pg_stat_statements and print each statement's executions per call",
     )
     try:
         import uvloop

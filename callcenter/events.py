@@ -9,6 +9,12 @@ allowed to hold up the others: its queue is emptied and it gets one
 ``resync`` event, as every subscriber does after the listener reconnects,
 because notifications sent while nobody listened are gone. A subscriber
 answers ``resync`` by re-reading a snapshot.
+
+A statement on the hot path may send its own events (``pg_notify`` over
+``CHANNEL`` in the statement that writes the state, with ``payloads``): that
+saves a round trip per event and keeps the rule, as a notification is only
+delivered when its transaction commits. Such events reach this instance's
+subscribers through the listener, like any other instance's.
 """
 
 from __future__ import annotations
@@ -61,14 +67,27 @@ class Event:
 RESYNC = Event("resync")
 
 
-class Subscription:
-    """One subscriber's bounded inbox."""
+def payloads(events: Iterable[Event]) -> list[str]:
+    """The distinct notification payloads of ``events``, in a stable order."""
+    return sorted({e.encode() for e in events})
 
-    def __init__(self, maxsize: int) -> None:
+
+class Subscription:
+    """One subscriber's bounded inbox, for the kinds of event it asked for.
+
+    ``kinds`` None means every kind; ``resync`` always comes through. A
+    subscriber that names its kinds is not woken for the others: every call
+    sends several events, and most subscribers care about one kind.
+    """
+
+    def __init__(self, maxsize: int, kinds: Iterable[str] | None = None) -> None:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.kinds = None if kinds is None else frozenset(kinds) | {RESYNC.kind}
         self.overflows = 0
 
     def offer(self, event: Event) -> None:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -112,33 +131,34 @@ class EventBus:
         sending backend's pid and dropped. Inside a transaction the notification
         is held until commit, and so is the delivery: it comes through the listener.
         """
-        payloads = sorted({e.encode() for e in events})
-        if not payloads:
+        texts = payloads(events)
+        if not texts:
             return
         early = not conn.is_in_transaction() and self.connected.is_set()
         pid = conn.get_server_pid()
         if early:
             # Counted before the notify goes out: the listener may receive the
             # copy before this coroutine resumes, and must know to drop it.
-            for payload in payloads:
+            for payload in texts:
                 self._delivered_early[(pid, payload)] += 1
         try:
             await conn.execute(
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, texts
             )
         except BaseException:
             if early:
-                for payload in payloads:
+                for payload in texts:
                     self._forget_early((pid, payload))
             raise
         if early:
-            for payload in payloads:
+            for payload in texts:
                 self.deliver(Event.decode(payload))
 
     # -- subscribing --------------------------------------------------------
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(maxsize)
+    def subscribe(self, maxsize: int = 1000, kinds: Iterable[str] | None = None) -> Subscription:
+        """An inbox of at most ``maxsize`` events of ``kinds`` (None: all), plus ``resync``."""
+        sub = Subscription(maxsize, kinds)
         self._subscribers.add(sub)
         return sub
 

@@ -83,10 +83,18 @@ class AgentSocket:
         self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
 
     def send(self, message: BaseModel) -> None:
-        data = message.model_dump(mode="json")
-        data["seq"] = next(self._seq)
+        self.send_json(message.model_dump_json())
+
+    def send_json(self, body: str) -> None:
+        """Send a message serialised as a JSON object, numbered for this socket.
+
+        The ``seq`` goes in front of the other fields, so a message for several
+        sockets (an agent's panel open twice) is serialised once for all.
+        """
+        assert body.startswith('{"'), body
+        text = f'{{"seq":{next(self._seq)},{body[1:]}'
         try:
-            self._outbox.put_nowait(json.dumps(data))
+            self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             _log.warning("agent %s panel cannot keep up; disconnecting it", self.agent_id)
             self.writer.cancel()
@@ -130,7 +138,7 @@ class AgentHub:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AgentHub]:
-        sub = self.bus.subscribe(10_000)
+        sub = self.bus.subscribe(10_000, kinds={"agent"})
         tasks = [
             asyncio.create_task(self._listen(sub), name="agent-hub-events"),
             asyncio.create_task(self._presence(), name="agent-hub-presence"),
@@ -160,7 +168,10 @@ class AgentHub:
             if agent_id is None:
                 raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds)
+        # No permessage-deflate: the messages are a few kB of JSON to a desk on
+        # the same network, and deflating each one cost the service more CPU per
+        # routed call than anything else it did with the socket.
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds, compress=False)
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws)
         self._sockets.setdefault(agent_id, set()).add(sock)
@@ -295,9 +306,9 @@ class AgentHub:
                     AgentState.wrap_up,
                 ):
                     call = await self.desk.get(conn, agent.call_id)
-                state = StateMessage(agent=agent, offer=offer, call=call)
+                state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
-                    s.send(state)
+                    s.send_json(state)
                     if offer is not None and offer.offer_id not in s.offers_sent:
                         s.offers_sent.add(offer.offer_id)
                         s.send(OfferMessage(**offer.model_dump()))
@@ -310,10 +321,11 @@ class AgentHub:
         panel = await self.panels.build(conn, call_id, datetime.now(UTC))
         if panel is None:
             return
+        body = panel.model_dump_json()
         for s in group:
             if call_id not in s.panels_sent:
                 s.panels_sent.add(call_id)
-                s.send(panel)
+                s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
 

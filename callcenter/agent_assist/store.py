@@ -656,7 +656,7 @@ class BankCache:
     @contextlib.asynccontextmanager
     async def running(self, bus: EventBus) -> AsyncIterator[BankCache]:
         """Follow the bus for the life of the block."""
-        sub = bus.subscribe(100)
+        sub = bus.subscribe(100, kinds={BANK_CHANGED.kind})
         task = asyncio.create_task(self._follow(sub), name="assist-bank-cache")
         try:
             yield self

@@ -102,7 +102,7 @@ class WrapUpDesk:
                         )
                     value = check_answer(question, answer.value)
         if call.connected:
-            await self.router.desk.end(call.id, EndOutcome(message.outcome), agent_id=agent_id)
+            await self.router.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
             call = OwnCall(call.id, False, call.customer_id, call.question_key, True)
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.fetchrow(P["mark_wrapped_up"], call.id)

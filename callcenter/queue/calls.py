@@ -25,7 +25,7 @@ from callcenter.customers.models import CustomerSummary, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
-from callcenter.events import Event, EventBus
+from callcenter.events import CHANNEL, Event, EventBus, payloads
 from callcenter.queue import policy
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.ewt import QueueRates, estimated_wait
@@ -75,32 +75,56 @@ class CallDesk:
             credit = policy.credit(self.directory.policy(queue), tier)
             rates = await self._rates(conn, queue)
             ahead = await conn.fetchval(Q["calls_ahead"], queue.name, credit, queue.offset_seconds)
-            call_id = await conn.fetchval(
+            ani = resolution.phone or (data.ani or None)
+            recognised = identity.recognised_by(resolution)
+            ewt = estimated_wait(ahead, rates)
+            row = await conn.fetchrow(
                 Q["enqueue"],
                 data.call_id,
                 queue.name,
-                resolution.phone or (data.ani or None),
+                ani,
                 customer.id if customer is not None else None,
-                identity.recognised_by(resolution),
+                recognised,
                 tier,
                 credit,
                 queue.offset_seconds,
-                estimated_wait(ahead, rates),
+                ewt,
                 queue.overflow_after_seconds,
                 queue.max_wait_seconds,
+                CHANNEL,
+                payloads([Event("queue", queue.name)]),
             )
-            created = call_id is not None
-            if not created:  # the same call id arrived twice at once
+            if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
-            else:
-                await self.bus.publish(conn, [Event("queue", queue.name)])
-                if self.metrics is not None:
-                    self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
-            return EnqueueAnswer(
-                created=created,
-                identify=resolution.outcome if created else None,
-                call=await self.get(conn, call_id, position=ahead + 1 if created else None),
+                return EnqueueAnswer(
+                    created=False, identify=None, call=await self.get(conn, call_id)
+                )
+            if self.metrics is not None:
+                self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
+            # The answer is the call as this statement stored it: nothing to read back.
+            call = Call(
+                id=row["id"],
+                call_id=data.call_id,
+                queue=queue.name,
+                state=CallState.waiting,
+                ani=ani,
+                customer=customer,
+                identified_by=recognised,
+                tier=tier,
+                credit_seconds=credit,
+                credit_explicit=False,
+                service_key=row["service_key"],
+                enqueued_at=row["enqueued_at"],
+                connected_at=None,
+                ended_at=None,
+                end_reason=None,
+                agent_id=None,
+                offered_to=None,
+                position=ahead + 1,
+                estimated_wait_seconds=ewt,
+                ewt_at_enqueue=ewt,
             )
+            return EnqueueAnswer(created=True, identify=resolution.outcome, call=call)
 
     async def _known(self, conn: Conn, external_id: str) -> EnqueueAnswer | None:
         """The stored call for a peer's call id that arrives again (a retry), if any."""
@@ -143,11 +167,17 @@ class CallDesk:
                     customer.tier if customer is not None else None,
                     reason,
                 )
-                if call_id is not None:
-                    interaction_id = await conn.fetchval(
-                        Q["record_interaction"], call_id, EndOutcome.abandoned.value, reason
+                if call_id is not None:  # its contact in the history; nobody to tell
+                    await conn.execute(
+                        Q["close_call"],
+                        call_id,
+                        EndOutcome.abandoned.value,
+                        reason,
+                        None,
+                        0.0,
+                        CHANNEL,
+                        [],
                     )
-                    await conn.execute(Q["set_interaction"], call_id, interaction_id)
             created = call_id is not None
             if not created:
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
@@ -289,64 +319,98 @@ class CallDesk:
         expect: CallState | None = None,
         agent_id: int | None = None,
     ) -> Call:
+        """End a call with its one outcome (idempotent for the same outcome); see ``finish``.
+
+        Returns the call as it is now.
+        """
+        async with self.pool.acquire() as conn:
+            await self._finish(conn, call_id, outcome, reason, expect, agent_id)
+            return await self.get(conn, call_id)
+
+    async def finish(
+        self,
+        call_id: int,
+        outcome: EndOutcome,
+        reason: str | None = None,
+        *,
+        expect: CallState | None = None,
+        agent_id: int | None = None,
+    ) -> None:
         """End a call with its one outcome (idempotent for the same outcome).
 
         ``expect``: end it only if it is still in that state (the sweep ending a
         call at its maximum wait must not end one an agent just answered).
         ``agent_id``: the agent ending it must be the one it is connected to.
+        Unlike ``end`` it does not read the call back: for callers that do not
+        show it (an agent's panel gets its state pushed anyway).
         """
-        events: list[Event] = []
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(Q["lock_call"], call_id)
-                if row is None:
-                    raise NotFound(f"no call with id {call_id}")
-                state = CallState(row["state"])
-                if expect is not None and state is not expect:
-                    return await self.get(conn, call_id)
-                if agent_id is not None and row["agent_id"] != agent_id:
-                    raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
-                if state in _ENDED:
-                    if state.value == outcome.value:
-                        return await self.get(conn, call_id)
-                    raise Conflict(f"call {call_id} already ended {state.value}", field="outcome")
-                if outcome is EndOutcome.abandoned and state is not CallState.waiting:
-                    raise Conflict(
-                        f"call {call_id} is {state.value}: only a waiting call is abandoned",
-                        field="outcome",
-                    )
-                if outcome is EndOutcome.completed and state is not CallState.connected:
-                    raise Conflict(
-                        f"call {call_id} is {state.value}: only a connected call completes",
-                        field="outcome",
-                    )
-                if state is CallState.waiting:
-                    gone = await conn.fetchrow(Q["delete_waiting"], call_id)
-                    if gone is not None and gone["offer_id"] is not None:
-                        await conn.execute(Q["close_offer"], gone["offer_id"], "withdrawn")
-                        # Not the agent's doing: it is free again, and keeps its idle time.
-                        await conn.execute(Q["agent_back_from_withdrawn_offer"], gone["offered_to"])
-                        agent = str(gone["offered_to"])
-                        events += [Event("agent", agent), Event("free", agent)]
-                elif row["agent_id"] is not None:
-                    queue = await self.directory.get(conn, row["queue"])
-                    await conn.execute(
-                        Q["agent_to_wrap_up"], row["agent_id"], call_id, queue.wrap_up_seconds
-                    )
-                    events.append(Event("agent", str(row["agent_id"])))
-                    if queue.wrap_up_seconds == 0:
-                        events.append(Event("free", str(row["agent_id"])))
-                interaction_id = await conn.fetchval(
-                    Q["record_interaction"], call_id, outcome.value, reason
+            await self._finish(conn, call_id, outcome, reason, expect, agent_id)
+
+    async def _finish(
+        self,
+        conn: Conn,
+        call_id: int,
+        outcome: EndOutcome,
+        reason: str | None,
+        expect: CallState | None,
+        agent_id: int | None,
+    ) -> None:
+        events: list[Event] = []
+        async with conn.transaction():
+            row = await conn.fetchrow(Q["lock_call"], call_id)
+            if row is None:
+                raise NotFound(f"no call with id {call_id}")
+            state = CallState(row["state"])
+            if expect is not None and state is not expect:
+                return
+            if agent_id is not None and row["agent_id"] != agent_id:
+                raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
+            if state in _ENDED:
+                if state.value == outcome.value:
+                    return
+                raise Conflict(f"call {call_id} already ended {state.value}", field="outcome")
+            if outcome is EndOutcome.abandoned and state is not CallState.waiting:
+                raise Conflict(
+                    f"call {call_id} is {state.value}: only a waiting call is abandoned",
+                    field="outcome",
                 )
-                await conn.execute(Q["end_call"], call_id, outcome.value, reason, interaction_id)
-            # After commit: whoever must act on an end (the telephony room lets the
-            # caller go at the peer) re-reads the call; the queue knows nothing of it.
+            if outcome is EndOutcome.completed and state is not CallState.connected:
+                raise Conflict(
+                    f"call {call_id} is {state.value}: only a connected call completes",
+                    field="outcome",
+                )
+            wrap_up_seconds = 0.0
+            if state is CallState.waiting:
+                gone = await conn.fetchrow(Q["delete_waiting"], call_id)
+                if gone is not None and gone["offer_id"] is not None:
+                    await conn.execute(Q["close_offer"], gone["offer_id"], "withdrawn")
+                    # Not the agent's doing: it is free again, and keeps its idle time.
+                    await conn.execute(Q["agent_back_from_withdrawn_offer"], gone["offered_to"])
+                    agent = str(gone["offered_to"])
+                    events += [Event("agent", agent), Event("free", agent)]
+            elif row["agent_id"] is not None:
+                queue = await self.directory.get(conn, row["queue"])
+                wrap_up_seconds = queue.wrap_up_seconds
+                events.append(Event("agent", str(row["agent_id"])))
+                if wrap_up_seconds == 0:
+                    events.append(Event("free", str(row["agent_id"])))
+            # Whoever must act on an end (the telephony room lets the caller go at
+            # the peer) hears of it at commit and re-reads the call; the queue
+            # knows nothing of it.
             events.append(Event("ended", str(call_id)))
-            await self.bus.publish(conn, events)
-            if self.metrics is not None:
-                self.metrics.ended.labels(row["queue"], outcome.value).inc()
-            return await self.get(conn, call_id)
+            await conn.execute(
+                Q["close_call"],
+                call_id,
+                outcome.value,
+                reason,
+                row["agent_id"] if state is CallState.connected else None,
+                wrap_up_seconds,
+                CHANNEL,
+                payloads(events),
+            )
+        if self.metrics is not None:
+            self.metrics.ended.labels(row["queue"], outcome.value).inc()
 
     # -- reading ---------------------------------------------------------------
 

@@ -26,8 +26,9 @@ ON CONFLICT (name) DO UPDATE
 RETURNING (xmax = 0) AS created
 
 -- enqueue --
--- One statement: the call's record and its place in the queue, or nothing
--- when the peer's call id is already known (a retried webhook).
+-- One statement: the call's record, its place in the queue and the events
+-- that wake the routers (channel $12, payloads $13; delivered at commit), or
+-- nothing at all when the peer's call id is already known (a retried webhook).
 WITH new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
                        credit_seconds, service_key, ewt_at_enqueue)
@@ -41,8 +42,11 @@ WITH new_call AS (
            enqueued_at + make_interval(secs => $10),
            enqueued_at + make_interval(secs => $11)
       FROM new_call
+), notified AS (
+    SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
 )
-SELECT id FROM new_call
+SELECT id, service_key, enqueued_at, (SELECT count(*) FROM notified) AS notified
+  FROM new_call
 
 -- call_id_by_external --
 SELECT id FROM calls WHERE external_id = $1
@@ -149,7 +153,8 @@ SELECT q.name,
 -- may take gets the call with the smallest service key among the queues it
 -- serves (overflow queues only for calls past their widen time). Agent and
 -- call are locked with SKIP LOCKED, so concurrent routers on any instance
--- never pick the same agent or the same call.
+-- never pick the same agent or the same call. The agent's event goes out on
+-- channel $1 as $2 || agent id (delivered at commit, after the offer).
 WITH agent AS (
     SELECT a.id, a.queues, a.overflow_queues
       FROM agents a
@@ -199,12 +204,17 @@ WITH agent AS (
     UPDATE agents a SET state = 'offered', state_since = now()
       FROM offer
      WHERE a.id = offer.agent_id
+), notified AS (
+    SELECT pg_notify($1, $2::text || offer.agent_id) FROM offer
 )
-SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue
+SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
+       (SELECT count(*) FROM notified) AS notified
   FROM offer, pick
 
 -- accept_offer --
--- Only the agent the offer was made to, and only before it expires.
+-- Only the agent the offer was made to, and only before it expires. The
+-- agent's event ($4) and the connect of the call ($5 || call id) go out on
+-- channel $3 when it commits.
 WITH taken AS (
     DELETE FROM waiting_calls
      WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
@@ -220,9 +230,12 @@ WITH taken AS (
     UPDATE agents SET state = 'on_call', state_since = now(), idle_since = NULL,
                       call_id = (SELECT call_id FROM taken)
      WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
+), notified AS (
+    SELECT pg_notify($3, p) FROM taken, unnest(ARRAY[$4::text, $5::text || taken.call_id]) AS p
 )
 SELECT taken.call_id, taken.queue, c.tier,
-       extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited
+       extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited,
+       (SELECT count(*) FROM notified) AS notified
   FROM taken JOIN calls c ON c.id = taken.call_id
 
 -- offer --
@@ -309,37 +322,45 @@ DELETE FROM waiting_calls WHERE call_id = $1 RETURNING offer_id, offered_to, que
 -- close_offer --
 UPDATE call_offers SET result = $2, ended_at = now() WHERE id = $1 AND result IS NULL
 
--- end_call --
-UPDATE calls SET state = $2, ended_at = now(), end_reason = $3, interaction_id = $4
- WHERE id = $1
-
--- record_interaction --
-INSERT INTO interactions (customer_id, channel, started_at, ended_at, agent, outcome,
-                          identified_by, details)
-SELECT c.customer_id, 'phone', c.enqueued_at, now(), a.name, $2, c.identified_by,
-       jsonb_build_object(
-           'call_id', c.id, 'queue', c.queue, 'tier', c.tier,
-           'waited_seconds', round(extract(epoch FROM coalesce(c.connected_at, now())
-                                                   - c.enqueued_at)::numeric, 3),
-           'talk_seconds', CASE WHEN c.connected_at IS NOT NULL
-                                THEN round(extract(epoch FROM now() - c.connected_at)::numeric, 3)
-                           END,
-           'reason', $3::text)
-  FROM calls c
-  LEFT JOIN agents a ON a.id = c.agent_id
- WHERE c.id = $1 AND c.customer_id IS NOT NULL
-RETURNING id
-
--- agent_to_wrap_up --
--- After a call: wrap-up for the queue's time, or straight back to available
--- when the queue has none.
-UPDATE agents
-   SET state = CASE WHEN $3::float8 > 0 THEN 'wrap_up' ELSE 'available' END,
-       state_since = now(),
-       wrap_up_until = CASE WHEN $3::float8 > 0 THEN now() + make_interval(secs => $3) END,
-       idle_since = CASE WHEN $3::float8 > 0 THEN idle_since ELSE now() END,
-       call_id = CASE WHEN $3::float8 > 0 THEN call_id END
- WHERE id = $1 AND call_id = $2 AND state = 'on_call'
+-- close_call --
+-- The end of call $1 (outcome $2, reason $3) in one statement, under the
+-- call's lock: its contact in the customer's history (as record_interaction),
+-- the call closed with it, the agent $4 that held it (if any) to wrap-up for
+-- $5 seconds or straight back to available when the queue has none, and the
+-- events $7 on channel $6 (delivered at commit, after all of it).
+WITH interaction AS (
+    INSERT INTO interactions (customer_id, channel, started_at, ended_at, agent, outcome,
+                              identified_by, details)
+    SELECT c.customer_id, 'phone', c.enqueued_at, now(), a.name, $2, c.identified_by,
+           jsonb_build_object(
+               'call_id', c.id, 'queue', c.queue, 'tier', c.tier,
+               'waited_seconds', round(extract(epoch FROM coalesce(c.connected_at, now())
+                                                       - c.enqueued_at)::numeric, 3),
+               'talk_seconds', CASE WHEN c.connected_at IS NOT NULL
+                                    THEN round(extract(epoch FROM now() - c.connected_at)::numeric, 3)
+                               END,
+               'reason', $3::text)
+      FROM calls c
+      LEFT JOIN agents a ON a.id = c.agent_id
+     WHERE c.id = $1 AND c.customer_id IS NOT NULL
+    RETURNING id
+), ended AS (
+    UPDATE calls
+       SET state = $2, ended_at = now(), end_reason = $3,
+           interaction_id = (SELECT id FROM interaction)
+     WHERE id = $1
+), agent AS (
+    UPDATE agents
+       SET state = CASE WHEN $5::float8 > 0 THEN 'wrap_up' ELSE 'available' END,
+           state_since = now(),
+           wrap_up_until = CASE WHEN $5::float8 > 0 THEN now() + make_interval(secs => $5) END,
+           idle_since = CASE WHEN $5::float8 > 0 THEN idle_since ELSE now() END,
+           call_id = CASE WHEN $5::float8 > 0 THEN call_id END
+     WHERE id = $4 AND call_id = $1 AND state = 'on_call'
+), notified AS (
+    SELECT pg_notify($6, p) FROM unnest($7::text[]) AS p
+)
+SELECT (SELECT id FROM interaction) AS interaction_id, (SELECT count(*) FROM notified) AS notified
 
 -- agent_back_from_withdrawn_offer --
 UPDATE agents SET state = 'available', state_since = now()
@@ -431,9 +452,6 @@ INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier, cr
 VALUES ($1, $2, $3, $4, $5, $6, 0, now(), 'abandoned', now(), $7)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING id
-
--- set_interaction --
-UPDATE calls SET interaction_id = $2 WHERE id = $1
 
 -- requeue_connected --
 -- The peer could not connect the caller to the agent who accepted: the call

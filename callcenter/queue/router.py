@@ -28,7 +28,7 @@ import asyncpg
 
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
-from callcenter.events import Event, EventBus
+from callcenter.events import CHANNEL, Event, EventBus
 from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
@@ -49,7 +49,37 @@ MAX_WAIT = "max_wait"
 #: The waiting-calls gauge is read every this many sweeps (it counts the whole table).
 WAITING_EVERY = 5
 
+#: What statements that publish their own events put before an id (see ``Event.encode``).
+AGENT_PREFIX = Event("agent").encode()
+CONNECT_PREFIX = Event("connect").encode()
+
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+async def offer_next(conn: Conn) -> asyncpg.Record | None:
+    """Match the longest-idle free agent with its next call, if any pair is left.
+
+    One statement, which also publishes ``agent:<id>`` (at commit).
+    """
+    row: asyncpg.Record | None = await conn.fetchrow(Q["offer_next"], CHANNEL, AGENT_PREFIX)
+    return row
+
+
+async def accept_offer(conn: Conn, offer_id: int, agent_id: int) -> asyncpg.Record | None:
+    """The agent takes its open offer; None when it is not open (any more) or not its own.
+
+    One statement, which also publishes ``agent:<id>`` and ``connect:<call id>`` (the
+    telephony side, whichever instance claims it, bridges the caller).
+    """
+    row: asyncpg.Record | None = await conn.fetchrow(
+        Q["accept_offer"],
+        offer_id,
+        agent_id,
+        CHANNEL,
+        Event("agent", str(agent_id)).encode(),
+        CONNECT_PREFIX,
+    )
+    return row
 
 
 class Router:
@@ -76,7 +106,7 @@ class Router:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Router]:
-        sub = self.bus.subscribe(10_000)
+        sub = self.bus.subscribe(10_000, kinds=WAKING | {"customer"})
         tasks = [
             asyncio.create_task(self._dispatcher(), name="router-dispatch"),
             asyncio.create_task(self._listen(sub), name="router-events"),
@@ -154,12 +184,11 @@ class Router:
         made = 0
         async with self.pool.acquire() as conn:
             while made < ROUND:
-                row = await conn.fetchrow(Q["offer_next"])
+                row = await offer_next(conn)
                 if row is None:
                     break
                 made += 1
                 self._arm(row["offer_id"], row["expires_at"])
-                await self.bus.publish(conn, [Event("agent", str(row["agent_id"]))])
         self.offers_made += made
         if made and self.desk.metrics is not None:
             self.desk.metrics.offers.labels("made").inc(made)
@@ -203,7 +232,7 @@ class Router:
     async def accept(self, agent_id: int, offer_id: int) -> int:
         """The agent takes the offered call; returns the call's id."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["accept_offer"], offer_id, agent_id)
+            row = await accept_offer(conn, offer_id, agent_id)
             if row is None:
                 await self._explain_closed(conn, agent_id, offer_id)
             assert row is not None
@@ -214,10 +243,6 @@ class Router:
                     row["queue"], row["tier"] or "unknown"
                 ).observe(row["waited"])
             call_id: int = row["call_id"]
-            # connect: the telephony side (whichever instance claims it) bridges the caller.
-            await self.bus.publish(
-                conn, [Event("agent", str(agent_id)), Event("connect", str(call_id))]
-            )
             return call_id
 
     async def reject(self, agent_id: int, offer_id: int) -> None:
@@ -248,7 +273,7 @@ class Router:
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
     async def end_call(self, agent_id: int, call_id: int, outcome: EndOutcome) -> None:
-        await self.desk.end(call_id, outcome, agent_id=agent_id)
+        await self.desk.finish(call_id, outcome, agent_id=agent_id)
 
     async def _own_offer(self, conn: Conn, agent_id: int, offer_id: int) -> asyncpg.Record:
         offer: asyncpg.Record | None = await conn.fetchrow(Q["offer"], offer_id)
@@ -308,6 +333,6 @@ class Router:
                 )
                 await self.bus.publish(conn, [Event("queue", row["queue"]), Event("queue", target)])
             else:
-                await self.desk.end(
+                await self.desk.finish(
                     row["call_id"], EndOutcome.transferred, MAX_WAIT, expect=CallState.waiting
                 )

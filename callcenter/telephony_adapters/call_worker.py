@@ -75,7 +75,7 @@ class CallWorker(ABC):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Self]:
-        sub = self.desk.bus.subscribe(10_000)
+        sub = self.desk.bus.subscribe(10_000, kinds={self.event_kind})
         tasks = [
             asyncio.create_task(self._listen(sub), name=f"{self.name}-events"),
             asyncio.create_task(self._catch_up_loop(), name=f"{self.name}-catch-up"),

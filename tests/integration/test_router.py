@@ -17,7 +17,7 @@ from callcenter.app import create_app
 from callcenter.config import Settings
 from callcenter.db.pool import create_pool
 from callcenter.queue.policy import DEFAULT_CREDITS, serve_order, value_policy
-from callcenter.queue.sql import Q
+from callcenter.queue.router import accept_offer, offer_next
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import (
     FAST,
@@ -73,7 +73,7 @@ async def test_concurrent_routers_never_offer_a_call_or_agent_twice(db_url: str)
         async def router(p: asyncpg.Pool[Any]) -> list[asyncpg.Record]:
             made = []
             async with p.acquire() as conn:
-                while (row := await conn.fetchrow(Q["offer_next"])) is not None:
+                while (row := await offer_next(conn)) is not None:
                     made.append(row)
             return made
 
@@ -114,9 +114,9 @@ async def test_sql_serves_in_policy_order_and_the_starvation_bound_holds(
                 call_id = await _add_call(conn, seed * 1000 + n, arrival, credit)
                 calls.append((arrival, credit, call_id))
             served = []
-            while (row := await conn.fetchrow(Q["offer_next"])) is not None:
+            while (row := await offer_next(conn)) is not None:
                 served.append(row["call_id"])
-                taken = await conn.fetchrow(Q["accept_offer"], row["offer_id"], agent_id)
+                taken = await accept_offer(conn, row["offer_id"], agent_id)
                 assert taken is not None
                 await conn.execute(
                     "UPDATE agents SET state = 'available', idle_since = now() WHERE id = $1",
