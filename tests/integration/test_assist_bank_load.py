@@ -241,7 +241,7 @@ async def test_a_file_cannot_change_the_kind_of_an_answered_question(
     customer = (await made.json())["id"]
     resp = await client.post(
         f"/api/customers/{customer}/answers",
-        json={"question_key": "cards_elsewhere", "answer": "yes"},
+        json={"question_key": "cards_elsewhere", "value": "yes"},
     )
     assert resp.status == 201
     changed = BANK.replace(
