@@ -61,6 +61,14 @@ async def setup(client: TestClient[Any, Any]) -> tuple[int, int, str]:
     return customer_id, agent_id, token
 
 
+async def available_panel(client: TestClient[Any, Any], token: str) -> Panel:
+    """The agent's panel, open and available for calls."""
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.state("available")
+    return panel
+
+
 async def take_call(panel: Panel, client: TestClient[Any, Any], external: str) -> dict[str, Any]:
     """Hand in a call from the caller, accept its offer, return the panel message."""
     await enqueue(client, external, ani=PHONE)
@@ -76,9 +84,7 @@ async def test_the_next_call_picks_up_where_the_last_one_left_off(
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     customer_id, _, token = await setup(client)
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
+    panel = await available_panel(client, token)
 
     first = await take_call(panel, client, "pbx-1")
     assert first["recognised"]["by"] == "phone" and PHONE in first["recognised"]["detail"]
@@ -123,9 +129,7 @@ async def test_a_bad_wrap_up_changes_nothing_and_a_good_one_stores_once(
     client = await app_factory(**FAST, questions_file=None)
     customer_id, _, token = await setup(client)
     _, other_token = await make_agent(client, "bob", queues=["general"])
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
+    panel = await available_panel(client, token)
     shown = await take_call(panel, client, "pbx-1")
     call_id = shown["call_id"]
 
@@ -178,9 +182,7 @@ async def test_a_reconnecting_panel_gets_the_same_panel_and_question(
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     _, _, token = await setup(client)
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
+    panel = await available_panel(client, token)
     shown = await take_call(panel, client, "pbx-1")
     await panel.close()
     # The bank changes meanwhile: the call keeps the question it showed.
@@ -219,9 +221,7 @@ async def test_the_history_is_paged(app_factory: AppFactory, pool: asyncpg.Pool[
              FROM generate_series(1, 45) AS k""",
         customer_id,
     )
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
+    panel = await available_panel(client, token)
     shown = await take_call(panel, client, "pbx-1")
     page = shown["history"]
     assert [i["notes"] for i in page["items"]] == [f"contact {k}" for k in range(1, 21)]
@@ -245,9 +245,7 @@ async def test_an_unknown_caller_gets_a_panel_that_says_so(
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     _, _, token = await setup(client)
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
+    panel = await available_panel(client, token)
     await enqueue(client, "pbx-anon", ani="anonymous")
     offer = await panel.until(lambda m: m["type"] == "offer")
     await panel.send(type="accept", offer_id=offer["offer_id"])
