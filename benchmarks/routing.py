@@ -285,8 +285,7 @@ async def main(args: argparse.Namespace) -> None:
         server_url = server.url()
         await tune_embedded(server_url)  # as `callcenter serve` does
         if await set_statements(server_url, args.statements):
-            server.stop()
-            server = start_embedded(PGDATA)
+            server.restart()
             server_url = server.url()
     service = None
     try:

