@@ -42,6 +42,7 @@ from callcenter.queue.models import (
     QueueSummary,
     WaitingCall,
 )
+from callcenter.queue.rates import Bucket, RateWindow
 from callcenter.queue.sql import Q
 
 #: Seconds a queue's rates reading is reused (see ``CallDesk._rates``).
@@ -61,6 +62,7 @@ class CallDesk:
     stats_window_seconds: float = 900.0
     metrics: QueueMetrics | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
+    _windows: dict[str, RateWindow] = field(default_factory=dict)
 
     # -- hand-in ---------------------------------------------------------------
 
@@ -417,7 +419,8 @@ class CallDesk:
     async def _rates(self, conn: Conn, queue: Queue) -> QueueRates:
         """The queue's live rates, read at most once per ``RATES_TTL`` per queue.
 
-        Counting a window of answers costs in proportion to the traffic, and a
+        A reading fetches only the last seconds of answers (the older part of
+        the window is kept in buckets, see ``callcenter.queue.rates``), and a
         rate that is a second old estimates a wait just as well, so every
         enqueue and every read within that second shares one reading.
         """
@@ -426,17 +429,28 @@ class CallDesk:
         if cached is not None and now - cached[0] < RATES_TTL:
             rates = cached[1]
         else:
-            r = await conn.fetchrow(
-                Q["queue_rates"], queue.name, self.stats_window_seconds, self.stats_window_seconds
+            window = self._windows.get(queue.name)
+            if window is None:
+                window = self._windows[queue.name] = RateWindow(self.stats_window_seconds)
+            since = window.since(time.time())
+            rows = await conn.fetch(Q["queue_rates"], queue.name, since, window.bucket_seconds)
+            clock = rows[0]["now"]
+            window.fold(
+                clock,
+                since,
+                [
+                    (r["b"], Bucket(r["answered"], r["ended"], r["talk"]))
+                    for r in rows
+                    if r["b"] is not None
+                ],
             )
-            assert r is not None
-            talk = r["mean_talk"]
+            totals = window.totals(clock)
             rates = QueueRates(
-                answered=r["answered"],
-                window_seconds=self.stats_window_seconds,
-                mean_handle_seconds=float(talk) if talk is not None else None,
-                staffed=r["staffed"],
-                available=r["available"],
+                answered=totals.answered,
+                window_seconds=totals.covered_seconds,
+                mean_handle_seconds=totals.mean_talk_seconds,
+                staffed=rows[0]["staffed"],
+                available=rows[0]["available"],
             )
             self._rates_cache[queue.name] = (now, rates)
         if rates.mean_handle_seconds is None:
@@ -485,6 +499,14 @@ class CallDesk:
     async def call(self, call_id: int) -> Call:
         async with self.pool.acquire() as conn:
             return await self.get(conn, call_id)
+
+    async def refresh_waiting_gauge(self) -> None:
+        """Count the waiting calls by queue and tier into the ``/metrics`` gauge."""
+        if self.metrics is None:
+            return
+        async with self.pool.acquire() as conn:
+            counts = await conn.fetch(Q["waiting_counts"])
+        self.metrics.set_waiting((r["queue"], r["tier"], r["n"]) for r in counts)
 
     async def waiting(self, queue_name: str, limit: int) -> QueueCalls:
         async with self.pool.acquire() as conn:

@@ -49,7 +49,7 @@ class QueueMetrics:
             ),
             waiting=Gauge(
                 "callcenter_calls_waiting",
-                "Calls waiting now (this instance's last reading)",
+                "Calls waiting, counted when scraped",
                 ["queue", "tier"],
                 registry=registry,
             ),

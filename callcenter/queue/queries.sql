@@ -62,18 +62,31 @@ SELECT (SELECT count(*) FROM waiting_calls
            AND service_key < now() - make_interval(secs => $2::float8 + $3::float8))
 
 -- queue_rates --
--- The live figures EWT is computed from: answers in the window, staffing and
--- the mean time an agent is busy with a call (talk plus wrap-up).
-SELECT
-    (SELECT count(*) FROM calls
-      WHERE queue = $1 AND connected_at > now() - make_interval(secs => $2)) AS answered,
-    (SELECT avg(extract(epoch FROM ended_at - connected_at)) FROM calls
-      WHERE queue = $1 AND ended_at > now() - make_interval(secs => $3)
-        AND connected_at IS NOT NULL) AS mean_talk,
-    (SELECT count(*) FROM agents
-      WHERE $1 = ANY (queues) AND state <> 'offline') AS staffed,
-    (SELECT count(*) FROM agents
-      WHERE $1 = ANY (queues) AND state = 'available') AS available
+-- What EWT is computed from: the answers and ended talk of queue $1 from
+-- instant $2 (epoch seconds) on, by bucket of $3 seconds (index =
+-- floor(epoch / $3); see callcenter.queue.rates), with the database clock and
+-- the queue's staffing on every row. Each half reads recent index entries only.
+WITH recent AS (
+    SELECT floor(extract(epoch FROM connected_at) / $3)::bigint AS b,
+           1 AS answered, 0 AS ended, 0::float8 AS talk
+      FROM calls
+     WHERE queue = $1 AND connected_at >= to_timestamp($2)
+    UNION ALL
+    SELECT floor(extract(epoch FROM ended_at) / $3)::bigint,
+           0, 1, extract(epoch FROM ended_at - connected_at)::float8
+      FROM calls
+     WHERE queue = $1 AND ended_at >= to_timestamp($2) AND connected_at IS NOT NULL
+)
+SELECT extract(epoch FROM now())::float8 AS now,
+       (SELECT count(*) FROM agents
+         WHERE $1 = ANY (queues) AND state <> 'offline') AS staffed,
+       (SELECT count(*) FROM agents
+         WHERE $1 = ANY (queues) AND state = 'available') AS available,
+       r.b, r.answered, r.ended, r.talk
+  FROM (SELECT 1) AS clock
+  LEFT JOIN (SELECT b, sum(answered)::int AS answered, sum(ended)::int AS ended,
+                    sum(talk) AS talk
+               FROM recent GROUP BY b) AS r ON true
 
 -- call --
 SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
@@ -155,19 +168,26 @@ SELECT q.name,
 -- call are locked with SKIP LOCKED, so concurrent routers on any instance
 -- never pick the same agent or the same call. The agent's event goes out on
 -- channel $1 as $2 || agent id (delivered at commit, after the offer).
-WITH agent AS (
+--
+-- Most runs find nothing (the last of a round, an agent freed while no one
+-- waits), so that answer must be cheap: the queues that have a call nobody
+-- is being offered are found first, one probe of the claim index per queue,
+-- and when there are none the agents are not read at all.
+WITH live AS MATERIALIZED (
+    SELECT array_agg(q.name) AS queues,
+           array_agg(q.name) FILTER (
+               WHERE EXISTS (SELECT 1 FROM waiting_calls w
+                              WHERE w.queue = q.name AND w.offered_to IS NULL
+                                AND w.widen_at <= now())) AS widened
+      FROM queues q
+     WHERE EXISTS (SELECT 1 FROM waiting_calls w WHERE w.queue = q.name AND w.offered_to IS NULL)
+), agent AS (
     SELECT a.id, a.queues, a.overflow_queues
       FROM agents a
      WHERE a.state = 'available'
-       -- One probe of the claim index per queue the agent serves (an "= ANY"
-       -- over the table instead makes the planner scan it for every agent).
-       AND (EXISTS (SELECT 1 FROM unnest(a.queues) AS q (name)
-                     WHERE EXISTS (SELECT 1 FROM waiting_calls w
-                                    WHERE w.queue = q.name AND w.offered_to IS NULL))
-            OR EXISTS (SELECT 1 FROM unnest(a.overflow_queues) AS q (name)
-                        WHERE EXISTS (SELECT 1 FROM waiting_calls w
-                                       WHERE w.queue = q.name AND w.offered_to IS NULL
-                                         AND w.widen_at <= now())))
+       AND (SELECT queues FROM live) IS NOT NULL
+       AND (a.queues && (SELECT queues FROM live)
+            OR a.overflow_queues && (SELECT widened FROM live))
      ORDER BY a.idle_since, a.id
      LIMIT 1
      FOR UPDATE SKIP LOCKED

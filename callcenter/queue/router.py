@@ -46,9 +46,6 @@ WAKING = frozenset({"queue", "free", "queues", "resync"})
 #: The end reason of a call past its queue's maximum wait with nowhere to overflow.
 MAX_WAIT = "max_wait"
 
-#: The waiting-calls gauge is read every this many sweeps (it counts the whole table).
-WAITING_EVERY = 5
-
 #: What statements that publish their own events put before an id (see ``Event.encode``).
 AGENT_PREFIX = Event("agent").encode()
 CONNECT_PREFIX = Event("connect").encode()
@@ -100,7 +97,6 @@ class Router:
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.failure: str | None = None
         self.offers_made = 0
-        self._sweeps = 0
 
     # -- running ---------------------------------------------------------------
 
@@ -312,10 +308,6 @@ class Router:
             events = [Event("agent", str(a)) for a in [*gone, *ready]]
             await self.bus.publish(conn, events + [Event("free", str(a)) for a in ready])
             await self._give_up(conn)
-            self._sweeps += 1
-            if self.desk.metrics is not None and self._sweeps % WAITING_EVERY == 1:
-                counts = await conn.fetch(Q["waiting_counts"])
-                self.desk.metrics.set_waiting((r["queue"], r["tier"], r["n"]) for r in counts)
         self.wake()
 
     async def _give_up(self, conn: Conn) -> None:
