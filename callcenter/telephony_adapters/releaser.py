@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -59,6 +60,13 @@ CATCH_UP_WINDOW_SECONDS = 900.0
 
 #: Releases the catch-up pass runs side by side (a slow peer must not make it crawl).
 CATCH_UP_PARALLEL = 8
+
+#: Calls one catch-up pass takes at most; the next pass goes on from there.
+CATCH_UP_BATCH = 500
+
+#: How far before its last mark a pass looks again. An end is one statement that
+#: commits within milliseconds of its ``ended_at``; this covers a slow commit.
+CATCH_UP_OVERLAP = timedelta(seconds=10)
 
 
 def releases_counter(registry: CollectorRegistry) -> Counter:
@@ -96,6 +104,9 @@ class Releaser(CallWorker):
             catch_up_seconds=catch_up_seconds,
             results=results,
         )
+        #: Ended calls before this instant were all looked at by an earlier pass,
+        #: for these peers (a peer registered later resets it).
+        self._checked: tuple[datetime, tuple[str, ...]] | None = None
 
     async def handle(self, call_id: int) -> str | None:
         return await self.release(call_id)
@@ -113,9 +124,15 @@ class Releaser(CallWorker):
         peers = self._peers()
         if not peers:
             return 0
+        since = None
+        if self._checked is not None and self._checked[1] == tuple(peers):
+            since = self._checked[0] - CATCH_UP_OVERLAP
         async with self.desk.pool.acquire() as conn:
+            clock: datetime = await conn.fetchval(Q["clock"])
             expired = await conn.fetch(Q["expired_releases"])
-            missed = await conn.fetch(Q["unreleased_calls"], peers, CATCH_UP_WINDOW_SECONDS)
+            missed = await conn.fetch(
+                Q["unreleased_calls"], peers, CATCH_UP_WINDOW_SECONDS, since, CATCH_UP_BATCH
+            )
         for row in expired:
             _log.error(
                 "release claim of call %s by %s expired after %s attempts: taking it over",
@@ -125,6 +142,10 @@ class Releaser(CallWorker):
             )
         ids = [r["call_id"] for r in expired] + [r["id"] for r in missed]
         await self._release_all(ids)
+        # Only a pass that went through moves the mark; a full batch moves it to
+        # its last call, so the rest comes next time.
+        mark = missed[-1]["ended_at"] if len(missed) == CATCH_UP_BATCH else clock
+        self._checked = (mark, tuple(peers))
         return len(ids)
 
     async def _release_all(self, call_ids: Iterable[int]) -> None:

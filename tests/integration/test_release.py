@@ -419,3 +419,51 @@ async def test_ari_calls_are_left_to_the_ari_adapter(
     assert await releaser.catch_up() == 0
     assert fake.hangups == [] and generic.hangups == []
     assert await pool.fetchval("SELECT count(*) FROM call_releases") == 0
+
+
+async def test_each_pass_goes_on_from_the_last_one(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """A pass reads the calls ended since the previous one (and a little before),
+    not the whole window, yet a call whose event was lost after it is still found."""
+    client = await app_factory(**(QUICK | EVENTS_ONLY))
+    gateway = client.app[app_keys.GATEWAY]
+    releaser = client.app[app_keys.RELEASER]
+    fake = RecordingConnector("generic")
+    gateway.register(fake)
+    first = await gateway.handle("generic", Incoming("m-1"))
+    assert first.call is not None
+    # Ended a minute ago and never released (its instance died before recording
+    # anything, say): the first pass reads the whole window and finds it.
+    await pool.execute(
+        "UPDATE calls SET state = 'abandoned', ended_at = now() - interval '60 seconds'"
+        " WHERE id = $1",
+        first.call.id,
+    )
+    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", first.call.id)
+    assert await releaser.catch_up() == 1
+    # Now one whose ended event is lost: the next pass, reading on from the
+    # last, releases it.
+    second = await gateway.handle("generic", Incoming("m-2"))
+    assert second.call is not None
+    await pool.execute(
+        "UPDATE calls SET state = 'abandoned', ended_at = now() WHERE id = $1", second.call.id
+    )
+    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", second.call.id)
+    assert await releaser.catch_up() == 1
+    assert sorted(c.peer_call_id for c in fake.hangups) == ["m-1", "m-2"]
+    # An unreleased call that ended well before the last pass is not read again
+    # by the passes that follow (the window is not rescanned every 5 s) ...
+    third = await gateway.handle("generic", Incoming("m-3"))
+    assert third.call is not None
+    await pool.execute(
+        "UPDATE calls SET state = 'abandoned', ended_at = now() - interval '60 seconds'"
+        " WHERE id = $1",
+        third.call.id,
+    )
+    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", third.call.id)
+    assert await releaser.catch_up() == 0
+    # ... but a peer registered since makes the next pass read the whole window.
+    gateway.register(RecordingConnector("twilio"))
+    assert await releaser.catch_up() == 1
+    assert sorted(c.peer_call_id for c in fake.hangups) == ["m-1", "m-2", "m-3"]
