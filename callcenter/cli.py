@@ -7,6 +7,7 @@ program; nothing is kept between commands but the database.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Coroutine
@@ -95,6 +96,11 @@ async def _serve(settings: Settings) -> None:
         raise
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+    # Everything loaded so far (modules, schemas, the question bank) lives as
+    # long as the process: out of the collector's sight, its full passes walk
+    # only what calls create. Unfrozen, a full pass over the start-up heap
+    # stalled the event loop for 20-55 ms, a routing latency spike each time.
+    gc.freeze()
     console.print(f"callcenter is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
