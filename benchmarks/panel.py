@@ -100,7 +100,8 @@ async def main(args: argparse.Namespace) -> None:
     service = None
     try:
         server_url = server.url()
-        await tune_embedded(server_url)
+        await tune_embedded(server)
+        server_url = server.url()
         url = await fresh_database(server_url, DB)
         service = start_service(url, args.port)  # it loads the shipped bank at start
         base = f"http://127.0.0.1:{args.port}"

@@ -290,7 +290,8 @@ async def main(args: argparse.Namespace) -> None:
     else:
         server = start_embedded(PGDATA)
         server_url = server.url()
-        await tune_embedded(server_url)  # as `callcenter serve` does
+        await tune_embedded(server)  # as `callcenter serve` does
+        server_url = server.url()
         if await set_statements(server_url, args.statements):
             server.restart()
             server_url = server.url()

@@ -221,7 +221,8 @@ async def main(args: argparse.Namespace) -> None:
     else:
         server = start_embedded(WORK / "pgdata-webhooks")
         server_url = server.url()
-        await tune_embedded(server_url)  # as `callcenter serve` does
+        await tune_embedded(server)  # as `callcenter serve` does
+        server_url = server.url()
     service = noop = None
     try:
         url = await fresh_database(server_url, DB)
