@@ -195,10 +195,13 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
         settings.stats_window_seconds,
         QueueMetrics.register(app[METRICS]),
     )
+    # Offers, presence and the clocks' changes: commits that need not wait for the disk.
+    soft_pool = await create_pool(app[app_keys.DSN], min_size=1, max_size=4, durable=False)
     router = Router(
         desk,
         sweep_seconds=settings.sweep_seconds,
         agent_grace_seconds=settings.agent_grace_seconds,
+        soft_pool=soft_pool,
     )
     # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
     bank = BankCache(app_keys.pool(app))
@@ -216,13 +219,16 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
             registry=app[METRICS],
         ),
     )
-    async with bus.running(), bank.running(bus), router.running(), hub.running():
-        app[app_keys.BANK_CACHE] = bank
-        app[app_keys.BUS] = bus
-        app[app_keys.DESK] = desk
-        app[app_keys.ROUTER] = router
-        app[app_keys.HUB] = hub
-        yield
+    try:
+        async with bus.running(), bank.running(bus), router.running(), hub.running():
+            app[app_keys.BANK_CACHE] = bank
+            app[app_keys.BUS] = bus
+            app[app_keys.DESK] = desk
+            app[app_keys.ROUTER] = router
+            app[app_keys.HUB] = hub
+            yield
+    finally:
+        await soft_pool.close()
 
 
 async def _telephony_room(app: web.Application) -> AsyncIterator[None]:

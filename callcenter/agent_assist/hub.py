@@ -337,7 +337,7 @@ class AgentHub:
             if not ids:
                 continue
             try:
-                async with self.pool.acquire() as conn:
+                async with self.router.soft_pool.acquire() as conn:
                     await agents.mark_seen(conn, ids)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("could not refresh agent presence: %s", exc)

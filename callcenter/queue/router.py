@@ -12,6 +12,18 @@ finds nothing to do.
 
 The queue never talks to sockets: an offer is published as ``agent:<id>``
 and the agent hub (in whichever instance holds that agent's socket) pushes it.
+
+Offers and the clocks' state changes are soft state: they commit on
+``soft_pool``, whose commits do not wait for the disk. If PostgreSQL crashed
+in the fraction of a second before they reached it, the calls would be back
+waiting with their keys and the agents back where they were: an agent's
+accept of a lost offer gets "no such offer", and the next dispatch offers the
+call again. A call moved to its overflow queue by the clock and lost the
+same way is moved again by the next sweep. Calls, accepts, ends and answers
+stay on the durable pool. Measured with the routing benchmark on two cores:
+at 200 calls/s it makes no difference to the latency, but at 300/s it is
+what keeps up (p50 7-8 ms; with every commit durable the queue fell behind,
+p50 2-2.3 s), and PostgreSQL's CPU per call drops from 3.3 to 2.8 ms.
 """
 
 from __future__ import annotations
@@ -86,9 +98,11 @@ class Router:
         *,
         sweep_seconds: float = 1.0,
         agent_grace_seconds: float = 30.0,
+        soft_pool: asyncpg.Pool[Any] | None = None,
     ) -> None:
         self.desk = desk
         self.pool: asyncpg.Pool[Any] = desk.pool
+        self.soft_pool: asyncpg.Pool[Any] = soft_pool if soft_pool is not None else desk.pool
         self.bus: EventBus = desk.bus
         self.sweep_seconds = sweep_seconds
         self.agent_grace_seconds = agent_grace_seconds
@@ -178,7 +192,7 @@ class Router:
     async def dispatch(self) -> int:
         """Offer waiting calls to free agents until no pair is left; return how many."""
         made = 0
-        async with self.pool.acquire() as conn:
+        async with self.soft_pool.acquire() as conn:
             while made < ROUND:
                 row = await offer_next(conn)
                 if row is None:
@@ -213,7 +227,7 @@ class Router:
         if not offer_ids:
             return []
         if conn is None:
-            async with self.pool.acquire() as own:
+            async with self.soft_pool.acquire() as own:
                 return await self._return(offer_ids, result, agent_state, own)
         rows = await conn.fetch(Q["return_offers"], list(offer_ids), result, agent_state)
         if rows and self.desk.metrics is not None:
@@ -293,7 +307,7 @@ class Router:
 
     async def sweep(self) -> None:
         """Everything time decides; idempotent, so every instance may run it."""
-        async with self.pool.acquire() as conn:
+        async with self.soft_pool.acquire() as conn:
             expired = [r["offer_id"] for r in await conn.fetch(Q["expired_offers"])]
             await self._return(expired, "timeout", "not_responding", conn)
             async with conn.transaction():
