@@ -432,7 +432,8 @@ class CallDesk:
             window = self._windows.get(queue.name)
             if window is None:
                 window = self._windows[queue.name] = RateWindow(self.stats_window_seconds)
-            since = window.since(time.time())
+            asked_at = time.time()
+            since = window.since(asked_at)
             rows = await conn.fetch(Q["queue_rates"], queue.name, since, window.bucket_seconds)
             clock = rows[0]["now"]
             window.fold(
@@ -443,6 +444,7 @@ class CallDesk:
                     for r in rows
                     if r["b"] is not None
                 ],
+                local_now=asked_at,
             )
             totals = window.totals(clock)
             rates = QueueRates(

@@ -11,7 +11,12 @@ write ``connected_at`` and ``ended_at`` commit within milliseconds), so it is
 read once and kept; each reading fetches only the buckets after that point.
 
 Pure bookkeeping: ``since`` says what to read, ``fold`` takes what was read,
-``totals`` answers. The query is ``queue_rate_buckets`` (see ``CallDesk``).
+``totals`` answers. Every instant is the database's: the service's own clock
+is only used to tell how much time has passed since the last reading, so a
+service whose clock is off still reads the right seconds. Readings may
+overlap (several enqueues at once); one whose clock is older than a reading
+already folded is dropped, so a bucket is never both kept and fresh. The
+query is ``queue_rates`` (see ``CallDesk._rates``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class RateWindow:
     _final_until: float | None = None
     #: The latest reading of the buckets not final yet.
     _fresh: dict[int, Bucket] = field(default_factory=dict)
+    #: The database clock of the latest reading folded.
+    _clock: float | None = None
+    #: The database clock minus the service's clock, at that reading.
+    _offset: float = 0.0
 
     def __post_init__(self) -> None:
         # A short window (tests, tiny sites) gets buckets small enough to resolve it.
@@ -59,15 +68,29 @@ class RateWindow:
     def _floor(self, t: float) -> float:
         return math.floor(t / self.bucket_seconds) * self.bucket_seconds
 
-    def since(self, now: float) -> float:
-        """The instant from which the database must be read for a reading at ``now``."""
-        oldest = self._floor(now - self.window_seconds)
+    def since(self, local_now: float) -> float:
+        """The instant (database clock) from which to read, for a reading at the
+        service's ``local_now``."""
+        oldest = self._floor(local_now + self._offset - self.window_seconds)
         if self._final_until is None:
             return oldest
         return max(oldest, self._final_until)
 
-    def fold(self, now: float, since: float, rows: list[tuple[int, Bucket]]) -> None:
-        """Take the buckets read from ``since`` at ``now`` (database clock)."""
+    def fold(
+        self,
+        now: float,
+        since: float,
+        rows: list[tuple[int, Bucket]],
+        *,
+        local_now: float | None = None,
+    ) -> None:
+        """Take the buckets read from ``since`` at ``now`` (database clock);
+        ``local_now`` is the service's clock when the reading was asked for."""
+        if self._clock is not None and now < self._clock:
+            return  # an older reading that finished after a newer one
+        self._clock = now
+        if local_now is not None:
+            self._offset = now - local_now
         settled = self._floor(now - self.settle_seconds)
         self._fresh = {}
         for index, bucket in rows:
@@ -75,7 +98,9 @@ class RateWindow:
                 self._final[index] = bucket
             else:
                 self._fresh[index] = bucket
-        self._final_until = max(since, settled)
+        if since <= settled:
+            # Read from ``since`` on: everything up to ``settled`` is kept now.
+            self._final_until = settled
         oldest = self._floor(now - self.window_seconds)
         for index in [i for i in self._final if self._start(i) < oldest]:
             del self._final[index]

@@ -89,3 +89,28 @@ def test_buckets_leave_the_window() -> None:
 
 def test_a_short_window_gets_buckets_that_resolve_it() -> None:
     assert RateWindow(window_seconds=2).bucket_seconds == 0.2
+
+
+def test_an_older_reading_that_finishes_last_is_dropped() -> None:
+    """Two enqueues read at once; the one with the older clock folds second."""
+    events: Events = [(9_981.0, None), (9_986.0, None), (9_996.0, None)]
+    window = RateWindow(window_seconds=120, bucket_seconds=5, settle_seconds=10)
+    window.fold(9_990.0, 9_880.0, _read(events, 9_880.0, 9_990.0, 5))
+    since = window.since(9_997.0)
+    newer, older = 10_002.0, 9_997.0
+    window.fold(newer, since, _read(events, since, newer, 5))
+    window.fold(older, since, _read(events, since, older, 5))
+    assert window.totals(newer).answered == _afresh(events, window, newer)[0] == 3
+
+
+def test_a_service_clock_far_off_still_reads_the_window() -> None:
+    """Only the first reading trusts the service's clock; the rest go by the database's."""
+    events: Events = [(9_500.0, 9_560.0), (9_900.0, None)]
+    window = RateWindow(window_seconds=900, bucket_seconds=5, settle_seconds=10)
+    ahead = 5_000.0  # the service's clock runs 5,000 s ahead of the database's
+    for local in (10_000.0 + ahead, 10_001.0 + ahead, 10_020.0 + ahead):
+        db_now = local - ahead
+        since = window.since(local)
+        window.fold(db_now, since, _read(events, since, db_now, 5), local_now=local)
+    totals = window.totals(10_020.0)
+    assert (totals.answered, totals.mean_talk_seconds) == _afresh(events, window, 10_020.0)
