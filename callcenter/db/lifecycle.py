@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,7 +35,29 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         await asyncio.to_thread(server.stop)
 
 
-def embedded_settings() -> dict[str, str]:
+def memory_bytes() -> int | None:
+    """The memory this process may use: the machine's, or its container's limit if lower."""
+    known: list[int] = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # not POSIX, or it won't say
+        known.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            known.append(int(text))
+    return min(known) if known else None
+
+
+def shared_buffers_mb(memory: int | None) -> int:
+    """A quarter of ``memory``, between 128 MB (PostgreSQL's default) and 2 GB."""
+    if memory is None:
+        return 128
+    return max(128, min(2048, memory // 4 // 2**20))
+
+
+def embedded_settings(memory: int | None) -> dict[str, str]:
     """Server settings for the embedded PostgreSQL that a hot queue needs.
 
     ``autovacuum_naptime``: the per-table autovacuum thresholds in the
@@ -45,28 +69,34 @@ def embedded_settings() -> dict[str, str]:
     offers and contacts outgrow it within minutes at 200 calls/s (the routing
     benchmark's database reached 129 MB in ten); from then on every statement
     copies pages in from the OS cache and the latency per call climbs. A
-    quarter of the memory, between 128 MB and 2 GB, as PostgreSQL's own
-    tuning advice goes. (On your own server, set both the same way.)
+    quarter of the memory, as PostgreSQL's own tuning advice goes; a
+    container's limit counts, not the host's. (On your own server, set both
+    the same way.)
     """
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    buffers_mb = max(128, min(2048, memory // 4 // 2**20))
-    return {"autovacuum_naptime": "5s", "shared_buffers": f"{buffers_mb}MB"}
+    return {"autovacuum_naptime": "5s", "shared_buffers": f"{shared_buffers_mb(memory)}MB"}
 
 
 async def tune_embedded(server: EmbeddedPostgres) -> None:
-    """Apply ``embedded_settings``, restarting the server once if one needs it."""
+    """Apply ``embedded_settings``, restarting the server once if its buffers differ.
+
+    The restart is decided by comparing the running server's buffers with
+    the target, so a second process on the same data folder (``callcenter
+    migrate`` beside ``serve``) finds nothing to do and never restarts it.
+    """
+    memory = memory_bytes()
     conn = await asyncpg.connect(server.url())
     try:
-        for name, value in embedded_settings().items():
+        for name, value in embedded_settings(memory).items():
             await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         await conn.execute("SELECT pg_reload_conf()")
-        # The reload is read asynchronously; pending_restart shows once it was.
-        await asyncio.sleep(0.2)
-        pending = await conn.fetchval("SELECT count(*) FROM pg_settings WHERE pending_restart")
+        running = await conn.fetchval(
+            "SELECT setting::bigint * pg_size_bytes(unit) FROM pg_settings"
+            " WHERE name = 'shared_buffers'"
+        )
     finally:
         await conn.close()
-    if pending:
-        _log.info("restarting the embedded PostgreSQL for its new memory settings")
+    if running != shared_buffers_mb(memory) * 2**20:
+        _log.info("restarting the embedded PostgreSQL for its new shared_buffers")
         await asyncio.to_thread(server.restart)
 
 
