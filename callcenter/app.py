@@ -197,29 +197,29 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
     )
     # Offers, presence and the clocks' changes: commits that need not wait for the disk.
     soft_pool = await create_pool(app[app_keys.DSN], min_size=1, max_size=4, durable=False)
-    router = Router(
-        desk,
-        sweep_seconds=settings.sweep_seconds,
-        agent_grace_seconds=settings.agent_grace_seconds,
-        soft_pool=soft_pool,
-    )
-    # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
-    bank = BankCache(app_keys.pool(app))
-    panels = PanelBuilder(bank)
-    hub = AgentHub(
-        router,
-        panels,
-        WrapUpDesk(router, panels.bank),
-        heartbeat_seconds=settings.agent_heartbeat_seconds,
-        grace_seconds=settings.agent_grace_seconds,
-        allowed_origins=settings.allowed_origins,
-        panel_seconds=Histogram(
-            "callcenter_panel_build_seconds",
-            "Assembling an agent's assist panel",
-            registry=app[METRICS],
-        ),
-    )
     try:
+        router = Router(
+            desk,
+            sweep_seconds=settings.sweep_seconds,
+            agent_grace_seconds=settings.agent_grace_seconds,
+            soft_pool=soft_pool,
+        )
+        # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
+        bank = BankCache(app_keys.pool(app))
+        panels = PanelBuilder(bank)
+        hub = AgentHub(
+            router,
+            panels,
+            WrapUpDesk(router, panels.bank),
+            heartbeat_seconds=settings.agent_heartbeat_seconds,
+            grace_seconds=settings.agent_grace_seconds,
+            allowed_origins=settings.allowed_origins,
+            panel_seconds=Histogram(
+                "callcenter_panel_build_seconds",
+                "Assembling an agent's assist panel",
+                registry=app[METRICS],
+            ),
+        )
         async with bus.running(), bank.running(bus), router.running(), hub.running():
             app[app_keys.BANK_CACHE] = bank
             app[app_keys.BUS] = bus

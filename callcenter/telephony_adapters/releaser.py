@@ -64,9 +64,11 @@ CATCH_UP_PARALLEL = 8
 #: Calls one catch-up pass takes at most; the next pass goes on from there.
 CATCH_UP_BATCH = 500
 
-#: How far before its last mark a pass looks again. An end is one statement that
-#: commits within milliseconds of its ``ended_at``; this covers a slow commit.
-CATCH_UP_OVERLAP = timedelta(seconds=10)
+#: How far before its last mark a pass looks again. ``ended_at`` is stamped
+#: when the ending transaction starts, and that transaction may wait for the
+#: call's row lock up to the pool's 30-second statement timeout before it
+#: commits; a call ended so late must still be found by a pass after it.
+CATCH_UP_OVERLAP = timedelta(seconds=40)
 
 
 def releases_counter(registry: CollectorRegistry) -> Counter:

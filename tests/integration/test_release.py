@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from callcenter import app_keys
 from callcenter.telephony_adapters.base import Incoming
+from callcenter.telephony_adapters.gateway import TelephonyGateway
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import FAST, eventually
 from tests.integration.telephony_fakes import (
@@ -421,6 +422,21 @@ async def test_ari_calls_are_left_to_the_ari_adapter(
     assert await pool.fetchval("SELECT count(*) FROM call_releases") == 0
 
 
+async def _ended_unreleased(
+    gateway: TelephonyGateway, pool: asyncpg.Pool[Any], peer_call_id: str, seconds_ago: int
+) -> None:
+    """A generic call that ended ``seconds_ago`` with no ended event heard."""
+    answer = await gateway.handle("generic", Incoming(peer_call_id))
+    assert answer.call is not None
+    await pool.execute(
+        "UPDATE calls SET state = 'abandoned', ended_at = now() - make_interval(secs => $2)"
+        " WHERE id = $1",
+        answer.call.id,
+        seconds_ago,
+    )
+    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", answer.call.id)
+
+
 async def test_each_pass_goes_on_from_the_last_one(
     app_factory: AppFactory, pool: asyncpg.Pool[Any]
 ) -> None:
@@ -431,37 +447,18 @@ async def test_each_pass_goes_on_from_the_last_one(
     releaser = client.app[app_keys.RELEASER]
     fake = RecordingConnector("generic")
     gateway.register(fake)
-    first = await gateway.handle("generic", Incoming("m-1"))
-    assert first.call is not None
     # Ended a minute ago and never released (its instance died before recording
     # anything, say): the first pass reads the whole window and finds it.
-    await pool.execute(
-        "UPDATE calls SET state = 'abandoned', ended_at = now() - interval '60 seconds'"
-        " WHERE id = $1",
-        first.call.id,
-    )
-    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", first.call.id)
+    await _ended_unreleased(gateway, pool, "m-1", 60)
     assert await releaser.catch_up() == 1
     # Now one whose ended event is lost: the next pass, reading on from the
     # last, releases it.
-    second = await gateway.handle("generic", Incoming("m-2"))
-    assert second.call is not None
-    await pool.execute(
-        "UPDATE calls SET state = 'abandoned', ended_at = now() WHERE id = $1", second.call.id
-    )
-    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", second.call.id)
+    await _ended_unreleased(gateway, pool, "m-2", 0)
     assert await releaser.catch_up() == 1
     assert sorted(c.peer_call_id for c in fake.hangups) == ["m-1", "m-2"]
     # An unreleased call that ended well before the last pass is not read again
     # by the passes that follow (the window is not rescanned every 5 s) ...
-    third = await gateway.handle("generic", Incoming("m-3"))
-    assert third.call is not None
-    await pool.execute(
-        "UPDATE calls SET state = 'abandoned', ended_at = now() - interval '60 seconds'"
-        " WHERE id = $1",
-        third.call.id,
-    )
-    await pool.execute("DELETE FROM waiting_calls WHERE call_id = $1", third.call.id)
+    await _ended_unreleased(gateway, pool, "m-3", 60)
     assert await releaser.catch_up() == 0
     # ... but a peer registered since makes the next pass read the whole window.
     gateway.register(RecordingConnector("twilio"))
