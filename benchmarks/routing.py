@@ -20,6 +20,11 @@ too, for the service process, the embedded PostgreSQL (postmaster and all its
 backends) and this process (load generator and agents): what limits the rate
 on a machine whose cores they share. The pids of the service and of the
 postmaster go to stderr at the start, for a profiler (``py-spy record --pid``).
+``--talk-seconds`` makes the agents hold each call (exponential talk times
+with that mean) so that calls wait for an agent: then the latency figures are
+waits, and what the run is for is the accuracy of the estimated wait told at
+enqueue, printed beside that of a past average over the same calls.
+
 ``--statements`` loads ``pg_stat_statements`` into the embedded server
 (restarting it once; a run without the flag unloads it again) and prints each
 statement's executions and server time per call, by its name in our ``.sql``
@@ -32,15 +37,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import json
+import random
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -83,13 +92,26 @@ async def fill_backlog(url: str, n: int) -> None:
 
 
 class Agents:
-    """Panels that take every offer and end the call at once; the queue has no
-    wrap-up, so the agent is available again as the call ends."""
+    """Panels that take every offer and end the call, at once or after a talk
+    time; the queue has no wrap-up, so the agent is available again as the
+    call ends.
 
-    def __init__(self) -> None:
+    ``talk_seconds`` > 0 draws each talk time from an exponential distribution
+    with that mean (seeded), so calls queue for agents as in a real centre and
+    the estimated wait has something to be right or wrong about.
+    """
+
+    def __init__(self, talk_seconds: float = 0.0, seed: int = 7) -> None:
         self.offered_at: dict[int, float] = {}
         self.errors = 0
         self.error_samples: list[str] = []
+        self.talk_seconds = talk_seconds
+        self._random = random.Random(seed)
+        self._talking: set[asyncio.Task[None]] = set()
+
+    async def _talk_then_end(self, ws: Any, call_id: int) -> None:
+        await asyncio.sleep(self._random.expovariate(1 / self.talk_seconds))
+        await ws.send(json.dumps({"type": "end", "call_id": call_id}))
 
     async def run(self, ws_url: str, token: str, ready: asyncio.Event) -> None:
         async with websockets.connect(f"{ws_url}?token={token}", max_size=None) as ws:
@@ -101,7 +123,12 @@ class Agents:
                     self.offered_at.setdefault(m["call_id"], time.perf_counter())
                     await ws.send(json.dumps({"type": "accept", "offer_id": m["offer_id"]}))
                 elif kind == "ack" and m["to"] == "accept":
-                    await ws.send(json.dumps({"type": "end", "call_id": m["call_id"]}))
+                    if self.talk_seconds <= 0:
+                        await ws.send(json.dumps({"type": "end", "call_id": m["call_id"]}))
+                    else:
+                        task = asyncio.create_task(self._talk_then_end(ws, m["call_id"]))
+                        self._talking.add(task)
+                        task.add_done_callback(self._talking.discard)
                 elif kind == "ack" and m["to"] == "available":
                     ready.set()
                 elif kind == "error":
@@ -281,6 +308,54 @@ def pgbench_baseline(server_url: str, seconds: int) -> float:
     return float(found.group(1))
 
 
+PAST_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class EwtAccuracy:
+    calls: int
+    mean_wait: float
+    mae: float
+    past_mae: float
+
+
+def ewt_accuracy(calls: list[tuple[float, float, float | None]]) -> EwtAccuracy | None:
+    """How far the wait told at enqueue was from the wait that followed, for
+    the calls that were told one (enqueued, connected, ewt; epoch seconds).
+
+    Beside it, the error of a past average, the kind of estimate the issue
+    says the peers give: the mean wait of the calls answered in the
+    ``PAST_SECONDS`` before this one arrived (the last known mean when none
+    was), the same for every position in the queue.
+    """
+    by_answer = sorted((c, c - e) for e, c, _ in calls)
+    answered_at = [a for a, _ in by_answer]
+    sums = [0.0]
+    for _, wait in by_answer:
+        sums.append(sums[-1] + wait)
+    errors: list[float] = []
+    past_errors: list[float] = []
+    waits: list[float] = []
+    last_mean = 0.0
+    for enqueued, connected, told in sorted(calls):
+        if told is None:
+            continue
+        wait = connected - enqueued
+        lo = bisect.bisect_left(answered_at, enqueued - PAST_SECONDS)
+        hi = bisect.bisect_left(answered_at, enqueued)
+        past = (sums[hi] - sums[lo]) / (hi - lo) if hi > lo else last_mean
+        if hi > lo:
+            last_mean = past
+        waits.append(wait)
+        errors.append(abs(told - wait))
+        past_errors.append(abs(past - wait))
+    if not waits:
+        return None
+    return EwtAccuracy(
+        len(waits), statistics.fmean(waits), statistics.fmean(errors), statistics.fmean(past_errors)
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     server = None
     if args.database_url:
@@ -318,7 +393,7 @@ async def main(args: argparse.Namespace) -> None:
                 payload = {"name": f"bench{i}", "queues": ["general"]}
                 async with http.post(f"{base}/api/agents", json=payload) as resp:
                     tokens.append((await resp.json())["token"])
-        agents = Agents()
+        agents = Agents(args.talk_seconds)
         readies = [asyncio.Event() for _ in tokens]
         ws_url = f"ws://127.0.0.1:{args.port}/ws/agent"
         panels = [
@@ -383,15 +458,14 @@ async def main(args: argparse.Namespace) -> None:
             "WHERE relname = 'waiting_calls'"
         )
         version = await conn.fetchval("SHOW server_version")
-        ewt = await conn.fetchrow(
-            """SELECT count(*) AS n,
-                      avg(abs(ewt_at_enqueue - extract(epoch FROM connected_at - enqueued_at)))
-                          AS mae,
-                      avg(extract(epoch FROM connected_at - enqueued_at)) AS mean_wait
+        answered = await conn.fetch(
+            """SELECT extract(epoch FROM enqueued_at)::float8 AS enqueued,
+                      extract(epoch FROM connected_at)::float8 AS connected,
+                      ewt_at_enqueue AS ewt
                  FROM calls
-                WHERE queue = 'general' AND connected_at IS NOT NULL
-                  AND ewt_at_enqueue IS NOT NULL"""
+                WHERE queue = 'general' AND connected_at IS NOT NULL"""
         )
+        ewt = ewt_accuracy([(r["enqueued"], r["connected"], r["ewt"]) for r in answered])
         await conn.close()
         cpu_service, cpu_pg, cpu_here = meter.per_call_ms(len(sent_at))
         load_at_end = load_average()
@@ -407,7 +481,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         print("| figure | value |\n|---|---|")
         print(
-            f"| offered rate asked | {args.rate:.0f} calls/s for {args.duration:.0f} s, "
+            f"| offered rate asked | {args.rate:g} calls/s for {args.duration:.0f} s, "
             f"after {args.warmup:.0f} s of warm-up at the same rate |"
         )
         print(
@@ -429,10 +503,14 @@ async def main(args: argparse.Namespace) -> None:
             f"| waiting_calls dead / live tuples at end, autovacuums | {stats['n_dead_tup']} / "
             f"{stats['n_live_tup']}, {stats['autovacuum_count']} |"
         )
-        if ewt["n"]:
+        if ewt is not None:
             print(
                 f"| EWT told at enqueue: mean absolute error (calls, mean actual wait) | "
-                f"{ewt['mae']:.3f} s ({ewt['n']} calls, {ewt['mean_wait']:.3f} s) |"
+                f"{ewt.mae:.3f} s ({ewt.calls} calls, {ewt.mean_wait:.3f} s) |"
+            )
+            print(
+                f"| same, a past average's (mean wait of the calls answered in the "
+                f"{PAST_SECONDS} s before) | {ewt.past_mae:.3f} s |"
             )
         print(
             f"| CPU per call: service / PostgreSQL / load generator and agents | "
@@ -463,6 +541,12 @@ if __name__ == "__main__":
         "--baseline-seconds", type=int, default=15, help="pgbench baseline length; 0 skips it"
     )
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--talk-seconds",
+        type=float,
+        default=0.0,
+        help="mean talk time per call (exponential); 0 ends each call at once",
+    )
     parser.add_argument(
         "--series", action="store_true", help="print p50/max latency by second to stderr"
     )
