@@ -88,6 +88,7 @@ class RateWindow:
         ``local_now`` is the service's clock when the reading was asked for."""
         if self._clock is not None and now < self._clock:
             return  # an older reading that finished after a newer one
+        first = self._clock is None
         self._clock = now
         if local_now is not None:
             self._offset = now - local_now
@@ -98,8 +99,10 @@ class RateWindow:
                 self._final[index] = bucket
             else:
                 self._fresh[index] = bucket
-        if since <= settled:
-            # Read from ``since`` on: everything up to ``settled`` is kept now.
+        # Read from ``since`` on: everything up to ``settled`` is kept now. The
+        # first reading went by the service's clock; unless it reached back to
+        # the window's start by the database's, the next one reads it all again.
+        if since <= settled and (not first or since <= self._floor(now - self.window_seconds)):
             self._final_until = settled
         oldest = self._floor(now - self.window_seconds)
         for index in [i for i in self._final if self._start(i) < oldest]:

@@ -114,3 +114,16 @@ def test_a_service_clock_far_off_still_reads_the_window() -> None:
         window.fold(db_now, since, _read(events, since, db_now, 5), local_now=local)
     totals = window.totals(10_020.0)
     assert (totals.answered, totals.mean_talk_seconds) == _afresh(events, window, 10_020.0)
+
+
+def test_a_first_reading_by_a_clock_a_little_ahead_is_read_again() -> None:
+    """Ahead by less than the window: the first reading misses the window's
+    start, and the next one, by the database's clock, reads it."""
+    events: Events = [(9_200.0, None), (9_950.0, None)]
+    window = RateWindow(window_seconds=900, bucket_seconds=5, settle_seconds=10)
+    ahead = 300.0
+    for local in (10_000.0 + ahead, 10_001.0 + ahead):
+        db_now = local - ahead
+        since = window.since(local)
+        window.fold(db_now, since, _read(events, since, db_now, 5), local_now=local)
+    assert window.totals(10_001.0).answered == _afresh(events, window, 10_001.0)[0] == 2
