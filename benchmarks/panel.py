@@ -99,8 +99,7 @@ async def main(args: argparse.Namespace) -> None:
     server = start_embedded(WORK / "pgdata-panel")
     service = None
     try:
-        server_url = server.url()
-        await tune_embedded(server)
+        await tune_embedded(server)  # as `callcenter serve` does
         server_url = server.url()
         url = await fresh_database(server_url, DB)
         service = start_service(url, args.port)  # it loads the shipped bank at start

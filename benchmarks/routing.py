@@ -364,7 +364,6 @@ async def main(args: argparse.Namespace) -> None:
         server_url = args.database_url
     else:
         server = start_embedded(PGDATA)
-        server_url = server.url()
         await tune_embedded(server)  # as `callcenter serve` does
         server_url = server.url()
         if await set_statements(server_url, args.statements):

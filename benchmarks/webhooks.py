@@ -220,7 +220,6 @@ async def main(args: argparse.Namespace) -> None:
         server_url = args.database_url
     else:
         server = start_embedded(WORK / "pgdata-webhooks")
-        server_url = server.url()
         await tune_embedded(server)  # as `callcenter serve` does
         server_url = server.url()
     service = noop = None

