@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import logging
 import math
 import random
@@ -367,20 +368,25 @@ class AriAdapter:
     def _in_lane(self, key: str, work: Awaitable[None], what: str) -> None:
         """Run ``work`` after every earlier piece of work of the same channel."""
         before = self._lanes.get(key)
-        task = asyncio.create_task(self._after(before, self._guard(work, f"{what} {key}")))
+        task = asyncio.create_task(self._after(before, work, f"{what} {key}"))
         self._lanes[key] = task
 
         def done(t: asyncio.Task[None]) -> None:
             if self._lanes.get(key) is t:
                 del self._lanes[key]
+            # Cancelled (at shutdown) before its turn came: the work never ran,
+            # and is closed so that Python does not warn it was never awaited.
+            if inspect.iscoroutine(work) and inspect.getcoroutinestate(work) == "CORO_CREATED":
+                work.close()
 
         task.add_done_callback(done)
 
-    @staticmethod
-    async def _after(before: asyncio.Task[None] | None, work: Awaitable[None]) -> None:
+    async def _after(
+        self, before: asyncio.Task[None] | None, work: Awaitable[None], what: str
+    ) -> None:
         if before is not None:
             await asyncio.wait([before])
-        await work
+        await self._guard(work, what)
 
     async def _guard(self, work: Awaitable[Any], what: str) -> None:
         """One event's handling: a failure is logged; a lost database write is reconciled."""

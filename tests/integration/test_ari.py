@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -401,3 +402,30 @@ async def test_no_ari_url_no_adapter(app_factory: AppFactory) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_work_cancelled_before_its_turn_is_closed_not_left_unawaited(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    """At shutdown a channel's queued work is cancelled while it waits for the
+    work ahead of it; it must not run, nor leave a "never awaited" warning."""
+    client = await start(app_factory, fake)
+    adapter = client.app[app_keys.ARI]
+    hold = asyncio.Event()
+    ran: list[str] = []
+
+    async def first() -> None:
+        await hold.wait()
+
+    async def second() -> None:
+        ran.append("second")
+
+    adapter._in_lane("ch-lane", first(), "test")
+    queued = second()
+    adapter._in_lane("ch-lane", queued, "test")
+    waiting = adapter._lanes["ch-lane"]
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert ran == []
+    assert inspect.getcoroutinestate(queued) == "CORO_CLOSED"
+    hold.set()
