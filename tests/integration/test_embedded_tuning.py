@@ -53,11 +53,12 @@ async def test_tuning_applies_once_and_then_leaves_the_server_running(tmp_path: 
         server.stop()
 
 
-def _postgres_in(pgdata: Path) -> bool:
-    return any(
-        p.info["name"] == "postgres" and str(pgdata) in " ".join(p.info["cmdline"] or [])
+def _postmasters(pgdata: Path) -> list[psutil.Process]:
+    return [
+        p
         for p in psutil.process_iter(["name", "cmdline"])
-    )
+        if p.info["name"] == "postgres" and str(pgdata) in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 def test_a_process_killed_earlier_does_not_keep_the_server_from_stopping(
@@ -73,12 +74,9 @@ def test_a_process_killed_earlier_does_not_keep_the_server_from_stopping(
     (pgdata / ".handle_pids.json").write_text(json.dumps([gone.pid]))
     server = start_embedded(pgdata)
     try:
-        assert _postgres_in(pgdata.resolve())
+        assert _postmasters(pgdata.resolve())
         server.stop()
-        assert not _postgres_in(pgdata.resolve())
+        assert not _postmasters(pgdata.resolve())
     finally:  # never leave a server behind, even when the test fails
-        for p in psutil.process_iter(["name", "cmdline"]):
-            if p.info["name"] == "postgres" and str(pgdata.resolve()) in " ".join(
-                p.info["cmdline"] or []
-            ):
-                p.kill()
+        for postmaster in _postmasters(pgdata.resolve()):
+            postmaster.kill()
