@@ -219,3 +219,16 @@ async def test_event_bus_reconnects_and_routing_goes_on(
     offer = await panel.until(lambda m: m["type"] == "offer", timeout=5)
     assert offer["call_id"] == call_id
     await panel.close()
+
+
+async def test_offers_commit_without_waiting_for_the_disk_calls_with_it(
+    app_factory: AppFactory,
+) -> None:
+    """The router's soft state (offers, clocks, presence) and the calls' own
+    writes go through different pools: only the first may skip the disk wait."""
+    client = await app_factory(**FAST)
+    router = client.app[app_keys.ROUTER]
+    async with router.soft_pool.acquire() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"
+    async with router.desk.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
