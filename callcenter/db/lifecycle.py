@@ -57,7 +57,7 @@ def shared_buffers_mb(memory: int | None) -> int:
     return max(128, min(2048, memory // 4 // 2**20))
 
 
-def embedded_settings(memory: int | None) -> dict[str, str]:
+def embedded_settings(buffers_mb: int) -> dict[str, str]:
     """Server settings for the embedded PostgreSQL that a hot queue needs.
 
     ``autovacuum_naptime``: the per-table autovacuum thresholds in the
@@ -73,7 +73,7 @@ def embedded_settings(memory: int | None) -> dict[str, str]:
     container's limit counts, not the host's. (On your own server, set both
     the same way.)
     """
-    return {"autovacuum_naptime": "5s", "shared_buffers": f"{shared_buffers_mb(memory)}MB"}
+    return {"autovacuum_naptime": "5s", "shared_buffers": f"{buffers_mb}MB"}
 
 
 async def tune_embedded(server: EmbeddedPostgres) -> None:
@@ -83,10 +83,10 @@ async def tune_embedded(server: EmbeddedPostgres) -> None:
     the target, so a second process on the same data folder (``callcenter
     migrate`` beside ``serve``) finds nothing to do and never restarts it.
     """
-    memory = memory_bytes()
+    buffers_mb = shared_buffers_mb(memory_bytes())
     conn = await asyncpg.connect(server.url())
     try:
-        for name, value in embedded_settings(memory).items():
+        for name, value in embedded_settings(buffers_mb).items():
             await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         await conn.execute("SELECT pg_reload_conf()")
         running = await conn.fetchval(
@@ -95,7 +95,7 @@ async def tune_embedded(server: EmbeddedPostgres) -> None:
         )
     finally:
         await conn.close()
-    if running != shared_buffers_mb(memory) * 2**20:
+    if running != buffers_mb * 2**20:
         _log.info("restarting the embedded PostgreSQL for its new shared_buffers")
         await asyncio.to_thread(server.restart)
 

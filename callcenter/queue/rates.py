@@ -93,6 +93,7 @@ class RateWindow:
         if local_now is not None:
             self._offset = now - local_now
         settled = self._floor(now - self.settle_seconds)
+        oldest = self._floor(now - self.window_seconds)
         self._fresh = {}
         for index, bucket in rows:
             if self._start(index) + self.bucket_seconds <= settled:
@@ -102,9 +103,8 @@ class RateWindow:
         # Read from ``since`` on: everything up to ``settled`` is kept now. The
         # first reading went by the service's clock; unless it reached back to
         # the window's start by the database's, the next one reads it all again.
-        if since <= settled and (not first or since <= self._floor(now - self.window_seconds)):
+        if since <= settled and (not first or since <= oldest):
             self._final_until = settled
-        oldest = self._floor(now - self.window_seconds)
         for index in [i for i in self._final if self._start(i) < oldest]:
             del self._final[index]
 
