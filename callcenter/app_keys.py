@@ -15,6 +15,7 @@ from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.router import Router
+from callcenter.runtime import Supervisor
 from callcenter.telephony_adapters.ari import AriAdapter
 from callcenter.telephony_adapters.bridger import Bridger
 from callcenter.telephony_adapters.gateway import TelephonyGateway
@@ -39,6 +40,8 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 ARI = web.AppKey("ari_adapter", AriAdapter)
 
 BANK_CACHE = web.AppKey("assist_bank_cache", BankCache)
+#: The supervised services running now; ``/readyz`` reports any task of theirs that is down.
+SERVICES: web.AppKey[list[Supervisor]] = web.AppKey("supervised_services")
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

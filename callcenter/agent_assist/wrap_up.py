@@ -27,6 +27,7 @@ from callcenter.agent_assist.questions import check_answer
 from callcenter.agent_assist.store import BankCache
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
+from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, EndOutcome
 from callcenter.queue.router import Router
 
@@ -70,9 +71,15 @@ async def own_call(conn: Conn, agent_id: int, call_id: int) -> OwnCall:
 
 
 class WrapUpDesk:
-    def __init__(self, router: Router, bank: BankCache) -> None:
+    """Wrap-ups, handed the queue's objects it calls (the desk ends a call, the router
+    makes the agent available) and the pool it reads and writes with."""
+
+    def __init__(
+        self, router: Router, desk: CallDesk, bank: BankCache, *, pool: asyncpg.Pool[Any]
+    ) -> None:
         self.router = router
-        self.pool: asyncpg.Pool[Any] = router.pool
+        self.desk = desk
+        self.pool = pool
         self.bank = bank
 
     async def wrap_up(self, agent_id: int, message: WrapUp, now: datetime) -> None:
@@ -102,7 +109,7 @@ class WrapUpDesk:
                         )
                     value = check_answer(question, answer.value)
         if call.connected:
-            await self.router.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
+            await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
             call = OwnCall(call.id, False, call.customer_id, call.question_key, True)
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.fetchrow(P["mark_wrapped_up"], call.id)
