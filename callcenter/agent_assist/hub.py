@@ -190,7 +190,13 @@ class AgentHub:
         sock = AgentSocket(agent_id, ws)
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
-            await self._push([sock])
+            try:
+                await self._push([sock])
+            except TRANSIENT_DB_ERRORS as exc:
+                # Without its first state the panel shows nothing true: it reconnects.
+                _log.warning("agent %s socket: no state to send (%r); closing it", agent_id, exc)
+                await ws.close(code=1011, message=b"the database did not answer; reconnect")
+                return ws
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_text(sock, msg.data)
@@ -260,6 +266,14 @@ class AgentHub:
         except CallCenterError as exc:
             sock.send(
                 ErrorMessage(ref=message.ref, status=exc.status, detail=exc.detail, field=exc.field)
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            # The socket outlives a database restart: the agent is told to try again.
+            _log.warning("agent %s %s: no database (%r)", agent_id, message.type, exc)
+            sock.send(
+                ErrorMessage(
+                    ref=message.ref, status=503, detail="the database did not answer; try again"
+                )
             )
 
     # -- pushing -------------------------------------------------------------------
