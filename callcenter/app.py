@@ -23,12 +23,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
 from callcenter import app_keys
-from callcenter.agent_assist import api as assist_api
-from callcenter.agent_assist.bank import load_bank, read_bank
-from callcenter.agent_assist.hub import AgentHub
-from callcenter.agent_assist.panel import PanelBuilder
-from callcenter.agent_assist.store import BankCache
-from callcenter.agent_assist.wrap_up import WrapUpDesk
+from callcenter.agent_assist.desk.hub import AgentHub
+from callcenter.agent_assist.desk.wrap_up import WrapUpDesk
+from callcenter.agent_assist.knowledge import api as assist_api
+from callcenter.agent_assist.knowledge.bank import load_bank, read_bank
+from callcenter.agent_assist.knowledge.panel import PanelBuilder
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
 from callcenter.customers.store import CustomerRules

@@ -8,8 +8,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from callcenter.agent_assist.hub import AgentHub
-from callcenter.agent_assist.store import BankCache
+from callcenter.agent_assist.desk.hub import AgentHub
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus

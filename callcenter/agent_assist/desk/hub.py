@@ -35,7 +35,8 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
-from callcenter.agent_assist.panel import PanelBuilder
+from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
+from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.protocol import (
     CLIENT_MESSAGE,
     Accept,
@@ -52,7 +53,6 @@ from callcenter.agent_assist.protocol import (
     StateMessage,
     WrapUp,
 )
-from callcenter.agent_assist.wrap_up import WrapUpDesk, own_call
 from callcenter.db.pool import Conn
 from callcenter.errors import CallCenterError, Forbidden, Unauthorized
 from callcenter.events import Event, EventBus, Subscription
