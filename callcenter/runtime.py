@@ -203,3 +203,4 @@ class Supervisor:
         await asyncio.gather(*pending, return_exceptions=True)
         self._runners.clear()
         self._failures.clear()
+        self._stopping = False  # the service may be run again

@@ -127,6 +127,21 @@ async def test_stop_cancels_tasks_and_side_work_and_records_nothing() -> None:
     await supervisor.stop()
     assert side.cancelled()
     assert supervisor.failure is None and supervisor.restarts == 0
+    # The service may run again after a stop, and a death is then a death again.
+    runs: list[int] = []
+
+    async def dies_once() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("after the restart")
+        await forever.wait()
+
+    supervisor.start("bridger-events", dies_once)
+    try:
+        await _until(lambda: len(runs) == 2)
+        assert supervisor.restarts == 1
+    finally:
+        await supervisor.stop()
 
 
 async def test_side_work_failures_are_logged_not_lost(caplog: pytest.LogCaptureFixture) -> None:
