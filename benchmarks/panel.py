@@ -35,8 +35,8 @@ import asyncpg
 import websockets
 from common import WORK, fresh_database, load_average, machine, pct, start_service, wait_ready
 
-from callcenter.agent_assist.panel import PanelBuilder
-from callcenter.agent_assist.store import BankCache
+from callcenter.agent_assist.knowledge.panel import PanelBuilder
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import tune_embedded
 from callcenter.db.pool import create_pool

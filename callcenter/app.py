@@ -7,9 +7,10 @@ then leaves the pool alone (whoever opens a resource closes it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
 from callcenter import app_keys
-from callcenter.agent_assist import api as assist_api
-from callcenter.agent_assist.bank import load_bank, read_bank
-from callcenter.agent_assist.hub import AgentHub
-from callcenter.agent_assist.panel import PanelBuilder
-from callcenter.agent_assist.store import BankCache
-from callcenter.agent_assist.wrap_up import WrapUpDesk
+from callcenter.agent_assist.desk.hub import AgentHub
+from callcenter.agent_assist.desk.wrap_up import WrapUpDesk
+from callcenter.agent_assist.knowledge import api as assist_api
+from callcenter.agent_assist.knowledge.bank import load_bank, read_bank
+from callcenter.agent_assist.knowledge.panel import PanelBuilder
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
 from callcenter.customers.store import CustomerRules
@@ -44,6 +45,7 @@ from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.router import Router
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 from callcenter.telephony_adapters import generic, twilio
 from callcenter.telephony_adapters.ari import AriAdapter, AriConfig, AriMetrics
 from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
@@ -74,25 +76,17 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with app_keys.pool(request.app).acquire(timeout=2) as conn:
             version = await current_version(conn)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+    except TRANSIENT_DB_ERRORS as exc:
         return problem(503, "Not ready", f"the database does not answer: {type(exc).__name__}")
     expected = latest_version()
     if version != expected:
         return problem(
             503, "Not ready", f"the database is at migration {version}, the code expects {expected}"
         )
-    router = request.app.get(app_keys.ROUTER)
-    if router is not None and router.failure is not None:
-        return problem(503, "Not ready", f"the router stopped: {router.failure}")
-    bridger = request.app.get(app_keys.BRIDGER)
-    if bridger is not None and bridger.failure is not None:
-        return problem(503, "Not ready", f"the bridger stopped: {bridger.failure}")
-    releaser = request.app.get(app_keys.RELEASER)
-    if releaser is not None and releaser.failure is not None:
-        return problem(503, "Not ready", f"the releaser stopped: {releaser.failure}")
-    ari = request.app.get(app_keys.ARI)
-    if ari is not None and ari.failure is not None:
-        return problem(503, "Not ready", f"the ARI adapter stopped: {ari.failure}")
+    for service in request.app[app_keys.SERVICES]:
+        failure = service.failure
+        if failure is not None:
+            return problem(503, "Not ready", f"the {service.service} stopped: {failure}")
     return web.json_response({"status": "ready", "migration": version})
 
 
@@ -117,6 +111,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[app_keys.SETTINGS] = settings
     app[app_keys.CUSTOMER_RULES] = CustomerRules.from_settings(settings)
+    # Every supervised service registers here while it runs; /readyz asks each.
+    app[app_keys.SERVICES] = []
     registry = CollectorRegistry()
     app[METRICS] = registry
     app[REQUESTS] = Counter(
@@ -140,7 +136,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     else:
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_assist_bank)
-    app.cleanup_ctx.append(_queue_room)
+    app.cleanup_ctx.append(_bus_bank_router_and_hub)
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
 
@@ -182,13 +178,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await pool.close()
 
 
-async def _queue_room(app: web.Application) -> AsyncIterator[None]:
+async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
     """The event bus, the bank cache, the router and the agent hub, started and stopped together."""
     settings = app[app_keys.SETTINGS]
     rules = app[app_keys.CUSTOMER_RULES]
+    pool = app_keys.pool(app)
     bus = EventBus(app[app_keys.DSN])
     desk = CallDesk(
-        app_keys.pool(app),
+        pool,
         bus,
         QueueDirectory(ordered_tiers(rules.thresholds)),
         rules,
@@ -205,12 +202,16 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
             soft_pool=soft_pool,
         )
         # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
-        bank = BankCache(app_keys.pool(app))
+        bank = BankCache(pool)
         panels = PanelBuilder(bank)
         hub = AgentHub(
             router,
+            desk,
             panels,
-            WrapUpDesk(router, panels.bank),
+            WrapUpDesk(router, desk, panels.bank, pool=pool),
+            pool=pool,
+            soft_pool=soft_pool,
+            bus=bus,
             heartbeat_seconds=settings.agent_heartbeat_seconds,
             grace_seconds=settings.agent_grace_seconds,
             allowed_origins=settings.allowed_origins,
@@ -226,9 +227,22 @@ async def _queue_room(app: web.Application) -> AsyncIterator[None]:
             app[app_keys.DESK] = desk
             app[app_keys.ROUTER] = router
             app[app_keys.HUB] = hub
-            yield
+            with _registered(app, bus.supervisor, router.supervisor, hub.supervisor):
+                yield
     finally:
         await soft_pool.close()
+
+
+@contextlib.contextmanager
+def _registered(app: web.Application, *supervisors: Supervisor) -> Iterator[None]:
+    """``supervisors`` are asked by ``/readyz`` while the block runs."""
+    services = app[app_keys.SERVICES]
+    services.extend(supervisors)
+    try:
+        yield
+    finally:
+        for supervisor in supervisors:
+            services.remove(supervisor)
 
 
 async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
@@ -292,7 +306,8 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
         app[app_keys.BRIDGER] = bridger
         app[app_keys.RELEASER] = releaser
         async with bridger.running(), releaser.running():
-            yield
+            with _registered(app, bridger.supervisor, releaser.supervisor):
+                yield
     finally:
         await session.close()
 
@@ -308,7 +323,8 @@ async def _ari_adapter(app: web.Application) -> AsyncIterator[None]:
     )
     async with adapter.running():
         app[app_keys.ARI] = adapter
-        yield
+        with _registered(app, adapter.supervisor):
+            yield
 
 
 async def _assist_bank(app: web.Application) -> AsyncIterator[None]:
@@ -364,7 +380,7 @@ async def _metrics(request: web.Request) -> web.Response:
         # tens of milliseconds a routing sweep has no business spending.
         try:
             await desk.refresh_waiting_gauge()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except TRANSIENT_DB_ERRORS as exc:
             _log.warning("/metrics: waiting calls not counted (%s); the last count stands", exc)
     body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

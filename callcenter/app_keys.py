@@ -8,13 +8,14 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from callcenter.agent_assist.hub import AgentHub
-from callcenter.agent_assist.store import BankCache
+from callcenter.agent_assist.desk.hub import AgentHub
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
 from callcenter.events import EventBus
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.router import Router
+from callcenter.runtime import Supervisor
 from callcenter.telephony_adapters.ari import AriAdapter
 from callcenter.telephony_adapters.bridger import Bridger
 from callcenter.telephony_adapters.gateway import TelephonyGateway
@@ -39,6 +40,8 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 ARI = web.AppKey("ari_adapter", AriAdapter)
 
 BANK_CACHE = web.AppKey("assist_bank_cache", BankCache)
+#: The supervised services running now; ``/readyz`` reports any task of theirs that is down.
+SERVICES: web.AppKey[list[Supervisor]] = web.AppKey("supervised_services")
 
 
 def pool(app: web.Application) -> asyncpg.Pool[Any]:

@@ -68,7 +68,7 @@ def serve(
     if port is not None:
         settings.port = port
     _logging(settings)
-    from callcenter.agent_assist.bank import read_bank
+    from callcenter.agent_assist.knowledge.bank import read_bank
     from callcenter.errors import BankFileError, CallCenterError
 
     try:
@@ -305,7 +305,7 @@ def assist_load(
     file: Annotated[Path, typer.Argument(help="A bank file (YAML): questions: and treatments:.")],
 ) -> None:
     """Load a question bank file: print what changed, or every file:line error (exit 2)."""
-    from callcenter.agent_assist.bank import load_bank, read_bank
+    from callcenter.agent_assist.knowledge.bank import load_bank, read_bank
     from callcenter.customers.value import ordered_tiers
     from callcenter.db.lifecycle import open_database
     from callcenter.errors import BankFileError, CallCenterError

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from callcenter.db.pool import Conn
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 
 _log = logging.getLogger(__name__)
 
@@ -114,8 +115,10 @@ class EventBus:
         self._dsn = dsn
         self._check_interval = check_interval
         self._subscribers: set[Subscription] = set()
-        self._task: asyncio.Task[None] | None = None
+        #: Runs the listener; restarts it should anything unforeseen end it.
+        self.supervisor = Supervisor("event bus", duty="no event reaches this instance")
         self.connected = asyncio.Event()
+        self._listened = False
         self.reconnects = 0
         # (backend pid, payload) published here and delivered locally already.
         self._delivered_early: Counter[tuple[int, str]] = Counter()
@@ -172,19 +175,22 @@ class EventBus:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[EventBus]:
-        """Listen for the life of the block; waits for the first connection."""
-        self._task = asyncio.create_task(self._listen_forever(), name="event-bus-listener")
+        """Listen for the life of the block; waits for the first connection.
+
+        The listener reconnects on its own after a database error; anything
+        else that ends it is logged and it is restarted (``supervisor``).
+        """
+        self.supervisor.start("event-bus-listener", self._listen_forever)
         try:
-            waiter = asyncio.create_task(self.connected.wait())
-            done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-            if self._task in done:
-                waiter.cancel()
-                self._task.result()
+            await self.connected.wait()
             yield self
         finally:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self.supervisor.stop()
+
+    @property
+    def failure(self) -> str | None:
+        """Whether the listener is down of an unforeseen error (``/readyz`` says so)."""
+        return self.supervisor.failure
 
     # -- the listener ---------------------------------------------------------
 
@@ -202,7 +208,8 @@ class EventBus:
 
     async def _listen_forever(self) -> None:
         delay = 0.1
-        first = True
+        # A restarted listener resyncs too: events went by while it was down.
+        first = not self._listened
         while True:
             conn: asyncpg.Connection[Any] | None = None
             try:
@@ -211,6 +218,7 @@ class EventBus:
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self.connected.set()
+                self._listened = True
                 if not first:
                     self.reconnects += 1
                     _log.warning("event bus listener reconnected; subscribers resync")
@@ -225,9 +233,12 @@ class EventBus:
                         await asyncio.wait_for(conn.fetchval("SELECT 1"), self._check_interval)
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 self.connected.clear()
                 _log.warning("event bus listener lost its connection (%s); retrying", exc)
+            except BaseException:
+                self.connected.clear()
+                raise
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):

@@ -16,8 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from callcenter.customers.models import CustomerSummary
-from callcenter.queue.models import Agent, Call
+from callcenter.queue.models import Agent, Call, Offer
 
 Ref = Annotated[str | int | None, Field(default=None, description="Echoed in the answer.")]
 
@@ -99,27 +98,6 @@ ClientMessage = Annotated[
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-
-
-class Priority(BaseModel):
-    """Why the call was served when it was: shown before the agent accepts."""
-
-    tier: str | None
-    credit_seconds: float
-    explicit: bool = Field(description="A supervisor set the credit.")
-    reason: str
-
-
-class Offer(BaseModel):
-    offer_id: int
-    call_id: int
-    queue: str
-    expires_at: datetime
-    enqueued_at: datetime
-    ani: str | None
-    tier: str | None
-    customer: CustomerSummary | None
-    priority: Priority
 
 
 class StateMessage(BaseModel):

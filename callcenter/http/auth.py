@@ -24,16 +24,28 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GUARDED_PREFIX = "/api/"
 
 
+def bearer_token(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; None when there is none.
+
+    One reading of the header for every door (the API guard, the agent page's
+    session check, the agent socket), so they all accept the same spellings.
+    """
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
 def api_token_guard(token: SecretStr) -> Middleware:
     expected = token.get_secret_value().encode()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(GUARDED_PREFIX):
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not given.strip():
+            given = bearer_token(request)
+            if given is None:
                 raise Unauthorized("the API needs the API token: Authorization: Bearer <token>")
-            if not hmac.compare_digest(given.strip().encode(), expected):
+            if not hmac.compare_digest(given.encode(), expected):
                 raise Unauthorized("the API token is not accepted")
         return await handler(request)
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
+from callcenter.queue.calls import caller_summary
 from callcenter.queue.directory import QueueDirectory
-from callcenter.queue.models import Agent, AgentCreated, AgentIn
+from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority
+from callcenter.queue.policy import explain_credit
 from callcenter.queue.sql import Q
 
 
@@ -91,3 +94,43 @@ async def set_offline(conn: Conn, agent_id: int) -> list[int]:
 async def mark_seen(conn: Conn, agent_ids: Sequence[int]) -> None:
     if agent_ids:
         await conn.execute(Q["seen"], list(agent_ids))
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """An agent and the offer it holds (if any), as its panel shows them."""
+
+    agent: Agent
+    offer: Offer | None
+
+
+async def snapshot(conn: Conn, agent_id: int) -> AgentSnapshot | None:
+    """The agent and its pending offer in one round trip; None when there is no such agent.
+
+    The agent's socket pushes this on every change of the agent, so it is one
+    statement (``agent_snapshot``), not ``get_agent`` plus a look for an offer.
+    """
+    row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
+    if row is None:
+        return None
+    agent = Agent.model_validate({k: row[k] for k in Agent.model_fields})
+    return AgentSnapshot(agent, _offer(row) if row["offer_id"] is not None else None)
+
+
+def _offer(row: asyncpg.Record) -> Offer:
+    return Offer(
+        offer_id=row["offer_id"],
+        call_id=row["offer_call_id"],
+        queue=row["queue"],
+        expires_at=row["offer_expires_at"],
+        enqueued_at=row["enqueued_at"],
+        ani=row["ani"],
+        tier=row["tier"],
+        customer=caller_summary(row),
+        priority=Priority(
+            tier=row["tier"],
+            credit_seconds=row["credit_seconds"],
+            explicit=row["credit_explicit"],
+            reason=explain_credit(row["tier"], row["credit_seconds"], row["credit_explicit"]),
+        ),
+    )

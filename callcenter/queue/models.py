@@ -222,6 +222,29 @@ class Agent(BaseModel):
     endpoint: str | None = None
 
 
+class Priority(BaseModel):
+    """Why the call was served when it was: shown before the agent accepts."""
+
+    tier: str | None
+    credit_seconds: float
+    explicit: bool = Field(description="A supervisor set the credit.")
+    reason: str
+
+
+class Offer(BaseModel):
+    """A call offered to an agent, as the agent sees it before accepting."""
+
+    offer_id: int
+    call_id: int
+    queue: str
+    expires_at: datetime
+    enqueued_at: datetime
+    ani: str | None
+    tier: str | None
+    customer: CustomerSummary | None
+    priority: Priority
+
+
 class AgentCreated(BaseModel):
     agent: Agent
     token: str = Field(description="Shown once: the agent panel's credential for /ws/agent.")

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +46,7 @@ from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 
 _log = logging.getLogger(__name__)
 
@@ -61,8 +63,6 @@ MAX_WAIT = "max_wait"
 #: What statements that publish their own events put before an id (see ``Event.encode``).
 AGENT_PREFIX = Event("agent").encode()
 CONNECT_PREFIX = Event("connect").encode()
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 async def offer_next(conn: Conn) -> asyncpg.Record | None:
@@ -108,52 +108,44 @@ class Router:
         self.agent_grace_seconds = agent_grace_seconds
         self._wake = asyncio.Event()
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._side_tasks: set[asyncio.Task[Any]] = set()
-        self.failure: str | None = None
+        self.supervisor = Supervisor("router", duty="no call is offered or no clock runs")
         self.offers_made = 0
 
     # -- running ---------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Router]:
+        """Dispatch, listen and sweep for the life of the block (supervised: restarted)."""
         sub = self.bus.subscribe(10_000, kinds=WAKING | {"customer"})
-        tasks = [
-            asyncio.create_task(self._dispatcher(), name="router-dispatch"),
-            asyncio.create_task(self._listen(sub), name="router-events"),
-            asyncio.create_task(self._sweeper(), name="router-sweep"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._watch)
-        self.wake()
+        self.supervisor.start("router-dispatch", self._dispatcher)
+        self.supervisor.start("router-events", functools.partial(self._listen, sub))
+        self.supervisor.start("router-sweep", self._sweeper)
         try:
             yield self
         finally:
             self.bus.unsubscribe(sub)
-            for task in tasks:
-                task.remove_done_callback(self._watch)
-                task.cancel()
             for handle in self._timers.values():
                 handle.cancel()
-            await asyncio.gather(*tasks, *self._side_tasks, return_exceptions=True)
+            await self.supervisor.stop()
 
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        """A router task must never end while the app runs: say so loudly (``/readyz``)."""
-        if task.cancelled():
-            self.failure = f"{task.get_name()} was cancelled"
-        else:
-            self.failure = f"{task.get_name()} died: {task.exception()!r}"
-        _log.critical("router task stopped: %s", self.failure)
+    @property
+    def failure(self) -> str | None:
+        """What of the router is down (``/readyz`` says so), or None."""
+        return self.supervisor.failure
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _dispatcher(self) -> None:
+        # A first round at once: at the start, and after a restart (the wake-up
+        # that the dead run had taken may not have been served).
+        self.wake()
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self.dispatch()
-            except _DB_ERRORS as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("dispatch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 self.wake()
@@ -164,7 +156,9 @@ class Router:
             if event.kind in ("queues", "resync"):
                 self.desk.directory.invalidate()
             if event.kind == "customer":
-                self._spawn(self.desk.rekey_customer(int(event.key)))
+                self.supervisor.spawn(
+                    self.desk.rekey_customer(int(event.key)), f"rekey customer {event.key}"
+                )
             elif event.kind in WAKING:
                 self.wake()
 
@@ -173,19 +167,8 @@ class Router:
             await asyncio.sleep(self.sweep_seconds)
             try:
                 await self.sweep()
-            except _DB_ERRORS as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("sweep failed (%s); next one in %ss", exc, self.sweep_seconds)
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except _DB_ERRORS as exc:
-                _log.warning("router side task failed: %s", exc)
-
-        task = asyncio.create_task(guarded())
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
 
     # -- matching --------------------------------------------------------------
 
@@ -213,7 +196,9 @@ class Router:
 
     def _expire(self, offer_id: int) -> None:
         self._timers.pop(offer_id, None)
-        self._spawn(self._return([offer_id], "timeout", "not_responding"))
+        self.supervisor.spawn(
+            self._return([offer_id], "timeout", "not_responding"), f"time out offer {offer_id}"
+        )
 
     def _disarm(self, offer_id: int) -> None:
         handle = self._timers.pop(offer_id, None)

@@ -59,7 +59,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -68,6 +67,7 @@ from callcenter.config import Settings
 from callcenter.db.sql import load_queries
 from callcenter.errors import CallCenterError, MalformedEvent, PeerRequestFailed, Unprocessable
 from callcenter.queue.models import CallState
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 from callcenter.telephony_adapters.ari_events import (
     GONE,
     Channel,
@@ -93,8 +93,6 @@ from callcenter.telephony_adapters.gateway import CallView, TelephonyGateway
 _log = logging.getLogger(__name__)
 
 Q = load_queries("callcenter.telephony_adapters", "ari.sql")
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 #: Our agent legs and their bridges: ``cc-agent-<call id>-<attempt>``, ``cc-bridge-…``.
 AGENT_LEG = re.compile(r"^cc-agent-(\d+)-([0-9a-f]{8})$")
@@ -232,7 +230,7 @@ class AriAdapter:
         self.connected = asyncio.Event()
         self.connections = 0
         self.reconciles = 0
-        self.failure: str | None = None
+        self.supervisor = Supervisor("ARI adapter", duty="Asterisk calls are not served")
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._collectors: dict[str, DigitCollector] = {}
         self._dtmf_timers: dict[str, asyncio.TimerHandle] = {}
@@ -241,50 +239,37 @@ class AriAdapter:
         #: Caller channels whose call is open (waiting or connected) as far as we know.
         self._live: set[str] = set()
         self._reconcile_wanted = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- running ---------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AriAdapter]:
-        """Read events for the life of the block; the tasks are watched (``failure``)."""
+        """Read events for the life of the block; the tasks are supervised (``failure``)."""
         self.gateway.register(self)
-        tasks = [
-            asyncio.create_task(self._read_forever(), name="ari-events"),
-            asyncio.create_task(self._reconciler(), name="ari-reconcile"),
-            asyncio.create_task(self._releaser(), name="ari-release"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._watch)
+        self.supervisor.start("ari-events", self._read_forever)
+        self.supervisor.start("ari-reconcile", self._reconciler)
+        self.supervisor.start("ari-release", self._releaser)
         try:
             yield self
         finally:
-            for task in tasks:
-                task.remove_done_callback(self._watch)
-                task.cancel()
             for handle in self._dtmf_timers.values():
                 handle.cancel()
             for leg in self._legs.values():
                 if not leg.answered.done():
                     leg.answered.cancel()
-            pending = [*tasks, *self._lanes.values(), *self._tasks]
-            for task in pending:
+            lanes = list(self._lanes.values())
+            for task in lanes:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(self.supervisor.stop(), *lanes, return_exceptions=True)
             self.gateway.connectors.pop(self.peer, None)
 
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        """An ARI task must not end while the app runs: say so loudly (``/readyz``)."""
-        if task.cancelled():
-            self.failure = f"{task.get_name()} was cancelled"
-        else:
-            self.failure = f"{task.get_name()} died: {task.exception()!r}"
-        _log.critical("ARI adapter task stopped, Asterisk calls are not served: %s", self.failure)
+    @property
+    def failure(self) -> str | None:
+        """What of the adapter is down (``/readyz`` says so), or None."""
+        return self.supervisor.failure
 
     def _spawn(self, work: Awaitable[Any], what: str) -> None:
-        task = asyncio.create_task(self._guard(work, what))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.supervisor.spawn(self._guard(work, what), what)
 
     # -- the event websocket -----------------------------------------------------
 
@@ -394,7 +379,7 @@ class AriAdapter:
             await work
         except CallCenterError as exc:
             _log.warning("ARI %s: %s", what, exc.detail)
-        except _DB_ERRORS as exc:
+        except TRANSIENT_DB_ERRORS as exc:
             _log.error("ARI %s: the database failed (%r); reconciling", what, exc)
             self.reconcile_soon(RECONCILE_RETRY_SECONDS)
         except Exception:
@@ -628,7 +613,7 @@ class AriAdapter:
             try:
                 async with self.pool.acquire() as conn:
                     rows = await conn.fetch(Q["ended_calls"], ids)
-            except _DB_ERRORS as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("ARI: could not check for ended calls (%r)", exc)
                 continue
             for row in rows:
@@ -648,6 +633,8 @@ class AriAdapter:
             asyncio.get_running_loop().call_later(delay, self._reconcile_wanted.set)
 
     async def _reconciler(self) -> None:
+        # Once at every (re)start: a restarted reconciler may have taken a request with it.
+        self.reconcile_soon()
         while True:
             await self._reconcile_wanted.wait()
             self._reconcile_wanted.clear()
@@ -655,7 +642,7 @@ class AriAdapter:
                 continue  # the next connection asks again
             try:
                 await self.reconcile()
-            except (CallCenterError, *_DB_ERRORS) as exc:
+            except (CallCenterError, *TRANSIENT_DB_ERRORS) as exc:
                 detail = exc.detail if isinstance(exc, CallCenterError) else repr(exc)
                 _log.warning("ARI reconciliation failed (%s); trying again", detail)
                 self.reconcile_soon(RECONCILE_RETRY_SECONDS)

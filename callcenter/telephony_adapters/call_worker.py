@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, ClassVar, Self
+from collections.abc import AsyncIterator
+from typing import ClassVar, Self
 
-import asyncpg
 from prometheus_client import Counter
 
 from callcenter.events import Event, Subscription
 from callcenter.queue.calls import CallDesk
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 
 _log = logging.getLogger(__name__)
-
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class CallWorker(ABC):
@@ -61,9 +60,8 @@ class CallWorker(ABC):
         self.lease_seconds = timeout_seconds + backoff_seconds * 2 ** (self.attempts - 1) + 30
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._results = results
-        self._tasks: set[asyncio.Task[Any]] = set()
-        #: Set when a task of the worker stopped; ``/readyz`` reports it.
-        self.failure: str | None = None
+        #: The worker's tasks; ``/readyz`` reports the ones that are down.
+        self.supervisor = Supervisor(self.name, duty=self.duty)
 
     @abstractmethod
     async def handle(self, call_id: int) -> str | None:
@@ -75,57 +73,36 @@ class CallWorker(ABC):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Self]:
+        """Follow the events and catch up for the life of the block (supervised)."""
         sub = self.desk.bus.subscribe(10_000, kinds={self.event_kind})
-        tasks = [
-            asyncio.create_task(self._listen(sub), name=f"{self.name}-events"),
-            asyncio.create_task(self._catch_up_loop(), name=f"{self.name}-catch-up"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._watch)
+        self.supervisor.start(f"{self.name}-events", functools.partial(self._listen, sub))
+        self.supervisor.start(f"{self.name}-catch-up", self._catch_up_loop)
         try:
             yield self
         finally:
             self.desk.bus.unsubscribe(sub)
-            for task in tasks:
-                task.remove_done_callback(self._watch)
-                task.cancel()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            await self.supervisor.stop()
 
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self.failure = f"{task.get_name()} was cancelled"
-        else:
-            self.failure = f"{task.get_name()} died: {task.exception()!r}"
-        _log.critical("%s task stopped, %s: %s", self.name, self.duty, self.failure)
+    @property
+    def failure(self) -> str | None:
+        """What of the worker is down (``/readyz`` says so), or None."""
+        return self.supervisor.failure
 
     async def _listen(self, sub: Subscription) -> None:
         while True:
             event: Event = await sub.get()
             if event.kind == self.event_kind and event.key.isdigit():
-                self._spawn(self.handle(int(event.key)))
+                self.supervisor.spawn(self.handle(int(event.key)), f"call {event.key}")
             elif event.kind == "resync":
-                self._spawn(self.catch_up())
+                self.supervisor.spawn(self.catch_up(), "catch-up after a resync")
 
     async def _catch_up_loop(self) -> None:
         while True:
             await asyncio.sleep(self.catch_up_seconds)
             try:
                 await self.catch_up()
-            except DB_ERRORS as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("%s catch-up failed (%s); retrying", self.name, exc)
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except DB_ERRORS as exc:
-                _log.error("%s could not reach the database: %s", self.name, exc)
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _count(self, peer: str, result: str) -> None:
         if self._results is not None:

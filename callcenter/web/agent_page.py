@@ -14,6 +14,7 @@ from aiohttp import web
 
 from callcenter import app_keys
 from callcenter.errors import NotFound, Unauthorized
+from callcenter.http.auth import bearer_token
 from callcenter.http.routing import Routes
 from callcenter.queue import agents
 from callcenter.queue.models import Agent
@@ -45,9 +46,8 @@ routes = Routes("agent page")
     errors=[401],
 )
 async def agent_session(request: web.Request) -> Agent:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if token is None:
         raise Unauthorized("send the agent token as Authorization: Bearer <token>")
     async with app_keys.pool(request.app).acquire() as conn:
         agent_id = await agents.agent_for_token(conn, token)

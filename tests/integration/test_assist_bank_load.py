@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from callcenter.agent_assist.bank import load_bank_file
+from callcenter.agent_assist.knowledge.bank import load_bank_file
 from callcenter.config import shipped_bank
 from callcenter.errors import BankFileError
 from tests.conftest import AppFactory

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from callcenter import app_keys
-from callcenter.agent_assist import store
+from callcenter.agent_assist.knowledge import store
 from callcenter.errors import Conflict, InvalidAnswer, NotFound, NotPendingQuestion
 from tests.conftest import AppFactory
 from tests.integration.assist_helpers import Pool, write_bank

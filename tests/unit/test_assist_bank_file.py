@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from callcenter.agent_assist.bank import parse_bank, read_bank
-from callcenter.agent_assist.consistency import check_bank
-from callcenter.agent_assist.questions import Question
-from callcenter.agent_assist.treatments import Treatment
+from callcenter.agent_assist.knowledge.bank import parse_bank, read_bank
+from callcenter.agent_assist.knowledge.consistency import check_bank
+from callcenter.agent_assist.knowledge.questions import Question
+from callcenter.agent_assist.knowledge.treatments import Treatment
 from callcenter.config import shipped_bank
 from callcenter.errors import BankFileError
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from callcenter.agent_assist import conditions as c
-from callcenter.agent_assist.conditions import Facts
+from callcenter.agent_assist.knowledge import conditions as c
+from callcenter.agent_assist.knowledge.conditions import Facts
 
 PLATINUM = Facts(
     tier="platinum",

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from callcenter.agent_assist.conditions import Facts
-from callcenter.agent_assist.questions import (
+from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.questions import (
     Question,
     StoredAnswer,
     check_answer,

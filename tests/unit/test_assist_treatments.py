@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from callcenter.agent_assist.conditions import Facts
-from callcenter.agent_assist.treatments import Treatment, TreatmentKind, matching
+from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.treatments import Treatment, TreatmentKind, matching
 
 
 def t(key: str, condition: Any = None, **fields: Any) -> Treatment:

@@ -18,7 +18,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from callcenter.agent_assist.conditions import Facts
+from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.questions import (
+    StoredAnswer,
+    current_answers,
+    pending_question,
+)
+from callcenter.agent_assist.knowledge.store import Bank, BankCache
+from callcenter.agent_assist.knowledge.treatments import matching
 from callcenter.agent_assist.protocol import (
     HistoryAnswer,
     HistoryItem,
@@ -30,17 +37,10 @@ from callcenter.agent_assist.protocol import (
     PanelTreatment,
     Recognised,
 )
-from callcenter.agent_assist.questions import (
-    StoredAnswer,
-    current_answers,
-    pending_question,
-)
-from callcenter.agent_assist.store import Bank, BankCache
-from callcenter.agent_assist.treatments import matching
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 
-P = load_queries("callcenter.agent_assist", "panel.sql")
+P = load_queries("callcenter.agent_assist.knowledge", "panel.sql")
 
 #: Contacts per history page: enough to pick up the thread, small enough to send at once.
 HISTORY_PAGE = 20

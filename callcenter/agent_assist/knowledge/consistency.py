@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from callcenter.agent_assist import conditions
-from callcenter.agent_assist.conditions import AnswerTest, Node, Path, TierIn
-from callcenter.agent_assist.questions import AnswerKind, Question, check_answer
-from callcenter.agent_assist.treatments import Treatment
+from callcenter.agent_assist.knowledge import conditions
+from callcenter.agent_assist.knowledge.conditions import AnswerTest, Node, Path, TierIn
+from callcenter.agent_assist.knowledge.questions import AnswerKind, Question, check_answer
+from callcenter.agent_assist.knowledge.treatments import Treatment
 from callcenter.errors import InvalidAnswer
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from callcenter.agent_assist.conditions import Condition, Key
-from callcenter.agent_assist.questions import (
+from callcenter.agent_assist.knowledge.conditions import Condition, Key
+from callcenter.agent_assist.knowledge.questions import (
     AnswerKind,
     Bound,
     ChoiceText,
@@ -22,7 +22,7 @@ from callcenter.agent_assist.questions import (
     QuestionFields,
     Text,
 )
-from callcenter.agent_assist.treatments import (
+from callcenter.agent_assist.knowledge.treatments import (
     Detail,
     MatchedTreatment,
     Reason,

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from callcenter import app_keys
-from callcenter.agent_assist import store
-from callcenter.agent_assist.models import (
+from callcenter.agent_assist.knowledge import store
+from callcenter.agent_assist.knowledge.models import (
     AnswerIn,
     AnswerRecorded,
     CustomerQuestion,
@@ -31,8 +31,8 @@ from callcenter.agent_assist.models import (
     TreatmentPatch,
     TreatmentPut,
 )
-from callcenter.agent_assist.questions import Question
-from callcenter.agent_assist.treatments import Treatment
+from callcenter.agent_assist.knowledge.questions import Question
+from callcenter.agent_assist.knowledge.treatments import Treatment
 from callcenter.customers.value import ordered_tiers
 from callcenter.errors import NotFound, Unprocessable
 from callcenter.http.routing import Routes, path_id

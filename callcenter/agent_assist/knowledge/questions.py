@@ -36,8 +36,8 @@ from pydantic import (
     model_validator,
 )
 
-from callcenter.agent_assist import conditions
-from callcenter.agent_assist.conditions import Condition, Facts, Key
+from callcenter.agent_assist.knowledge import conditions
+from callcenter.agent_assist.knowledge.conditions import Condition, Facts, Key
 from callcenter.errors import InvalidAnswer
 
 #: The longest text answer kept; a learning question wants a short fact, not notes.

@@ -44,12 +44,12 @@ from typing import Any, Generic, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from callcenter.agent_assist.conditions import TAGS
-from callcenter.agent_assist.conditions import Path as NodePath
-from callcenter.agent_assist.consistency import BankProblem, check_bank
-from callcenter.agent_assist.models import BankChange, Source
-from callcenter.agent_assist.questions import Question
-from callcenter.agent_assist.store import (
+from callcenter.agent_assist.knowledge.conditions import TAGS
+from callcenter.agent_assist.knowledge.conditions import Path as NodePath
+from callcenter.agent_assist.knowledge.consistency import BankProblem, check_bank
+from callcenter.agent_assist.knowledge.models import BankChange, Source
+from callcenter.agent_assist.knowledge.questions import Question
+from callcenter.agent_assist.knowledge.store import (
     Bank,
     Q,
     announce,
@@ -60,7 +60,7 @@ from callcenter.agent_assist.store import (
     question_params,
     treatment_params,
 )
-from callcenter.agent_assist.treatments import Treatment
+from callcenter.agent_assist.knowledge.treatments import Treatment
 from callcenter.db.pool import Conn
 from callcenter.errors import BankFileError
 

@@ -15,9 +15,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from callcenter.agent_assist import conditions
-from callcenter.agent_assist.conditions import Condition, Facts, Key
-from callcenter.agent_assist.questions import Priority
+from callcenter.agent_assist.knowledge import conditions
+from callcenter.agent_assist.knowledge.conditions import Condition, Facts, Key
+from callcenter.agent_assist.knowledge.questions import Priority
 
 
 class TreatmentKind(StrEnum):

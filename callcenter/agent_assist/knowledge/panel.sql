@@ -47,32 +47,8 @@ SELECT h.id, h.started_at, h.ended_at, h.channel, h.agent, h.outcome, h.notes, h
  ORDER BY h.started_at DESC, h.id DESC
  LIMIT $3
 
--- own_call --
--- Call $2 as agent $1 sees it: only a call the agent took is ever shown or
--- wrapped up by it. "Still its own" (connected, or ended and not yet wrapped
--- up) is decided by the caller of this statement.
-SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped_up_at,
-       c.ended_at, now() - c.ended_at AS since_end,
-       a.state AS agent_state, a.call_id AS agent_call_id
-  FROM calls c
-  JOIN agents a ON a.id = c.agent_id
- WHERE c.id = $2 AND c.agent_id = $1
-
--- mark_wrapped_up --
--- Once per call: a retried wrap-up finds it done and changes nothing.
-UPDATE calls SET wrapped_up_at = now()
- WHERE id = $1 AND wrapped_up_at IS NULL
-RETURNING interaction_id, customer_id
-
 -- set_question --
 -- The question shown on this call: chosen once, so a reconnecting panel shows
 -- the same one and the wrap-up is checked against it.
 UPDATE calls SET question_key = coalesce(question_key, $2) WHERE id = $1
 RETURNING question_key
-
--- wrap_up_notes --
-UPDATE interactions SET notes = $2 WHERE id = $1
-
--- agent_wrapping_up --
--- Whether agent $1 is in the wrap-up of call $2 (and so may end it early).
-SELECT state = 'wrap_up' FROM agents WHERE id = $1 AND call_id = $2

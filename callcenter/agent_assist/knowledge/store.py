@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import asyncpg
 from pydantic import ValidationError
 
-from callcenter.agent_assist import conditions
-from callcenter.agent_assist.conditions import Facts
-from callcenter.agent_assist.consistency import BankProblem, check_bank
-from callcenter.agent_assist.models import (
+from callcenter.agent_assist.knowledge import conditions
+from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.consistency import BankProblem, check_bank
+from callcenter.agent_assist.knowledge.models import (
     Answer,
     AnswerRecorded,
     CustomerQuestion,
@@ -36,7 +36,7 @@ from callcenter.agent_assist.models import (
     TreatmentOut,
     TreatmentPatch,
 )
-from callcenter.agent_assist.questions import (
+from callcenter.agent_assist.knowledge.questions import (
     AnswerKind,
     Question,
     StoredAnswer,
@@ -45,7 +45,7 @@ from callcenter.agent_assist.questions import (
     is_current,
     pending_question,
 )
-from callcenter.agent_assist.treatments import MatchedTreatment, Treatment, matching
+from callcenter.agent_assist.knowledge.treatments import MatchedTreatment, Treatment, matching
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.errors import (
@@ -57,7 +57,7 @@ from callcenter.errors import (
 )
 from callcenter.events import CHANNEL, Event, EventBus, Subscription
 
-Q = load_queries("callcenter.agent_assist", "queries.sql")
+Q = load_queries("callcenter.agent_assist.knowledge", "queries.sql")
 M = TypeVar("M", Question, Treatment)
 Change = Callable[["Bank"], "Bank"]
 

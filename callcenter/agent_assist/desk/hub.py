@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -34,7 +35,8 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
-from callcenter.agent_assist.panel import PanelBuilder
+from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
+from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.protocol import (
     CLIENT_MESSAGE,
     Accept,
@@ -43,26 +45,23 @@ from callcenter.agent_assist.protocol import (
     End,
     ErrorMessage,
     HistoryRequest,
-    Offer,
     OfferMessage,
     Offline,
     Ping,
     PongMessage,
-    Priority,
     Reject,
     StateMessage,
     WrapUp,
 )
-from callcenter.agent_assist.wrap_up import WrapUpDesk, own_call
 from callcenter.db.pool import Conn
 from callcenter.errors import CallCenterError, Forbidden, Unauthorized
 from callcenter.events import Event, EventBus, Subscription
+from callcenter.http.auth import bearer_token
 from callcenter.queue import agents
-from callcenter.queue.calls import CallDesk, caller_summary
-from callcenter.queue.models import Agent, AgentState, EndOutcome
-from callcenter.queue.policy import explain_credit
+from callcenter.queue.calls import CallDesk
+from callcenter.queue.models import AgentState, EndOutcome
 from callcenter.queue.router import Router
-from callcenter.queue.sql import Q
+from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 
 _log = logging.getLogger(__name__)
 
@@ -109,23 +108,36 @@ class AgentSocket:
 
 
 class AgentHub:
+    """The sockets of this instance's agents, and the pushes that keep them current.
+
+    It is handed what it uses: the queue's objects (the router for what an
+    agent does, the desk to read a call, ``queue.agents`` for the agent's
+    snapshot), the durable pool, the soft pool for presence (a lost refresh is
+    redone a moment later, so it need not wait for the disk) and the bus.
+    """
+
     def __init__(
         self,
         router: Router,
+        desk: CallDesk,
         panels: PanelBuilder,
         wrap_ups: WrapUpDesk,
         *,
+        pool: asyncpg.Pool[Any],
+        soft_pool: asyncpg.Pool[Any],
+        bus: EventBus,
         heartbeat_seconds: float = 10.0,
         grace_seconds: float = 30.0,
         allowed_origins: Sequence[str] = (),
         panel_seconds: Histogram | None = None,
     ) -> None:
         self.router = router
+        self.desk = desk
         self.panels = panels
         self.wrap_ups = wrap_ups
-        self.desk: CallDesk = router.desk
-        self.pool: asyncpg.Pool[Any] = router.pool
-        self.bus: EventBus = router.bus
+        self.pool = pool
+        self.soft_pool = soft_pool
+        self.bus = bus
         self.heartbeat_seconds = heartbeat_seconds
         self.panel_seconds = panel_seconds
         # Refresh presence well within the grace period, so a connected agent never lapses.
@@ -134,25 +146,27 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AgentHub]:
+        """Push and keep presence for the life of the block (supervised: restarted if they die)."""
         sub = self.bus.subscribe(10_000, kinds={"agent"})
-        tasks = [
-            asyncio.create_task(self._listen(sub), name="agent-hub-events"),
-            asyncio.create_task(self._presence(), name="agent-hub-presence"),
-        ]
+        self.supervisor.start("agent-hub-events", functools.partial(self._listen, sub))
+        self.supervisor.start("agent-hub-presence", self._presence)
         try:
             yield self
         finally:
             self.bus.unsubscribe(sub)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            await self.supervisor.stop()
             for sockets in list(self._sockets.values()):
                 for s in list(sockets):
                     await s.ws.close(code=1001, message=b"server shutting down")
+
+    @property
+    def failure(self) -> str | None:
+        """What of the hub is down (``/readyz`` says so), or None."""
+        return self.supervisor.failure
 
     # -- the endpoint ------------------------------------------------------------
 
@@ -160,7 +174,7 @@ class AgentHub:
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin, request):
             raise Forbidden(f"origin {origin!r} may not open an agent socket")
-        token = request.query.get("token") or _bearer(request.headers.get("Authorization", ""))
+        token = request.query.get("token") or bearer_token(request)
         if not token:
             raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
         async with self.pool.acquire() as conn:
@@ -176,7 +190,13 @@ class AgentHub:
         sock = AgentSocket(agent_id, ws)
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
-            await self._push([sock])
+            try:
+                await self._push([sock])
+            except TRANSIENT_DB_ERRORS as exc:
+                # Without its first state the panel shows nothing true: it reconnects.
+                _log.warning("agent %s socket: no state to send (%r); closing it", agent_id, exc)
+                await ws.close(code=1011, message=b"the database did not answer; reconnect")
+                return ws
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_text(sock, msg.data)
@@ -247,10 +267,21 @@ class AgentHub:
             sock.send(
                 ErrorMessage(ref=message.ref, status=exc.status, detail=exc.detail, field=exc.field)
             )
+        except TRANSIENT_DB_ERRORS as exc:
+            # The socket outlives a database restart: the agent is told to try again.
+            _log.warning("agent %s %s: no database (%r)", agent_id, message.type, exc)
+            sock.send(
+                ErrorMessage(
+                    ref=message.ref, status=503, detail="the database did not answer; try again"
+                )
+            )
 
     # -- pushing -------------------------------------------------------------------
 
     async def _listen(self, sub: Subscription) -> None:
+        # Every socket is pushed at (re)start: a restarted listener may have lost an event.
+        for agent_id in list(self._sockets):
+            self._schedule(agent_id)
         while True:
             event: Event = await sub.get()
             if event.kind == "resync":
@@ -268,9 +299,7 @@ class AgentHub:
             self._stale.add(agent_id)
             return
         self._pushing.add(agent_id)
-        task = asyncio.create_task(self._push_agent(agent_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.supervisor.spawn(self._push_agent(agent_id), f"push agent {agent_id}")
 
     async def _push_agent(self, agent_id: int) -> None:
         try:
@@ -281,7 +310,7 @@ class AgentHub:
                     return
                 try:
                     await self._push(sockets)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except TRANSIENT_DB_ERRORS as exc:
                     _log.warning("could not push agent %s state: %s", agent_id, exc)
                 if agent_id not in self._stale:
                     return
@@ -295,11 +324,10 @@ class AgentHub:
             by_agent.setdefault(s.agent_id, []).append(s)
         async with self.pool.acquire() as conn:
             for agent_id, group in by_agent.items():
-                row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
-                if row is None:
+                found = await agents.snapshot(conn, agent_id)
+                if found is None:
                     continue
-                agent = Agent.model_validate({k: row[k] for k in Agent.model_fields})
-                offer = _offer(row) if row["offer_id"] is not None else None
+                agent, offer = found.agent, found.offer
                 call = None
                 if agent.call_id is not None and agent.state in (
                     AgentState.on_call,
@@ -337,31 +365,7 @@ class AgentHub:
             if not ids:
                 continue
             try:
-                async with self.router.soft_pool.acquire() as conn:
+                async with self.soft_pool.acquire() as conn:
                     await agents.mark_seen(conn, ids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("could not refresh agent presence: %s", exc)
-
-
-def _bearer(header: str) -> str | None:
-    scheme, _, value = header.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _offer(row: asyncpg.Record) -> Offer:
-    return Offer(
-        offer_id=row["offer_id"],
-        call_id=row["offer_call_id"],
-        queue=row["queue"],
-        expires_at=row["offer_expires_at"],
-        enqueued_at=row["enqueued_at"],
-        ani=row["ani"],
-        tier=row["tier"],
-        customer=caller_summary(row),
-        priority=Priority(
-            tier=row["tier"],
-            credit_seconds=row["credit_seconds"],
-            explicit=row["credit_explicit"],
-            reason=explain_credit(row["tier"], row["credit_seconds"], row["credit_explicit"]),
-        ),
-    )

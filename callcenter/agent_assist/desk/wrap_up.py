@@ -20,15 +20,18 @@ from typing import Any
 
 import asyncpg
 
-from callcenter.agent_assist import store as bank_store
-from callcenter.agent_assist.panel import P
+from callcenter.agent_assist.knowledge import store as bank_store
+from callcenter.agent_assist.knowledge.questions import check_answer
+from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.agent_assist.protocol import WrapUp
-from callcenter.agent_assist.questions import check_answer
-from callcenter.agent_assist.store import BankCache
 from callcenter.db.pool import Conn
+from callcenter.db.sql import load_queries
 from callcenter.errors import Conflict, NotFound
+from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, EndOutcome
 from callcenter.queue.router import Router
+
+W = load_queries("callcenter.agent_assist.desk", "wrap_up.sql")
 
 #: How long after a call ended its agent may still wrap it up.
 WRAP_UP_WINDOW = timedelta(hours=1)
@@ -45,7 +48,7 @@ class OwnCall:
 
 async def own_call(conn: Conn, agent_id: int, call_id: int) -> OwnCall:
     """``call_id`` if it is still the agent's own; a clear error otherwise."""
-    row = await conn.fetchrow(P["own_call"], agent_id, call_id)
+    row = await conn.fetchrow(W["own_call"], agent_id, call_id)
     if row is None:
         # The same answer whether the call does not exist or is someone else's:
         # an agent learns nothing about other agents' calls by probing ids.
@@ -70,9 +73,15 @@ async def own_call(conn: Conn, agent_id: int, call_id: int) -> OwnCall:
 
 
 class WrapUpDesk:
-    def __init__(self, router: Router, bank: BankCache) -> None:
+    """Wrap-ups, handed the queue's objects it calls (the desk ends a call, the router
+    makes the agent available) and the pool it reads and writes with."""
+
+    def __init__(
+        self, router: Router, desk: CallDesk, bank: BankCache, *, pool: asyncpg.Pool[Any]
+    ) -> None:
         self.router = router
-        self.pool: asyncpg.Pool[Any] = router.pool
+        self.desk = desk
+        self.pool = pool
         self.bank = bank
 
     async def wrap_up(self, agent_id: int, message: WrapUp, now: datetime) -> None:
@@ -102,14 +111,14 @@ class WrapUpDesk:
                         )
                     value = check_answer(question, answer.value)
         if call.connected:
-            await self.router.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
+            await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
             call = OwnCall(call.id, False, call.customer_id, call.question_key, True)
         async with self.pool.acquire() as conn, conn.transaction():
-            done = await conn.fetchrow(P["mark_wrapped_up"], call.id)
+            done = await conn.fetchrow(W["mark_wrapped_up"], call.id)
             if done is None:
                 return  # a retry raced the first one: it is stored already
             if done["interaction_id"] is not None and message.notes:
-                await conn.execute(P["wrap_up_notes"], done["interaction_id"], message.notes)
+                await conn.execute(W["wrap_up_notes"], done["interaction_id"], message.notes)
             if answer is not None and done["customer_id"] is not None:
                 await bank_store.record_answer(
                     conn,
@@ -125,6 +134,6 @@ class WrapUpDesk:
                 )
         if message.available:
             async with self.pool.acquire() as conn:
-                wrapping_up = await conn.fetchval(P["agent_wrapping_up"], agent_id, call.id)
+                wrapping_up = await conn.fetchval(W["agent_wrapping_up"], agent_id, call.id)
             if wrapping_up:
                 await self.router.available(agent_id)

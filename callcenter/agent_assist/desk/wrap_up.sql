@@ -1,0 +1,26 @@
+-- What the agent's desk reads and writes about its own calls: whose call it
+-- is, and the wrap-up, stored once per call.
+
+-- own_call --
+-- Call $2 as agent $1 sees it: only a call the agent took is ever shown or
+-- wrapped up by it. "Still its own" (connected, or ended and not yet wrapped
+-- up) is decided by the caller of this statement.
+SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped_up_at,
+       c.ended_at, now() - c.ended_at AS since_end,
+       a.state AS agent_state, a.call_id AS agent_call_id
+  FROM calls c
+  JOIN agents a ON a.id = c.agent_id
+ WHERE c.id = $2 AND c.agent_id = $1
+
+-- mark_wrapped_up --
+-- Once per call: a retried wrap-up finds it done and changes nothing.
+UPDATE calls SET wrapped_up_at = now()
+ WHERE id = $1 AND wrapped_up_at IS NULL
+RETURNING interaction_id, customer_id
+
+-- wrap_up_notes --
+UPDATE interactions SET notes = $2 WHERE id = $1
+
+-- agent_wrapping_up --
+-- Whether agent $1 is in the wrap-up of call $2 (and so may end it early).
+SELECT state = 'wrap_up' FROM agents WHERE id = $1 AND call_id = $2

@@ -1,0 +1,1 @@
+"""The assist knowledge: questions, treatments, conditions, the bank and the assist panel."""
