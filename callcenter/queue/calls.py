@@ -2,7 +2,8 @@
 
 ``incoming`` is the top of the data flow in DESIGN.md: identify the caller,
 take their tier, turn it into a credit by the queue's policy, and enqueue with
-``service_key = arrival - credit``. Every change is committed first and then
+``service_key = arrival - credit - queue offset`` (the SQL function
+``queue_service_key``, twin of ``policy.service_key``). Every change is committed first and then
 announced on the event bus (``queue:<name>``), which is what wakes the router
 and reorders nothing by polling: the key *is* the order.
 
