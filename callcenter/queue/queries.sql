@@ -38,11 +38,12 @@ RETURNING (xmax = 0) AS created
 -- One statement: the call's record, its place in the queue and the events
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
+-- $14, $15: the telephony peer and its call id, when an adapter handed it in.
 WITH new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
-                       credit_seconds, service_key, ewt_at_enqueue)
+                       credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id)
     VALUES ($1, $2, $3, $4, $5, $6, $7,
-            queue_service_key(now(), $7::float8, $8::float8), $9)
+            queue_service_key(now(), $7::float8, $8::float8), $9, $14, $15)
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, queue, service_key, enqueued_at
 ), waiting AS (
@@ -478,8 +479,9 @@ SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n
 -- ended abandoned at once with no wait, never in the waiting table. It never
 -- waits, so its key is its arrival: no credit, no queue offset.
 INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier, credit_seconds,
-                   service_key, state, ended_at, end_reason)
-VALUES ($1, $2, $3, $4, $5, $6, 0, queue_service_key(now(), 0, 0), 'abandoned', now(), $7)
+                   service_key, state, ended_at, end_reason, peer, peer_call_id)
+VALUES ($1, $2, $3, $4, $5, $6, 0, queue_service_key(now(), 0, 0), 'abandoned', now(), $7,
+        $8, $9)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING id
 
