@@ -2,7 +2,8 @@
 
 ``incoming`` is the top of the data flow in DESIGN.md: identify the caller,
 take their tier, turn it into a credit by the queue's policy, and enqueue with
-``service_key = arrival - credit``. Every change is committed first and then
+``service_key = arrival - credit - queue offset`` (the SQL function
+``queue_service_key``, twin of ``policy.service_key``). Every change is committed first and then
 announced on the event bus (``queue:<name>``), which is what wakes the router
 and reorders nothing by polling: the key *is* the order.
 
@@ -14,6 +15,8 @@ different end of an ended call is a conflict.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,6 +53,10 @@ RATES_TTL = 1.0
 
 _ENDED = {CallState.completed, CallState.abandoned, CallState.transferred}
 
+#: A telephony peer and its own id of the call (``("generic", "pbx-42")``), stored
+#: beside ``external_id`` so nobody parses it back out of that string.
+PeerRef = tuple[str, str]
+
 
 @dataclass
 class CallDesk:
@@ -64,13 +71,42 @@ class CallDesk:
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
     _windows: dict[str, RateWindow] = field(default_factory=dict)
 
+    @asynccontextmanager
+    async def _using(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        """The caller's connection, or one from the pool for this call only.
+
+        A caller that makes several calls for one event (the telephony
+        gateway) passes its own, so the event takes one connection instead
+        of one per call; the API passes none.
+        """
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as acquired:
+                yield acquired
+
     # -- hand-in ---------------------------------------------------------------
 
-    async def incoming(self, data: CallIn) -> EnqueueAnswer:
-        async with self.pool.acquire() as conn:
-            known = await self._known(conn, data.call_id)
-            if known is not None:
-                return known
+    async def incoming(
+        self,
+        data: CallIn,
+        *,
+        conn: Conn | None = None,
+        peer: PeerRef | None = None,
+        unknown: bool = False,
+    ) -> EnqueueAnswer:
+        """Identify, value and enqueue a new call; a known ``call_id`` answers the stored call.
+
+        ``peer``: the telephony peer that handed it in, stored in its own columns.
+        ``unknown``: the caller has just looked ``call_id`` up on ``conn`` and
+        found no call, so that look-up is not repeated (a duplicate racing
+        this one is still caught by the insert's ``ON CONFLICT``).
+        """
+        async with self._using(conn) as conn:
+            if not unknown:
+                known = await self._known(conn, data.call_id)
+                if known is not None:
+                    return known
             queue, resolution = await self._resolve(conn, data)
             customer = resolution.customer
             tier = customer.tier if customer is not None else None
@@ -95,6 +131,7 @@ class CallDesk:
                 queue.max_wait_seconds,
                 CHANNEL,
                 payloads([Event("queue", queue.name)]),
+                *(peer or (None, None)),
             )
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
@@ -146,13 +183,20 @@ class CallDesk:
         )
         return queue, resolution
 
-    async def record_gone(self, data: CallIn, reason: str | None) -> EnqueueAnswer:
+    async def record_gone(
+        self,
+        data: CallIn,
+        reason: str | None,
+        *,
+        conn: Conn | None = None,
+        peer: PeerRef | None = None,
+    ) -> EnqueueAnswer:
         """A call that hung up before it was handed in: record it, never queue it.
 
         The caller is identified as usual (their history gets the abandoned
         contact, waited 0 s); a repeat answers the stored call, like ``incoming``.
         """
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             known = await self._known(conn, data.call_id)
             if known is not None:
                 return known
@@ -168,6 +212,7 @@ class CallDesk:
                     identity.recognised_by(resolution),
                     customer.tier if customer is not None else None,
                     reason,
+                    *(peer or (None, None)),
                 )
                 if call_id is not None:  # its contact in the history; nobody to tell
                     await conn.execute(
@@ -191,7 +236,7 @@ class CallDesk:
                 call=await self.get(conn, call_id),
             )
 
-    async def requeue(self, call_id: int, agent_id: int) -> bool:
+    async def requeue(self, call_id: int, agent_id: int, *, conn: Conn | None = None) -> bool:
         """Put a connected call back in its queue with its original key.
 
         For when the telephony peer could not connect the caller to the agent
@@ -199,7 +244,7 @@ class CallDesk:
         agent goes to *not responding*. False when the call is no longer
         connected to that agent (it ended meanwhile): nothing changes then.
         """
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             queue_name = await conn.fetchval(Q["call_queue"], call_id)
             if queue_name is None:
                 return False
@@ -216,15 +261,17 @@ class CallDesk:
             await self.bus.publish(conn, [Event("queue", back), Event("agent", str(agent_id))])
             return True
 
-    async def by_external_id(self, external_id: str) -> Call | None:
+    async def by_external_id(self, external_id: str, *, conn: Conn | None = None) -> Call | None:
         """The call a peer knows by ``external_id``, or None if it was never handed in."""
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             call_id = await conn.fetchval(Q["call_id_by_external"], external_id)
             return None if call_id is None else await self.get(conn, call_id)
 
-    async def identify(self, call_id: int, customer_number: str) -> Call:
+    async def identify(
+        self, call_id: int, customer_number: str, *, conn: Conn | None = None
+    ) -> Call:
         """The IVR collected a customer number: identify again and move the call by value."""
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             row = await conn.fetchrow(Q["call"], call_id)
             if row is None:
                 raise NotFound(f"no call with id {call_id}")
@@ -320,12 +367,13 @@ class CallDesk:
         *,
         expect: CallState | None = None,
         agent_id: int | None = None,
+        conn: Conn | None = None,
     ) -> Call:
         """End a call with its one outcome (idempotent for the same outcome); see ``finish``.
 
         Returns the call as it is now.
         """
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             await self._finish(conn, call_id, outcome, reason, expect, agent_id)
             return await self.get(conn, call_id)
 

@@ -2,7 +2,17 @@
 
 Every waiting call gets a static **service key**, its *virtual arrival time*::
 
-    service_key = enqueued_at - credit(tier)
+    service_key = enqueued_at - credit(tier) - queue offset
+
+**Where production computes it:** not here. The key that orders the queue
+is computed in PostgreSQL, by the SQL function ``queue_service_key`` (created
+in ``callcenter/db/migrations/0009_service_key.sql``), which every statement of
+``callcenter/queue/queries.sql`` that computes a key calls (``enqueue``,
+``calls_ahead``, ``set_key``, ``record_gone_call``). ``service_key`` below is
+its exact Python twin, held equal by ``tests/integration/test_service_key.py``.
+To change the formula, change both in one commit: a new migration that
+replaces the function, and ``service_key``. The credit itself (``credit``,
+the policies) *is* computed here and passed to those statements.
 
 and the queue serves the smallest key first, ties by real arrival. A valuable
 caller is treated as if they had called ``credit`` seconds earlier. Because
@@ -113,9 +123,22 @@ def credit(policy: QueuePolicy, tier: str | None, explicit: float | None = None)
     return min(max(raw, policy.min_credit), policy.max_credit)
 
 
-def service_key(enqueued_at: datetime, credit_seconds: float) -> datetime:
-    """The virtual arrival time: smaller is served first."""
-    return enqueued_at - timedelta(seconds=credit_seconds)
+def service_key(
+    enqueued_at: datetime, credit_seconds: float, offset_seconds: float = 0.0
+) -> datetime:
+    """The virtual arrival time: smaller is served first.
+
+    The exact twin of the SQL function ``queue_service_key`` (migration
+    0009), which is what production runs: the credit and the queue's offset
+    are added as floats, the sum becomes whole microseconds rounded half to
+    even (``make_interval``'s ``rint``; Python's ``round`` on a float does
+    the same), and that many microseconds are taken from the arrival.
+    ``enqueued_at`` is an aware datetime in UTC, as asyncpg returns a
+    ``timestamptz`` (arithmetic on another zone's local time would not be
+    PostgreSQL's absolute-time arithmetic across a DST change).
+    """
+    micros = round((credit_seconds + offset_seconds) * 1_000_000.0)
+    return enqueued_at - timedelta(microseconds=micros)
 
 
 def serve_order(calls: Sequence[tuple[datetime, float, int]]) -> list[int]:

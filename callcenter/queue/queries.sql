@@ -1,6 +1,15 @@
--- The hold queue's statements. The service key formula lives in
--- callcenter.queue.policy (key = arrival - credit - queue offset); these
--- statements apply it with the database clock so every instance agrees.
+-- The hold queue's statements.
+--
+-- The service key (the order of the queue) is computed in ONE place in
+-- production: the SQL function queue_service_key(arrival, credit, offset),
+-- created in callcenter/db/migrations/0009_service_key.sql and called by every
+-- statement here that computes a key (enqueue, calls_ahead, set_key,
+-- record_gone_call), with the database clock so every instance agrees. Its
+-- exact Python twin is callcenter.queue.policy.service_key; a test
+-- (tests/integration/test_service_key.py) holds the two equal. To change the
+-- formula: a new migration that replaces the function, and policy.py, together.
+-- The other statements (position, requeue_connected, move_to_queue, the claim)
+-- only compare or carry a stored key; they never compute one.
 
 -- queue_configs --
 SELECT name, policy, credits, offset_seconds, offer_timeout_seconds, wrap_up_seconds,
@@ -29,11 +38,12 @@ RETURNING (xmax = 0) AS created
 -- One statement: the call's record, its place in the queue and the events
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
+-- $14, $15: the telephony peer and its call id, when an adapter handed it in.
 WITH new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
-                       credit_seconds, service_key, ewt_at_enqueue)
+                       credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id)
     VALUES ($1, $2, $3, $4, $5, $6, $7,
-            now() - make_interval(secs => $7::float8 + $8::float8), $9)
+            queue_service_key(now(), $7::float8, $8::float8), $9, $14, $15)
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, queue, service_key, enqueued_at
 ), waiting AS (
@@ -56,10 +66,10 @@ SELECT id FROM calls WHERE external_id = $1
 -- Two counts so each uses a partial index (waiting, and offered right now).
 SELECT (SELECT count(*) FROM waiting_calls
          WHERE queue = $1 AND offered_to IS NULL
-           AND service_key < now() - make_interval(secs => $2::float8 + $3::float8))
+           AND service_key < queue_service_key(now(), $2::float8, $3::float8))
      + (SELECT count(*) FROM waiting_calls
          WHERE offered_to IS NOT NULL AND queue = $1
-           AND service_key < now() - make_interval(secs => $2::float8 + $3::float8))
+           AND service_key < queue_service_key(now(), $2::float8, $3::float8))
 
 -- queue_rates --
 -- What EWT is computed from: the answers and ended talk of queue $1 from
@@ -113,7 +123,7 @@ WITH c AS (
        SET credit_seconds = $2, credit_explicit = $3,
            tier = coalesce($4, tier), customer_id = coalesce($5, customer_id),
            identified_by = coalesce($6, identified_by),
-           service_key = enqueued_at - make_interval(secs => $2::float8 + $7::float8)
+           service_key = queue_service_key(enqueued_at, $2::float8, $7::float8)
      WHERE id = $1
     RETURNING id, service_key
 )
@@ -466,10 +476,12 @@ SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n
 
 -- record_gone_call --
 -- A call whose hang-up arrived before its hand-in: recorded with its caller,
--- ended abandoned at once with no wait, never in the waiting table.
+-- ended abandoned at once with no wait, never in the waiting table. It never
+-- waits, so its key is its arrival: no credit, no queue offset.
 INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier, credit_seconds,
-                   service_key, state, ended_at, end_reason)
-VALUES ($1, $2, $3, $4, $5, $6, 0, now(), 'abandoned', now(), $7)
+                   service_key, state, ended_at, end_reason, peer, peer_call_id)
+VALUES ($1, $2, $3, $4, $5, $6, 0, queue_service_key(now(), 0, 0), 'abandoned', now(), $7,
+        $8, $9)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING id
 

@@ -64,7 +64,6 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from callcenter.config import Settings
-from callcenter.db.sql import load_queries
 from callcenter.errors import CallCenterError, MalformedEvent, PeerRequestFailed, Unprocessable
 from callcenter.queue.models import CallState
 from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
@@ -92,7 +91,6 @@ from callcenter.telephony_adapters.gateway import CallView, TelephonyGateway
 
 _log = logging.getLogger(__name__)
 
-Q = load_queries("callcenter.telephony_adapters", "ari.sql")
 
 #: Our agent legs and their bridges: ``cc-agent-<call id>-<attempt>``, ``cc-bridge-…``.
 AGENT_LEG = re.compile(r"^cc-agent-(\d+)-([0-9a-f]{8})$")
@@ -224,7 +222,6 @@ class AriAdapter:
     ) -> None:
         self.config = config
         self.gateway = gateway
-        self.pool = gateway.desk.pool
         self.rest = AriRest(session, config.url, config.headers)
         self.metrics = metrics
         self.connected = asyncio.Event()
@@ -609,19 +606,14 @@ class AriAdapter:
             await asyncio.sleep(self.config.release_seconds)
             if not self._live:
                 continue
-            ids = [f"{ARI}:{channel_id}" for channel_id in self._live]
             try:
-                async with self.pool.acquire() as conn:
-                    rows = await conn.fetch(Q["ended_calls"], ids)
+                ended = await self.gateway.ended_calls(ARI, list(self._live))
             except TRANSIENT_DB_ERRORS as exc:
                 _log.warning("ARI: could not check for ended calls (%r)", exc)
                 continue
-            for row in rows:
-                channel_id = row["external_id"].split(":", 1)[1]
+            for channel_id, state in ended:
                 self._live.discard(channel_id)
-                _log.info(
-                    "ARI call of channel %s ended %s here; hanging up", channel_id, row["state"]
-                )
+                _log.info("ARI call of channel %s ended %s here; hanging up", channel_id, state)
                 self._in_lane(channel_id, self._quietly(self.rest.hangup(channel_id)), "release")
 
     # -- reconciling -------------------------------------------------------------------
@@ -652,9 +644,7 @@ class AriAdapter:
 
     async def reconcile(self) -> dict[str, int]:
         """Bring our records in line with the channels Asterisk has in the application."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(Q["open_calls_of_peer"], f"{ARI}:%")
-        open_calls = {r["external_id"].split(":", 1)[1] for r in rows}
+        open_calls = await self.gateway.open_calls(ARI)
         ours = [c for c in await self.rest.channels() if c.in_app(self.config.app)]
         callers = {c.id: c for c in ours if agent_args(c) is None}
         done: dict[str, int] = {"gone": 0, "adopted": 0, "orphan_legs": 0}

@@ -9,9 +9,12 @@ the call (or to hang up).
 
 A call is known in our ``calls`` table by ``external_id(peer, peer_call_id)``,
 ``"<peer>:<peer call id>"``: the unique column makes every adapter idempotent
-by the peer's own call id, and the prefix tells the bridger which peer to ask.
-Calls handed in by ``POST /api/calls`` carry no known prefix and are never
-connected by us.
+by the peer's own call id (and the API shows it as the call's ``call_id``).
+The gateway also stores the peer and its call id in their own columns
+(``calls.peer``, ``calls.peer_call_id``, migration 0010), which is what the
+bridger, the releaser and the ARI adapter read to know whom to command:
+nothing parses ``external_id`` back. Calls handed in by ``POST /api/calls``
+have no peer and are never connected by us.
 """
 
 from __future__ import annotations
@@ -76,7 +79,11 @@ def external_id(peer: str, peer_call_id: str) -> str:
 
 
 def split_external_id(value: str) -> tuple[str, str] | None:
-    """``(peer, peer_call_id)`` when ``value`` names a call of a known peer, else None."""
+    """``(peer, peer_call_id)`` when ``value`` names a call of a known peer, else None.
+
+    The rule migration 0010 applied once to fill ``calls.peer`` for the calls
+    stored before it; the running service reads the columns instead.
+    """
     peer, sep, rest = value.partition(":")
     if not sep or peer not in PEERS or not rest:
         return None

@@ -3,8 +3,8 @@
 The router publishes ``connect:<call id>`` when an agent accepts; the event
 reaches the bridger of every instance. Each tries to claim the bridge (one
 row in ``call_bridges``, a partial unique index allows one live claim per
-call), and the one that wins asks the call's peer, named by the prefix of
-its ``external_id``, to connect the caller to the agent's endpoint.
+call), and the one that wins asks the call's peer (``calls.peer``, written
+by the gateway at hand-in) to connect the caller to the agent's endpoint.
 
 A failed connect is retried with exponential backoff. When every attempt
 failed the call must not be lost: it goes back to its queue with its
@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 from callcenter.errors import CallCenterError, PeerCallGone, PeerOutcomeUnknown
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
-from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall, split_external_id
+from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.sql import Q
@@ -130,9 +130,9 @@ class Bridger(CallWorker):
         bridge_id: int = claim["id"]
         agent_id: int = claim["agent_id"]
         record = await self.desk.call(call_id)
-        split = split_external_id(record.call_id)
-        assert split is not None  # the claim only takes calls of our peers
-        peer, peer_call_id = split
+        # The claim only takes calls of our peers, and names the peer's call.
+        peer: str = claim["peer"]
+        peer_call_id: str = claim["peer_call_id"]
         connector = self.gateway.connectors[peer]
         call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record, bridge_id=bridge_id)
         if agent_row is None or agent_row["endpoint"] is None:

@@ -18,23 +18,36 @@ a call's life at the telephone live here once, not per adapter:
   caller is identified and their history gets the contact) instead of
   queueing a caller who is gone. Both sides check again after writing, so a
   hang-up and an incoming racing each other still end abandoned.
+
+The gateway owns the data access of the telephony door: each event takes
+**one pooled connection**, which it hands to the ``CallDesk`` methods it
+calls, and starts with one statement (``peer_call``) that finds our call and
+the tombstone together. An incoming took three connections and two more
+round trips before (a tombstone check on a connection of its own, before and
+after the enqueue, and the desk's own look-up). The answer carries what the
+adapters reply with (the call with its position and EWT, the connected
+agent's endpoint), so no adapter reads the desk, the pool or the agents.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field, ValidationError
 
 from callcenter.customers.models import Outcome
+from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import Call, CallIn, CallState, EndOutcome
 from callcenter.telephony_adapters.base import (
     MAX_PEER_CALL_ID,
     PEERS,
+    AgentEndpoint,
     CallEvent,
     Connector,
     Digits,
@@ -51,6 +64,8 @@ HANGUP = "hangup"
 GONE_BEFORE_INCOMING = f"{HANGUP}_before_incoming"
 
 DigitsResult = Literal["identified", "not_found", "ignored"]
+
+_log = logging.getLogger(__name__)
 
 
 class CallView(BaseModel):
@@ -69,6 +84,11 @@ class CallView(BaseModel):
     note: str | None = Field(default=None, description="Why an event changed nothing.")
     call: Call | None = Field(
         default=None, description="Our record; null when a hang-up came before any incoming."
+    )
+    agent: AgentEndpoint | None = Field(
+        default=None,
+        description="The agent a connected call is connected to, with what the peer dials "
+        "(the endpoint is empty when the agent has none).",
     )
 
     @property
@@ -96,7 +116,11 @@ def telephony_events_counter(registry: CollectorRegistry) -> Counter:
 
 
 class TelephonyGateway:
-    """Maps peers' call events onto the call desk; holds the peers' connectors."""
+    """Maps peers' call events onto the call desk; holds the peers' connectors.
+
+    Every method takes one connection from the desk's pool for the whole
+    event and passes it to each desk method it calls.
+    """
 
     def __init__(
         self,
@@ -107,6 +131,7 @@ class TelephonyGateway:
         connectors: Iterable[Connector] = (),
     ) -> None:
         self.desk = desk
+        self.pool: asyncpg.Pool[Any] = desk.pool
         self.default_queue = default_queue
         self._events = events
         self.connectors: dict[str, Connector] = {}
@@ -131,22 +156,76 @@ class TelephonyGateway:
         else:
             # A hang-up must end the call whatever its free-text cause holds.
             event = Hangup(event.peer_call_id, _storable_text(event.cause))
-        if isinstance(event, Incoming):
-            view = await self._incoming(peer, event)
-            kind = "incoming"
-            result = "created" if view.created else "repeat"
-            if view.call is not None and view.call.end_reason == GONE_BEFORE_INCOMING:
-                result = "gone"
-        elif isinstance(event, Digits):
-            view = await self._digits(peer, event)
-            kind, result = "digits", view.digits or "ignored"
-        else:
-            view = await self._hangup(peer, event)
-            kind = "hangup"
-            result = view.state.value if view.state is not None else "tombstone"
+        async with self.pool.acquire() as conn:
+            if isinstance(event, Incoming):
+                view = await self._incoming(conn, peer, event)
+                kind = "incoming"
+                result = "created" if view.created else "repeat"
+                if view.call is not None and view.call.end_reason == GONE_BEFORE_INCOMING:
+                    result = "gone"
+            elif isinstance(event, Digits):
+                view = await self._digits(conn, peer, event)
+                kind, result = "digits", view.digits or "ignored"
+            else:
+                view = await self._hangup(conn, peer, event)
+                kind = "hangup"
+                result = view.state.value if view.state is not None else "tombstone"
+            view = await self._with_agent(conn, view)
         if self._events is not None:
             self._events.labels(peer, kind, result).inc()
         return view
+
+    async def view(self, peer: str, peer_call_id: str) -> CallView:
+        """The call as it stands (position and EWT while it waits); no event, nothing changes.
+
+        For a peer that asks again while the caller holds (Twilio's queue
+        trouble); ``call`` is None for a call we never had.
+        """
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            call = None if found["id"] is None else await self.desk.get(conn, found["id"])
+            return await self._with_agent(
+                conn, CallView(peer=peer, peer_call_id=peer_call_id, call=call)
+            )
+
+    async def still_at_peer(
+        self, peer: str, peer_call_id: str, *, stranded_after: float
+    ) -> CallView:
+        """The peer says the caller is still holding in its own queue (Twilio's wait).
+
+        Usually that is the call waiting in ours: the answer has its position
+        and EWT. But for a call we count as connected whose connect command
+        was sent more than ``stranded_after`` seconds ago (one whose answer
+        timed out), it proves the connect never took effect: the call goes
+        back to our queue with its key (see ``connect_failed``) instead of
+        staying with an agent whose phone will not ring.
+        """
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            if found["id"] is None:
+                return CallView(peer=peer, peer_call_id=peer_call_id)
+            if found["state"] == CallState.connected:
+                sent = await conn.fetchval(Q["bridge_sent_before"], found["id"], stranded_after)
+                if sent is not None:
+                    _log.error(
+                        "call %s (%s) is still in %s's queue %.0f s after its connect was "
+                        "sent: the connect never took effect; back to the queue",
+                        found["id"],
+                        external_id(peer, peer_call_id),
+                        peer,
+                        stranded_after,
+                    )
+                    return await self._connect_failed(
+                        conn,
+                        peer,
+                        peer_call_id,
+                        f"the caller was still in {peer}'s queue after the connect",
+                        None,
+                    )
+            call = await self.desk.get(conn, found["id"])
+            return CallView(peer=peer, peer_call_id=peer_call_id, call=call)
 
     async def connect_failed(
         self, peer: str, peer_call_id: str, cause: str, *, bridge_id: int | None = None
@@ -161,33 +240,56 @@ class TelephonyGateway:
         (the report, repeated or late, is about an earlier connect).
         """
         _check_peer_call_id(peer_call_id)
-        ext = external_id(peer, peer_call_id)
-        call = await self.desk.by_external_id(ext)
-        if call is None:
+        async with self.pool.acquire() as conn:
+            return await self._connect_failed(conn, peer, peer_call_id, cause, bridge_id)
+
+    async def _connect_failed(
+        self, conn: Conn, peer: str, peer_call_id: str, cause: str, bridge_id: int | None
+    ) -> CallView:
+        found = await _peer_call(conn, external_id(peer, peer_call_id))
+        if found["id"] is None:
             raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
-        note = f"the call is {call.state.value}"
-        if bridge_id is not None and call.state is CallState.connected:
-            async with self.desk.pool.acquire() as conn:
-                live = await conn.fetchval(Q["live_bridge"], call.id)
+        call_id: int = found["id"]
+        state = CallState(found["state"])
+        note = f"the call is {state.value}"
+        if bridge_id is not None and state is CallState.connected:
+            live = await conn.fetchval(Q["live_bridge"], call_id)
             if live != bridge_id:
                 note = f"a report about an earlier connect ({bridge_id}): nothing changes"
                 if self._events is not None:
                     self._events.labels(peer, "connect_failed", "stale").inc()
+                call = await self.desk.get(conn, call_id)
                 return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
-        if call.state is CallState.connected and call.agent_id is not None:
-            if await self.desk.requeue(call.id, call.agent_id):
-                note = f"back in the queue: {cause}"
-                # Back first, then the claim released, so a catch-up never re-dials.
-                async with self.desk.pool.acquire() as conn:
-                    await conn.execute(Q["release_bridge"], call.id, cause[:500])
-            call = await self.desk.call(call.id)
+        agent_id: int | None = found["agent_id"]
+        if (
+            state is CallState.connected
+            and agent_id is not None
+            and await self.desk.requeue(call_id, agent_id, conn=conn)
+        ):
+            note = f"back in the queue: {cause}"
+            # Back first, then the claim released, so a catch-up never re-dials.
+            await conn.execute(Q["release_bridge"], call_id, cause[:500])
+        call = await self.desk.get(conn, call_id)
         if self._events is not None:
             self._events.labels(peer, "connect_failed", call.state.value).inc()
         return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
 
+    async def open_calls(self, peer: str) -> set[str]:
+        """The peer's call ids of its calls that are not over (an adapter's reconciliation)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q["open_calls_of_peer"], peer)
+        return {r["peer_call_id"] for r in rows}
+
+    async def ended_calls(self, peer: str, peer_call_ids: Iterable[str]) -> list[tuple[str, str]]:
+        """``(peer call id, state)`` of those calls that have ended on our side."""
+        ids = [external_id(peer, p) for p in peer_call_ids]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q["ended_calls_of_peer"], ids)
+        return [(r["peer_call_id"], r["state"]) for r in rows]
+
     # -- the three events ------------------------------------------------------
 
-    async def _incoming(self, peer: str, event: Incoming) -> CallView:
+    async def _incoming(self, conn: Conn, peer: str, event: Incoming) -> CallView:
         ext = external_id(peer, event.peer_call_id)
         try:
             data = CallIn(
@@ -200,8 +302,10 @@ class TelephonyGateway:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise Unprocessable(f"{where}: {first['msg']}", field=where) from None
-        if await self._tombstone(ext) is not None:
-            answer = await self.desk.record_gone(data, GONE_BEFORE_INCOMING)
+        ref = (peer, event.peer_call_id)
+        found = await _peer_call(conn, ext)
+        if found["gone"]:
+            answer = await self.desk.record_gone(data, GONE_BEFORE_INCOMING, conn=conn, peer=ref)
             return CallView(
                 peer=peer,
                 peer_call_id=event.peer_call_id,
@@ -210,11 +314,14 @@ class TelephonyGateway:
                 note="the caller hung up before the call was handed in",
                 call=answer.call,
             )
-        answer = await self.desk.incoming(data)
+        if found["id"] is not None:  # a repeat: answered from the stored call
+            call = await self.desk.get(conn, found["id"])
+            return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
+        answer = await self.desk.incoming(data, conn=conn, peer=ref, unknown=True)
         call = answer.call
-        if answer.created and await self._tombstone(ext) is not None:
+        if answer.created and await conn.fetchrow(Q["tombstone"], ext) is not None:
             # A hang-up raced this incoming and found no call: end it here.
-            call = await self._close(call, None)
+            call = await self._close(conn, call.id, call.state, None)
         return CallView(
             peer=peer,
             peer_call_id=event.peer_call_id,
@@ -223,15 +330,14 @@ class TelephonyGateway:
             call=call,
         )
 
-    async def _digits(self, peer: str, event: Digits) -> CallView:
+    async def _digits(self, conn: Conn, peer: str, event: Digits) -> CallView:
         digits = event.digits.strip()
         if not digits or len(digits) > 64:
             raise Unprocessable("digits must be 1 to 64 characters", field="digits")
-        ext = external_id(peer, event.peer_call_id)
-        call = await self.desk.by_external_id(ext)
-        view = CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
-        if call is None:
-            if await self._tombstone(ext) is not None:
+        found = await _peer_call(conn, external_id(peer, event.peer_call_id))
+        view = CallView(peer=peer, peer_call_id=event.peer_call_id)
+        if found["id"] is None:
+            if found["gone"]:
                 return view.model_copy(
                     update={"digits": "ignored", "note": "the caller has hung up"}
                 )
@@ -239,16 +345,23 @@ class TelephonyGateway:
                 f"no call {event.peer_call_id!r} from {peer}: send its incoming event first",
                 field="call_id",
             )
-        if call.state is not CallState.waiting:
+        call_id: int = found["id"]
+        if found["state"] != CallState.waiting:
+            call = await self.desk.get(conn, call_id)
             return view.model_copy(
-                update={"digits": "ignored", "note": f"the call is {call.state.value}"}
+                update={
+                    "call": call,
+                    "digits": "ignored",
+                    "note": f"the call is {call.state.value}",
+                }
             )
         try:
-            call = await self.desk.identify(call.id, digits)
+            call = await self.desk.identify(call_id, digits, conn=conn)
         except Unprocessable:
-            return view.model_copy(update={"digits": "not_found"})
+            call = await self.desk.get(conn, call_id)
+            return view.model_copy(update={"call": call, "digits": "not_found"})
         except Conflict:  # it ended while we identified
-            call = await self.desk.call(call.id)
+            call = await self.desk.get(conn, call_id)
             return CallView(
                 peer=peer,
                 peer_call_id=event.peer_call_id,
@@ -258,54 +371,64 @@ class TelephonyGateway:
             )
         return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call, digits="identified")
 
-    async def _hangup(self, peer: str, event: Hangup) -> CallView:
+    async def _hangup(self, conn: Conn, peer: str, event: Hangup) -> CallView:
         ext = external_id(peer, event.peer_call_id)
-        call = await self.desk.by_external_id(ext)
-        if call is None:
-            async with self.desk.pool.acquire() as conn:
-                await conn.execute(Q["add_tombstone"], ext, event.cause)
+        found = await _peer_call(conn, ext)
+        if found["id"] is None:
+            await conn.execute(Q["add_tombstone"], ext, event.cause)
             # An incoming may have slipped in between; it will see the tombstone
             # too, but if it finished already, this side must end the call.
-            call = await self.desk.by_external_id(ext)
-            if call is None:
+            found = await _peer_call(conn, ext)
+            if found["id"] is None:
                 return CallView(
                     peer=peer,
                     peer_call_id=event.peer_call_id,
                     note="hang-up before the call was handed in: recorded",
                 )
-        return CallView(
-            peer=peer, peer_call_id=event.peer_call_id, call=await self._close(call, event.cause)
-        )
+        call = await self._close(conn, found["id"], CallState(found["state"]), event.cause)
+        return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
 
     # -- helpers ---------------------------------------------------------------
 
-    async def _close(self, call: Call, cause: str | None) -> Call:
+    async def _close(self, conn: Conn, call_id: int, state: CallState, cause: str | None) -> Call:
         """End a call on hang-up by its state now: abandoned, completed, or as it is."""
         reason = f"{HANGUP}: {cause}" if cause else HANGUP
+        result: Call | None = None
         for _ in range(5):
-            if call.state is CallState.waiting:
+            if state is CallState.waiting:
                 outcome = EndOutcome.abandoned
-            elif call.state is CallState.connected:
+            elif state is CallState.connected:
                 outcome = EndOutcome.completed
             else:
-                return call
+                break
             try:
                 # ``expect``: if an accept (or a requeue) moved the call meanwhile,
                 # end() changes nothing and we look again by its new state.
-                result = await self.desk.end(call.id, outcome, reason, expect=call.state)
+                result = await self.desk.end(call_id, outcome, reason, expect=state, conn=conn)
             except Conflict:
-                result = await self.desk.call(call.id)
+                result = await self.desk.get(conn, call_id)
             if result.state not in (CallState.waiting, CallState.connected):
                 return result
-            call = result
-        return call
+            state = result.state
+        return result if result is not None else await self.desk.get(conn, call_id)
 
-    async def _tombstone(self, ext: str) -> str | None:
-        async with self.desk.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["tombstone"], ext)
+    async def _with_agent(self, conn: Conn, view: CallView) -> CallView:
+        """The view with the agent of a connected call, which a peer dials to connect it."""
+        call = view.call
+        if call is None or call.state is not CallState.connected or call.agent_id is None:
+            return view
+        row = await conn.fetchrow(Q["agent_endpoint"], call.agent_id)
         if row is None:
-            return None
-        return str(row["cause"] or "")
+            return view
+        agent = AgentEndpoint(row["id"], row["name"], row["endpoint"] or "")
+        return view.model_copy(update={"agent": agent})
+
+
+async def _peer_call(conn: Conn, ext: str) -> asyncpg.Record:
+    """Our call for a peer's call id (``id`` null if none) and whether a tombstone waits."""
+    row: asyncpg.Record | None = await conn.fetchrow(Q["peer_call"], ext)
+    assert row is not None  # the statement always answers one row
+    return row
 
 
 def _check_peer_call_id(value: str) -> None:

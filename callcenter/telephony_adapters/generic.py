@@ -36,7 +36,6 @@ from callcenter.errors import (
 )
 from callcenter.http.problems import validation_problem
 from callcenter.http.routing import Routes
-from callcenter.queue import agents
 from callcenter.queue.models import CallState
 from callcenter.telephony_adapters import signing
 from callcenter.telephony_adapters.base import (
@@ -212,11 +211,12 @@ async def generic_events(request: web.Request) -> web.StreamResponse:
     if isinstance(event, web.Response):
         return event
     view = await request.app[app_keys.GATEWAY].handle(GENERIC, event)
-    reply = await _reply(request, view, gather_unknown=settings.generic_gather_unknown)
+    reply = _reply(view, gather_unknown=settings.generic_gather_unknown)
     return web.json_response(text=reply.model_dump_json())
 
 
-async def _reply(request: web.Request, view: CallView, *, gather_unknown: bool) -> GenericReply:
+def _reply(view: CallView, *, gather_unknown: bool) -> GenericReply:
+    """The PBX's answer, from the gateway's view alone (it carries the connected agent)."""
     call = view.call
     if call is None:
         return GenericReply(action="hangup", call_id=view.peer_call_id, call=None, note=view.note)
@@ -230,11 +230,9 @@ async def _reply(request: web.Request, view: CallView, *, gather_unknown: bool) 
         customer_known=view.known_caller,
     )
     reply = GenericReply(action="wait", call_id=view.peer_call_id, call=summary, note=view.note)
-    if call.state is CallState.connected and call.agent_id is not None:
-        async with app_keys.pool(request.app).acquire() as conn:
-            agent = await agents.get_agent(conn, call.agent_id)
+    if call.state is CallState.connected and view.agent is not None:
         reply.action = "connect"
-        reply.agent = GenericAgent(name=agent.name, endpoint=agent.endpoint)
+        reply.agent = GenericAgent(name=view.agent.name, endpoint=view.agent.endpoint or None)
     elif call.state is not CallState.waiting:
         reply.action = "hangup"
     elif gather_unknown and not view.known_caller and view.digits != "identified":

@@ -2,6 +2,15 @@
 -- exactly-once claim of connecting an accepted call at its peer, and the
 -- exactly-once release of a caller whose call ended on our side.
 
+-- peer_call --
+-- What the gateway needs before it applies a peer's event, in one round trip:
+-- our call for the peer's call id $1 (our external_id), if any, with its
+-- state and agent, and whether a hang-up came for it before any incoming.
+SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN calls c ON c.external_id = $1
+  LEFT JOIN telephony_tombstones t ON t.external_id = $1
+
 -- tombstone --
 SELECT cause, hung_up_at FROM telephony_tombstones WHERE external_id = $1
 
@@ -16,13 +25,20 @@ DELETE FROM telephony_tombstones WHERE hung_up_at < now() - make_interval(secs =
 -- One instance wins: the partial unique index allows one live claim per call.
 -- Only a call that is connected now, to an agent, of a peer this instance can
 -- command ($2), is claimed.
-INSERT INTO call_bridges (call_id, agent_id, claimed_by, lease_until)
-SELECT c.id, c.agent_id, $3, now() + make_interval(secs => $4)
-  FROM calls c
- WHERE c.id = $1 AND c.state = 'connected' AND c.agent_id IS NOT NULL
-   AND split_part(c.external_id, ':', 1) = ANY ($2::text[])
-ON CONFLICT (call_id) WHERE state <> 'failed' DO NOTHING
-RETURNING id, call_id, agent_id
+-- The answer carries whom to command: the call's peer and the peer's call id.
+WITH target AS (
+    SELECT c.id, c.agent_id, c.peer, c.peer_call_id
+      FROM calls c
+     WHERE c.id = $1 AND c.state = 'connected' AND c.agent_id IS NOT NULL
+       AND c.peer = ANY ($2::text[])
+), claimed AS (
+    INSERT INTO call_bridges (call_id, agent_id, claimed_by, lease_until)
+    SELECT id, agent_id, $3, now() + make_interval(secs => $4) FROM target
+    ON CONFLICT (call_id) WHERE state <> 'failed' DO NOTHING
+    RETURNING id, call_id, agent_id
+)
+SELECT claimed.id, claimed.call_id, claimed.agent_id, target.peer, target.peer_call_id
+  FROM claimed JOIN target ON target.id = claimed.call_id
 
 -- bridge_attempt_failed --
 UPDATE call_bridges
@@ -72,7 +88,7 @@ RETURNING id, call_id, claimed_by
 SELECT c.id
   FROM calls c
  WHERE c.state = 'connected'
-   AND split_part(c.external_id, ':', 1) = ANY ($1::text[])
+   AND c.peer = ANY ($1::text[])
    AND NOT EXISTS (SELECT 1 FROM call_bridges b WHERE b.call_id = c.id AND b.state <> 'failed')
  ORDER BY c.connected_at
  LIMIT 200
@@ -88,7 +104,8 @@ UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
 
 -- release_subject --
 -- An ended call as the releaser decides on it.
-SELECT id, external_id, state, end_reason FROM calls WHERE id = $1 AND ended_at IS NOT NULL
+SELECT id, external_id, peer, peer_call_id, state, end_reason
+  FROM calls WHERE id = $1 AND ended_at IS NOT NULL
 
 -- claim_release --
 -- One instance wins a call's release (the primary key); $2 false records that
@@ -135,10 +152,30 @@ SELECT call_id, claimed_by, attempts FROM call_releases
 SELECT c.id, c.ended_at
   FROM calls c
  WHERE c.ended_at > greatest(now() - make_interval(secs => $2), coalesce($3::timestamptz, '-infinity'))
-   AND split_part(c.external_id, ':', 1) = ANY ($1::text[])
+   AND c.peer = ANY ($1::text[])
    AND NOT EXISTS (SELECT 1 FROM call_releases r WHERE r.call_id = c.id)
  ORDER BY c.ended_at
  LIMIT $4
 
 -- clock --
 SELECT now()
+
+-- open_calls_of_peer --
+-- What an adapter compares with its peer after a reconnect (ARI): the calls of
+-- peer $1 that are not over, by the peer's call id. Waiting (the small waiting
+-- table) or connected (the partial index on connected calls).
+SELECT c.peer_call_id
+  FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+ WHERE c.peer = $1
+UNION ALL
+SELECT c.peer_call_id
+  FROM calls c
+ WHERE c.state = 'connected' AND c.peer = $1
+
+-- ended_calls_of_peer --
+-- Which of these calls ($1: our external ids, found by their unique index)
+-- have ended on our side, by the peer's call id.
+SELECT peer_call_id, state
+  FROM calls
+ WHERE external_id = ANY ($1::text[])
+   AND state IN ('completed', 'abandoned', 'transferred')

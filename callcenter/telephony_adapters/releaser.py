@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 from callcenter.errors import PeerCallGone
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState
-from callcenter.telephony_adapters.base import ARI, PeerCall, split_external_id
+from callcenter.telephony_adapters.base import ARI, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from callcenter.telephony_adapters.release_policy import decide
@@ -174,8 +174,9 @@ class Releaser(CallWorker):
             row = await conn.fetchrow(Q["release_subject"], call_id)
             if row is None:
                 return None
-            split = split_external_id(row["external_id"])
-            if split is None or split[0] not in peers:
+            peer: str | None = row["peer"]
+            peer_call_id: str | None = row["peer_call_id"]
+            if peer is None or peer_call_id is None or peer not in peers:
                 return None
             decision = decide(CallState(row["state"]), row["end_reason"])
             claim = await conn.fetchrow(
@@ -186,7 +187,6 @@ class Releaser(CallWorker):
                 self.instance,
                 self.lease_seconds,
             )
-        peer, peer_call_id = split
         if claim is None:
             return None
         if claim["state"] == "not_needed":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -60,15 +59,12 @@ from callcenter.telephony_adapters.base import (
     Hangup,
     Incoming,
     PeerCall,
-    external_id,
     send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
-from callcenter.telephony_adapters.sql import Q
 from callcenter.telephony_adapters.webhooks import public_base, read_body, requested_url
 
 routes = Routes("telephony")
-_log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 TWIML = "text/xml"
@@ -290,33 +286,13 @@ def voice_twiml(
 async def twilio_wait(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
     params = await verified_form(request, settings)
-    sid = _call_sid(params)
-    call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
-    if call is not None and call.state is CallState.connected:
-        call = await _back_if_stranded(request, sid, call)
-    return _twiml(wait_twiml(call, settings))
-
-
-async def _back_if_stranded(request: web.Request, sid: str, call: Call) -> Call:
-    """A wait request proves the caller is still in Twilio's queue. Long after our
-    connect was sent (one whose answer timed out) that means it never took effect:
-    the call goes back to our queue with its key instead of staying with an agent
-    whose phone will not ring."""
-    async with app_keys.pool(request.app).acquire() as conn:
-        sent = await conn.fetchval(Q["bridge_sent_before"], call.id, STRANDED_AFTER_SECONDS)
-    if sent is None:
-        return call
-    _log.error(
-        "call %s (%s) is still in Twilio's queue %.0f s after its connect was sent: "
-        "the connect never took effect; back to the queue",
-        call.id,
-        call.call_id,
-        STRANDED_AFTER_SECONDS,
+    # A wait request proves the caller is still in Twilio's queue; the gateway
+    # answers with the position and EWT, and takes back a call whose connect
+    # was sent long ago and never took effect.
+    view = await request.app[app_keys.GATEWAY].still_at_peer(
+        TWILIO, _call_sid(params), stranded_after=STRANDED_AFTER_SECONDS
     )
-    view = await request.app[app_keys.GATEWAY].connect_failed(
-        TWILIO, sid, "the caller was still in Twilio's queue after the connect"
-    )
-    return view.call if view.call is not None else call
+    return _twiml(wait_twiml(view.call, settings))
 
 
 def wait_twiml(call: Call | None, settings: Settings) -> VoiceResponse:
@@ -367,7 +343,7 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
             # still in ours, and a REST update reaches any live call: hold them
             # with their position and the music, then try Twilio's queue again.
             # (A bare redirect looped once a second in silence while it was full.)
-            call = await request.app[app_keys.DESK].by_external_id(external_id(TWILIO, sid))
+            call = (await gateway.view(TWILIO, sid)).call
             if call is not None and call.state is CallState.waiting:
                 urls = _Urls(public_base(request, settings.public_url))
                 response = wait_twiml(call, settings)
