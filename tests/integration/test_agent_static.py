@@ -32,6 +32,11 @@ def up_and_over(target: Path) -> str:
     return os.path.relpath(target, FILES)
 
 
+def test_the_page_is_made_of_modules() -> None:
+    # The entry module and the ones it imports; if this shrinks, the page was merged back.
+    assert "agent.js" in MODULES and len(MODULES) > 5
+
+
 @pytest.mark.parametrize("name", MODULES)
 async def test_each_module_is_served_as_javascript(client: TestClient[Any, Any], name: str) -> None:
     resp = await client.get(f"/agent/static/{name}")
