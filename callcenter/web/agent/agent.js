@@ -23,6 +23,9 @@
 //   storage.js     what is kept in the browser (sessionStorage, the sound in localStorage)
 //   format.js      times, money, answers and callers as the agent reads them
 //   dom.js         small DOM helpers (text only, never markup)
+// Only this module does anything when it loads (the others define functions and read the
+// URL and storage), so modules may import each other both ways: a call across them always
+// happens later, once every module is loaded.
 
 import { askOlderHistory } from "./assist.js";
 import { $, isTyping } from "./dom.js";
