@@ -8,6 +8,7 @@ to tell "token not accepted" apart from "service unreachable".
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -21,7 +22,9 @@ from callcenter.queue.models import Agent
 
 FILES = Path(__file__).parent / "agent"
 
-#: Everything the page needs comes from the service itself: no CDN, no inline script.
+#: Everything the page needs comes from the service itself: no CDN, no inline script. The
+#: page's ES modules (``<script type="module">`` and what they import) fall under
+#: ``script-src``, which falls back to ``default-src 'self'``: same origin only.
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -32,8 +35,20 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-#: The kinds of file the page is made of; nothing else in the folder is served.
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+#: The kinds of file the page loads from ``/agent/static/``; the page itself is ``GET /agent``.
+_TYPES = {".js": "text/javascript", ".css": "text/css"}
+
+
+def shipped_files(folder: Path = FILES) -> dict[str, tuple[Path, str]]:
+    """The files ``/agent/static/`` serves, by name: the page's scripts and styles as they
+    ship, read from the folder once. A request is looked up here and never joined to a
+    path, so no name (``%2F``, ``..``, an absolute path) reaches anything else."""
+    return {
+        path.name: (path, _TYPES[path.suffix])
+        for path in sorted(folder.iterdir())
+        if path.suffix in _TYPES and path.is_file()
+    }
+
 
 routes = Routes("agent page")
 
@@ -60,23 +75,28 @@ async def agent_html(request: web.Request) -> web.FileResponse:
     return web.FileResponse(FILES / "agent.html", headers=_PAGE_HEADERS)
 
 
-async def agent_file(request: web.Request) -> web.FileResponse:
-    """One of the page's files. The route's ``{name}`` cannot hold a ``/``, so nothing
-    outside the folder can be named; a missing file is a problem body, like any 404."""
-    name = request.match_info["name"]
-    path = FILES / name
-    content_type = _TYPES.get(path.suffix)
-    if content_type is None or not path.is_file():
-        raise NotFound(f"the agent page has no file {name!r}", field="name")
-    headers = {
-        "Content-Type": f"{content_type}; charset=utf-8",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-cache",
-    }
-    return web.FileResponse(path, headers=headers)
+def _file_handler(
+    files: dict[str, tuple[Path, str]],
+) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def agent_file(request: web.Request) -> web.FileResponse:
+        """One of the page's files, by its name in the allow-list; anything else is a
+        problem body, like any 404."""
+        name = request.match_info["name"]
+        shipped = files.get(name)
+        if shipped is None:
+            raise NotFound(f"the agent page has no file {name!r}", field="name")
+        path, content_type = shipped
+        headers = {
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache",
+        }
+        return web.FileResponse(path, headers=headers)
+
+    return agent_file
 
 
 def add_page(app: web.Application) -> None:
     """The page and its files (the session check is in ``routes``, so OpenAPI lists it)."""
     app.router.add_get("/agent", agent_html)
-    app.router.add_get("/agent/static/{name}", agent_file)
+    app.router.add_get("/agent/static/{name}", _file_handler(shipped_files()))

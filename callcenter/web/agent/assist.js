@@ -1,0 +1,188 @@
+// The call on hand and its assist panel: who the caller is and how they were recognised,
+// their needs profile, suggested treatments and contact history. Without a `panel` from
+// the server, what the call record says is shown.
+
+import { $, addFact, h, isTyping, setText } from "./dom.js";
+import { answerText, callerName, day, dialable, money, when } from "./format.js";
+import { send } from "./socket.js";
+import { holdsCall, page, view } from "./state.js";
+import { dropUnfinished, keepUnfinished, unfinished } from "./unfinished.js";
+import { clearWrapErrors, loadDraft, renderQuestion } from "./wrapup.js";
+
+const RECOGNISED = {
+  phone: "by phone",
+  customer_number: "by customer number",
+  linked: "by customer number; the phone is now linked",
+  conflict: "by customer number; the phone belongs to someone else",
+  multiple: "not sure: the phone is shared",
+  unknown: "new caller",
+  withheld: "number withheld",
+};
+
+export function renderCall() {
+  const section = $("call");
+  if (!page.token || !holdsCall()) {
+    section.hidden = true;
+    if (page.shownCallId !== null) keepUnfinished(page.shown);
+    page.shownCallId = null;
+    page.shownQuestionKey = undefined;
+    page.shown = null;
+    return;
+  }
+  const call = view.call;
+  const panel = view.panels.get(call.id) || null;
+  const onCall = view.agent.state === "on_call";
+  const customer = (panel && panel.customer) || call.customer;
+  const name = callerName(customer, call.ani);
+  const fresh = page.shownCallId !== call.id;
+  if (fresh) {
+    // The call before this one went straight away (no `state` without it in between).
+    if (page.shownCallId !== null) keepUnfinished(page.shown);
+    // A card for this very call (kept across a reload): the form takes over, same draft.
+    if (unfinished.has(call.id)) dropUnfinished(call.id);
+    page.shownCallId = call.id;
+    page.shownQuestionKey = undefined;
+    loadDraft(call.id);
+    clearWrapErrors();
+  }
+  page.shown = { callId: call.id, name, queue: call.queue, question: panel ? panel.question : null };
+  section.hidden = false;
+  // A newly taken call: move focus to it (the Accept button just went away with the ring).
+  if (fresh && !isTyping(document.activeElement)) $("call-title").focus();
+  section.dataset.callId = String(call.id);
+  setText($("call-title"), onCall ? `On call with ${name}` : `Wrap-up: ${name}`);
+  const meta = [`queue ${call.queue}`];
+  if (call.connected_at) meta.push(`connected ${when(call.connected_at)}`);
+  meta.push(dialable(call.ani) ? `from ${call.ani}` : "number withheld");
+  setText($("call-meta"), meta.join(" · "));
+  $("end-call").hidden = !onCall;
+  $("panel-missing").hidden = Boolean(panel);
+  // A panel without a customer (a withheld number): nothing to show but who it is.
+  const known = !panel || Boolean(panel.customer);
+  renderCustomer(call, panel, customer);
+  renderNeeds(panel, known);
+  renderTreatments(panel, known);
+  renderHistory();
+  renderQuestion(panel);
+}
+
+function renderCustomer(call, panel, customer) {
+  const facts = $("customer-facts");
+  facts.replaceChildren();
+  // How the caller was recognised comes first: "shared phone: ask who is calling" matters
+  // before anything else on the card.
+  let by = call.identified_by;
+  let how = by ? RECOGNISED[by] || by : null;
+  if (panel && panel.recognised) {
+    by = panel.recognised.by;
+    how = panel.recognised.detail || RECOGNISED[by] || by;
+  }
+  const recognised = addFact(facts, "Recognised", how);
+  if (recognised) {
+    recognised.className = "recognised";
+    recognised.dataset.by = by || "";
+  }
+  if (customer) {
+    addFact(facts, "Name", customer.name);
+    addFact(facts, "Customer number", customer.customer_number);
+    const tier = addFact(facts, "Tier", customer.tier);
+    if (tier) {
+      tier.className = "tier";
+      tier.dataset.tier = customer.tier;
+      if (customer.tier_pinned) tier.append(h("span", " (pinned)", "muted"));
+    }
+    if (customer.provisional) addFact(facts, "Record", "provisional (first contact from this number)");
+  } else {
+    addFact(facts, "Caller", "not identified");
+  }
+  if (customer && panel) {
+    addFact(facts, "Lifetime value", money(customer.lifetime_value));
+    addFact(facts, "Annual margin", money(customer.annual_margin));
+    addFact(facts, "Cost to serve", money(customer.cost_to_serve));
+    if (customer.phones && customer.phones.length) addFact(facts, "Phones", customer.phones.join(", "));
+  }
+  $("customer-none").hidden = !panel || Boolean(panel.customer);
+}
+
+function renderNeeds(panel, known) {
+  const list = $("needs-list");
+  list.replaceChildren();
+  const needs = panel ? panel.needs || [] : [];
+  for (const need of needs) {
+    const dd = addFact(list, need.question || need.key, answerText(need.value));
+    if (dd && need.answered_at) dd.append(" ", h("span", `(${day(need.answered_at)})`, "muted small"));
+  }
+  $("needs").hidden = !panel || !known;
+  $("needs-empty").hidden = needs.length > 0;
+}
+
+function renderTreatments(panel, known) {
+  const list = $("treatment-list");
+  list.replaceChildren();
+  const items = panel ? panel.treatments || [] : [];
+  for (const t of items) {
+    const li = h("li");
+    li.dataset.key = t.key || "";
+    const head = h("p", null, "treatment-title");
+    head.append(h("strong", t.title), " ", h("span", t.kind, "badge"));
+    li.append(head);
+    if (t.detail) li.append(h("p", t.detail));
+    li.append(h("p", `Why: ${t.reason}`, "reason"));
+    const because = t.because || [];
+    if (because.length) {
+      // The caller's own facts that made the rule apply: the agent can check them.
+      const box = h("div", null, "because");
+      const label = h("span", "Applies because:", "muted");
+      const facts = h("ul", null, "chips");
+      facts.setAttribute("aria-label", `Applies because`);
+      for (const fact of because) facts.append(h("li", fact));
+      box.append(label, facts);
+      li.append(box);
+    }
+    list.append(li);
+  }
+  $("treatments").hidden = !panel || !known;
+  $("treatments-empty").hidden = items.length > 0;
+}
+
+export function renderHistory() {
+  const call = view.call;
+  const kept = call ? view.history.get(call.id) : null;
+  const panel = call ? view.panels.get(call.id) : null;
+  $("history").hidden = !kept || Boolean(panel && !panel.customer);
+  const rows = $("history-rows");
+  rows.replaceChildren();
+  if (!kept) return;
+  for (const item of kept.items) {
+    const tr = h("tr");
+    tr.dataset.interactionId = String(item.interaction_id);
+    for (const cell of [when(item.started_at), item.channel, item.agent, item.outcome, item.notes]) {
+      tr.append(h("td", cell));
+    }
+    const answer = h("td", null, "answer");
+    if (item.answer) {
+      const value = item.answer.skipped ? "skipped" : answerText(item.answer.value);
+      answer.append(h("span", item.answer.question, "muted"), " ", h("strong", value));
+    }
+    tr.append(answer);
+    rows.append(tr);
+  }
+  $("history-table").hidden = kept.items.length === 0;
+  $("history-empty").hidden = kept.items.length > 0;
+  const more = kept.next !== null && kept.next !== undefined;
+  $("older").hidden = !more;
+  $("older").disabled = !page.connected || page.historyBusy === call.id;
+  $("history").setAttribute("aria-busy", String(page.historyBusy === call.id));
+}
+
+/** "Older contacts": the next page of history, one page at a time. */
+export function askOlderHistory() {
+  const kept = view.call && view.history.get(view.call.id);
+  if (!kept || kept.next === null || kept.next === undefined) return;
+  if (page.historyBusy === view.call.id) return; // one page at a time
+  setText($("history-error"), "");
+  if (send({ type: "history", call_id: view.call.id, before: kept.next }, "history", view.call.id)) {
+    page.historyBusy = view.call.id;
+    renderHistory();
+  }
+}
