@@ -36,6 +36,7 @@ from callcenter.customers.value import ordered_tiers
 from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
 from callcenter.db.pool import create_pool
+from callcenter.errors import BankFileError
 from callcenter.events import EventBus
 from callcenter.http.auth import api_token_guard
 from callcenter.http.problems import problem, problem_middleware
@@ -336,11 +337,17 @@ async def _assist_bank(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _load_bank(app: web.Application, path: Path) -> None:
-    bank_file = read_bank(path)  # errors in the file stop the start, whatever the database
+    # Errors in the file stop the start, whatever the database: all of them at once,
+    # so the entries' own problems wait for the checks against the stored bank.
+    bank_file = read_bank(path, keep_problems=True)
     tiers = ordered_tiers(app[app_keys.CUSTOMER_RULES].thresholds)
     async with app_keys.pool(app).acquire() as conn:
         version = await current_version(conn)
         if version != latest_version():
+            if bank_file.problems:
+                raise BankFileError(
+                    [f"{bank_file.name}:{line}: {what}" for line, what in bank_file.problems]
+                )
             # Not ready (/readyz says so) until migrated, and the bank needs the tables.
             _log.warning(
                 "the database is at migration %s, not %s: the question bank is loaded "

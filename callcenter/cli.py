@@ -73,7 +73,9 @@ def serve(
 
     try:
         if settings.questions_file is not None:
-            read_bank(settings.questions_file)  # fail before the database starts, if we can
+            # An unreadable file stops here, before the database starts; the entries'
+            # problems are reported at load time, with those that need the stored bank.
+            read_bank(settings.questions_file, keep_problems=True)
         _run(_serve(settings))
     except BankFileError as exc:  # the bank file at start: every file:line, then stop
         console.print("[red]the question bank file cannot be loaded; not starting:[/red]")
@@ -210,11 +212,18 @@ def sample_data(
     seed: Annotated[int, typer.Option()] = 42,
 ) -> None:
     """Write realistic, skewed sample customers (the demo and benchmarks use them)."""
+    from callcenter.customers.importer import file_format
     from callcenter.customers.sample_data import generate, write_csv, write_jsonl
+    from callcenter.errors import CallCenterError
 
-    # The importer's rule (importer.file_format): JSON lines by name, gzipped or not.
-    name = out.name.lower().removesuffix(".gz")
-    writer = write_jsonl if name.endswith((".jsonl", ".ndjson", ".json")) else write_csv
+    # The importer's own rule picks the format, so whatever is written here imports;
+    # a name it cannot read is refused before anything is written.
+    try:
+        fmt = file_format(out)
+    except CallCenterError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    writer = write_jsonl if fmt == "jsonl" else write_csv
     written = writer(out, generate(count, seed=seed))
     Console().print(f"{written} customers written to {out}")
 
@@ -320,7 +329,9 @@ def assist_load(
         return typer.Exit(2)
 
     try:
-        bank_file = read_bank(file)  # a bad file is reported before the database starts
+        # An unreadable file is reported before the database starts; every other
+        # problem comes back from load_bank, all of them in one list.
+        bank_file = read_bank(file, keep_problems=True)
     except BankFileError as exc:
         raise errors(exc.errors) from None
 

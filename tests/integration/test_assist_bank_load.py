@@ -200,7 +200,7 @@ async def test_service_refuses_to_start_with_a_bad_file(
 @pytest.mark.parametrize(
     ("change", "line", "fault"),
     [
-        # refused while reading the file, before the database is touched
+        # the entry's own problem, reported with any others once the database is up
         (("kind: yes_no", "kind: yesno"), 4, "question 'cards_elsewhere': kind:"),
         # refused by the checks against the stored bank, after the database started
         (
@@ -255,3 +255,70 @@ async def test_a_file_cannot_change_the_kind_of_an_answered_question(
     )
     # and what the new kind would break elsewhere
     assert [e.split(": ")[0].rsplit(":", 1)[1] for e in errors[1:]] == ["13", "27"]
+
+
+MANY_PROBLEMS = """\
+questions:
+  - key: broken
+    text: A question of no known kind
+    kind: integer
+  - key: yn
+    text: Yes or no?
+    kind: yes_no
+  - key: yn
+    text: The same key again
+    kind: yes_no
+  - key: reads_ghost
+    text: Asked after a question nobody has
+    kind: text
+    condition: {answered: ghost}
+  - key: loop_a
+    text: Waits on loop_b
+    kind: yes_no
+    condition: {answered: loop_b}
+  - key: loop_b
+    text: Waits on loop_a
+    kind: yes_no
+    condition: {answered: loop_a}
+treatments:
+  - key: maybe_offer
+    title: Compares with an answer a yes/no question never has
+    kind: offer
+    condition: {answer: yn, eq: maybe}
+    reason: r
+  - key: diamond_only
+    title: Names a tier that does not exist
+    kind: tone
+    condition: {tier: [diamond]}
+    reason: r
+  - key: after_broken
+    title: Reads the broken question, which is reported once, on its own line
+    kind: offer
+    condition: {answered: broken}
+    reason: r
+"""
+
+
+async def test_cli_reports_every_kind_of_problem_in_one_run(
+    db_url: str, pool: Pool, tmp_path: Path
+) -> None:
+    # The entries' own problems (a bad kind, a key defined twice) and the whole
+    # bank's (an unknown question, a cycle, an impossible answer, an unknown
+    # tier) come back together: fixing a file must not take several rounds.
+    bad = write_bank(tmp_path, MANY_PROBLEMS, "many.yaml")
+    failed = await asyncio.to_thread(_cli, db_url, "assist", "load", bad)
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert failed.stdout.splitlines() == [
+        f"{bad}:4: question 'broken': kind: Input should be 'choice', 'yes_no', 'number' or 'text'",
+        f"{bad}:8: question 'yn' is defined twice (first on line 5)",
+        f"{bad}:14: question 'reads_ghost': condition.answered: the condition reads question "
+        "'ghost', which is not in the bank",
+        f"{bad}:18: question 'loop_a': condition: questions depend on each other's answers in a "
+        "cycle (loop_a -> loop_b -> loop_a): none of them could ever be asked",
+        f"{bad}:27: treatment 'maybe_offer': condition.eq: question 'yn' can never be answered "
+        "'maybe': question 'yn' is answered yes or no (or true/false), not the text 'maybe'",
+        f"{bad}:32: treatment 'diamond_only': condition.tier: unknown tier 'diamond' in the "
+        "condition; known tiers: platinum, gold, silver, standard",
+    ]
+    assert "6 problem(s); nothing was loaded" in failed.stderr
+    assert await bank_rows(pool) == []

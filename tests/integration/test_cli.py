@@ -155,6 +155,20 @@ def test_sample_data_writes_count_rows_and_the_same_seed_gives_the_same_file(
     assert files["a.csv"].read_bytes() != files["c.csv"].read_bytes()
 
 
+@pytest.mark.parametrize("name", ["s.txt", "s.tsv.gz", "customers"])
+def test_sample_data_refuses_a_name_import_could_not_read(tmp_path: Path, name: str) -> None:
+    # Whatever sample-data writes must import: a name the importer cannot place is refused.
+    unused = "postgresql://nobody@127.0.0.1:1/none"
+    path = tmp_path / name
+    done = _cli(unused, "sample-data", path, "--count", "5")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot tell the format of {name}: name it .csv or .jsonl" in _flat(
+        done.stdout + done.stderr
+    )
+    assert not path.exists()
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("name", ["out.jsonl.gz", "out.ndjson.gz"])
 async def test_sample_data_writes_gzipped_json_lines_that_import(
     db_url: str, pool: Pool, tmp_path: Path, name: str

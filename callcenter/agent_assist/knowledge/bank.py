@@ -106,13 +106,25 @@ class BankFile:
     name: str
     questions: list[FileEntry[Question]]
     treatments: list[FileEntry[Treatment]]
+    #: The entries' own problems as (line, what), when the reader was asked to keep them:
+    #: ``load_bank`` reports them together with the checks that need the whole bank.
+    problems: tuple[tuple[int, str], ...] = ()
+    #: Keys of the questions that failed their own checks. A condition that reads one
+    #: is not reading an unknown question; the broken entry is reported on its own.
+    broken: frozenset[str] = frozenset()
 
 
 # -- reading the file ---------------------------------------------------------------
 
 
-def read_bank(path: Path) -> BankFile:
-    """Read and check ``path`` on its own (no database); ``BankFileError`` lists every problem."""
+def read_bank(path: Path, *, keep_problems: bool = False) -> BankFile:
+    """Read and check ``path`` on its own (no database); ``BankFileError`` lists every problem.
+
+    With ``keep_problems`` only a file that cannot be read at all is refused
+    here; the entries' own problems ride along in ``BankFile.problems`` so
+    that ``load_bank`` can report them in one list with those it finds
+    against the stored bank (a condition reading a question nobody has).
+    """
     name = str(path)
     try:
         size = path.stat().st_size
@@ -123,10 +135,10 @@ def read_bank(path: Path) -> BankFile:
         raise BankFileError([f"{name}: cannot read the file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise BankFileError([f"{name}: not UTF-8 text ({exc.reason})"]) from None
-    return parse_bank(text, name)
+    return parse_bank(text, name, keep_problems=keep_problems)
 
 
-def parse_bank(text: str, name: str) -> BankFile:
+def parse_bank(text: str, name: str, *, keep_problems: bool = False) -> BankFile:
     """The entries of a bank file's text, each validated alone, duplicates refused."""
     errors: list[tuple[int, str]] = []
     loader = _BankLoader(text)
@@ -153,11 +165,12 @@ def parse_bank(text: str, name: str) -> BankFile:
             errors.append(
                 (lines.get((key,), 1), f"unknown section {key!r}; expected questions, treatments")
             )
-    questions = _entries(data, "questions", Question, lines, errors)
-    treatments = _entries(data, "treatments", Treatment, lines, errors)
-    if errors:
+    broken: set[str] = set()
+    questions = _entries(data, "questions", Question, lines, errors, broken)
+    treatments = _entries(data, "treatments", Treatment, lines, errors, set())
+    if errors and not keep_problems:
         raise BankFileError([f"{name}:{line}: {what}" for line, what in _sorted(errors)])
-    return BankFile(name, questions, treatments)
+    return BankFile(name, questions, treatments, tuple(_sorted(errors)), frozenset(broken))
 
 
 def _line(node: yaml.Node) -> int:
@@ -195,6 +208,7 @@ def _entries(
     model: type[E],
     lines: dict[NodePath, int],
     errors: list[tuple[int, str]],
+    broken: set[str],
 ) -> list[FileEntry[E]]:
     items = data.get(section)
     if items is None:
@@ -216,6 +230,8 @@ def _entries(
             entry = model.model_validate(item)
         except ValidationError as exc:
             errors += _validation_errors(exc, label, line, entry_lines)
+            if isinstance(item.get("key"), str):
+                broken.add(item["key"])
             continue
         if entry.key in first_line:
             errors.append(
@@ -338,6 +354,8 @@ async def load_bank(
                 _as_question(q, retire=q.source is Source.file)
                 for q in stored_q
                 if q.key not in file_q
+                # a file question the file now gets wrong is judged by what the file says
+                and not (q.key in bank_file.broken and q.source is Source.file)
             )
             + tuple(e.entry for e in file_q.values()),
             tuple(
@@ -348,7 +366,8 @@ async def load_bank(
             + tuple(e.entry for e in file_t.values()),
         )
         old = set(check_bank(before.questions, before.treatments, tiers=tiers))
-        errors: list[tuple[int, str]] = []
+        # The entries' own problems first, so one run reports everything wrong.
+        errors: list[tuple[int, str]] = list(bank_file.problems)
         answered = {r["key"] for r in await conn.fetch(Q["answered_questions"])}
         for stored in stored_q:
             entry = file_q.get(stored.key)
@@ -356,12 +375,16 @@ async def load_bank(
                 why = f"question {stored.key!r}: kind: the question {kind_change(stored.kind)}"
                 errors.append((entry.line_of(("kind",)), why))
         for problem in check_bank(after.questions, after.treatments, tiers=tiers):
+            if problem.missing is not None and problem.missing in bank_file.broken:
+                continue  # it reads a question of the file that is already reported as broken
             located = _locate(problem, file_q, file_t)
             if located is not None:
                 errors.append(located)
             elif problem not in old:
                 errors.append((0, describe_problem(problem)))
         if errors:
+            # In file order, as an editor walks them; problems outside the file come last.
+            errors.sort(key=lambda e: (e[0] == 0, e[0]))
             raise BankFileError(
                 [f"{name}:{line}: {what}" if line else f"{name}: {what}" for line, what in errors]
             )

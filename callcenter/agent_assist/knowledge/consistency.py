@@ -36,6 +36,8 @@ class BankProblem:
     message: str
     #: Every question in a cycle (the problem is reported on the first of them).
     involves: tuple[str, ...] = ()
+    #: The question key a condition reads that the bank does not hold, for that problem.
+    missing: str | None = None
 
     @property
     def field(self) -> str:
@@ -114,6 +116,7 @@ def _node_problems(
                 key,
                 (*path, field),
                 f"the condition reads question {read!r}, which is not in the bank",
+                missing=read,
             )
         ]
     if not isinstance(node, AnswerTest):
