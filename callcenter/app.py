@@ -109,7 +109,10 @@ async def _measure(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
     """The whole service as one aiohttp application."""
-    middlewares: list[Middleware] = [_measure, problem_middleware]
+    middlewares: list[Middleware] = [
+        _measure,
+        problem_middleware(max_body_bytes=settings.max_body_bytes),
+    ]
     if settings.api_token is not None:
         middlewares.append(api_token_guard(settings.api_token))
     else:
