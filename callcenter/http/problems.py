@@ -42,17 +42,32 @@ def problem(
     return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the field a client wrote: ``phones[0]``, ``answer.value``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
+def first_error(exc: ValidationError, *, skip: int = 0) -> tuple[str | None, str]:
+    """The first field at fault and a sentence naming it, for answers that name one field.
+
+    ``skip`` drops leading location parts that are not the client's (a union's tag).
+    """
+    errors = exc.errors()
+    if not errors:
+        return None, "invalid"
+    first = errors[0]
+    where = field_path(tuple(first["loc"][skip:]))
+    return (where, f"{where}: {first['msg']}") if where else (None, first["msg"])
+
+
 def validation_problem(exc: ValidationError, where: str) -> web.Response:
     """422 listing every field at fault; ``field`` names the first."""
     errors = [
-        {"field": _loc(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()
+        {"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors()
     ]
     first = errors[0] if errors else {"field": None, "message": "invalid"}
     detail = f"{where}: {first['field']}: {first['message']}" if first["field"] else where

@@ -22,6 +22,9 @@ from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.models import Agent, AgentCreated, AgentIn
 from callcenter.queue.sql import Q
 
+#: The unique constraint a second agent with the same name runs into (0002).
+NAME_TAKEN = "agents_name_key"
+
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
@@ -46,7 +49,10 @@ async def create_agent(conn: Conn, data: AgentIn, directory: QueueDirectory) -> 
             list(dict.fromkeys(data.overflow_queues)),
             data.endpoint,
         )
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != NAME_TAKEN:
+            detail = f"the agent conflicts with an existing one ({exc.constraint_name})"
+            raise Conflict(detail) from exc
         raise Conflict(f"an agent named {data.name!r} exists", field="name") from None
     return AgentCreated(agent=await get_agent(conn, agent_id), token=token)
 

@@ -398,3 +398,23 @@ async def test_metrics_count_requests_by_route(client: Client) -> None:
     )
     assert 'status="404"' in line and 'method="GET"' in line
     assert float(line.rsplit(" ", 1)[1]) == 1.0
+
+
+async def test_a_unique_constraint_other_than_the_number_is_not_called_a_duplicate_number(
+    client: Client, pool: Pool
+) -> None:
+    # An operator's own rule (one e-mail per customer) must not be reported as the
+    # customer number being taken: the 409 names the constraint that refused it.
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE UNIQUE INDEX customers_one_email ON customers (email)")
+    await _create(client, customer_number="C1", email="same@example.com")
+    resp = await client.post(
+        "/api/customers", json={"customer_number": "C2", "email": "same@example.com"}
+    )
+    body = await _problem(resp, 409)
+    assert "customers_one_email" in body["detail"]
+    assert body.get("field") != "customer_number"
+    made = await _create(client, customer_number="C3", email="other@example.com")
+    resp = await client.patch(f"/api/customers/{made['id']}", json={"email": "same@example.com"})
+    body = await _problem(resp, 409)
+    assert "customers_one_email" in body["detail"]
