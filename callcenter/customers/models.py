@@ -13,6 +13,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+#: A CRM export's columns, in order: what ``callcenter sample-data`` writes and
+#: ``callcenter import`` reads (the JSON-lines form uses the same keys).
+COLUMNS = (
+    "customer_number",
+    "name",
+    "email",
+    "phones",
+    "lifetime_value",
+    "annual_margin",
+    "cost_to_serve",
+)
+
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 NonNegativeMoney = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 CustomerNumber = Annotated[
