@@ -137,6 +137,36 @@ def migrate() -> None:
     console.print(f"{count} migration(s) applied; the database is current")
 
 
+@cli.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write here instead of the package's callcenter/db/schema.sql."),
+    ] = None,
+) -> None:
+    """Migrate a fresh, temporary embedded database and write its schema (pg_dump)."""
+    import tempfile
+
+    from callcenter.db.schema import SNAPSHOT, dump_schema
+
+    async def run(folder: Path) -> str:
+        from callcenter.db.embedded import start_embedded
+        from callcenter.db.lifecycle import run_migrations
+
+        server = await asyncio.to_thread(start_embedded, folder / "pgdata")
+        try:
+            await run_migrations(server.url())
+            return await dump_schema(server.url())
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    with tempfile.TemporaryDirectory(prefix="callcenter-schema-") as folder:
+        text = _run(run(Path(folder)))
+    target = output or SNAPSHOT
+    target.write_text(text)
+    console.print(f"schema written to {target}")
+
+
 @cli.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON lines.")],
