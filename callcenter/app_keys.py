@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from callcenter.config import Settings
     from callcenter.customers.store import CustomerRules
     from callcenter.events import EventBus
+    from callcenter.http.auth import Gate
     from callcenter.queue.calls import CallDesk
     from callcenter.queue.router import Router
     from callcenter.telephony_adapters.ari import AriAdapter
@@ -45,6 +46,9 @@ RELEASER: web.AppKey[Releaser] = web.AppKey("releaser")
 HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The Asterisk ARI adapter, present only when ``CALLCENTER_ARI_URL`` is set.
 ARI: web.AppKey[AriAdapter] = web.AppKey("ari_adapter")
+
+#: Who is asking, and may they (every route passes it).
+GATE: web.AppKey[Gate] = web.AppKey("gate")
 
 BANK_CACHE: web.AppKey[BankCache] = web.AppKey("assist_bank_cache")
 

@@ -73,6 +73,7 @@ async def create_customer(request: web.Request, body: CustomerIn) -> Customer:
     summary="Look up customers by phone (any format) or customer number, or page through all",
     query=CustomerQuery,
     response=CustomerList,
+    access="supervisor",
 )
 async def find_customers(request: web.Request, query: CustomerQuery) -> CustomerList:
     rules = request.app[app_keys.CUSTOMER_RULES]
@@ -87,7 +88,13 @@ async def find_customers(request: web.Request, query: CustomerQuery) -> Customer
         return CustomerList(customers=customers, next_after=next_after)
 
 
-@routes.route("GET", "/api/customers/{customer_id}", summary="Read a customer", response=Customer)
+@routes.route(
+    "GET",
+    "/api/customers/{customer_id}",
+    summary="Read a customer",
+    response=Customer,
+    access="supervisor",
+)
 async def get_customer(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.get_customer(conn, path_id(request, "customer_id"))
@@ -115,6 +122,7 @@ async def update_customer(request: web.Request, body: CustomerPatch) -> Customer
     summary="Pin a tier (a supervisor's decision, with reason and who)",
     body=TierPinIn,
     response=Customer,
+    access="supervisor",
 )
 async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -134,6 +142,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
     "/api/customers/{customer_id}/tier-pin",
     summary="Remove a pinned tier; the computed tier applies again",
     response=Customer,
+    access="supervisor",
 )
 async def unpin_tier(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -193,6 +202,7 @@ async def merge(request: web.Request, body: MergeIn) -> Customer:
     summary="Previous contacts, newest first, paged",
     query=HistoryQuery,
     response=History,
+    access="supervisor",
 )
 async def history(request: web.Request, query: HistoryQuery) -> History:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -220,6 +230,7 @@ async def identify(request: web.Request, body: IdentifyIn) -> Resolution:
     summary="Typed customer numbers that disagreed with the phone's owner, newest first",
     query=ConflictQuery,
     response=ConflictList,
+    access="supervisor",
 )
 async def list_conflicts(request: web.Request, query: ConflictQuery) -> ConflictList:
     async with app_keys.pool(request.app).acquire() as conn:

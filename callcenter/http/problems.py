@@ -86,7 +86,10 @@ def problem_middleware(*, max_body_bytes: int) -> Middleware:
         try:
             return await handler(request)
         except CallCenterError as exc:
-            return problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extra)
+            answer = problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extra)
+            if "retry_after" in exc.extra:
+                answer.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return answer
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -322,7 +322,10 @@ async def test_malformed_json_is_400(client: Client, pool: Pool) -> None:
         headers={"content-type": "application/json"},
     )
     await _problem(resp, 400)
-    await _problem(await client.post("/api/identify", data=b"\xff\xfe"), 400)
+    bad_bytes = await client.post(
+        "/api/identify", data=b"\xff\xfe", headers={"content-type": "application/json"}
+    )
+    await _problem(bad_bytes, 400)
     assert await _count(pool, "customers") == before
 
 

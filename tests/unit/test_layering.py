@@ -31,6 +31,7 @@ RANKS: dict[str, int] = {
     "http": 1,
     "app_keys": 1,
     "customers": 2,
+    "people": 2,
     "queue": 3,
     "telephony_adapters": 4,
     "agent_assist": 4,
