@@ -50,10 +50,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _logging(settings: Settings) -> None:
+    from callcenter.http.logs import MaskingFilter
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
 
 
 @cli.command()
@@ -87,8 +91,11 @@ def serve(
 
 async def _serve(settings: Settings) -> None:
     from callcenter.app import create_app
+    from callcenter.http.logs import AccessLogger
 
-    runner = web.AppRunner(create_app(settings), handle_signals=False)
+    runner = web.AppRunner(
+        create_app(settings), handle_signals=False, access_log_class=AccessLogger
+    )
     try:
         await runner.setup()  # starts the database, migrates, opens the pool, loads the bank
     except BaseException:

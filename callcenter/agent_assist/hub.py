@@ -298,7 +298,8 @@ class AgentHub:
                 row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
                 if row is None:
                     continue
-                agent = Agent.model_validate({k: row[k] for k in Agent.model_fields if k in row.keys()})
+                known = set(row.keys())
+                agent = Agent.model_validate({k: row[k] for k in Agent.model_fields if k in known})
                 offer = _offer(row) if row["offer_id"] is not None else None
                 call = None
                 if agent.call_id is not None and agent.state in (

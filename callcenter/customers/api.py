@@ -23,6 +23,7 @@ from callcenter.customers.models import (
 from callcenter.db.pool import Conn
 from callcenter.errors import BadRequest
 from callcenter.events import Event
+from callcenter.http.auth import principal
 from callcenter.http.routing import Routes, path_id
 
 routes = Routes("customers")
@@ -119,7 +120,7 @@ async def update_customer(request: web.Request, body: CustomerPatch) -> Customer
 @routes.route(
     "PUT",
     "/api/customers/{customer_id}/tier-pin",
-    summary="Pin a tier (a supervisor's decision, with reason and who)",
+    summary="Pin a tier (a supervisor's decision, with a reason; who is the signed-in caller)",
     body=TierPinIn,
     response=Customer,
     access="supervisor",
@@ -131,7 +132,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
             path_id(request, "customer_id"),
             body.tier,
             body.reason,
-            body.pinned_by,
+            principal(request).who,
             request.app[app_keys.CUSTOMER_RULES],
         )
         return await _value_changed(request, conn, customer)

@@ -132,9 +132,15 @@ class CustomerList(BaseModel):
 class TierPinIn(_Strict):
     tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    pinned_by: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
-    ]
+    pinned_by: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = Field(
+        default=None,
+        deprecated=True,
+        description="Ignored: the pin records who is signed in (role:name). Accepted so "
+        "that older scripts keep working.",
+    )
 
 
 class PhoneIn(_Strict):

@@ -72,6 +72,8 @@ CREATE TABLE public.agents (
     wrap_up_until timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     endpoint text,
+    token_expires_at timestamp with time zone,
+    removed_at timestamp with time zone,
     CONSTRAINT agents_endpoint_check CHECK (((endpoint IS NULL) OR ((length(endpoint) >= 1) AND (length(endpoint) <= 200)))),
     CONSTRAINT agents_state_check CHECK ((state = ANY (ARRAY['offline'::text, 'available'::text, 'offered'::text, 'on_call'::text, 'wrap_up'::text, 'not_responding'::text])))
 )
@@ -234,6 +236,7 @@ CREATE TABLE public.calls (
     interaction_id bigint,
     question_key text,
     wrapped_up_at timestamp with time zone,
+    bumped_by text,
     CONSTRAINT calls_check CHECK (((state = ANY (ARRAY['completed'::text, 'abandoned'::text, 'transferred'::text])) = (ended_at IS NOT NULL))),
     CONSTRAINT calls_external_id_check CHECK (((length(external_id) >= 1) AND (length(external_id) <= 200))),
     CONSTRAINT calls_state_check CHECK ((state = ANY (ARRAY['waiting'::text, 'connected'::text, 'completed'::text, 'abandoned'::text, 'transferred'::text])))
@@ -299,6 +302,41 @@ CREATE VIEW public.contact_history AS
           WHERE (a.interaction_id = i.id)
           ORDER BY a.id DESC
          LIMIT 1) an ON (true));
+
+
+--
+-- Name: credentials; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.credentials (
+    id bigint NOT NULL,
+    token_sha256 bytea NOT NULL,
+    kind text NOT NULL,
+    person_id bigint,
+    label text,
+    role text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone,
+    CONSTRAINT credentials_check CHECK ((((kind = 'session'::text) AND (person_id IS NOT NULL) AND (role IS NULL)) OR ((kind = 'integration'::text) AND (person_id IS NULL) AND (label IS NOT NULL) AND (role IS NOT NULL)))),
+    CONSTRAINT credentials_kind_check CHECK ((kind = ANY (ARRAY['session'::text, 'integration'::text]))),
+    CONSTRAINT credentials_label_check CHECK ((label ~ '^[A-Za-z0-9._@-]{1,64}$'::text)),
+    CONSTRAINT credentials_role_check CHECK ((role = ANY (ARRAY['supervisor'::text, 'admin'::text])))
+);
+
+
+--
+-- Name: credentials_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.credentials ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.credentials_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -393,6 +431,36 @@ ALTER TABLE public.identity_conflicts ALTER COLUMN id ADD GENERATED ALWAYS AS ID
 
 ALTER TABLE public.interactions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.interactions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: people; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.people (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    role text NOT NULL,
+    password_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    removed_at timestamp with time zone,
+    CONSTRAINT people_name_check CHECK ((name ~ '^[A-Za-z0-9._@-]{1,64}$'::text)),
+    CONSTRAINT people_role_check CHECK ((role = ANY (ARRAY['supervisor'::text, 'admin'::text])))
+);
+
+
+--
+-- Name: people_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.people ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.people_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -616,6 +684,22 @@ ALTER TABLE ONLY public.calls
 
 
 --
+-- Name: credentials credentials_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: credentials credentials_token_sha256_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_token_sha256_key UNIQUE (token_sha256);
+
+
+--
 -- Name: customer_phones customer_phones_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -653,6 +737,22 @@ ALTER TABLE ONLY public.identity_conflicts
 
 ALTER TABLE ONLY public.interactions
     ADD CONSTRAINT interactions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: people people_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.people
+    ADD CONSTRAINT people_name_key UNIQUE (name);
+
+
+--
+-- Name: people people_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.people
+    ADD CONSTRAINT people_pkey PRIMARY KEY (id);
 
 
 --
@@ -785,6 +885,13 @@ CREATE INDEX calls_queue_connected ON public.calls USING btree (queue, connected
 --
 
 CREATE INDEX calls_queue_ended ON public.calls USING btree (queue, ended_at) WHERE (ended_at IS NOT NULL);
+
+
+--
+-- Name: credentials_of_person; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credentials_of_person ON public.credentials USING btree (person_id) WHERE (person_id IS NOT NULL);
 
 
 --
@@ -982,6 +1089,14 @@ ALTER TABLE ONLY public.calls
 
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT calls_queue_fkey FOREIGN KEY (queue) REFERENCES public.queues(name);
+
+
+--
+-- Name: credentials credentials_person_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_person_id_fkey FOREIGN KEY (person_id) REFERENCES public.people(id) ON DELETE CASCADE;
 
 
 --

@@ -21,9 +21,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from callcenter import app_keys
-from callcenter.errors import BadRequest, NotFound, UnsupportedMediaType
+from callcenter.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
 from callcenter.http.auth import Access
 from callcenter.http.problems import PROBLEM_TYPE, validation_problem
+from callcenter.http.text import describe, unstorable_field
 
 HandlerFn = Callable[..., Awaitable[Any]]
 _PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -156,6 +157,9 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    bad = unstorable_field(data)
+    if bad is not None:
+        raise Unprocessable(describe(bad), field=bad or None)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -165,6 +169,9 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         await request.app[app_keys.GATE].require(request, endpoint.access)
+        bad = unstorable_field(dict(request.match_info))
+        if bad is not None:
+            raise Unprocessable(describe(bad), field=bad)
         kwargs: dict[str, Any] = {}
         if endpoint.body is not None:
             parsed = await _parse_body(request, endpoint.body)
@@ -172,6 +179,9 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 return parsed
             kwargs["body"] = parsed
         if endpoint.query is not None:
+            bad = unstorable_field(dict(request.query))
+            if bad is not None:
+                raise Unprocessable(describe(bad), field=bad)
             try:
                 kwargs["query"] = endpoint.query.model_validate(dict(request.query))
             except ValidationError as exc:

@@ -129,7 +129,8 @@ async def test_pin_wins_until_unpinned(client: Client) -> None:
     pinned = await _ok(client, "PUT", f"/api/customers/{cid}/tier-pin", json=pin)
     assert pinned["tier"] == "platinum" and pinned["computed_tier"] == "standard"
     assert pinned["pin"]["reason"] == "complaint under review"
-    assert pinned["pin"]["pinned_by"] == "sup-ann"
+    # Who pinned is the signed-in caller (here the bootstrap admin), never the name typed.
+    assert pinned["pin"]["pinned_by"] == "admin:bootstrap"
     assert pinned["pin"]["pinned_at"]
 
     # A figure change moves the computed tier, never the pin.
