@@ -8,11 +8,13 @@ then leaves the pool alone (whoever opens a resource closes it).
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -36,11 +38,14 @@ from callcenter.customers.value import ordered_tiers
 from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
 from callcenter.db.pool import create_pool
-from callcenter.errors import BankFileError
+from callcenter.errors import BankFileError, Unauthorized
 from callcenter.events import EventBus
-from callcenter.http.auth import api_token_guard
+from callcenter.http.auth import Gate, Principal, Resolver, bearer_token, host_guard
 from callcenter.http.problems import problem, problem_middleware
 from callcenter.http.routing import Routes, docs_page, install, openapi_document
+from callcenter.people import api as people_api
+from callcenter.people import store as people_store
+from callcenter.queue import agents as queue_agents
 from callcenter.queue import api as queue_api
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.directory import QueueDirectory
@@ -62,7 +67,7 @@ REQUESTS = web.AppKey("http_requests", Counter)
 LATENCY = web.AppKey("http_latency", Histogram)
 
 
-@system.route("GET", "/healthz", summary="The process is alive")
+@system.route("GET", "/healthz", summary="The process is alive", access="public")
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -72,6 +77,7 @@ async def healthz(request: web.Request) -> web.Response:
     "/readyz",
     summary="Ready: the database answers and its migrations are current",
     errors=[503],
+    access="public",
 )
 async def readyz(request: web.Request) -> web.Response:
     try:
@@ -104,16 +110,29 @@ async def _measure(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
     """The whole service as one aiohttp application."""
-    middlewares: list[Middleware] = [_measure, problem_middleware]
-    if settings.api_token is not None:
-        middlewares.append(api_token_guard(settings.api_token))
-    else:
-        _log.warning("CALLCENTER_API_TOKEN is not set: /api is open to anyone who reaches it")
+    middlewares: list[Middleware] = [
+        _measure,
+        problem_middleware(max_body_bytes=settings.max_body_bytes),
+        host_guard(allowed_hosts(settings)),
+    ]
+    if settings.insecure_open_api:
+        _log.warning(
+            "CALLCENTER_INSECURE_OPEN_API is on: anyone who reaches %s:%s can read and change "
+            "every customer without a token. Never run it so with real customer data.",
+            settings.host,
+            settings.port,
+        )
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[app_keys.SETTINGS] = settings
     app[app_keys.CUSTOMER_RULES] = CustomerRules.from_settings(settings)
     # Every supervised service registers here while it runs; /readyz asks each.
     app[app_keys.SERVICES] = []
+    app[app_keys.GATE] = Gate(
+        _resolver(app),
+        bootstrap_token=settings.api_token,
+        open_api=settings.insecure_open_api,
+        failures_per_minute=settings.auth_failures_per_minute,
+    )
     registry = CollectorRegistry()
     app[METRICS] = registry
     app[REQUESTS] = Counter(
@@ -146,6 +165,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
         [
             system,
             customers_api.routes,
+            people_api.routes,
             queue_api.routes,
             assist_api.routes,
             generic.routes,
@@ -161,6 +181,29 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app.router.add_get("/ws/agent", _agent_socket)
     agent_page.add_page(app)
     return app
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    """The names a request's ``Host`` may give: this machine's, the bound and public ones."""
+    names = {"localhost", "127.0.0.1", "::1", *settings.allowed_hosts}
+    if settings.host not in ("0.0.0.0", "::", ""):
+        names.add(settings.host)
+    if settings.public_url:
+        names.add(urlsplit(settings.public_url).hostname or "")
+    return names
+
+
+def _resolver(app: web.Application) -> Resolver:
+    """Tokens of people's sessions, integrations and agents, looked up in that order."""
+
+    async def resolve(token: str) -> Principal | None:
+        async with app_keys.pool(app).acquire() as conn:
+            found = await people_store.principal_for_token(conn, token)
+            if found is None:
+                found = await queue_agents.principal_for_token(conn, token)
+            return found
+
+    return resolve
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -376,10 +419,27 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 async def _docs(request: web.Request) -> web.Response:
-    return web.Response(text=docs_page(request.app[app_keys.OPENAPI]), content_type="text/html")
+    return web.Response(
+        text=docs_page(request.app[app_keys.OPENAPI]),
+        content_type="text/html",
+        # The page is static HTML with one inline style sheet: nothing else may run or load.
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    expected = request.app[app_keys.SETTINGS].metrics_token
+    if expected is not None:
+        given = bearer_token(request) or ""
+        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            gate = request.app[app_keys.GATE]
+            gate.check_allowed(request)
+            gate.failed(request)
+            raise Unauthorized("/metrics needs the scrape token: Authorization: Bearer <token>")
     desk = request.app.get(app_keys.DESK)
     if desk is not None:
         # Counted when asked (a scrape every 15-60 s), not on the router's clock:

@@ -50,10 +50,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _logging(settings: Settings) -> None:
+    from callcenter.http.logs import MaskingFilter
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
 
 
 @cli.command()
@@ -89,8 +93,11 @@ def serve(
 
 async def _serve(settings: Settings) -> None:
     from callcenter.app import create_app
+    from callcenter.http.logs import AccessLogger
 
-    runner = web.AppRunner(create_app(settings), handle_signals=False)
+    runner = web.AppRunner(
+        create_app(settings), handle_signals=False, access_log_class=AccessLogger
+    )
     try:
         await runner.setup()  # starts the database, migrates, opens the pool, loads the bank
     except BaseException:
@@ -137,6 +144,36 @@ def migrate() -> None:
         console.print(f"[red]{exc.title}:[/red] {exc.detail}")
         raise typer.Exit(2) from None
     console.print(f"{count} migration(s) applied; the database is current")
+
+
+@cli.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write here instead of the package's callcenter/db/schema.sql."),
+    ] = None,
+) -> None:
+    """Migrate a fresh, temporary embedded database and write its schema (pg_dump)."""
+    import tempfile
+
+    from callcenter.db.schema import SNAPSHOT, dump_schema
+
+    async def run(folder: Path) -> str:
+        from callcenter.db.embedded import start_embedded
+        from callcenter.db.lifecycle import run_migrations
+
+        server = await asyncio.to_thread(start_embedded, folder / "pgdata")
+        try:
+            await run_migrations(server.url())
+            return await dump_schema(server.url())
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    with tempfile.TemporaryDirectory(prefix="callcenter-schema-") as folder:
+        text = _run(run(Path(folder)))
+    target = output or SNAPSHOT
+    target.write_text(text)
+    console.print(f"schema written to {target}")
 
 
 @cli.command("import")
@@ -267,7 +304,9 @@ def agent_add(
     async def run() -> Any:
         async with open_database(settings) as pool, pool.acquire() as conn:
             directory = QueueDirectory(ordered_tiers(settings.tier_thresholds))
-            return await agents.create_agent(conn, data, directory)
+            return await agents.create_agent(
+                conn, data, directory, token_days=settings.agent_token_days
+            )
 
     try:
         created = _run(run())
@@ -301,6 +340,154 @@ def agent_list() -> None:
             a.endpoint or "",
         )
     Console().print(table)
+
+
+def _db_command(settings: Settings, work: Any) -> Any:
+    """Run ``work(conn)`` on the configured database; a domain error is printed, exit 2."""
+    from callcenter.db.lifecycle import open_database
+    from callcenter.errors import CallCenterError
+
+    async def run() -> Any:
+        async with open_database(settings) as pool, pool.acquire() as conn:
+            return await work(conn)
+
+    try:
+        return _run(run())
+    except CallCenterError as exc:
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
+
+
+@agent_cli.command("remove")
+def agent_remove(
+    agent: Annotated[str, typer.Argument(help="The agent's name or id.")],
+) -> None:
+    """Remove an agent: its token stops working, it goes offline, its calls keep its name."""
+    from callcenter.queue import agents
+
+    settings = _settings()
+
+    async def work(conn: Any) -> Any:
+        return await agents.remove(conn, await agents.find_id(conn, agent))
+
+    removed = _db_command(settings, work)
+    Console().print(f"agent {removed.id} {removed.name} removed")
+
+
+agent_token_cli = typer.Typer(help="An agent's token.", no_args_is_help=True)
+agent_cli.add_typer(agent_token_cli, name="token")
+
+
+@agent_token_cli.command("reset")
+def agent_token_reset(
+    agent: Annotated[str, typer.Argument(help="The agent's name or id.")],
+) -> None:
+    """Give the agent a new token (printed once); the old one stops working at once."""
+    from callcenter.queue import agents
+
+    settings = _settings()
+
+    async def work(conn: Any) -> Any:
+        agent_id = await agents.find_id(conn, agent)
+        return await agents.reset_token(conn, agent_id, token_days=settings.agent_token_days)
+
+    made = _db_command(settings, work)
+    Console().print(f"agent {made.agent.id} {made.agent.name}")
+    Console().print(f"token {made.token}")
+    Console().print(f"expires {made.agent.token_expires_at:%Y-%m-%d %H:%M %Z}")
+
+
+user_cli = typer.Typer(help="Supervisors and admins who sign in.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+
+
+@user_cli.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name, e.g. ann.")],
+    role: Annotated[str, typer.Option(help="supervisor or admin.")] = "supervisor",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of generating one.")
+    ] = False,
+) -> None:
+    """Add a supervisor or an admin; prints a generated password once (or reads one)."""
+    import sys
+
+    from callcenter.people import store
+    from callcenter.people.models import PersonIn
+
+    settings = _settings()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        data = PersonIn(name=name, role=role, password=password)
+    except ValidationError as exc:
+        console.print(f"[red]bad user:[/red] {exc}")
+        raise typer.Exit(2) from None
+    made = _db_command(settings, lambda conn: store.create_person(conn, data))
+    Console().print(f"user {made.person.id} {made.person.name} ({made.person.role})")
+    if made.password is not None:
+        Console().print(f"password {made.password}")
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """Supervisors and admins."""
+    from callcenter.people import store
+
+    people = _db_command(_settings(), store.list_people)
+    table = Table("id", "name", "role", "since")
+    for p in people:
+        table.add_row(str(p.id), p.name, p.role, f"{p.created_at:%Y-%m-%d}")
+    Console().print(table)
+
+
+@user_cli.command("remove")
+def user_remove(name: Annotated[str, typer.Argument(help="The sign-in name.")]) -> None:
+    """Remove a person: they cannot sign in, and their sessions end now."""
+    from callcenter.people import store
+
+    async def work(conn: Any) -> Any:
+        return await store.remove_person(conn, await store.find_id(conn, name))
+
+    gone = _db_command(_settings(), work)
+    Console().print(f"user {gone.id} {gone.name} removed")
+
+
+integration_cli = typer.Typer(
+    help="Named tokens for integrations such as CRM sync.", no_args_is_help=True
+)
+cli.add_typer(integration_cli, name="integration")
+
+
+@integration_cli.command("add")
+def integration_add(
+    label: Annotated[str, typer.Argument(help="What uses the token, e.g. crm-sync.")],
+    role: Annotated[str, typer.Option(help="supervisor or admin.")] = "admin",
+    days: Annotated[int, typer.Option(help="Days until it expires.")] = 365,
+) -> None:
+    """Make an integration token (printed once)."""
+    from callcenter.people import store
+    from callcenter.people.models import IntegrationIn
+
+    try:
+        data = IntegrationIn(label=label, role=role, days=days)
+    except ValidationError as exc:
+        console.print(f"[red]bad integration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    made = _db_command(_settings(), lambda conn: store.create_integration(conn, data))
+    i = made.integration
+    Console().print(f"integration {i.id} {i.label} ({i.role}), expires {i.expires_at:%Y-%m-%d}")
+    Console().print(f"token {made.token}")
+
+
+@integration_cli.command("revoke")
+def integration_revoke(
+    integration_id: Annotated[int, typer.Argument(help="The id `integration add` printed.")],
+) -> None:
+    """Revoke an integration token: it stops working at once."""
+    from callcenter.people import store
+
+    _db_command(_settings(), lambda conn: store.revoke_integration(conn, integration_id))
+    Console().print(f"integration {integration_id} revoked")
 
 
 assist_cli = typer.Typer(

@@ -84,8 +84,34 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token that every /api/ request must carry (supervisors, CRM "
-        "sync). Absent: /api is open to anyone who reaches the port (the service warns).",
+        description="A bootstrap admin token (Authorization: Bearer …): for the first "
+        "admin's set-up and scripts. People sign in with their own names instead.",
+    )
+    insecure_open_api: bool = Field(
+        default=False,
+        description="Let requests without a token act as an admin. Only for a laptop with "
+        "no customer data: anyone who reaches the port can read and change everything.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long a sign-in's session lasts."
+    )
+    agent_token_days: float = Field(
+        default=90.0, gt=0, description="How long a new or reset agent token is valid."
+    )
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Wrong tokens or passwords one address may send a minute; then 429.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (besides localhost, 127.0.0.1, ::1, HOST and PUBLIC_URL's) "
+        "that requests may name in their Host header (JSON list). Others get 421.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a scrape of /metrics must carry. Absent: /metrics is open "
+        "(it holds counts, no customer data; bind to a private address).",
     )
     allowed_origins: list[str] = Field(
         default_factory=list,

@@ -47,6 +47,25 @@ class Conflict(CallCenterError):
     title = "Conflict"
 
 
+class MisdirectedRequest(CallCenterError):
+    """A request for a host this service does not answer for."""
+
+    status = 421
+    title = "Misdirected request"
+
+
+class UnsupportedMediaType(CallCenterError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class TooManyRequests(CallCenterError):
+    """Over a limit; ``retry_after`` (seconds) goes into the answer's ``Retry-After``."""
+
+    status = 429
+    title = "Too many requests"
+
+
 class PayloadTooLarge(CallCenterError):
     status = 413
     title = "Payload too large"

@@ -50,7 +50,9 @@ class Event:
     the call ended, whatever the outcome and whoever ended it (the telephony
     peer may have to let the caller go); ``questions:bank``: the
     learning-question bank or the treatment rules changed (caches of the bank
-    reload); ``resync``: events may have been lost.
+    reload); ``revoked:<agent id>``: the agent's token was reset or the agent
+    removed (sockets opened with the old token close); ``resync``: events may
+    have been lost.
     """
 
     kind: str

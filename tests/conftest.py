@@ -88,9 +88,18 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
         await p.close()
 
 
+#: The bootstrap admin token of the tests' services; ``client`` sends it unless told otherwise.
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path)  # type: ignore[arg-type]
+    return Settings(
+        database_url=db_url,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+        api_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -105,7 +114,7 @@ async def client(
     aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
 ) -> TestClient[Any, Any]:
     # The database fixtures come first so they are torn down last, after the app.
-    return await aiohttp_client(create_app(settings, pool=pool))
+    return await aiohttp_client(create_app(settings, pool=pool), headers=ADMIN)
 
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -122,7 +131,10 @@ def app_factory(
     Each call is another service instance on the same database, as behind a load balancer.
     """
 
-    async def start(**changes: Any) -> TestClient[Any, Any]:
-        return await aiohttp_client(create_app(settings.model_copy(update=changes), pool=pool))
+    async def start(
+        *, headers: dict[str, str] | None = None, **changes: Any
+    ) -> TestClient[Any, Any]:
+        app = create_app(settings.model_copy(update=changes), pool=pool)
+        return await aiohttp_client(app, headers=ADMIN if headers is None else headers)
 
     return start

@@ -23,6 +23,7 @@ from callcenter.customers.models import (
 from callcenter.db.pool import Conn
 from callcenter.errors import BadRequest
 from callcenter.events import Event
+from callcenter.http.auth import principal
 from callcenter.http.routing import Routes, path_id
 
 routes = Routes("customers")
@@ -73,6 +74,7 @@ async def create_customer(request: web.Request, body: CustomerIn) -> Customer:
     summary="Look up customers by phone (any format) or customer number, or page through all",
     query=CustomerQuery,
     response=CustomerList,
+    access="supervisor",
 )
 async def find_customers(request: web.Request, query: CustomerQuery) -> CustomerList:
     rules = request.app[app_keys.CUSTOMER_RULES]
@@ -87,7 +89,13 @@ async def find_customers(request: web.Request, query: CustomerQuery) -> Customer
         return CustomerList(customers=customers, next_after=next_after)
 
 
-@routes.route("GET", "/api/customers/{customer_id}", summary="Read a customer", response=Customer)
+@routes.route(
+    "GET",
+    "/api/customers/{customer_id}",
+    summary="Read a customer",
+    response=Customer,
+    access="supervisor",
+)
 async def get_customer(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.get_customer(conn, path_id(request, "customer_id"))
@@ -112,9 +120,10 @@ async def update_customer(request: web.Request, body: CustomerPatch) -> Customer
 @routes.route(
     "PUT",
     "/api/customers/{customer_id}/tier-pin",
-    summary="Pin a tier (a supervisor's decision, with reason and who)",
+    summary="Pin a tier (a supervisor's decision, with a reason; who is the signed-in caller)",
     body=TierPinIn,
     response=Customer,
+    access="supervisor",
 )
 async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -123,7 +132,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
             path_id(request, "customer_id"),
             body.tier,
             body.reason,
-            body.pinned_by,
+            principal(request).who,
             request.app[app_keys.CUSTOMER_RULES],
         )
         return await _value_changed(request, conn, customer)
@@ -134,6 +143,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
     "/api/customers/{customer_id}/tier-pin",
     summary="Remove a pinned tier; the computed tier applies again",
     response=Customer,
+    access="supervisor",
 )
 async def unpin_tier(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -193,6 +203,7 @@ async def merge(request: web.Request, body: MergeIn) -> Customer:
     summary="Previous contacts, newest first, paged",
     query=HistoryQuery,
     response=History,
+    access="supervisor",
 )
 async def history(request: web.Request, query: HistoryQuery) -> History:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -220,6 +231,7 @@ async def identify(request: web.Request, body: IdentifyIn) -> Resolution:
     summary="Typed customer numbers that disagreed with the phone's owner, newest first",
     query=ConflictQuery,
     response=ConflictList,
+    access="supervisor",
 )
 async def list_conflicts(request: web.Request, query: ConflictQuery) -> ConflictList:
     async with app_keys.pool(request.app).acquire() as conn:

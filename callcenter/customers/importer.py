@@ -45,21 +45,13 @@ from email_validator.rfc_constants import (
 )
 from email_validator.syntax import validate_email_domain_name
 
+from callcenter.customers.models import COLUMNS
 from callcenter.customers.phones import normalize
 from callcenter.customers.store import CustomerRules, Q
 from callcenter.customers.value import ValueFigures, tier_for
 from callcenter.db.pool import Conn
 from callcenter.errors import BadRequest
 
-COLUMNS = (
-    "customer_number",
-    "name",
-    "email",
-    "phones",
-    "lifetime_value",
-    "annual_margin",
-    "cost_to_serve",
-)
 REQUIRED = frozenset({"customer_number"})
 _MONEY_LIMIT = Decimal("1e12")
 # Rows per task for the worker processes, tasks sent ahead of the rows being

@@ -13,6 +13,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+#: A CRM export's columns, in order: what ``callcenter sample-data`` writes and
+#: ``callcenter import`` reads (the JSON-lines form uses the same keys).
+COLUMNS = (
+    "customer_number",
+    "name",
+    "email",
+    "phones",
+    "lifetime_value",
+    "annual_margin",
+    "cost_to_serve",
+)
+
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 NonNegativeMoney = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 CustomerNumber = Annotated[
@@ -120,9 +132,15 @@ class CustomerList(BaseModel):
 class TierPinIn(_Strict):
     tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    pinned_by: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
-    ]
+    pinned_by: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = Field(
+        default=None,
+        deprecated=True,
+        description="Ignored: the pin records who is signed in (role:name). Accepted so "
+        "that older scripts keep working.",
+    )
 
 
 class PhoneIn(_Strict):

@@ -43,16 +43,7 @@ import phonenumbers
 from faker import Faker
 from phonenumbers import PhoneNumber, PhoneNumberFormat
 
-#: The CSV header, in order; the importer reads exactly these columns.
-COLUMNS = (
-    "customer_number",
-    "name",
-    "email",
-    "phones",
-    "lifetime_value",
-    "annual_margin",
-    "cost_to_serve",
-)
+from callcenter.customers.models import COLUMNS
 
 _MAX_COUNT = 99_999_999  # "C" + 8 digits
 # First and last names drawn from Faker once per call: most customers are US

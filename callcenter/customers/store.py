@@ -33,6 +33,9 @@ from callcenter.errors import Conflict, DuplicateCustomerNumber, NotFound
 
 Q = load_queries("callcenter.customers", "queries.sql")
 
+#: The unique constraint a second customer with the same number runs into (0001).
+NUMBER_TAKEN = "customers_customer_number_key"
+
 
 @dataclass(frozen=True)
 class CustomerRules:
@@ -75,10 +78,17 @@ async def create_customer(conn: Conn, data: CustomerIn, rules: CustomerRules) ->
                 tier,
             )
         except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != NUMBER_TAKEN:
+                raise _other_conflict(exc) from exc
             raise _duplicate_number(data.customer_number) from exc
         for phone in phones:
             await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
     return await get_customer(conn, customer_id)
+
+
+def _other_conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
+    """A unique constraint other than the customer number's (one an operator added, say)."""
+    return Conflict(f"the customer conflicts with an existing one ({exc.constraint_name})")
 
 
 async def get_customer(conn: Conn, customer_id: int) -> Customer:
@@ -113,6 +123,8 @@ async def update_customer(
                 tier_for(figures, rules.thresholds),
             )
         except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != NUMBER_TAKEN:
+                raise _other_conflict(exc) from exc
             raise _duplicate_number(merged["customer_number"]) from exc
         if phones is not None:
             await conn.execute(Q["delete_crm_phones"], customer_id)

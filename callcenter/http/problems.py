@@ -13,10 +13,9 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from callcenter.app_keys import SETTINGS
 from callcenter.errors import CallCenterError
 
 _log = logging.getLogger(__name__)
@@ -43,40 +42,68 @@ def problem(
     return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the field a client wrote: ``phones[0]``, ``answer.value``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
+def first_error(exc: ValidationError, *, skip: int = 0) -> tuple[str | None, str]:
+    """The first field at fault and a sentence naming it, for answers that name one field.
+
+    ``skip`` drops leading location parts that are not the client's (a union's tag).
+    """
+    errors = exc.errors()
+    if not errors:
+        return None, "invalid"
+    first = errors[0]
+    where = field_path(tuple(first["loc"][skip:]))
+    return (where, f"{where}: {first['msg']}") if where else (None, first["msg"])
+
+
 def validation_problem(exc: ValidationError, where: str) -> web.Response:
     """422 listing every field at fault; ``field`` names the first."""
     errors = [
-        {"field": _loc(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()
+        {"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors()
     ]
     first = errors[0] if errors else {"field": None, "message": "invalid"}
     detail = f"{where}: {first['field']}: {first['message']}" if first["field"] else where
     return problem(422, "Validation failed", detail, field=first["field"], errors=errors)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except CallCenterError as exc:
-        return problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extra)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if exc.status == 413:
-            limit = request.app[SETTINGS].max_body_bytes
-            detail = f"the request body is larger than the limit of {limit} bytes"
-            return problem(413, "Payload too large", detail)
-        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        if exc.status == 404 and detail == exc.reason:
-            detail = f"no resource at {request.method} {request.path}"
-        return problem(exc.status, exc.reason, detail)
-    except Exception:
-        _log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "Internal error", "the service failed; the error is in its log")
+def problem_middleware(*, max_body_bytes: int) -> Middleware:
+    """The middleware that turns every error into a problem body.
+
+    A factory, handed what it needs (the body limit it names in a 413), so
+    this module depends on nothing above the HTTP layer.
+    """
+
+    @web.middleware
+    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CallCenterError as exc:
+            answer = problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extra)
+            if "retry_after" in exc.extra:
+                answer.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return answer
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            if exc.status == 413:
+                detail = f"the request body is larger than the limit of {max_body_bytes} bytes"
+                return problem(413, "Payload too large", detail)
+            detail = (
+                exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+            )
+            if exc.status == 404 and detail == exc.reason:
+                detail = f"no resource at {request.method} {request.path}"
+            return problem(exc.status, exc.reason, detail)
+        except Exception:
+            _log.exception("unhandled error on %s %s", request.method, request.path)
+            return problem(500, "Internal error", "the service failed; the error is in its log")
+
+    return problems

@@ -20,8 +20,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from callcenter.errors import BadRequest, NotFound
+from callcenter import app_keys
+from callcenter.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
+from callcenter.http.auth import Access
 from callcenter.http.problems import PROBLEM_TYPE, validation_problem
+from callcenter.http.text import describe, unstorable_field
 
 HandlerFn = Callable[..., Awaitable[Any]]
 _PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -56,6 +59,8 @@ class Endpoint:
     raw_body: type[BaseModel] | None = None
     body_media_type: str = "application/json"
     response_media_type: str = "application/json"
+    #: Who may call it (``http.auth``): closed to all but admins unless it says otherwise.
+    access: Access = "admin"
 
 
 class Routes:
@@ -79,8 +84,14 @@ class Routes:
         raw_body: type[BaseModel] | None = None,
         body_media_type: str = "application/json",
         response_media_type: str = "application/json",
+        access: Access = "admin",
     ) -> Callable[[HandlerFn], HandlerFn]:
         """Declare an endpoint.
+
+        ``access`` says who may call it: ``public``, ``peer`` (a telephony
+        peer; the handler checks its signature) or the least role that may
+        (``agent``, ``supervisor``, ``admin``). Left out, only admins may: a
+        route nobody thought about is closed.
 
         ``raw_body`` documents a body the handler reads and checks itself (a
         webhook verifies its signature over the raw bytes before parsing);
@@ -96,6 +107,10 @@ class Routes:
                 found.add(422)
             if _PATH_PARAM.search(path):
                 found.add(404)
+            if body is not None:
+                found.add(415)
+            if access not in ("public", "peer"):
+                found |= {401, 403, 429}
             self.endpoints.append(
                 Endpoint(
                     method.upper(),
@@ -111,6 +126,7 @@ class Routes:
                     raw_body,
                     body_media_type,
                     response_media_type,
+                    access,
                 )
             )
             return fn
@@ -127,6 +143,13 @@ def path_id(request: web.Request, name: str) -> int:
 
 
 async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+    # Only JSON, declared as such: a browser sends a cross-site form (text/plain,
+    # form-urlencoded) without asking first, so such a body must never be read.
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {request.content_type!r}",
+            field="Content-Type",
+        )
     raw = await request.read()
     if not raw:
         raise BadRequest("the request needs a JSON body")
@@ -134,6 +157,9 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    bad = unstorable_field(data)
+    if bad is not None:
+        raise Unprocessable(describe(bad), field=bad or None)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -142,6 +168,10 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        await request.app[app_keys.GATE].require(request, endpoint.access)
+        bad = unstorable_field(dict(request.match_info))
+        if bad is not None:
+            raise Unprocessable(describe(bad), field=bad)
         kwargs: dict[str, Any] = {}
         if endpoint.body is not None:
             parsed = await _parse_body(request, endpoint.body)
@@ -149,6 +179,9 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 return parsed
             kwargs["body"] = parsed
         if endpoint.query is not None:
+            bad = unstorable_field(dict(request.query))
+            if bad is not None:
+                raise Unprocessable(describe(bad), field=bad)
             try:
                 kwargs["query"] = endpoint.query.model_validate(dict(request.query))
             except ValidationError as exc:
@@ -224,6 +257,9 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
                 for code in e.errors
             },
         }
+        if e.access not in ("public", "peer"):
+            op["security"] = [{"bearer": []}]
+            op["x-access"] = e.access
         documented = e.body or e.raw_body
         if documented is not None:
             op["requestBody"] = {
@@ -235,7 +271,17 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A session token (POST /api/session), an integration "
+                    "token, the bootstrap admin token, or an agent's token.",
+                }
+            },
+        },
     }
 
 
@@ -246,7 +292,9 @@ _REASONS = {
     404: "Not found",
     409: "Conflict with stored state",
     413: "Body too large",
+    415: "The body is not application/json",
     422: "Input does not fit the schema",
+    429: "Too many wrong credentials from this address",
 }
 
 

@@ -10,8 +10,6 @@ socket; an agent not seen for the grace period goes offline.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,37 +17,44 @@ import asyncpg
 
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
+from callcenter.events import CHANNEL, Event, payloads
+from callcenter.http.auth import Principal, Role, new_token, token_digest
 from callcenter.queue.calls import caller_summary
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority
 from callcenter.queue.policy import explain_credit
 from callcenter.queue.sql import Q
 
-
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+#: The unique constraint a second agent with the same name runs into (0002).
+NAME_TAKEN = "agents_name_key"
 
 
 def _agent(row: asyncpg.Record) -> Agent:
     return Agent.model_validate(dict(row))
 
 
-async def create_agent(conn: Conn, data: AgentIn, directory: QueueDirectory) -> AgentCreated:
+async def create_agent(
+    conn: Conn, data: AgentIn, directory: QueueDirectory, *, token_days: float
+) -> AgentCreated:
     for i, name in enumerate(data.queues):
         await directory.require(conn, name, field=f"queues[{i}]")
     for i, name in enumerate(data.overflow_queues):
         await directory.require(conn, name, field=f"overflow_queues[{i}]")
-    token = secrets.token_urlsafe(32)
+    token, digest = new_token()
     try:
         agent_id = await conn.fetchval(
             Q["create_agent"],
             data.name,
-            token_digest(token),
+            digest,
             list(dict.fromkeys(data.queues)),
             list(dict.fromkeys(data.overflow_queues)),
             data.endpoint,
+            token_days * 86_400.0,
         )
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != NAME_TAKEN:
+            detail = f"the agent conflicts with an existing one ({exc.constraint_name})"
+            raise Conflict(detail) from exc
         raise Conflict(f"an agent named {data.name!r} exists", field="name") from None
     return AgentCreated(agent=await get_agent(conn, agent_id), token=token)
 
@@ -73,8 +78,81 @@ async def list_agents(conn: Conn) -> list[Agent]:
 
 
 async def agent_for_token(conn: Conn, token: str) -> int | None:
+    """The agent a live token belongs to (not removed, not expired)."""
     agent_id: int | None = await conn.fetchval(Q["agent_by_token"], token_digest(token))
     return agent_id
+
+
+async def principal_for_token(conn: Conn, token: str) -> Principal | None:
+    """An agent's token as a principal: the agent role opens its own desk, never /api."""
+    row = await conn.fetchrow(Q["agent_by_token"], token_digest(token))
+    if row is None:
+        return None
+    return Principal("agent", Role.AGENT, row["name"], id=row["id"])
+
+
+async def find_id(conn: Conn, name_or_id: str) -> int:
+    """An agent named by its name or its id, as the command line takes it."""
+    agent_id: int | None = await conn.fetchval(Q["agent_id_by_name"], name_or_id)
+    if agent_id is None:
+        raise NotFound(f"no agent {name_or_id!r}")
+    return agent_id
+
+
+async def reset_token(conn: Conn, agent_id: int, *, token_days: float) -> AgentCreated:
+    """A new token for the agent; the old one stops working at once (a lost or leaked one)."""
+    token, digest = new_token()
+    async with conn.transaction():
+        changed = await conn.fetchval(
+            Q["reset_agent_token"], agent_id, digest, token_days * 86_400.0
+        )
+        if changed is None:
+            raise NotFound(f"no agent with id {agent_id}")
+        # Sockets opened with the old token are closed by the hub that holds them.
+        await conn.execute(Q["notify_all"], CHANNEL, payloads([Event("revoked", str(agent_id))]))
+    return AgentCreated(agent=await get_agent(conn, agent_id), token=token)
+
+
+async def remove(conn: Conn, agent_id: int) -> Agent:
+    """Remove the agent: its token dies, it goes offline and any offer it held goes back.
+
+    One transaction, announced to every instance: ``revoked`` makes the hub that
+    holds the agent's socket close it. A call in progress goes on and ends as usual.
+    """
+    _, unusable = new_token()
+    async with conn.transaction():
+        if await conn.fetchval(Q["remove_agent"], agent_id, unusable) is None:
+            raise NotFound(f"no agent with id {agent_id}")
+        offers = await set_offline(conn, agent_id)
+        returned = (
+            await conn.fetch(Q["return_offers"], offers, "withdrawn", "offline") if offers else []
+        )
+        events = [Event("agent", str(agent_id)), Event("revoked", str(agent_id))]
+        events += [Event("queue", r["queue"]) for r in returned]
+        await conn.execute(Q["notify_all"], CHANNEL, payloads(events))
+    return await get_agent(conn, agent_id)
+
+
+async def set_queues(
+    conn: Conn,
+    agent_id: int,
+    queues: Sequence[str],
+    overflow_queues: Sequence[str],
+    directory: QueueDirectory,
+) -> None:
+    """What the agent serves from its next offer on."""
+    for i, name in enumerate(queues):
+        await directory.require(conn, name, field=f"queues[{i}]")
+    for i, name in enumerate(overflow_queues):
+        await directory.require(conn, name, field=f"overflow_queues[{i}]")
+    changed = await conn.fetchval(
+        Q["set_agent_queues"],
+        agent_id,
+        list(dict.fromkeys(queues)),
+        list(dict.fromkeys(overflow_queues)),
+    )
+    if changed is None:
+        raise NotFound(f"no agent with id {agent_id}")
 
 
 async def set_available(conn: Conn, agent_id: int) -> bool:
@@ -113,7 +191,8 @@ async def snapshot(conn: Conn, agent_id: int) -> AgentSnapshot | None:
     row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
     if row is None:
         return None
-    agent = Agent.model_validate({k: row[k] for k in Agent.model_fields})
+    known = set(row.keys())
+    agent = Agent.model_validate({k: row[k] for k in Agent.model_fields if k in known})
     return AgentSnapshot(agent, _offer(row) if row["offer_id"] is not None else None)
 
 

@@ -56,7 +56,11 @@ async def enqueue_call(request: web.Request, body: CallIn) -> web.Response:
 
 
 @routes.route(
-    "GET", "/api/calls/{call_id}", summary="One call, with position and EWT", response=Call
+    "GET",
+    "/api/calls/{call_id}",
+    summary="One call, with position and EWT",
+    response=Call,
+    access="supervisor",
 )
 async def get_call(request: web.Request) -> Call:
     return await request.app[app_keys.DESK].call(path_id(request, "call_id"))
@@ -69,6 +73,7 @@ async def get_call(request: web.Request) -> Call:
     body=IdentifyCallIn,
     response=Call,
     errors=[409],
+    access="supervisor",
 )
 async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
     desk = request.app[app_keys.DESK]
@@ -82,6 +87,7 @@ async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
     body=PriorityIn,
     response=Call,
     errors=[409],
+    access="supervisor",
 )
 async def set_priority(request: web.Request, body: PriorityIn) -> Call:
     desk = request.app[app_keys.DESK]
@@ -95,6 +101,7 @@ async def set_priority(request: web.Request, body: PriorityIn) -> Call:
     body=EndIn,
     response=Call,
     errors=[409],
+    access="supervisor",
 )
 async def end_call(request: web.Request, body: EndIn) -> Call:
     desk = request.app[app_keys.DESK]
@@ -106,6 +113,7 @@ async def end_call(request: web.Request, body: EndIn) -> Call:
     "/api/queues",
     summary="Every queue: waiting, longest wait, staffing, service level, EWT",
     response=QueueList,
+    access="supervisor",
 )
 async def list_queues(request: web.Request) -> QueueList:
     return await request.app[app_keys.DESK].summaries()
@@ -135,6 +143,7 @@ async def put_queue(request: web.Request, body: QueueConfig) -> web.Response:
     summary="The waiting calls of a queue in serving order, with position and EWT",
     query=CallsQuery,
     response=QueueCalls,
+    access="supervisor",
 )
 async def queue_calls(request: web.Request, query: CallsQuery) -> QueueCalls:
     return await request.app[app_keys.DESK].waiting(request.match_info["queue"], query.limit)
@@ -151,17 +160,30 @@ async def queue_calls(request: web.Request, query: CallsQuery) -> QueueCalls:
 )
 async def create_agent(request: web.Request, body: AgentIn) -> AgentCreated:
     desk = request.app[app_keys.DESK]
+    days = request.app[app_keys.SETTINGS].agent_token_days
     async with app_keys.pool(request.app).acquire() as conn:
-        return await agents.create_agent(conn, body, desk.directory)
+        return await agents.create_agent(conn, body, desk.directory, token_days=days)
 
 
-@routes.route("GET", "/api/agents", summary="Every agent and its state", response=AgentList)
+@routes.route(
+    "GET",
+    "/api/agents",
+    summary="Every agent and its state",
+    response=AgentList,
+    access="supervisor",
+)
 async def list_agents(request: web.Request) -> AgentList:
     async with app_keys.pool(request.app).acquire() as conn:
         return AgentList(agents=await agents.list_agents(conn))
 
 
-@routes.route("GET", "/api/agents/{agent_id}", summary="One agent and its state", response=Agent)
+@routes.route(
+    "GET",
+    "/api/agents/{agent_id}",
+    summary="One agent and its state",
+    response=Agent,
+    access="supervisor",
+)
 async def get_agent(request: web.Request) -> Agent:
     async with app_keys.pool(request.app).acquire() as conn:
         return await agents.get_agent(conn, path_id(request, "agent_id"))
@@ -170,13 +192,55 @@ async def get_agent(request: web.Request) -> Agent:
 @routes.route(
     "PATCH",
     "/api/agents/{agent_id}",
-    summary="Change an agent: its endpoint (where the PBX reaches it), or null for none",
+    summary="Change an agent: its endpoint (null: none), the queues it serves, its overflow",
     body=AgentPatch,
     response=Agent,
 )
 async def patch_agent(request: web.Request, body: AgentPatch) -> Agent:
+    agent_id = path_id(request, "agent_id")
+    given = body.model_fields_set
+    async with app_keys.pool(request.app).acquire() as conn, conn.transaction():
+        current = await agents.get_agent(conn, agent_id)
+        if "endpoint" in given:
+            await agents.set_endpoint(conn, agent_id, body.endpoint)
+        if given & {"queues", "overflow_queues"}:
+            await agents.set_queues(
+                conn,
+                agent_id,
+                body.queues if body.queues is not None else current.queues,
+                body.overflow_queues
+                if body.overflow_queues is not None
+                else current.overflow_queues,
+                request.app[app_keys.DESK].directory,
+            )
+        changed = await agents.get_agent(conn, agent_id)
+    if given & {"queues", "overflow_queues"}:
+        request.app[app_keys.ROUTER].wake()  # it may serve a waiting call now
+    return changed
+
+
+@routes.route(
+    "POST",
+    "/api/agents/{agent_id}/token",
+    summary="A new token for the agent (shown once); the old one stops working at once",
+    response=AgentCreated,
+    status=201,
+)
+async def reset_agent_token(request: web.Request) -> AgentCreated:
+    days = request.app[app_keys.SETTINGS].agent_token_days
     async with app_keys.pool(request.app).acquire() as conn:
-        return await agents.set_endpoint(conn, path_id(request, "agent_id"), body.endpoint)
+        return await agents.reset_token(conn, path_id(request, "agent_id"), token_days=days)
+
+
+@routes.route(
+    "DELETE",
+    "/api/agents/{agent_id}",
+    summary="Remove an agent: offline at once, its token dead; its calls keep its name",
+    response=Agent,
+)
+async def remove_agent(request: web.Request) -> Agent:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await agents.remove(conn, path_id(request, "agent_id"))
 
 
 def _queue_name(name: str) -> str:

@@ -201,11 +201,15 @@ class AgentIn(_Strict):
 
 
 class AgentPatch(_Strict):
-    """A change to an agent; ``endpoint: null`` removes the endpoint."""
+    """A change to an agent: the fields given change; ``endpoint: null`` removes the endpoint."""
 
     endpoint: AgentEndpointText | None = Field(
-        description="Where the PBX reaches the agent: client:NAME, sip:URI, +E164 or TECH/RESOURCE."
+        default=None,
+        description="Where the PBX reaches the agent: client:NAME, sip:URI, +E164 or "
+        "TECH/RESOURCE.",
     )
+    queues: list[QueueName] | None = Field(default=None, min_length=1, max_length=50)
+    overflow_queues: list[QueueName] | None = Field(default=None, max_length=50)
 
 
 class Agent(BaseModel):
@@ -220,6 +224,10 @@ class Agent(BaseModel):
     wrap_up_until: datetime | None
     last_seen_at: datetime | None
     endpoint: str | None = None
+    token_expires_at: datetime | None = Field(
+        default=None, description="When the agent's token stops working (null: never)."
+    )
+    removed_at: datetime | None = None
 
 
 class Priority(BaseModel):

@@ -402,8 +402,31 @@ SELECT c.id, c.queue, c.credit_explicit
  WHERE c.customer_id = $1
 
 -- create_agent --
-INSERT INTO agents (name, token_sha256, queues, overflow_queues, endpoint)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO agents (name, token_sha256, queues, overflow_queues, endpoint, token_expires_at)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+RETURNING id
+
+-- reset_agent_token --
+-- The old token stops working with this commit; the new one lives its full term.
+UPDATE agents SET token_sha256 = $2, token_expires_at = now() + make_interval(secs => $3)
+ WHERE id = $1 AND removed_at IS NULL
+RETURNING id
+
+-- remove_agent --
+-- Removed, not deleted: its calls keep its name. The token becomes one nobody holds.
+UPDATE agents SET removed_at = now(), token_sha256 = $2, token_expires_at = now()
+ WHERE id = $1 AND removed_at IS NULL
+RETURNING id
+
+-- agent_id_by_name --
+SELECT id FROM agents WHERE removed_at IS NULL AND (name = $1 OR id::text = $1)
+
+-- notify_all --
+-- Events published from a transaction by code that holds no event bus (the CLI).
+SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p
+
+-- set_agent_queues --
+UPDATE agents SET queues = $2, overflow_queues = $3 WHERE id = $1 AND removed_at IS NULL
 RETURNING id
 
 -- set_agent_endpoint --
@@ -411,7 +434,8 @@ UPDATE agents SET endpoint = $2 WHERE id = $1 RETURNING id
 
 -- agent --
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
-       a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint
+       a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint, a.token_expires_at,
+       a.removed_at
   FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
  WHERE a.id = $1
 
@@ -419,10 +443,13 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
        a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint
   FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id
+ WHERE a.removed_at IS NULL
  ORDER BY a.id
 
 -- agent_by_token --
-SELECT id FROM agents WHERE token_sha256 = $1
+SELECT id, name FROM agents
+ WHERE token_sha256 = $1 AND removed_at IS NULL
+   AND (token_expires_at IS NULL OR token_expires_at > now())
 
 -- set_available --
 -- The agent says it is free: from any state but a call in progress.

@@ -272,10 +272,9 @@ class Router:
 
     async def _own_offer(self, conn: Conn, agent_id: int, offer_id: int) -> asyncpg.Record:
         offer: asyncpg.Record | None = await conn.fetchrow(Q["offer"], offer_id)
-        if offer is None:
-            raise NotFound(f"no offer with id {offer_id}", field="offer_id")
-        if offer["agent_id"] != agent_id:
-            raise Conflict(f"offer {offer_id} belongs to another agent", field="offer_id")
+        if offer is None or offer["agent_id"] != agent_id:
+            # The same answer for both: an agent learns nothing of other agents' offers.
+            raise NotFound(f"no offer {offer_id} of yours", field="offer_id")
         return offer
 
     async def _explain_closed(self, conn: Conn, agent_id: int, offer_id: int) -> None:

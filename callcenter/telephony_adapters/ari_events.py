@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from callcenter.errors import MalformedEvent
+from callcenter.http.problems import first_error
 
 #: Asterisk's ``AST_ISO8601_FORMAT`` (``%FT%T.%q%z``): milliseconds and an offset without a colon.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
@@ -149,9 +150,8 @@ def parse_event(text: str | bytes) -> AriEvent | Ignored:
     try:
         return _KNOWN.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:])  # loc[0] is the union tag
-        raise MalformedEvent(f"{kind}: {where}: {first['msg']}", field=where or None) from exc
+        field, detail = first_error(exc, skip=1)  # loc[0] is the union tag
+        raise MalformedEvent(f"{kind}: {detail}", field=field) from exc
 
 
 def parse_channels(data: Any) -> list[Channel]:

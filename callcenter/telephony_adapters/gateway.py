@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field, ValidationError
 from callcenter.customers.models import Outcome
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
+from callcenter.http.problems import first_error
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import Call, CallIn, CallState, EndOutcome
 from callcenter.telephony_adapters.base import (
@@ -299,9 +300,8 @@ class TelephonyGateway:
                 customer_number=event.customer_number or None,
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise Unprocessable(f"{where}: {first['msg']}", field=where) from None
+            field, detail = first_error(exc)
+            raise Unprocessable(detail, field=field) from None
         ref = (peer, event.peer_call_id)
         found = await _peer_call(conn, ext)
         if found["gone"]:

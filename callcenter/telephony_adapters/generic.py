@@ -191,6 +191,7 @@ def parse_event(body: bytes) -> CallEvent | web.Response:
     raw_body=GenericEvent,
     response=GenericReply,
     errors=[403, 404],
+    access="peer",
 )
 async def generic_events(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]

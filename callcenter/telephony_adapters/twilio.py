@@ -198,6 +198,7 @@ def _twiml(response: VoiceResponse) -> web.Response:
     body_media_type=FORM,
     response_media_type=TWIML,
     errors=[403],
+    access="peer",
 )
 async def twilio_voice(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -282,6 +283,7 @@ def voice_twiml(
     body_media_type=FORM,
     response_media_type=TWIML,
     errors=[403],
+    access="peer",
 )
 async def twilio_wait(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -326,6 +328,7 @@ def wait_twiml(call: Call | None, settings: Settings) -> VoiceResponse:
     body_media_type=FORM,
     response_media_type=TWIML,
     errors=[403],
+    access="peer",
 )
 async def twilio_status(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -363,6 +366,7 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
     body_media_type=FORM,
     response_media_type=TWIML,
     errors=[403],
+    access="peer",
 )
 async def twilio_dial(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]

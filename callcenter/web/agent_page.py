@@ -59,6 +59,7 @@ routes = Routes("agent page")
     summary="Whose agent token this is (the agent page checks a token before it connects)",
     response=Agent,
     errors=[401],
+    access="public",
 )
 async def agent_session(request: web.Request) -> Agent:
     token = bearer_token(request)

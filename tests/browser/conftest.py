@@ -20,6 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from callcenter.app import create_app
 from callcenter.config import Settings
+from tests.conftest import ADMIN
 from tests.integration.queue_helpers import FAST
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,6 +83,8 @@ def serve(
 
     async def start(port: int | None = None, **changes: Any) -> TestClient[Any, Any]:
         app: web.Application = create_app(settings.model_copy(update=FAST | changes), pool=pool)
-        return await aiohttp_client(app, server_kwargs={"port": port} if port else {})
+        return await aiohttp_client(
+            app, server_kwargs={"port": port} if port else {}, headers=ADMIN
+        )
 
     return start

@@ -129,7 +129,8 @@ async def test_pin_wins_until_unpinned(client: Client) -> None:
     pinned = await _ok(client, "PUT", f"/api/customers/{cid}/tier-pin", json=pin)
     assert pinned["tier"] == "platinum" and pinned["computed_tier"] == "standard"
     assert pinned["pin"]["reason"] == "complaint under review"
-    assert pinned["pin"]["pinned_by"] == "sup-ann"
+    # Who pinned is the signed-in caller (here the bootstrap admin), never the name typed.
+    assert pinned["pin"]["pinned_by"] == "admin:bootstrap"
     assert pinned["pin"]["pinned_at"]
 
     # A figure change moves the computed tier, never the pin.
@@ -322,7 +323,10 @@ async def test_malformed_json_is_400(client: Client, pool: Pool) -> None:
         headers={"content-type": "application/json"},
     )
     await _problem(resp, 400)
-    await _problem(await client.post("/api/identify", data=b"\xff\xfe"), 400)
+    bad_bytes = await client.post(
+        "/api/identify", data=b"\xff\xfe", headers={"content-type": "application/json"}
+    )
+    await _problem(bad_bytes, 400)
     assert await _count(pool, "customers") == before
 
 
@@ -398,3 +402,23 @@ async def test_metrics_count_requests_by_route(client: Client) -> None:
     )
     assert 'status="404"' in line and 'method="GET"' in line
     assert float(line.rsplit(" ", 1)[1]) == 1.0
+
+
+async def test_a_unique_constraint_other_than_the_number_is_not_called_a_duplicate_number(
+    client: Client, pool: Pool
+) -> None:
+    # An operator's own rule (one e-mail per customer) must not be reported as the
+    # customer number being taken: the 409 names the constraint that refused it.
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE UNIQUE INDEX customers_one_email ON customers (email)")
+    await _create(client, customer_number="C1", email="same@example.com")
+    resp = await client.post(
+        "/api/customers", json={"customer_number": "C2", "email": "same@example.com"}
+    )
+    body = await _problem(resp, 409)
+    assert "customers_one_email" in body["detail"]
+    assert body.get("field") != "customer_number"
+    made = await _create(client, customer_number="C3", email="other@example.com")
+    resp = await client.patch(f"/api/customers/{made['id']}", json={"email": "same@example.com"})
+    body = await _problem(resp, 409)
+    assert "customers_one_email" in body["detail"]

@@ -25,7 +25,7 @@ from callcenter.db.migrate import (
 )
 from callcenter.db.pool import create_pool
 from callcenter.errors import DatabaseNewerThanCode
-from tests.conftest import with_database
+from tests.conftest import ADMIN, with_database
 
 Conn: TypeAlias = "asyncpg.Connection[Any]"
 ClientFactory: TypeAlias = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -130,7 +130,7 @@ async def test_readyz_is_503_until_the_database_is_at_the_latest_migration(
     assert len(migrations) >= 2, "a partly migrated database needs two migrations"
     settings = Settings(database_url=SecretStr(empty_url), data_dir=tmp_path)
     pool = await create_pool(empty_url, min_size=1, max_size=4)
-    client = await aiohttp_client(create_app(settings, pool=pool))
+    client = await aiohttp_client(create_app(settings, pool=pool), headers=ADMIN)
     try:
         status, body = await _ready(client)
         assert status == 503

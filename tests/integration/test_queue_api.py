@@ -682,3 +682,21 @@ async def test_openapi_documents_the_queue_endpoints(client: Client) -> None:
         assert path in paths, path
     assert "post" in paths["/api/calls"] and "put" in paths["/api/queues/{queue}"]
     assert "post" in paths["/api/agents"] and "get" in paths["/api/agents"]
+
+
+async def test_an_agent_refused_by_another_unique_rule_is_not_called_a_taken_name(
+    client: Client, pool: asyncpg.Pool[Any]
+) -> None:
+    # Only the name's own constraint means "an agent named … exists".
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE UNIQUE INDEX agents_one_endpoint ON agents (endpoint)")
+    first = await client.post(
+        "/api/agents", json={"name": "ada", "queues": ["general"], "endpoint": "PJSIP/1"}
+    )
+    assert first.status == 201, await first.text()
+    resp = await client.post(
+        "/api/agents", json={"name": "bob", "queues": ["general"], "endpoint": "PJSIP/1"}
+    )
+    assert resp.status == 409, await resp.text()
+    body = await resp.json()
+    assert "agents_one_endpoint" in body["detail"] and body.get("field") != "name"

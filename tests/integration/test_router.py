@@ -18,7 +18,7 @@ from callcenter.config import Settings
 from callcenter.db.pool import create_pool
 from callcenter.queue.policy import DEFAULT_CREDITS, serve_order, value_policy
 from callcenter.queue.router import accept_offer, offer_next
-from tests.conftest import AppFactory
+from tests.conftest import ADMIN, AppFactory
 from tests.integration.queue_helpers import (
     FAST,
     Panel,
@@ -141,8 +141,8 @@ async def test_two_instances_share_one_queue(
     fast = settings.model_copy(update=FAST)
     second_pool = await create_pool(db_url, min_size=1, max_size=8)
     try:
-        one = await aiohttp_client(create_app(fast, pool=pool))
-        two = await aiohttp_client(create_app(fast, pool=second_pool))
+        one = await aiohttp_client(create_app(fast, pool=pool), headers=ADMIN)
+        two = await aiohttp_client(create_app(fast, pool=second_pool), headers=ADMIN)
         await make_queue(one, "general", wrap_up_seconds=0)
         panels = []
         for i in range(6):

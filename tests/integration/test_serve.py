@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from tests.conftest import ADMIN, ADMIN_TOKEN
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -23,7 +25,11 @@ def _free_port() -> int:
 
 async def _start(data_dir: Path, port: int) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
-    env |= {"CALLCENTER_DATA_DIR": str(data_dir), "CALLCENTER_PORT": str(port)}
+    env |= {
+        "CALLCENTER_DATA_DIR": str(data_dir),
+        "CALLCENTER_PORT": str(port),
+        "CALLCENTER_API_TOKEN": ADMIN_TOKEN,
+    }
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -66,7 +72,9 @@ async def test_serve_starts_embedded_database_stops_cleanly_and_keeps_data(tmp_p
     data_dir = tmp_path / "data"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=5), headers=ADMIN
+    ) as session:
         proc = await _start(data_dir, port)
         try:
             await _wait_ready(session, base, 15)

@@ -54,9 +54,11 @@ from callcenter.agent_assist.protocol import (
     WrapUp,
 )
 from callcenter.db.pool import Conn
-from callcenter.errors import CallCenterError, Forbidden, Unauthorized
+from callcenter.errors import CallCenterError, Forbidden, Unauthorized, Unprocessable
 from callcenter.events import Event, EventBus, Subscription
 from callcenter.http.auth import bearer_token
+from callcenter.http.problems import first_error
+from callcenter.http.text import describe, unstorable_field
 from callcenter.queue import agents
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, EndOutcome
@@ -220,21 +222,23 @@ class AgentHub:
             data = json.loads(text)
             if isinstance(data, dict):
                 ref = data.get("ref")
+            # The REST rule for text the database cannot store, here too: an error, not a
+            # closed socket, and nothing of the message is acted on.
+            bad = unstorable_field(data)
+            if bad is not None:
+                raise Unprocessable(describe(bad), field=bad or None)
             message = CLIENT_MESSAGE.validate_python(data)
         except json.JSONDecodeError as exc:
             sock.send(ErrorMessage(status=400, detail=f"not JSON: {exc}"))
             return
+        except Unprocessable as exc:
+            ref_ok = ref if isinstance(ref, str | int) else None
+            sock.send(ErrorMessage(ref=ref_ok, status=422, detail=exc.detail, field=exc.field))
+            return
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            sock.send(
-                ErrorMessage(
-                    ref=ref if isinstance(ref, str | int) else None,
-                    status=422,
-                    detail=f"{where}: {first['msg']}" if where else first["msg"],
-                    field=where or None,
-                )
-            )
+            field, detail = first_error(exc)
+            ref_ok = ref if isinstance(ref, str | int) else None
+            sock.send(ErrorMessage(ref=ref_ok, status=422, detail=detail, field=field))
             return
         agent_id = sock.agent_id
         try:

@@ -77,7 +77,11 @@ def _now() -> datetime:
 
 
 @routes.route(
-    "GET", "/api/questions", summary="The question bank, in asking order", response=QuestionList
+    "GET",
+    "/api/questions",
+    summary="The question bank, in asking order",
+    response=QuestionList,
+    access="supervisor",
 )
 async def list_questions(request: web.Request) -> QuestionList:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -100,7 +104,9 @@ async def create_question(request: web.Request, body: Question) -> QuestionOut:
     return created
 
 
-@routes.route("GET", "/api/questions/{key}", summary="One question", response=QuestionOut)
+@routes.route(
+    "GET", "/api/questions/{key}", summary="One question", response=QuestionOut, access="supervisor"
+)
 async def get_question(request: web.Request) -> QuestionOut:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.get_question(conn, _key(request))
@@ -154,7 +160,11 @@ async def delete_question(request: web.Request) -> Removed:
 
 
 @routes.route(
-    "GET", "/api/treatments", summary="The treatment rules, by priority", response=TreatmentList
+    "GET",
+    "/api/treatments",
+    summary="The treatment rules, by priority",
+    response=TreatmentList,
+    access="supervisor",
 )
 async def list_treatments(request: web.Request) -> TreatmentList:
     async with app_keys.pool(request.app).acquire() as conn:
@@ -177,7 +187,13 @@ async def create_treatment(request: web.Request, body: Treatment) -> TreatmentOu
     return created
 
 
-@routes.route("GET", "/api/treatments/{key}", summary="One treatment rule", response=TreatmentOut)
+@routes.route(
+    "GET",
+    "/api/treatments/{key}",
+    summary="One treatment rule",
+    response=TreatmentOut,
+    access="supervisor",
+)
 async def get_treatment(request: web.Request) -> TreatmentOut:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.get_treatment(conn, _key(request))
@@ -231,6 +247,7 @@ async def delete_treatment(request: web.Request) -> Removed:
     "/api/customers/{customer_id}/question",
     summary="The customer's pending learning question and the latest answer to each question",
     response=CustomerQuestion,
+    access="supervisor",
 )
 async def customer_question(request: web.Request) -> CustomerQuestion:
     customer_id = path_id(request, "customer_id")
@@ -266,6 +283,7 @@ async def answer_question(request: web.Request, body: AnswerIn) -> AnswerRecorde
     "/api/customers/{customer_id}/treatments",
     summary="The treatment rules that apply to the customer now, each with its reasons",
     response=CustomerTreatments,
+    access="supervisor",
 )
 async def customer_treatments(request: web.Request) -> CustomerTreatments:
     customer_id = path_id(request, "customer_id")

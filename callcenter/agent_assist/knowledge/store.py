@@ -56,6 +56,7 @@ from callcenter.errors import (
     Unprocessable,
 )
 from callcenter.events import CHANNEL, Event, EventBus, Subscription
+from callcenter.http.problems import first_error
 
 Q = load_queries("callcenter.agent_assist.knowledge", "queries.sql")
 M = TypeVar("M", Question, Treatment)
@@ -365,11 +366,8 @@ def _revalidate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Unprocessable(
-            f"{where}: {first['msg']}" if where else first["msg"], field=where or None
-        ) from None
+        field, detail = first_error(exc)
+        raise Unprocessable(detail, field=field) from None
 
 
 async def announce(conn: Conn, bus: EventBus | None = None) -> None:

@@ -1,0 +1,1 @@
+"""People who sign in (supervisors, admins), their sessions, and integration tokens."""
