@@ -25,7 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
 from callcenter import app_keys
-from callcenter.agent_assist.desk.hub import AgentHub
+from callcenter.agent_assist.desk.hub import AgentHub, SocketLimits
 from callcenter.agent_assist.desk.wrap_up import WrapUpDesk
 from callcenter.agent_assist.knowledge import api as assist_api
 from callcenter.agent_assist.knowledge.bank import load_bank, read_bank
@@ -259,6 +259,11 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
             heartbeat_seconds=settings.agent_heartbeat_seconds,
             grace_seconds=settings.agent_grace_seconds,
             allowed_origins=settings.allowed_origins,
+            limits=SocketLimits(
+                max_message_bytes=settings.agent_max_message_bytes,
+                messages_per_second=settings.agent_messages_per_second,
+                max_sockets=settings.agent_max_sockets,
+            ),
             panel_seconds=Histogram(
                 "callcenter_panel_build_seconds",
                 "Assembling an agent's assist panel",

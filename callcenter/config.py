@@ -113,6 +113,18 @@ class Settings(BaseSettings):
         description="Bearer token a scrape of /metrics must carry. Absent: /metrics is open "
         "(it holds counts, no customer data; bind to a private address).",
     )
+    agent_max_message_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Largest message an agent's panel may send; a larger one gets an error "
+        "(and one over four times this closes the socket, 1009).",
+    )
+    agent_messages_per_second: int = Field(
+        default=20, ge=1, description="Messages one agent socket may send a second; then 429."
+    )
+    agent_max_sockets: int = Field(
+        default=4, ge=1, description="Panels one agent may have open at once; then 429."
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins, besides the service's own, allowed to open the agent "

@@ -251,7 +251,7 @@ async def test_a_removed_agent_is_offline_and_out_of_the_list(client: Client, po
     assert (await client.get("/agent/session", headers=bearer(token))).status == 401
     # Its open socket is closed by the hub that holds it.
     while not ws.closed:
-        await ws.receive()
+        await ws.receive(timeout=10)
     assert ws.close_code == 4401
     # Its history keeps its name.
     async with pool.acquire() as conn:
@@ -394,14 +394,14 @@ async def test_the_access_log_keeps_no_token_and_no_whole_number(
     aiohttp_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from aiohttp.test_utils import TestServer
+
     from callcenter.app import create_app
     from callcenter.http.logs import AccessLogger
 
-    client = await aiohttp_client(
-        create_app(settings, pool=pool),
-        server_kwargs={"access_log_class": AccessLogger},
-        headers=ADMIN,
-    )
+    server = TestServer(create_app(settings, pool=pool))
+    await server.start_server(access_log_class=AccessLogger)
+    client = await aiohttp_client(server, headers=ADMIN)
     with caplog.at_level(logging.INFO, logger="aiohttp.access"):
         await client.get("/api/customers?phone=%2B12125550100")
         await client.get("/ws/agent?token=secret-agent-token")

@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
 from typing import Any
@@ -32,6 +33,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
@@ -54,7 +58,13 @@ from callcenter.agent_assist.protocol import (
     WrapUp,
 )
 from callcenter.db.pool import Conn
-from callcenter.errors import CallCenterError, Forbidden, Unauthorized, Unprocessable
+from callcenter.errors import (
+    CallCenterError,
+    Forbidden,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
 from callcenter.events import Event, EventBus, Subscription
 from callcenter.http.auth import bearer_token
 from callcenter.http.problems import first_error
@@ -70,12 +80,23 @@ _log = logging.getLogger(__name__)
 OUTBOX = 256
 
 
+@dataclass(frozen=True)
+class SocketLimits:
+    """What one agent may ask of the hub: message size, message rate, open panels."""
+
+    max_message_bytes: int = 65_536
+    messages_per_second: int = 20
+    max_sockets: int = 4
+
+
 class AgentSocket:
     """One open panel: numbered messages through a bounded outbox."""
 
-    def __init__(self, agent_id: int, ws: web.WebSocketResponse) -> None:
+    def __init__(self, agent_id: int, ws: web.WebSocketResponse, token: str = "") -> None:
         self.agent_id = agent_id
         self.ws = ws
+        #: The token it opened with: a resync checks it is still good (a revoke may be lost).
+        self.token = token
         self._seq = count(1)
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         self.offers_sent: set[int] = set()
@@ -132,6 +153,7 @@ class AgentHub:
         grace_seconds: float = 30.0,
         allowed_origins: Sequence[str] = (),
         panel_seconds: Histogram | None = None,
+        limits: SocketLimits | None = None,
     ) -> None:
         self.router = router
         self.desk = desk
@@ -145,6 +167,9 @@ class AgentHub:
         # Refresh presence well within the grace period, so a connected agent never lapses.
         self.presence_seconds = max(0.05, min(heartbeat_seconds / 2, grace_seconds / 3))
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.limits = limits or SocketLimits()
+        self._rate = RateLimitItemPerSecond(self.limits.messages_per_second)
+        self._messages = MovingWindowRateLimiter(MemoryStorage())
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
@@ -153,7 +178,7 @@ class AgentHub:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AgentHub]:
         """Push and keep presence for the life of the block (supervised: restarted if they die)."""
-        sub = self.bus.subscribe(10_000, kinds={"agent"})
+        sub = self.bus.subscribe(10_000, kinds={"agent", "revoked"})
         self.supervisor.start("agent-hub-events", functools.partial(self._listen, sub))
         self.supervisor.start("agent-hub-presence", self._presence)
         try:
@@ -184,12 +209,22 @@ class AgentHub:
             if agent_id is None:
                 raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
+        if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
+            raise TooManyRequests(
+                f"this agent has {self.limits.max_sockets} panels open already; close one",
+                retry_after=5,
+            )
         # No permessage-deflate: the messages are a few kB of JSON to a desk on
         # the same network, and deflating each one cost the service more CPU per
         # routed call than anything else it did with the socket.
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat_seconds, compress=False)
+        # A message over the limit gets an error; one far over it is not even read (1009).
+        ws = web.WebSocketResponse(
+            heartbeat=self.heartbeat_seconds,
+            compress=False,
+            max_msg_size=4 * self.limits.max_message_bytes,
+        )
         await ws.prepare(request)
-        sock = AgentSocket(agent_id, ws)
+        sock = AgentSocket(agent_id, ws, token)
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
@@ -200,7 +235,7 @@ class AgentHub:
                 await ws.close(code=1011, message=b"the database did not answer; reconnect")
                 return ws
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                if msg.type == WSMsgType.TEXT and self._within_limits(sock, msg.data):
                     await self._on_text(sock, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
@@ -210,6 +245,18 @@ class AgentHub:
                 del self._sockets[agent_id]
             sock.writer.cancel()
         return ws
+
+    def _within_limits(self, sock: AgentSocket, text: str) -> bool:
+        """False (and an error sent, the socket kept) for a message too big or too soon."""
+        if len(text.encode()) > self.limits.max_message_bytes:
+            detail = f"a message may be at most {self.limits.max_message_bytes} bytes"
+            sock.send(ErrorMessage(status=413, detail=detail))
+            return False
+        if not self._messages.hit(self._rate, str(id(sock))):
+            detail = f"at most {self.limits.messages_per_second} messages a second; slow down"
+            sock.send(ErrorMessage(status=429, detail=detail))
+            return False
+        return True
 
     def _origin_allowed(self, origin: str, request: web.Request) -> bool:
         if origin.rstrip("/") in self.allowed_origins:
@@ -232,7 +279,11 @@ class AgentHub:
             sock.send(ErrorMessage(status=400, detail=f"not JSON: {exc}"))
             return
         except Unprocessable as exc:
-            ref_ok = ref if isinstance(ref, str | int) else None
+            # The ref is echoed only if it can be: it may be the text at fault.
+            storable = isinstance(ref, int) or (
+                isinstance(ref, str) and unstorable_field(ref) is None
+            )
+            ref_ok = ref if storable else None
             sock.send(ErrorMessage(ref=ref_ok, status=422, detail=exc.detail, field=exc.field))
             return
         except ValidationError as exc:
@@ -289,12 +340,39 @@ class AgentHub:
         while True:
             event: Event = await sub.get()
             if event.kind == "resync":
+                self.supervisor.spawn(self._close_revoked(), "check tokens after a resync")
                 for agent_id in list(self._sockets):
                     self._schedule(agent_id)
+            elif event.kind == "revoked" and event.key.isdigit():
+                self.supervisor.spawn(self._close_revoked(int(event.key)), "close revoked panels")
             elif event.kind == "agent" and event.key.isdigit():
                 agent_id = int(event.key)
                 if agent_id in self._sockets:
                     self._schedule(agent_id)
+
+    async def _close_revoked(self, agent_id: int | None = None) -> None:
+        """Close the panels whose token no longer opens the desk (reset, removed, expired).
+
+        ``agent_id`` names the agent a ``revoked`` event was about; None checks every
+        open panel (after a resync, a revoke may have been among the lost events).
+        """
+        sockets = [
+            s
+            for group in list(self._sockets.values())
+            for s in list(group)
+            if agent_id is None or s.agent_id == agent_id
+        ]
+        if not sockets:
+            return
+        async with self.pool.acquire() as conn:
+            still: dict[str, int | None] = {}
+            for s in sockets:
+                if s.token not in still:
+                    still[s.token] = await agents.agent_for_token(conn, s.token)
+        for s in sockets:
+            if still[s.token] != s.agent_id and not s.ws.closed:
+                _log.info("agent %s: its token no longer opens the desk; closing", s.agent_id)
+                await s.ws.close(code=4401, message=b"token revoked; sign in again")
 
     def _schedule(self, agent_id: int) -> None:
         """Push an agent's state soon; pushes for different agents run side by side,
