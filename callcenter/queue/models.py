@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from callcenter.customers.models import CustomerSummary, Outcome
 from callcenter.queue.policy import PolicyName
@@ -210,6 +210,14 @@ class AgentPatch(_Strict):
     )
     queues: list[QueueName] | None = Field(default=None, min_length=1, max_length=50)
     overflow_queues: list[QueueName] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> AgentPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of endpoint, queues, overflow_queues")
+        if "queues" in self.model_fields_set and self.queues is None:
+            raise ValueError("queues: an agent serves at least one queue")
+        return self
 
 
 class Agent(BaseModel):

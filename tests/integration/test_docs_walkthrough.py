@@ -161,6 +161,11 @@ async def _bash(script: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, 
     return proc.returncode, out.decode(), err.decode()
 
 
+def _local(text: str) -> str:
+    """The document's command with the clone's ``.venv`` replaced by this interpreter."""
+    return text.replace(".venv/bin/callcenter", f"{shlex.quote(sys.executable)} -m callcenter")
+
+
 async def run_walkthrough(walk: Walkthrough, port: int, db_url: str, workdir: Path) -> list[str]:
     """Run what a reader would run; return the commands left to the reader."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
@@ -179,7 +184,14 @@ async def run_walkthrough(walk: Walkthrough, port: int, db_url: str, workdir: Pa
         text = command.text.replace("localhost:8080", f"127.0.0.1:{port}")
         kind = command.kind
         if kind == "assign":
-            assignments.append(text)
+            # Evaluated once, as a reader's shell does (``TOKEN=$(… integration add …)``
+            # makes one token, not one per command after it), and kept as its value.
+            name = text.partition("=")[0]
+            script = "set -euo pipefail\n" + "\n".join(assignments) + "\n"
+            script += _local(text) + f'\nprintf %s "${name}"'
+            code, out, err = await _bash(script, workdir, env)
+            assert code == 0, f"{where}: exit {code}\n{command.text}\n{out}\n{err}"
+            assignments.append(f"{name}={shlex.quote(out)}")
             continue
         if kind == "reader":
             left.append(where)
@@ -188,9 +200,7 @@ async def run_walkthrough(walk: Walkthrough, port: int, db_url: str, workdir: Pa
         if kind == "curl":
             script = prelude + text.replace("curl ", "curl -w '\\n%{http_code}' ", 1)
         else:
-            script = prelude + text.replace(
-                ".venv/bin/callcenter", f"{shlex.quote(sys.executable)} -m callcenter", 1
-            )
+            script = prelude + _local(text)
         code, out, err = await _bash(script, workdir, env)
         assert code == 0, f"{where}: exit {code}\n{command.text}\n{out}\n{err}"
         if kind == "curl":

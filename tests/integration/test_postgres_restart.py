@@ -31,6 +31,7 @@ from callcenter.config import Settings
 from callcenter.db.embedded import EmbeddedPostgres, start_embedded
 from callcenter.db.migrate import migrate
 from callcenter.db.pool import create_pool
+from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.integration.queue_helpers import FAST, Panel, eventually, make_agent, make_queue
 
 RESTARTS = 8
@@ -113,14 +114,18 @@ async def test_offers_resume_and_readyz_recovers_after_postgresql_restarts(
     aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
 ) -> None:
     url = own_server.url()
-    settings = Settings(database_url=url, data_dir=tmp_path)  # type: ignore[arg-type]
+    settings = Settings(
+        database_url=url,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+        api_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+    )
     # A long grace: the agents' presence must outlive the restarts, or they go offline.
     settings = settings.model_copy(update=FAST | {"agent_grace_seconds": 60.0})
     pool = await create_pool(url, min_size=1, max_size=8)
     stop = asyncio.Event()
     workers: list[asyncio.Task[None]] = []
     try:
-        client = await aiohttp_client(create_app(settings, pool=pool))
+        client = await aiohttp_client(create_app(settings, pool=pool), headers=ADMIN)
         router = client.app[app_keys.ROUTER]
         await make_queue(client, "general", wrap_up_seconds=0, offer_timeout_seconds=2)
         served: set[int] = set()
