@@ -38,6 +38,12 @@ async def fresh_database(server_url: str, name: str) -> str:
     return url
 
 
+#: The bootstrap admin token the benchmarks' services run with (the API is closed by default).
+BENCH_TOKEN = "benchmark-admin-token"
+#: What every API request of a load generator carries.
+AUTH = {"Authorization": f"Bearer {BENCH_TOKEN}"}
+
+
 def start_service(
     url: str, port: int, extra_env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -47,6 +53,7 @@ def start_service(
         "CALLCENTER_PORT": str(port),
         "CALLCENTER_LOG_LEVEL": "WARNING",
         "CALLCENTER_POOL_MAX_SIZE": "20",
+        "CALLCENTER_API_TOKEN": BENCH_TOKEN,
         **(extra_env or {}),
     }
     return subprocess.Popen([sys.executable, "-m", "callcenter", "serve"], env=env)

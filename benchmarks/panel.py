@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import aiohttp
 import asyncpg
 import websockets
-from common import WORK, fresh_database, load_average, machine, pct, start_service, wait_ready
+from common import AUTH, WORK, fresh_database, load_average, machine, pct, start_service, wait_ready
 
 from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.knowledge.store import BankCache
@@ -107,7 +107,7 @@ async def main(args: argparse.Namespace) -> None:
         await wait_ready(base)
         await seed(url, args.contacts)
         load_at_start = load_average()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.put(f"{base}/api/queues/general", json={"wrap_up_seconds": 0}) as r:
                 assert r.status in (200, 201), await r.text()
             async with http.post(

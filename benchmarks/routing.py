@@ -55,6 +55,7 @@ import aiohttp
 import asyncpg
 import websockets
 from common import (
+    AUTH,
     WORK,
     fresh_database,
     load_average,
@@ -142,7 +143,7 @@ async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float
     sent_at: dict[int, float] = {}
     failures = 0
     connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with aiohttp.ClientSession(connector=connector, headers=AUTH) as http:
 
         async def one(n: int) -> None:
             nonlocal failures
@@ -383,7 +384,7 @@ async def main(args: argparse.Namespace) -> None:
         meter = CpuMeter(service.pid, pg_pid)
         base = f"http://127.0.0.1:{args.port}"
         await wait_ready(base)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             for name, cfg in (("general", {"wrap_up_seconds": 0}), ("backlog", {})):
                 async with http.put(f"{base}/api/queues/{name}", json=cfg) as resp:
                     assert resp.status in (200, 201), await resp.text()
