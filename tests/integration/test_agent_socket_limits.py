@@ -98,9 +98,9 @@ async def test_a_reset_token_closes_the_panels_opened_with_the_old_one(client: A
     assert reset.status == 201
     new_token = (await reset.json())["token"]
     closed = await panel.ws.receive(timeout=10)
-    while closed.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+    while closed.type is WSMsgType.TEXT:
         closed = await panel.ws.receive(timeout=10)
-    assert panel.ws.close_code == 4401
+    assert closed.type is WSMsgType.CLOSE and closed.data == 4401, closed
     fresh = await Panel.open(client, new_token)
     assert (await fresh.next())["type"] == "state"
     await fresh.close()

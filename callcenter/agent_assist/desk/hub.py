@@ -244,6 +244,11 @@ class AgentHub:
             if not self._sockets[agent_id]:
                 del self._sockets[agent_id]
             sock.writer.cancel()
+            if sock.closing is not None:
+                # Closed by another task (revoked, too slow): finish the closing handshake
+                # before the handler returns, or the connection drops without its code.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(sock.closing), timeout=5)
         return ws
 
     def _within_limits(self, sock: AgentSocket, text: str) -> bool:
@@ -370,9 +375,11 @@ class AgentHub:
                 if s.token not in still:
                     still[s.token] = await agents.agent_for_token(conn, s.token)
         for s in sockets:
-            if still[s.token] != s.agent_id and not s.ws.closed:
+            if still[s.token] != s.agent_id and not s.ws.closed and s.closing is None:
                 _log.info("agent %s: its token no longer opens the desk; closing", s.agent_id)
-                await s.ws.close(code=4401, message=b"token revoked; sign in again")
+                s.closing = asyncio.create_task(
+                    s.ws.close(code=4401, message=b"token revoked; sign in again")
+                )
 
     def _schedule(self, agent_id: int) -> None:
         """Push an agent's state soon; pushes for different agents run side by side,
