@@ -384,7 +384,8 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     settings = app[app_keys.SETTINGS]
     async with privacy.retention_schedule(
         app_keys.pool(app), days=settings.retention_days, hour=settings.retention_hour
-    ):
+    ) as scheduler:
+        app[app_keys.RETENTION_SCHEDULER] = scheduler
         yield
 
 

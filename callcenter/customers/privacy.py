@@ -45,6 +45,9 @@ from callcenter.runtime import TRANSIENT_DB_ERRORS
 R = load_queries("callcenter.customers", "privacy.sql")
 _log = logging.getLogger(__name__)
 
+#: How an erased customer's number begins; the rest is random.
+ERASED_PREFIX = "erased-"
+
 #: Who the audit log names for the scheduled job and the operator's command.
 RETENTION_JOB = "system:retention"
 
@@ -143,7 +146,10 @@ async def erase(conn: Conn, customer_id: int, audit: Audit) -> Erased:
             raise Conflict(
                 f"customer {customer_id} is on a live call ({calls}); erase it when the call ends"
             )
-        token = f"erased-{secrets.token_hex(8)}"
+        # Erased before: the anonymous token stays, so erasing again changes nothing.
+        token = row["customer_number"]
+        if row["erased_at"] is None or not str(token).startswith(ERASED_PREFIX):
+            token = f"{ERASED_PREFIX}{secrets.token_hex(8)}"
         who, channel, remote, _, _ = audit.params()
         counts = _one(await conn.fetchrow(R["erase"], row["ids"], token, who, channel, remote))
     return Erased(

@@ -9,7 +9,7 @@
 -- The customer, locked: a call being enqueued for it (its insert takes a key
 -- share lock on this row) waits until the erasure is done, or is seen here as
 -- live. The customers merged into it are erased with it.
-SELECT c.id, c.erased_at,
+SELECT c.id, c.erased_at, c.customer_number,
        array(SELECT m.id FROM customers m WHERE m.id = c.id OR m.merged_into = c.id) AS ids,
        (SELECT array_agg(k.id ORDER BY k.id)
           FROM calls k
@@ -50,7 +50,8 @@ WITH phones AS (
            customer_number = CASE WHEN typed_customer_id = ANY ($1::bigint[]) THEN $2
                                   ELSE customer_number END
      WHERE (typed_customer_id = ANY ($1::bigint[]) OR phone_customer_ids && $1::bigint[])
-       AND (phone_e164 <> '' OR typed_customer_id = ANY ($1::bigint[]))
+       AND (phone_e164 <> ''
+            OR typed_customer_id = ANY ($1::bigint[]) AND customer_number <> $2)
     RETURNING 1
 ), record AS (
     UPDATE customers c
