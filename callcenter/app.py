@@ -33,6 +33,7 @@ from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.knowledge.store import BankCache
 from callcenter.config import Settings
 from callcenter.customers import api as customers_api
+from callcenter.customers import privacy, privacy_api
 from callcenter.customers.store import CustomerRules
 from callcenter.customers.value import ordered_tiers
 from callcenter.db.lifecycle import database_url, run_migrations
@@ -159,12 +160,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app.cleanup_ctx.append(_bus_bank_router_and_hub)
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
+    app.cleanup_ctx.append(_retention)
 
     endpoints = install(
         app,
         [
             system,
             customers_api.routes,
+            privacy_api.routes,
             people_api.routes,
             queue_api.routes,
             assist_api.routes,
@@ -374,6 +377,16 @@ async def _ari_adapter(app: web.Application) -> AsyncIterator[None]:
         app[app_keys.ARI] = adapter
         with _registered(app, adapter.supervisor):
             yield
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """The daily job that clears notes and text answers older than the retention period."""
+    settings = app[app_keys.SETTINGS]
+    async with privacy.retention_schedule(
+        app_keys.pool(app), days=settings.retention_days, hour=settings.retention_hour
+    ) as scheduler:
+        app[app_keys.RETENTION_SCHEDULER] = scheduler
+        yield
 
 
 async def _assist_bank(app: web.Application) -> AsyncIterator[None]:

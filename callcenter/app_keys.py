@@ -51,6 +51,8 @@ ARI: web.AppKey[AriAdapter] = web.AppKey("ari_adapter")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 
 BANK_CACHE: web.AppKey[BankCache] = web.AppKey("assist_bank_cache")
+#: The daily retention job's scheduler (apscheduler's AsyncIOScheduler, untyped).
+RETENTION_SCHEDULER: web.AppKey[Any] = web.AppKey("retention_scheduler")
 #: The supervised services running now; ``/readyz`` reports any task of theirs that is down.
 SERVICES: web.AppKey[list[Supervisor]] = web.AppKey("supervised_services")
 

@@ -552,3 +552,28 @@ def assist_load(
 
 def main() -> None:
     cli()
+
+
+retention_cli = typer.Typer(
+    help="How long call notes and text answers are kept.", no_args_is_help=True
+)
+cli.add_typer(retention_cli, name="retention")
+
+
+@retention_cli.command("run")
+def retention_run(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many days (default CALLCENTER_RETENTION_DAYS)."),
+    ] = None,
+) -> None:
+    """Clear call notes and text answers older than the retention period now (rows are kept)."""
+    from callcenter.customers import privacy
+
+    settings = _settings()
+    keep = days if days is not None else settings.retention_days
+    done = _db_command(settings, lambda conn: privacy.apply_retention(conn, keep, channel="cli"))
+    Console().print(
+        f"retention ({done.days} days): {done.notes} notes and {done.text_answers} text answers "
+        f"cleared, {done.customers} customers"
+    )

@@ -252,6 +252,16 @@ class Settings(BaseSettings):
         default="en-US", max_length=16, description="Language of <Say> and <Gather>."
     )
 
+    retention_days: int = Field(
+        default=365,
+        ge=1,
+        le=36_500,
+        description="Days call notes and text answers are kept; a daily job clears older ones.",
+    )
+    retention_hour: int = Field(
+        default=3, ge=0, le=23, description="Hour of the day (UTC) the retention job runs."
+    )
+
     questions_file: Path | None = Field(
         default_factory=shipped_bank,
         description="The learning-question and treatment bank loaded at start (YAML); "

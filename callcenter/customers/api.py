@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from callcenter import app_keys
-from callcenter.customers import identity, store
+from callcenter.customers import audit, identity, store
 from callcenter.customers.models import (
     ConflictList,
     Customer,
@@ -65,7 +65,12 @@ class ConflictQuery(BaseModel):
 )
 async def create_customer(request: web.Request, body: CustomerIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.create_customer(conn, body, request.app[app_keys.CUSTOMER_RULES])
+        return await store.create_customer(
+            conn,
+            body,
+            request.app[app_keys.CUSTOMER_RULES],
+            audit=audit.of_request(request, "create", fields=_fields(body)),
+        )
 
 
 @routes.route(
@@ -81,11 +86,22 @@ async def find_customers(request: web.Request, query: CustomerQuery) -> Customer
     async with app_keys.pool(request.app).acquire() as conn:
         if query.phone is not None and query.customer_number is not None:
             raise BadRequest("look up by phone or by customer_number, not both", field="phone")
+        # Each customer the lookup returns is a read of their record; the number asked for
+        # is not kept (the log must hold nothing an erasure would have to remove).
         if query.phone is not None:
-            return CustomerList(customers=await store.find_by_phone(conn, query.phone, rules))
+            seen = audit.of_request(request, "lookup", by="phone")
+            return CustomerList(
+                customers=await store.find_by_phone(conn, query.phone, rules, audit=seen)
+            )
         if query.customer_number is not None:
-            return CustomerList(customers=await store.find_by_number(conn, query.customer_number))
-        customers, next_after = await store.list_customers(conn, query.after, query.limit)
+            seen = audit.of_request(request, "lookup", by="customer_number")
+            return CustomerList(
+                customers=await store.find_by_number(conn, query.customer_number, audit=seen)
+            )
+        seen = audit.of_request(request, "list")
+        customers, next_after = await store.list_customers(
+            conn, query.after, query.limit, audit=seen
+        )
         return CustomerList(customers=customers, next_after=next_after)
 
 
@@ -98,7 +114,9 @@ async def find_customers(request: web.Request, query: CustomerQuery) -> Customer
 )
 async def get_customer(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.get_customer(conn, path_id(request, "customer_id"))
+        return await store.get_customer(
+            conn, path_id(request, "customer_id"), audit=audit.of_request(request, "read")
+        )
 
 
 @routes.route(
@@ -112,7 +130,11 @@ async def get_customer(request: web.Request) -> Customer:
 async def update_customer(request: web.Request, body: CustomerPatch) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
         customer = await store.update_customer(
-            conn, path_id(request, "customer_id"), body, request.app[app_keys.CUSTOMER_RULES]
+            conn,
+            path_id(request, "customer_id"),
+            body,
+            request.app[app_keys.CUSTOMER_RULES],
+            audit=audit.of_request(request, "update", fields=_fields(body)),
         )
         return await _value_changed(request, conn, customer)
 
@@ -134,6 +156,7 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
             body.reason,
             principal(request).who,
             request.app[app_keys.CUSTOMER_RULES],
+            audit=audit.of_request(request, "pin_tier", tier=body.tier),
         )
         return await _value_changed(request, conn, customer)
 
@@ -147,7 +170,9 @@ async def pin_tier(request: web.Request, body: TierPinIn) -> Customer:
 )
 async def unpin_tier(request: web.Request) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
-        customer = await store.unpin_tier(conn, path_id(request, "customer_id"))
+        customer = await store.unpin_tier(
+            conn, path_id(request, "customer_id"), audit=audit.of_request(request, "unpin_tier")
+        )
         return await _value_changed(request, conn, customer)
 
 
@@ -162,7 +187,11 @@ async def unpin_tier(request: web.Request) -> Customer:
 async def add_phone(request: web.Request, body: PhoneIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.add_phone(
-            conn, path_id(request, "customer_id"), body.phone, request.app[app_keys.CUSTOMER_RULES]
+            conn,
+            path_id(request, "customer_id"),
+            body.phone,
+            request.app[app_keys.CUSTOMER_RULES],
+            audit=audit.of_request(request, "add_phone"),
         )
 
 
@@ -180,6 +209,7 @@ async def remove_phone(request: web.Request) -> Customer:
             path_id(request, "customer_id"),
             request.match_info["phone"],
             request.app[app_keys.CUSTOMER_RULES],
+            audit=audit.of_request(request, "remove_phone"),
         )
 
 
@@ -192,8 +222,13 @@ async def remove_phone(request: web.Request) -> Customer:
     errors=[409],
 )
 async def merge(request: web.Request, body: MergeIn) -> Customer:
+    provisional_id = path_id(request, "customer_id")
     async with app_keys.pool(request.app).acquire() as conn, conn.transaction():
-        await store.merge_provisional(conn, path_id(request, "customer_id"), body.into_customer_id)
+        await store.merge_provisional(conn, provisional_id, body.into_customer_id)
+        done = audit.of_request(
+            request, "merge", provisional=provisional_id, into=body.into_customer_id
+        )
+        await audit.record(conn, done, [provisional_id, body.into_customer_id])
         return await store.get_customer(conn, body.into_customer_id)
 
 
@@ -207,7 +242,13 @@ async def merge(request: web.Request, body: MergeIn) -> Customer:
 )
 async def history(request: web.Request, query: HistoryQuery) -> History:
     async with app_keys.pool(request.app).acquire() as conn:
-        return await store.history(conn, path_id(request, "customer_id"), query.before, query.limit)
+        return await store.history(
+            conn,
+            path_id(request, "customer_id"),
+            query.before,
+            query.limit,
+            audit=audit.of_request(request, "history"),
+        )
 
 
 @routes.route(
@@ -220,9 +261,13 @@ async def history(request: web.Request, query: HistoryQuery) -> History:
 async def identify(request: web.Request, body: IdentifyIn) -> Resolution:
     rules = request.app[app_keys.CUSTOMER_RULES]
     async with app_keys.pool(request.app).acquire() as conn:
-        return await identity.resolve(
+        found = await identity.resolve(
             conn, body.ani, body.customer_number, region=rules.region, lowest_tier=rules.lowest_tier
         )
+        shown = [c.id for c in (found.customer, *found.candidates) if c is not None]
+        seen = audit.of_request(request, "identify", outcome=found.outcome)
+        await audit.record(conn, seen, list(dict.fromkeys(shown)))
+        return found
 
 
 @routes.route(
@@ -236,6 +281,11 @@ async def identify(request: web.Request, body: IdentifyIn) -> Resolution:
 async def list_conflicts(request: web.Request, query: ConflictQuery) -> ConflictList:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.conflicts(conn, query.customer_id, query.limit)
+
+
+def _fields(body: CustomerIn | CustomerPatch) -> list[str]:
+    """The names of the fields a request set: what changed, without the values."""
+    return sorted(body.model_dump(exclude_unset=True))
 
 
 async def _value_changed(request: web.Request, conn: Conn, customer: Customer) -> Customer:

@@ -110,6 +110,9 @@ class Customer(BaseModel):
     merged_into: int | None
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = Field(
+        default=None, description="When its identifiers and free text were erased (art. 17)."
+    )
 
 
 class CustomerSummary(BaseModel):

@@ -60,6 +60,25 @@ SELECT c.*,
   FROM customers c
  WHERE c.id = $1
 
+-- get_customer_audited --
+-- get_customer that also writes the audit entry of the read or change it
+-- answers (who $2, channel $3, remote $4, action $5, detail $6): no extra round
+-- trip, and no entry for a customer that does not exist.
+WITH audit AS (
+    INSERT INTO customer_audit (customer_id, who, channel, remote, action, detail)
+    SELECT id, $2, $3, $4, $5, $6::jsonb FROM customers WHERE id = $1
+)
+SELECT c.*,
+       coalesce(
+         (SELECT jsonb_agg(jsonb_build_object(
+                   'number', p.phone_e164, 'source', p.source,
+                   'linked_at', p.linked_at, 'linked_via', p.linked_via)
+                   ORDER BY p.linked_at, p.phone_e164)
+            FROM customer_phones p WHERE p.customer_id = c.id),
+         '[]'::jsonb) AS phones
+  FROM customers c
+ WHERE c.id = $1
+
 -- lock_customer --
 SELECT id, lifetime_value, annual_margin, cost_to_serve, provisional, merged_into
   FROM customers WHERE id = $1 FOR UPDATE

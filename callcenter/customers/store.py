@@ -15,6 +15,7 @@ import asyncpg
 
 from callcenter.config import Settings
 from callcenter.customers import phones as phone_rules
+from callcenter.customers.audit import Audit
 from callcenter.customers.models import (
     ConflictList,
     Customer,
@@ -61,7 +62,9 @@ def normalize_all(raw_phones: Sequence[str], region: str) -> list[str]:
     return list(seen)
 
 
-async def create_customer(conn: Conn, data: CustomerIn, rules: CustomerRules) -> Customer:
+async def create_customer(
+    conn: Conn, data: CustomerIn, rules: CustomerRules, *, audit: Audit | None = None
+) -> Customer:
     phones = normalize_all(data.phones, rules.region)
     figures = ValueFigures(data.lifetime_value, data.annual_margin, data.cost_to_serve)
     tier = tier_for(figures, rules.thresholds)
@@ -83,7 +86,7 @@ async def create_customer(conn: Conn, data: CustomerIn, rules: CustomerRules) ->
             raise _duplicate_number(data.customer_number) from exc
         for phone in phones:
             await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
-    return await get_customer(conn, customer_id)
+        return await get_customer(conn, customer_id, audit=audit)
 
 
 def _other_conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
@@ -91,15 +94,24 @@ def _other_conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict(f"the customer conflicts with an existing one ({exc.constraint_name})")
 
 
-async def get_customer(conn: Conn, customer_id: int) -> Customer:
-    row = await conn.fetchrow(Q["get_customer"], customer_id)
+async def get_customer(conn: Conn, customer_id: int, *, audit: Audit | None = None) -> Customer:
+    """The record; with ``audit``, the same statement writes its audit entry (none for a 404)."""
+    if audit is None:
+        row = await conn.fetchrow(Q["get_customer"], customer_id)
+    else:
+        row = await conn.fetchrow(Q["get_customer_audited"], customer_id, *audit.params())
     if row is None:
         raise NotFound(f"no customer with id {customer_id}")
     return _customer(row)
 
 
 async def update_customer(
-    conn: Conn, customer_id: int, patch: CustomerPatch, rules: CustomerRules
+    conn: Conn,
+    customer_id: int,
+    patch: CustomerPatch,
+    rules: CustomerRules,
+    *,
+    audit: Audit | None = None,
 ) -> Customer:
     phones = normalize_all(patch.phones, rules.region) if patch.phones is not None else None
     async with conn.transaction():
@@ -130,24 +142,30 @@ async def update_customer(
             await conn.execute(Q["delete_crm_phones"], customer_id)
             for phone in phones:
                 await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
-        return await get_customer(conn, customer_id)
+        return await get_customer(conn, customer_id, audit=audit)
 
 
-async def find_by_phone(conn: Conn, raw_phone: str, rules: CustomerRules) -> list[Customer]:
+async def find_by_phone(
+    conn: Conn, raw_phone: str, rules: CustomerRules, *, audit: Audit | None = None
+) -> list[Customer]:
     phone = phone_rules.require(raw_phone, rules.region)
     ids = [r["customer_id"] for r in await conn.fetch(Q["customer_ids_by_phone"], phone)]
-    return [await get_customer(conn, i) for i in ids]
+    return [await get_customer(conn, i, audit=audit) for i in ids]
 
 
-async def find_by_number(conn: Conn, customer_number: str) -> list[Customer]:
+async def find_by_number(
+    conn: Conn, customer_number: str, *, audit: Audit | None = None
+) -> list[Customer]:
     customer_id = await conn.fetchval(Q["customer_id_by_number"], customer_number.strip())
-    return [] if customer_id is None else [await get_customer(conn, customer_id)]
+    return [] if customer_id is None else [await get_customer(conn, customer_id, audit=audit)]
 
 
-async def list_customers(conn: Conn, after: int, limit: int) -> tuple[list[Customer], int | None]:
+async def list_customers(
+    conn: Conn, after: int, limit: int, *, audit: Audit | None = None
+) -> tuple[list[Customer], int | None]:
     ids = [r["id"] for r in await conn.fetch(Q["list_customer_ids"], after, limit + 1)]
     page = ids[:limit]
-    customers = [await get_customer(conn, i) for i in page]
+    customers = [await get_customer(conn, i, audit=audit) for i in page]
     return customers, (page[-1] if len(ids) > limit else None)
 
 
@@ -158,35 +176,52 @@ async def pin_tier(
     reason: str,
     pinned_by: str,
     rules: CustomerRules,
+    *,
+    audit: Audit | None = None,
 ) -> Customer:
     check_tier(tier, rules.thresholds)
-    status = await conn.execute(Q["pin_tier"], customer_id, tier, reason, pinned_by)
-    _found(status, customer_id)
-    return await get_customer(conn, customer_id)
+    async with conn.transaction():  # the change and its audit entry, or neither
+        status = await conn.execute(Q["pin_tier"], customer_id, tier, reason, pinned_by)
+        _found(status, customer_id)
+        return await get_customer(conn, customer_id, audit=audit)
 
 
-async def unpin_tier(conn: Conn, customer_id: int) -> Customer:
-    _found(await conn.execute(Q["unpin_tier"], customer_id), customer_id)
-    return await get_customer(conn, customer_id)
+async def unpin_tier(conn: Conn, customer_id: int, *, audit: Audit | None = None) -> Customer:
+    async with conn.transaction():
+        _found(await conn.execute(Q["unpin_tier"], customer_id), customer_id)
+        return await get_customer(conn, customer_id, audit=audit)
 
 
-async def add_phone(conn: Conn, customer_id: int, raw_phone: str, rules: CustomerRules) -> Customer:
+async def add_phone(
+    conn: Conn,
+    customer_id: int,
+    raw_phone: str,
+    rules: CustomerRules,
+    *,
+    audit: Audit | None = None,
+) -> Customer:
     phone = phone_rules.require(raw_phone, rules.region)
     async with conn.transaction():
         _refuse_merged(await get_customer(conn, customer_id))
         await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
-    return await get_customer(conn, customer_id)
+        return await get_customer(conn, customer_id, audit=audit)
 
 
 async def remove_phone(
-    conn: Conn, customer_id: int, raw_phone: str, rules: CustomerRules
+    conn: Conn,
+    customer_id: int,
+    raw_phone: str,
+    rules: CustomerRules,
+    *,
+    audit: Audit | None = None,
 ) -> Customer:
     phone = phone_rules.require(raw_phone, rules.region)
-    status = await conn.execute(Q["delete_phone"], customer_id, phone)
-    if status.endswith(" 0"):
-        await get_customer(conn, customer_id)  # 404 for an unknown customer first
-        raise NotFound(f"customer {customer_id} has no phone {phone}")
-    return await get_customer(conn, customer_id)
+    async with conn.transaction():
+        status = await conn.execute(Q["delete_phone"], customer_id, phone)
+        if status.endswith(" 0"):
+            await get_customer(conn, customer_id)  # 404 for an unknown customer first
+            raise NotFound(f"customer {customer_id} has no phone {phone}")
+        return await get_customer(conn, customer_id, audit=audit)
 
 
 async def merge_provisional(conn: Conn, provisional_id: int, into_id: int) -> None:
@@ -216,8 +251,10 @@ async def merge_provisional(conn: Conn, provisional_id: int, into_id: int) -> No
     await conn.execute(Q["merge_mark"], provisional_id, into_id)
 
 
-async def history(conn: Conn, customer_id: int, before: int | None, limit: int) -> History:
-    await get_customer(conn, customer_id)
+async def history(
+    conn: Conn, customer_id: int, before: int | None, limit: int, *, audit: Audit | None = None
+) -> History:
+    await get_customer(conn, customer_id, audit=audit)
     rows = await conn.fetch(Q["history_page"], customer_id, before, limit + 1)
     items = [Interaction(**dict(r)) for r in rows[:limit]]
     return History(
@@ -259,6 +296,7 @@ def _customer(row: asyncpg.Record) -> Customer:
         merged_into=row["merged_into"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        erased_at=row["erased_at"],
     )
 
 

@@ -43,6 +43,20 @@ $$;
 
 
 --
+-- Name: customer_audit_append_only(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.customer_audit_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'customer_audit is append-only: % is refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+
+--
 -- Name: queue_service_key(timestamp with time zone, double precision, double precision); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -352,6 +366,39 @@ ALTER TABLE public.credentials ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
 
 
 --
+-- Name: customer_audit; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.customer_audit (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    customer_id bigint NOT NULL,
+    who text NOT NULL,
+    channel text NOT NULL,
+    remote text,
+    action text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT customer_audit_action_check CHECK ((action ~ '^[a-z_]{1,40}$'::text)),
+    CONSTRAINT customer_audit_channel_check CHECK ((channel = ANY (ARRAY['api'::text, 'panel'::text, 'cli'::text, 'job'::text])))
+)
+WITH (autovacuum_analyze_scale_factor='1', autovacuum_analyze_threshold='1000');
+
+
+--
+-- Name: customer_audit_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.customer_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.customer_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: customer_phones; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -388,6 +435,7 @@ CREATE TABLE public.customers (
     merged_into bigint,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    erased_at timestamp with time zone,
     CONSTRAINT customers_check CHECK (((pinned_tier IS NULL) OR ((pin_reason IS NOT NULL) AND (pinned_by IS NOT NULL)))),
     CONSTRAINT customers_cost_to_serve_check CHECK ((cost_to_serve >= (0)::numeric)),
     CONSTRAINT customers_lifetime_value_check CHECK ((lifetime_value >= (0)::numeric))
@@ -712,6 +760,14 @@ ALTER TABLE ONLY public.credentials
 
 
 --
+-- Name: customer_audit customer_audit_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.customer_audit
+    ADD CONSTRAINT customer_audit_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: customer_phones customer_phones_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -907,6 +963,27 @@ CREATE INDEX credentials_of_person ON public.credentials USING btree (person_id)
 
 
 --
+-- Name: customer_audit_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX customer_audit_at ON public.customer_audit USING btree (at);
+
+
+--
+-- Name: customer_audit_customer; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX customer_audit_customer ON public.customer_audit USING btree (customer_id, id DESC);
+
+
+--
+-- Name: customer_audit_who; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX customer_audit_who ON public.customer_audit USING btree (who, id DESC);
+
+
+--
 -- Name: customer_phones_customer; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -981,6 +1058,20 @@ CREATE INDEX waiting_calls_widen ON public.waiting_calls USING btree (queue, wid
 --
 
 CREATE TRIGGER answers_follow_merge AFTER UPDATE OF merged_into ON public.customers FOR EACH ROW WHEN (((old.merged_into IS NULL) AND (new.merged_into IS NOT NULL))) EXECUTE FUNCTION public.answers_follow_merge();
+
+
+--
+-- Name: customer_audit customer_audit_no_change; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER customer_audit_no_change BEFORE DELETE OR UPDATE ON public.customer_audit FOR EACH ROW EXECUTE FUNCTION public.customer_audit_append_only();
+
+
+--
+-- Name: customer_audit customer_audit_no_truncate; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER customer_audit_no_truncate BEFORE TRUNCATE ON public.customer_audit FOR EACH STATEMENT EXECUTE FUNCTION public.customer_audit_append_only();
 
 
 --

@@ -92,9 +92,20 @@ class SocketLimits:
 class AgentSocket:
     """One open panel: numbered messages through a bounded outbox."""
 
-    def __init__(self, agent_id: int, ws: web.WebSocketResponse, token: str = "") -> None:
+    def __init__(
+        self,
+        agent_id: int,
+        ws: web.WebSocketResponse,
+        token: str = "",
+        *,
+        remote: str | None = None,
+    ) -> None:
         self.agent_id = agent_id
         self.ws = ws
+        #: Where the panel is (its reads of customers' records are audited with it).
+        self.remote = remote
+        #: ``agent:<name>``, once the first state push has read the agent.
+        self.who: str | None = None
         #: The token it opened with: a resync checks it is still good (a revoke may be lost).
         self.token = token
         self._seq = count(1)
@@ -224,7 +235,7 @@ class AgentHub:
             max_msg_size=4 * self.limits.max_message_bytes,
         )
         await ws.prepare(request)
-        sock = AgentSocket(agent_id, ws, token)
+        sock = AgentSocket(agent_id, ws, token, remote=request.remote)
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
@@ -316,12 +327,20 @@ class AgentHub:
             elif isinstance(message, HistoryRequest):
                 async with self.pool.acquire() as conn:
                     await own_call(conn, agent_id, message.call_id)
-                    page = await self.panels.history(conn, message.call_id, message.before)
+                    page = await self.panels.history(
+                        conn,
+                        message.call_id,
+                        message.before,
+                        who=sock.who or f"agent:{agent_id}",
+                        remote=sock.remote,
+                    )
                 sock.send(page.model_copy(update={"ref": message.ref}))
                 return
             elif isinstance(message, WrapUp):
                 call_id = message.call_id
-                await self.wrap_ups.wrap_up(agent_id, message, datetime.now(UTC))
+                await self.wrap_ups.wrap_up(
+                    agent_id, message, datetime.now(UTC), who=sock.who, remote=sock.remote
+                )
             sock.send(AckMessage(ref=message.ref, to=message.type, call_id=call_id))
         except CallCenterError as exc:
             sock.send(
@@ -425,6 +444,7 @@ class AgentHub:
                     call = await self.desk.get(conn, agent.call_id)
                 state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
+                    s.who = f"agent:{agent.name}"
                     s.send_json(state)
                     if offer is not None and offer.offer_id not in s.offers_sent:
                         s.offers_sent.add(offer.offer_id)
@@ -435,7 +455,14 @@ class AgentHub:
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
         """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
         started = time.perf_counter()
-        panel = await self.panels.build(conn, call_id, datetime.now(UTC))
+        reader = next(s for s in group if call_id not in s.panels_sent)
+        panel = await self.panels.build(
+            conn,
+            call_id,
+            datetime.now(UTC),
+            who=reader.who or f"agent:{reader.agent_id}",
+            remote=reader.remote,
+        )
         if panel is None:
             return
         body = panel.model_dump_json()

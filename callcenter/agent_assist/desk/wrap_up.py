@@ -84,7 +84,16 @@ class WrapUpDesk:
         self.pool = pool
         self.bank = bank
 
-    async def wrap_up(self, agent_id: int, message: WrapUp, now: datetime) -> None:
+    async def wrap_up(
+        self,
+        agent_id: int,
+        message: WrapUp,
+        now: datetime,
+        *,
+        who: str | None = None,
+        remote: str | None = None,
+    ) -> None:
+        """Store the wrap-up; ``who`` (``agent:<name>``) and ``remote`` go to the audit log."""
         answer = message.answer
         async with self.pool.acquire() as conn:
             call = await own_call(conn, agent_id, message.call_id)
@@ -114,7 +123,13 @@ class WrapUpDesk:
             await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
             call = OwnCall(call.id, False, call.customer_id, call.question_key, True)
         async with self.pool.acquire() as conn, conn.transaction():
-            done = await conn.fetchrow(W["mark_wrapped_up"], call.id)
+            detail = {
+                "notes": bool(message.notes),
+                "question_key": answer.question_key if answer is not None else None,
+            }
+            done = await conn.fetchrow(
+                W["mark_wrapped_up"], call.id, who or f"agent:{agent_id}", remote, detail
+            )
             if done is None:
                 return  # a retry raced the first one: it is stored already
             if done["interaction_id"] is not None and message.notes:

@@ -13,10 +13,21 @@ SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped
  WHERE c.id = $2 AND c.agent_id = $1
 
 -- mark_wrapped_up --
--- Once per call: a retried wrap-up finds it done and changes nothing.
-UPDATE calls SET wrapped_up_at = now()
- WHERE id = $1 AND wrapped_up_at IS NULL
-RETURNING interaction_id, customer_id
+-- Once per call: a retried wrap-up finds it done and changes nothing. The
+-- notes and answer stored with it change the customer's record, so the same
+-- statement writes the audit entry (agent $2 at socket address $3, detail $4).
+WITH done AS (
+    UPDATE calls SET wrapped_up_at = now()
+     WHERE id = $1 AND wrapped_up_at IS NULL
+    RETURNING id, interaction_id, customer_id
+), audit AS (
+    INSERT INTO customer_audit (customer_id, who, channel, remote, action, detail)
+    SELECT customer_id, $2, 'panel', $3, 'wrap_up',
+           $4::jsonb || jsonb_build_object('call_id', id)
+      FROM done
+     WHERE customer_id IS NOT NULL
+)
+SELECT interaction_id, customer_id FROM done
 
 -- wrap_up_notes --
 UPDATE interactions SET notes = $2 WHERE id = $1

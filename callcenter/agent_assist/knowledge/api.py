@@ -33,6 +33,7 @@ from callcenter.agent_assist.knowledge.models import (
 )
 from callcenter.agent_assist.knowledge.questions import Question
 from callcenter.agent_assist.knowledge.treatments import Treatment
+from callcenter.customers import audit
 from callcenter.customers.value import ordered_tiers
 from callcenter.errors import NotFound, Unprocessable
 from callcenter.http.routing import Routes, path_id
@@ -253,7 +254,9 @@ async def customer_question(request: web.Request) -> CustomerQuestion:
     customer_id = path_id(request, "customer_id")
     async with app_keys.pool(request.app).acquire() as conn:
         bank = await request.app[app_keys.BANK_CACHE].get(conn)
-        return await store.customer_question(conn, customer_id, _now(), bank=bank)
+        found = await store.customer_question(conn, customer_id, _now(), bank=bank)
+        await audit.record(conn, audit.of_request(request, "question"), [customer_id])
+        return found
 
 
 @routes.route(
@@ -267,8 +270,8 @@ async def customer_question(request: web.Request) -> CustomerQuestion:
 )
 async def answer_question(request: web.Request, body: AnswerIn) -> AnswerRecorded:
     customer_id = path_id(request, "customer_id")
-    async with app_keys.pool(request.app).acquire() as conn:
-        return await store.store_answer(
+    async with app_keys.pool(request.app).acquire() as conn, conn.transaction():
+        recorded = await store.store_answer(
             conn,
             customer_id=customer_id,
             question_key=body.question_key,
@@ -276,6 +279,12 @@ async def answer_question(request: web.Request, body: AnswerIn) -> AnswerRecorde
             skipped=body.skipped,
             now=_now(),
         )
+        if recorded.stored:  # a retry that stored nothing changed nothing
+            done = audit.of_request(
+                request, "answer", question_key=body.question_key, skipped=body.skipped
+            )
+            await audit.record(conn, done, [customer_id])
+        return recorded
 
 
 @routes.route(
@@ -290,4 +299,5 @@ async def customer_treatments(request: web.Request) -> CustomerTreatments:
     async with app_keys.pool(request.app).acquire() as conn:
         bank = await request.app[app_keys.BANK_CACHE].get(conn)
         matched = await store.treatments_for(conn, customer_id, _now(), bank=bank)
+        await audit.record(conn, audit.of_request(request, "treatments"), [customer_id])
     return CustomerTreatments(customer_id=customer_id, treatments=matched)

@@ -123,10 +123,23 @@ class PanelBuilder:
         self.bank = bank
         self.page_size = page_size
 
-    async def build(self, conn: Conn, call_id: int, now: datetime) -> PanelMessage | None:
-        """The panel for ``call_id``; the caller of this checks the agent holds the call."""
+    async def build(
+        self,
+        conn: Conn,
+        call_id: int,
+        now: datetime,
+        *,
+        who: str | None = None,
+        remote: str | None = None,
+    ) -> PanelMessage | None:
+        """The panel for ``call_id``; the caller of this checks the agent holds the call.
+
+        A panel is a read of the customer's record: given the reader ``who``
+        (``agent:<name>``) and its socket's address ``remote``, the statement
+        that reads it also writes the audit entry.
+        """
         bank = await self.bank.get(conn)
-        row = await conn.fetchrow(P["panel"], call_id, self.page_size + 1)
+        row = await conn.fetchrow(P["panel"], call_id, self.page_size + 1, who, remote)
         if row is None:
             return None
         customer = None
@@ -215,8 +228,16 @@ class PanelBuilder:
             max_value=q.max_value,
         )
 
-    async def history(self, conn: Conn, call_id: int, before: int) -> HistoryMessage:
-        """An older page of the history of ``call_id``'s customer."""
+    async def history(
+        self,
+        conn: Conn,
+        call_id: int,
+        before: int,
+        *,
+        who: str | None = None,
+        remote: str | None = None,
+    ) -> HistoryMessage:
+        """An older page of the history of ``call_id``'s customer (audited as ``build``)."""
         bank = await self.bank.get(conn)
-        rows = await conn.fetch(P["history_page"], call_id, before, self.page_size + 1)
+        rows = await conn.fetch(P["history_page"], call_id, before, self.page_size + 1, who, remote)
         return _page(call_id, [dict(r) for r in rows], bank, self.page_size)
