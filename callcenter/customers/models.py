@@ -160,7 +160,7 @@ class IdentifyIn(_Strict):
 
 class Outcome(StrEnum):
     known = "known"
-    linked = "linked"
+    pending = "pending"
     conflict = "conflict"
     multiple = "multiple"
     unknown = "unknown"

@@ -10,7 +10,7 @@
 -- The call's own contact (recorded when it ended, during wrap-up) is left out:
 -- the history is what came before.
 SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
-       c.interaction_id,
+       c.interaction_id, c.link_phone, c.verified_by, c.verified_at,
        cu.customer_number, cu.name, cu.lifetime_value, cu.annual_margin, cu.cost_to_serve,
        coalesce(cu.pinned_tier, cu.computed_tier) AS tier, cu.pinned_tier IS NOT NULL AS tier_pinned,
        cu.provisional,
@@ -31,6 +31,13 @@ SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
                    AND h.id IS DISTINCT FROM c.interaction_id
                  ORDER BY h.started_at DESC, h.id DESC
                  LIMIT $2) h) AS history
+  FROM calls c
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE c.id = $1
+
+-- call_recognised --
+-- How call $1's caller was recognised, for the answer to a ``verify``.
+SELECT c.identified_by, c.ani, c.link_phone, c.verified_by, c.verified_at, cu.customer_number
   FROM calls c
   LEFT JOIN customers cu ON cu.id = c.customer_id
  WHERE c.id = $1
