@@ -154,7 +154,7 @@ async def unpin_tier(request: web.Request) -> Customer:
 @routes.route(
     "POST",
     "/api/customers/{customer_id}/phones",
-    summary="Add a phone number",
+    summary="Add a phone number (409 if another customer has it, unless `shared`)",
     body=PhoneIn,
     response=Customer,
     errors=[409],
@@ -162,7 +162,11 @@ async def unpin_tier(request: web.Request) -> Customer:
 async def add_phone(request: web.Request, body: PhoneIn) -> Customer:
     async with app_keys.pool(request.app).acquire() as conn:
         return await store.add_phone(
-            conn, path_id(request, "customer_id"), body.phone, request.app[app_keys.CUSTOMER_RULES]
+            conn,
+            path_id(request, "customer_id"),
+            body.phone,
+            request.app[app_keys.CUSTOMER_RULES],
+            shared=body.shared,
         )
 
 

@@ -29,9 +29,19 @@ async def _resolve(
 
 
 async def _customer(
-    pool: Pool, rules: CustomerRules, number: str, *phones: str, value: int = 0
+    pool: Pool,
+    rules: CustomerRules,
+    number: str,
+    *phones: str,
+    value: int = 0,
+    shared: bool = False,
 ) -> int:
-    data = CustomerIn(customer_number=number, phones=list(phones), lifetime_value=Decimal(value))
+    data = CustomerIn(
+        customer_number=number,
+        phones=list(phones),
+        shared_phones=list(phones) if shared else [],
+        lifetime_value=Decimal(value),
+    )
     async with pool.acquire() as conn:
         return (await store.create_customer(conn, data, rules)).id
 
@@ -164,7 +174,7 @@ async def test_shared_phone_is_multiple_until_a_number_is_typed(
     pool: Pool, rules: CustomerRules
 ) -> None:
     a = await _customer(pool, rules, "H1", E164)
-    b = await _customer(pool, rules, "H2", "212-555-0100")
+    b = await _customer(pool, rules, "H2", "212-555-0100", shared=True)
 
     got = await _resolve(pool, rules, "+1 212 555 0100")
     assert got.outcome is Outcome.multiple
