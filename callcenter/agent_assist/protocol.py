@@ -93,8 +93,20 @@ class WrapUp(_In):
     available: bool = True
 
 
+class Verify(_In):
+    """The agent confirmed who is calling (their own call, connected or in wrap-up).
+
+    Recorded with the agent and the time, by the server. A pending link (a
+    customer number typed from a phone that is not theirs) is made only now.
+    Sending it again changes nothing; the ``ack`` carries the new ``recognised``.
+    """
+
+    type: Literal["verify"]
+    call_id: int = Field(gt=0)
+
+
 ClientMessage = Annotated[
-    Available | Offline | Accept | Reject | End | Ping | HistoryRequest | WrapUp,
+    Available | Offline | Accept | Reject | End | Ping | HistoryRequest | WrapUp | Verify,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -111,11 +123,38 @@ class OfferMessage(Offer):
     type: Literal["offer"] = "offer"
 
 
+RecognisedBy = Literal[
+    "phone",
+    "customer_number",
+    "pending",
+    "linked",
+    "conflict",
+    "multiple",
+    "unknown",
+    "withheld",
+]
+
+
+class Recognised(BaseModel):
+    by: RecognisedBy
+    detail: str
+    pending_link: str | None = Field(
+        default=None,
+        description="The phone (E.164) that is linked to the customer only once the agent "
+        "confirms who is calling (``verify``); null when no link waits.",
+    )
+    verified_by: str | None = Field(default=None, description="Who confirmed the caller.")
+    verified_at: datetime | None = None
+
+
 class AckMessage(BaseModel):
     type: Literal["ack"] = "ack"
     ref: str | int | None
     to: str
     call_id: int | None = None
+    recognised: Recognised | None = Field(
+        default=None, description="For ``verify``: how the caller stands now."
+    )
 
 
 class ErrorMessage(BaseModel):
@@ -132,11 +171,6 @@ class PongMessage(BaseModel):
 
 
 ServerMessage = StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage
-
-
-class Recognised(BaseModel):
-    by: Literal["phone", "customer_number", "linked", "conflict", "multiple", "unknown", "withheld"]
-    detail: str
 
 
 class PanelCustomer(BaseModel):

@@ -179,7 +179,7 @@ async def unpin_tier(request: web.Request) -> Customer:
 @routes.route(
     "POST",
     "/api/customers/{customer_id}/phones",
-    summary="Add a phone number",
+    summary="Add a phone number (409 if another customer has it, unless `shared`)",
     body=PhoneIn,
     response=Customer,
     errors=[409],
@@ -191,6 +191,7 @@ async def add_phone(request: web.Request, body: PhoneIn) -> Customer:
             path_id(request, "customer_id"),
             body.phone,
             request.app[app_keys.CUSTOMER_RULES],
+            shared=body.shared,
             audit=audit.of_request(request, "add_phone"),
         )
 

@@ -8,13 +8,17 @@ takes the phone's lock only when it must write, and carries the write out.
 Outcomes:
 
 * *known*: the phone or the typed number names one customer.
-* *linked*: a known customer number typed from a phone nobody has: the phone
-  is linked to that customer (with when and how), so the next call from it is
-  recognised by phone. A phone that so far stood for a provisional customer
-  is linked too, and the provisional customer, history included, is merged
-  into the real one: it only existed because we did not know who called.
+* *pending*: a known customer number typed from a phone nobody has (or only a
+  provisional customer has). The call is served as that customer *for this
+  call only*; nothing is linked or merged. Anyone can type a number they read
+  on a letter, so a typed number alone never makes a phone someone's for
+  good: the link waits on the call until the agent confirms who is calling
+  (``confirm_link``, from the agent socket's ``verify``). Then the phone is
+  linked (``linked_via`` says who verified), and a provisional customer that
+  stood for the phone is merged in, history included.
 * *conflict*: the phone belongs to someone else. The typed number wins for this
-  call, the conflict is recorded for a person to look at, nothing is re-linked.
+  call, the conflict is recorded for a person to look at, nothing is re-linked
+  (not even after the agent's confirmation: the phone's owner is the CRM's word).
 * *multiple*: a shared number (household, switchboard) and nothing typed: the
   candidates go back so the IVR can ask for the number or the agent can pick.
 * *unknown*: nobody has the number: a provisional customer is created for it,
@@ -38,8 +42,6 @@ from callcenter.db.pool import Conn
 
 class Write(Enum):
     none = "none"
-    link_phone = "link_phone"
-    merge_provisional = "merge_provisional"
     record_conflict = "record_conflict"
     create_provisional = "create_provisional"
 
@@ -64,16 +66,9 @@ def decide(
     if number_owner is not None:
         if phone is None or any(c.id == number_owner.id for c in phone_owners):
             return Decision(Outcome.known, number_owner, "customer_number", Write.none)
-        if not phone_owners:
-            return Decision(Outcome.linked, number_owner, "customer_number", Write.link_phone)
         if not real_owners:
-            return Decision(
-                Outcome.linked,
-                number_owner,
-                "customer_number",
-                Write.merge_provisional,
-                tuple(provisional_owners),
-            )
+            # Served as the typed customer; the link and any merge wait for the agent.
+            return Decision(Outcome.pending, number_owner, "customer_number", Write.none)
         return Decision(
             Outcome.conflict,
             number_owner,
@@ -139,15 +134,7 @@ async def _carry_out(
 ) -> Resolution:
     conflict_id: int | None = None
     customer = decision.customer
-    if decision.write is Write.link_phone:
-        assert customer is not None
-        await conn.execute(store.Q["link_phone"], phone, customer.id, "linked", "customer_number")
-    elif decision.write is Write.merge_provisional:
-        assert customer is not None
-        for provisional in decision.candidates:
-            await store.merge_provisional(conn, provisional.id, customer.id)
-        await conn.execute(store.Q["link_phone"], phone, customer.id, "linked", "customer_number")
-    elif decision.write is Write.record_conflict:
+    if decision.write is Write.record_conflict:
         assert customer is not None
         assert typed is not None
         conflict_id = await conn.fetchval(
@@ -171,6 +158,50 @@ async def _carry_out(
     answer = _answer(decision, phone, False)
     answer.conflict_id = conflict_id
     return answer
+
+
+class Link(Enum):
+    """What confirming a pending link does, given who the phone belongs to by then."""
+
+    already = "already"
+    link = "link"
+    merge = "merge"
+    taken = "taken"
+
+
+def link_decision(phone_owners: Sequence[CustomerSummary], customer_id: int) -> Link:
+    """Whether a confirmed caller's phone may be linked to them, and how.
+
+    Pure, like ``decide``. Between the call's arrival and the agent's
+    confirmation the CRM may have given the phone to someone else: then it is
+    *taken* and stays theirs (a person sorts that out, as with a conflict).
+    """
+    if any(c.id == customer_id for c in phone_owners):
+        return Link.already
+    if any(not c.provisional for c in phone_owners):
+        return Link.taken
+    return Link.merge if phone_owners else Link.link
+
+
+async def confirm_link(conn: Conn, phone: str, customer_id: int, *, via: str) -> bool:
+    """Link ``phone`` to ``customer_id`` now that an agent confirmed who called.
+
+    Runs inside the caller's transaction, under the phone's lock (the same one
+    ``resolve`` writes under). The link is written before a provisional owner
+    is merged, so the phone's ``linked_via`` says who verified it rather than
+    "merge". True when the phone is the customer's afterwards.
+    """
+    await conn.execute(store.Q["lock_phone"], phone)
+    owners = [_summary(r) for r in await conn.fetch(store.Q["phone_owners"], phone)]
+    action = link_decision(owners, customer_id)
+    if action is Link.taken:
+        return False
+    if action is not Link.already:
+        await conn.execute(store.Q["link_phone"], phone, customer_id, "linked", via)
+    if action is Link.merge:
+        for provisional in owners:
+            await store.merge_provisional(conn, provisional.id, customer_id)
+    return True
 
 
 def _answer(decision: Decision, phone: str | None, number_not_found: bool) -> Resolution:

@@ -47,6 +47,14 @@ class CustomerIn(_Strict):
     name: Name = ""
     email: EmailStr | None = None
     phones: list[PhoneText] = Field(default_factory=list, max_length=20)
+    shared_phones: list[PhoneText] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Numbers of `phones` that are shared on purpose (a household, a "
+        "switchboard). Any other phone that already belongs to another customer is refused "
+        "(409 naming that customer): a shared number makes that customer's calls "
+        "'ask who is calling'.",
+    )
     lifetime_value: NonNegativeMoney = Decimal(0)
     annual_margin: Money = Decimal(0)
     cost_to_serve: NonNegativeMoney = Decimal(0)
@@ -59,6 +67,14 @@ class CustomerPatch(_Strict):
     name: Name | None = None
     email: EmailStr | None = None
     phones: list[PhoneText] | None = Field(default=None, max_length=20)
+    shared_phones: list[PhoneText] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Numbers of `phones` that are shared on purpose (a household, a "
+        "switchboard). Any other phone that already belongs to another customer is refused "
+        "(409 naming that customer): a shared number makes that customer's calls "
+        "'ask who is calling'.",
+    )
     lifetime_value: NonNegativeMoney | None = None
     annual_margin: Money | None = None
     cost_to_serve: NonNegativeMoney | None = None
@@ -148,6 +164,11 @@ class TierPinIn(_Strict):
 
 class PhoneIn(_Strict):
     phone: PhoneText
+    shared: bool = Field(
+        default=False,
+        description="The number is shared on purpose with the customers who have it already; "
+        "without this, a number of another customer is refused (409 naming them).",
+    )
 
 
 class MergeIn(_Strict):
@@ -163,7 +184,7 @@ class IdentifyIn(_Strict):
 
 class Outcome(StrEnum):
     known = "known"
-    linked = "linked"
+    pending = "pending"
     conflict = "conflict"
     multiple = "multiple"
     unknown = "unknown"

@@ -32,6 +32,16 @@ INSERT INTO customer_phones (phone_e164, customer_id, source, linked_via)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (phone_e164, customer_id) DO NOTHING
 
+-- phone_taken_by --
+-- A real customer other than $2 who has phone $1 already: giving it to $2 as
+-- well would make it a shared number. Provisional records do not count.
+SELECT c.id, c.customer_number
+  FROM customer_phones p
+  JOIN customers c ON c.id = p.customer_id
+ WHERE p.phone_e164 = $1 AND c.id <> $2 AND NOT c.provisional AND c.merged_into IS NULL
+ ORDER BY c.id
+ LIMIT 1
+
 -- insert_conflict --
 INSERT INTO identity_conflicts (phone_e164, phone_customer_ids, typed_customer_id, customer_number)
 VALUES ($1, $2, $3, $4)

@@ -30,7 +30,7 @@ from callcenter.customers.models import (
 from callcenter.customers.value import ValueFigures, check_tier, ordered_tiers, tier_for
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
-from callcenter.errors import Conflict, DuplicateCustomerNumber, NotFound
+from callcenter.errors import Conflict, DuplicateCustomerNumber, NotFound, Unprocessable
 
 Q = load_queries("callcenter.customers", "queries.sql")
 
@@ -54,18 +54,57 @@ class CustomerRules:
         return ordered_tiers(self.thresholds)[-1]
 
 
-def normalize_all(raw_phones: Sequence[str], region: str) -> list[str]:
-    """E.164 forms of ``raw_phones``, in order, without repeats; 422 names the bad one."""
-    seen: dict[str, None] = {}
+def normalize_all(raw_phones: Sequence[str], region: str, name: str = "phones") -> dict[str, str]:
+    """E.164 forms of ``raw_phones``, in order, without repeats, each with the field it
+    came from (``phones[i]``, for a 409 about it); 422 names the bad one."""
+    seen: dict[str, str] = {}
     for i, raw in enumerate(raw_phones):
-        seen[phone_rules.require(raw, region, field=f"phones[{i}]")] = None
-    return list(seen)
+        field = f"{name}[{i}]"
+        seen.setdefault(phone_rules.require(raw, region, field=field), field)
+    return seen
+
+
+def shared_on_purpose(shared: Sequence[str], phones: Mapping[str, str], region: str) -> set[str]:
+    """The E.164 numbers of ``shared_phones``; each must be one of the request's phones
+    (a typo there must not quietly leave the real number unprotected)."""
+    marked = normalize_all(shared, region, "shared_phones")
+    for phone, field in marked.items():
+        if phone not in phones:
+            raise Unprocessable(f"{phone} is not one of the phones", field=field)
+    return set(marked)
+
+
+async def claim_phone(
+    conn: Conn, phone: str, customer_id: int, *, field: str, shared: bool
+) -> None:
+    """Give ``phone`` to ``customer_id``, refusing a number another customer has.
+
+    A phone of two customers makes both "ask who is calling" (``multiple``), so
+    that happens only when the request says the number is shared on purpose;
+    otherwise 409 names the other customer. A provisional owner (an unknown
+    caller's record) does not count: the CRM's word on a number beats our guess,
+    and the provisional record can be merged into this one. Runs in the caller's
+    transaction, under the phone's lock, so two requests cannot both take it.
+    """
+    await conn.execute(Q["lock_phone"], phone)
+    if not shared:
+        other = await conn.fetchrow(Q["phone_taken_by"], phone, customer_id)
+        if other is not None:
+            number = other["customer_number"]
+            raise Conflict(
+                f"{phone} belongs to customer {other['id']} ({number}); mark it shared "
+                "if both customers use this number on purpose",
+                field=field,
+                other_customer={"id": other["id"], "customer_number": number},
+            )
+    await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
 
 
 async def create_customer(
     conn: Conn, data: CustomerIn, rules: CustomerRules, *, audit: Audit | None = None
 ) -> Customer:
     phones = normalize_all(data.phones, rules.region)
+    shared = shared_on_purpose(data.shared_phones, phones, rules.region)
     figures = ValueFigures(data.lifetime_value, data.annual_margin, data.cost_to_serve)
     tier = tier_for(figures, rules.thresholds)
     async with conn.transaction():
@@ -84,8 +123,8 @@ async def create_customer(
             if exc.constraint_name != NUMBER_TAKEN:
                 raise _other_conflict(exc) from exc
             raise _duplicate_number(data.customer_number) from exc
-        for phone in phones:
-            await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+        for phone, field in phones.items():
+            await claim_phone(conn, phone, customer_id, field=field, shared=phone in shared)
         return await get_customer(conn, customer_id, audit=audit)
 
 
@@ -114,11 +153,14 @@ async def update_customer(
     audit: Audit | None = None,
 ) -> Customer:
     phones = normalize_all(patch.phones, rules.region) if patch.phones is not None else None
+    shared = shared_on_purpose(patch.shared_phones, phones or {}, rules.region)
     async with conn.transaction():
         current = await get_customer(conn, customer_id)
         _refuse_merged(current)
         changes = patch.model_dump(exclude_unset=True)
-        merged = current.model_dump() | {k: v for k, v in changes.items() if k != "phones"}
+        merged = current.model_dump() | {
+            k: v for k, v in changes.items() if k not in ("phones", "shared_phones")
+        }
         figures = ValueFigures(
             merged["lifetime_value"], merged["annual_margin"], merged["cost_to_serve"]
         )
@@ -139,9 +181,14 @@ async def update_customer(
                 raise _other_conflict(exc) from exc
             raise _duplicate_number(merged["customer_number"]) from exc
         if phones is not None:
+            # A number the customer has already keeps its standing: sending it again
+            # changes nobody's sharing.
+            held = {p.number for p in current.phones}
             await conn.execute(Q["delete_crm_phones"], customer_id)
-            for phone in phones:
-                await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+            for phone, field in phones.items():
+                await claim_phone(
+                    conn, phone, customer_id, field=field, shared=phone in shared or phone in held
+                )
         return await get_customer(conn, customer_id, audit=audit)
 
 
@@ -198,12 +245,13 @@ async def add_phone(
     raw_phone: str,
     rules: CustomerRules,
     *,
+    shared: bool = False,
     audit: Audit | None = None,
 ) -> Customer:
-    phone = phone_rules.require(raw_phone, rules.region)
+    phone = phone_rules.require(raw_phone, rules.region, field="phone")
     async with conn.transaction():
         _refuse_merged(await get_customer(conn, customer_id))
-        await conn.execute(Q["link_phone"], phone, customer_id, "crm", "api")
+        await claim_phone(conn, phone, customer_id, field="phone", shared=shared)
         return await get_customer(conn, customer_id, audit=audit)
 
 

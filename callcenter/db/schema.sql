@@ -262,10 +262,16 @@ CREATE TABLE public.calls (
     peer text,
     peer_call_id text,
     bumped_by text,
+    link_phone text,
+    link_customer_id bigint,
+    verified_by text,
+    verified_at timestamp with time zone,
     CONSTRAINT calls_check CHECK (((state = ANY (ARRAY['completed'::text, 'abandoned'::text, 'transferred'::text])) = (ended_at IS NOT NULL))),
     CONSTRAINT calls_external_id_check CHECK (((length(external_id) >= 1) AND (length(external_id) <= 200))),
+    CONSTRAINT calls_link_complete CHECK (((link_phone IS NULL) = (link_customer_id IS NULL))),
     CONSTRAINT calls_peer_matches_external_id CHECK ((((peer IS NULL) = (peer_call_id IS NULL)) AND ((peer IS NULL) OR (external_id = ((peer || ':'::text) || peer_call_id))))),
-    CONSTRAINT calls_state_check CHECK ((state = ANY (ARRAY['waiting'::text, 'connected'::text, 'completed'::text, 'abandoned'::text, 'transferred'::text])))
+    CONSTRAINT calls_state_check CHECK ((state = ANY (ARRAY['waiting'::text, 'connected'::text, 'completed'::text, 'abandoned'::text, 'transferred'::text]))),
+    CONSTRAINT calls_verified_complete CHECK (((verified_by IS NULL) = (verified_at IS NULL)))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='1', autovacuum_analyze_threshold='1000');
 
@@ -1184,6 +1190,14 @@ ALTER TABLE ONLY public.calls
 
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT calls_interaction_id_fkey FOREIGN KEY (interaction_id) REFERENCES public.interactions(id);
+
+
+--
+-- Name: calls calls_link_customer_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.calls
+    ADD CONSTRAINT calls_link_customer_id_fkey FOREIGN KEY (link_customer_id) REFERENCES public.customers(id);
 
 
 --

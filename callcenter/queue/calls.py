@@ -24,7 +24,7 @@ import asyncpg
 
 from callcenter.customers import identity
 from callcenter.customers import store as customer_store
-from callcenter.customers.models import CustomerSummary, Resolution
+from callcenter.customers.models import CustomerSummary, Outcome, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
@@ -56,6 +56,14 @@ _ENDED = {CallState.completed, CallState.abandoned, CallState.transferred}
 #: A telephony peer and its own id of the call (``("generic", "pbx-42")``), stored
 #: beside ``external_id`` so nobody parses it back out of that string.
 PeerRef = tuple[str, str]
+
+
+def _pending_link(resolution: Resolution) -> tuple[str | None, int | None]:
+    """The phone and customer a typed number would link, kept on the call until the
+    agent confirms who is calling; (None, None) when nothing waits for that."""
+    if resolution.outcome is not Outcome.pending or resolution.customer is None:
+        return None, None
+    return resolution.phone, resolution.customer.id
 
 
 @dataclass
@@ -132,6 +140,7 @@ class CallDesk:
                 CHANNEL,
                 payloads([Event("queue", queue.name)]),
                 *(peer or (None, None)),
+                *_pending_link(resolution),
             )
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
@@ -298,16 +307,18 @@ class CallDesk:
                 if row["credit_explicit"]
                 else policy.credit(self.directory.policy(queue), customer.tier)
             )
-            await conn.execute(
-                Q["set_key"],
-                call_id,
-                credit,
-                row["credit_explicit"],
-                customer.tier,
-                customer.id,
-                identity.recognised_by(resolution),
-                queue.offset_seconds,
-            )
+            async with conn.transaction():
+                await conn.execute(
+                    Q["set_key"],
+                    call_id,
+                    credit,
+                    row["credit_explicit"],
+                    customer.tier,
+                    customer.id,
+                    identity.recognised_by(resolution),
+                    queue.offset_seconds,
+                )
+                await conn.execute(Q["set_pending_link"], call_id, *_pending_link(resolution))
             await self.bus.publish(conn, [Event("queue", queue.name)])
             return await self.get(conn, call_id)
 

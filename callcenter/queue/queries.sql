@@ -39,11 +39,14 @@ RETURNING (xmax = 0) AS created
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
 -- $14, $15: the telephony peer and its call id, when an adapter handed it in.
+-- $16, $17: the phone and customer of a pending link (a typed customer number
+-- from a phone that is not theirs), kept until the agent confirms who calls.
 WITH new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
-                       credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id)
+                       credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id,
+                       link_phone, link_customer_id)
     VALUES ($1, $2, $3, $4, $5, $6, $7,
-            queue_service_key(now(), $7::float8, $8::float8), $9, $14, $15)
+            queue_service_key(now(), $7::float8, $8::float8), $9, $14, $15, $16, $17)
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, queue, service_key, enqueued_at
 ), waiting AS (
@@ -128,6 +131,11 @@ WITH c AS (
     RETURNING id, service_key
 )
 UPDATE waiting_calls w SET service_key = c.service_key FROM c WHERE w.call_id = c.id
+
+-- set_pending_link --
+-- The IVR's typed number named someone new: the pending link follows it (or
+-- goes, when the number needs no link or names nobody).
+UPDATE calls SET link_phone = $2, link_customer_id = $3 WHERE id = $1
 
 -- position --
 SELECT 1

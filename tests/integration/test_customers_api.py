@@ -422,3 +422,66 @@ async def test_a_unique_constraint_other_than_the_number_is_not_called_a_duplica
     resp = await client.patch(f"/api/customers/{made['id']}", json={"email": "same@example.com"})
     body = await _problem(resp, 409)
     assert "customers_one_email" in body["detail"]
+
+
+async def test_a_phone_of_another_customer_is_refused_unless_shared_on_purpose(
+    client: Client, pool: Pool
+) -> None:
+    ada = await _create(client, customer_number="C1", phones=[E164])
+    before = (await _count(pool, "customers"), await _count(pool, "customer_phones"))
+
+    # Create: 409 naming the other customer and the field, and nothing written.
+    taken = await client.post(
+        "/api/customers",
+        json={"customer_number": "C2", "phones": ["+44 20 7946 0018", "(212) 555-0100"]},
+    )
+    body = await _problem(taken, 409, "phones[1]")
+    assert body["other_customer"] == {"id": ada["id"], "customer_number": "C1"}
+    assert f"customer {ada['id']} (C1)" in body["detail"]
+    assert (await _count(pool, "customers"), await _count(pool, "customer_phones")) == before
+
+    # shared_phones must name one of the phones: a typo must not pass unnoticed.
+    typo = await client.post(
+        "/api/customers",
+        json={"customer_number": "C2", "phones": [E164], "shared_phones": ["+1 212 555 0199"]},
+    )
+    await _problem(typo, 422, "shared_phones[0]")
+
+    shared = await _create(
+        client, customer_number="C2", phones=["212 555 0100"], shared_phones=["+1 212-555-0100"]
+    )
+    assert [p["number"] for p in shared["phones"]] == [E164]
+    both = await _ok(client, "POST", "/api/identify", json={"ani": E164})
+    assert both["outcome"] == "multiple"
+
+    # Change: PATCH and the phone-add endpoint answer the same.
+    bob = await _create(client, customer_number="C3", phones=["+1 646 555 0199"])
+    patched = await client.patch(
+        f"/api/customers/{bob['id']}", json={"phones": ["+1 646 555 0199", E164]}
+    )
+    body = await _problem(patched, 409, "phones[1]")
+    assert body["other_customer"] == {"id": ada["id"], "customer_number": "C1"}
+    unchanged = await _ok(client, "GET", f"/api/customers/{bob['id']}")
+    assert [p["number"] for p in unchanged["phones"]] == ["+16465550199"]
+
+    added = await client.post(f"/api/customers/{bob['id']}/phones", json={"phone": E164})
+    body = await _problem(added, 409, "phone")
+    assert body["other_customer"] == {"id": ada["id"], "customer_number": "C1"}
+    on_purpose = await _ok(
+        client, "POST", f"/api/customers/{bob['id']}/phones", json={"phone": E164, "shared": True}
+    )
+    assert sorted(p["number"] for p in on_purpose["phones"]) == [E164, "+16465550199"]
+
+    # Sending a customer's own numbers again changes nobody's sharing: no 409.
+    again = await _ok(
+        client, "PATCH", f"/api/customers/{ada['id']}", json={"phones": ["(212) 555-0100"]}
+    )
+    assert [p["number"] for p in again["phones"]] == [E164]
+
+
+async def test_a_provisional_record_does_not_hold_a_number_against_the_crm(client: Client) -> None:
+    unknown = await _ok(client, "POST", "/api/identify", json={"ani": "(415) 555-0132"})
+    assert unknown["customer"]["provisional"] is True
+    made = await _create(client, customer_number="C1", phones=["+1 415 555 0132"])
+    known = await _ok(client, "POST", "/api/identify", json={"ani": "+14155550132"})
+    assert known["outcome"] == "known" and known["customer"]["id"] == made["id"]

@@ -29,9 +29,19 @@ async def _resolve(
 
 
 async def _customer(
-    pool: Pool, rules: CustomerRules, number: str, *phones: str, value: int = 0
+    pool: Pool,
+    rules: CustomerRules,
+    number: str,
+    *phones: str,
+    value: int = 0,
+    shared: bool = False,
 ) -> int:
-    data = CustomerIn(customer_number=number, phones=list(phones), lifetime_value=Decimal(value))
+    data = CustomerIn(
+        customer_number=number,
+        phones=list(phones),
+        shared_phones=list(phones) if shared else [],
+        lifetime_value=Decimal(value),
+    )
     async with pool.acquire() as conn:
         return (await store.create_customer(conn, data, rules)).id
 
@@ -91,25 +101,44 @@ async def test_withheld_or_invalid_caller_never_matches_creates_or_links(
     assert await _count(pool, "SELECT count(*) FROM identity_conflicts") == 0
 
 
-async def test_typed_number_from_unknown_phone_links_the_phone(
+async def test_typed_number_from_unknown_phone_serves_this_call_and_links_nothing(
     pool: Pool, rules: CustomerRules
 ) -> None:
     ada = await _customer(pool, rules, "C1", "+1 212 555 0100")
     got = await _resolve(pool, rules, "+44 20 7946 0018", "C1")
-    assert got.outcome is Outcome.linked
+    assert got.outcome is Outcome.pending
     assert got.matched_by == "customer_number"
     assert got.customer is not None and got.customer.id == ada
+    assert identity.recognised_by(got) == "pending"
+    assert await _phone_rows(pool, "+442079460018") == []
 
+    # The next call from that phone is not theirs: it is a new caller.
+    again = await _resolve(pool, rules, "0044 20 7946 0018")
+    assert again.outcome is Outcome.unknown
+    assert again.customer is not None and again.customer.id != ada
+    assert again.customer.provisional
+
+
+async def test_a_confirmed_link_links_the_phone_with_who_confirmed_it(
+    pool: Pool, rules: CustomerRules
+) -> None:
+    ada = await _customer(pool, rules, "C1", "+1 212 555 0100")
+    async with pool.acquire() as conn, conn.transaction():
+        assert await identity.confirm_link(conn, "+442079460018", ada, via="verified by agent:x")
     [row] = await _phone_rows(pool, "+442079460018")
     assert row["customer_id"] == ada
     assert row["source"] == "linked"
     assert row["linked_at"] is not None
-    assert row["linked_via"] == "customer_number"
-
+    assert row["linked_via"] == "verified by agent:x"
     again = await _resolve(pool, rules, "0044 20 7946 0018")
     assert again.outcome is Outcome.known and again.matched_by == "phone"
     assert again.customer is not None and again.customer.id == ada
-    assert await _count(pool, "SELECT count(*) FROM customers") == 1
+
+    # A phone someone else has by the time of the confirmation stays theirs.
+    bob = await _customer(pool, rules, "C2", "+1 646 555 0199")
+    async with pool.acquire() as conn, conn.transaction():
+        assert not await identity.confirm_link(conn, "+16465550199", ada, via="verified by x")
+    assert [r["customer_id"] for r in await _phone_rows(pool, "+16465550199")] == [bob]
 
 
 async def test_conflict_serves_the_typed_number_and_records_it(
@@ -145,7 +174,7 @@ async def test_shared_phone_is_multiple_until_a_number_is_typed(
     pool: Pool, rules: CustomerRules
 ) -> None:
     a = await _customer(pool, rules, "H1", E164)
-    b = await _customer(pool, rules, "H2", "212-555-0100")
+    b = await _customer(pool, rules, "H2", "212-555-0100", shared=True)
 
     got = await _resolve(pool, rules, "+1 212 555 0100")
     assert got.outcome is Outcome.multiple
@@ -179,7 +208,7 @@ async def test_unknown_phone_gets_one_provisional_customer(
     assert await _count(pool, "SELECT count(*) FROM customers WHERE provisional") == 1
 
 
-async def test_provisional_caller_typing_a_real_number_is_merged_with_history(
+async def test_provisional_caller_typing_a_real_number_is_merged_once_confirmed(
     pool: Pool, rules: CustomerRules, client: TestClient[Any, Any]
 ) -> None:
     real = await _customer(pool, rules, "C9", "+1 646 555 0199")
@@ -193,9 +222,15 @@ async def test_provisional_caller_typing_a_real_number_is_merged_with_history(
         )
 
     got = await _resolve(pool, rules, "415 555 0132", "C9")
-    assert got.outcome is Outcome.linked
+    assert got.outcome is Outcome.pending
     assert got.customer is not None and got.customer.id == real
+    # Nothing merged or linked on the typed number's word.
+    assert [r["customer_id"] for r in await _phone_rows(pool, "+14155550132")] == [provisional]
+    unconfirmed = await _resolve(pool, rules, "+1 415 555 0132")
+    assert unconfirmed.customer is not None and unconfirmed.customer.id == provisional
 
+    async with pool.acquire() as conn, conn.transaction():
+        assert await identity.confirm_link(conn, "+14155550132", real, via="verified by agent:x")
     async with pool.acquire() as conn:
         merged_into = await conn.fetchval(
             "SELECT merged_into FROM customers WHERE id = $1", provisional
@@ -208,8 +243,8 @@ async def test_provisional_caller_typing_a_real_number_is_merged_with_history(
     [row] = await _phone_rows(pool, "+14155550132")
     assert row["customer_id"] == real
     assert row["source"] == "linked"
-    # The merge moves the phone first, so the link says how it came: by the merge.
-    assert row["linked_via"] == "merge"
+    # The link is written before the merge moves the phone, so it says who confirmed it.
+    assert row["linked_via"] == "verified by agent:x"
 
     hist = await (await client.get(f"/api/customers/{real}/history")).json()
     assert [i["id"] for i in hist["interactions"]] == [interaction]

@@ -214,8 +214,12 @@ async def test_unknown_callers_are_asked_for_a_customer_number(
         voice_params(sid, caller, CallStatus="in-progress", Digits="4711", FinishedOnKey="#"),
     )
     assert status == 200 and _xml(text).find("Gather") is None
-    row = await pool.fetchrow("SELECT tier, identified_by FROM calls")
-    assert row["tier"] == "gold" and row["identified_by"] == "linked"
+    row = await pool.fetchrow(
+        "SELECT tier, identified_by, customer_id, link_phone, link_customer_id FROM calls"
+    )
+    # Served as 4711 for this call; the phone waits for the agent to confirm who calls.
+    assert row["tier"] == "gold" and row["identified_by"] == "pending"
+    assert row["link_phone"] == caller and row["link_customer_id"] == row["customer_id"]
 
 
 async def test_an_agent_who_does_not_answer_sends_the_caller_back(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from callcenter.customers.identity import Write, decide
+from callcenter.customers.identity import Link, Write, decide, link_decision
 from callcenter.customers.models import CustomerSummary, Outcome
 
 
@@ -27,15 +27,23 @@ def test_phone_of_one_customer_is_known() -> None:
     )
 
 
-def test_typed_number_from_unknown_phone_links() -> None:
+def test_typed_number_from_unknown_phone_serves_this_call_and_links_nothing() -> None:
     d = decide(PHONE, [], c(2))
-    assert (d.outcome, d.customer, d.write) == (Outcome.linked, c(2), Write.link_phone)
+    assert (d.outcome, d.customer, d.write) == (Outcome.pending, c(2), Write.none)
 
 
-def test_typed_number_from_provisional_phone_merges_and_links() -> None:
+def test_typed_number_from_provisional_phone_merges_nothing_yet() -> None:
     d = decide(PHONE, [c(9, provisional=True)], c(2))
-    assert (d.outcome, d.customer, d.write) == (Outcome.linked, c(2), Write.merge_provisional)
-    assert d.candidates == (c(9, provisional=True),)
+    assert (d.outcome, d.customer, d.write) == (Outcome.pending, c(2), Write.none)
+    assert d.candidates == ()
+
+
+def test_a_confirmed_link_links_merges_or_leaves_a_taken_phone_alone() -> None:
+    assert link_decision([], 2) is Link.link
+    assert link_decision([c(9, provisional=True)], 2) is Link.merge
+    assert link_decision([c(2)], 2) is Link.already
+    assert link_decision([c(1)], 2) is Link.taken
+    assert link_decision([c(1), c(9, provisional=True)], 2) is Link.taken
 
 
 def test_typed_number_of_someone_else_is_a_conflict_and_wins() -> None:

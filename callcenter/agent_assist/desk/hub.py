@@ -39,6 +39,7 @@ from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
+from callcenter.agent_assist.desk.verify import verify
 from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
 from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.protocol import (
@@ -55,6 +56,7 @@ from callcenter.agent_assist.protocol import (
     PongMessage,
     Reject,
     StateMessage,
+    Verify,
     WrapUp,
 )
 from callcenter.db.pool import Conn
@@ -336,6 +338,17 @@ class AgentHub:
                     )
                 sock.send(page.model_copy(update={"ref": message.ref}))
                 return
+            elif isinstance(message, Verify):
+                async with self.pool.acquire() as conn:
+                    await verify(conn, agent_id, message.call_id)
+                    now = await self.panels.recognised(conn, message.call_id)
+                sock.send(
+                    AckMessage(
+                        ref=message.ref, to=message.type, call_id=message.call_id, recognised=now
+                    )
+                )
+                self._repanel(sock, message.call_id)
+                return
             elif isinstance(message, WrapUp):
                 call_id = message.call_id
                 await self.wrap_ups.wrap_up(
@@ -354,6 +367,15 @@ class AgentHub:
                     ref=message.ref, status=503, detail="the database did not answer; try again"
                 )
             )
+
+    def _repanel(self, sock: AgentSocket, call_id: int) -> None:
+        """The agent's other open panels get the call's panel again (the one that sent
+        ``verify`` has the news in its ack), so no tab keeps offering a stale link."""
+        others = [s for s in self._sockets.get(sock.agent_id, ()) if s is not sock]
+        for s in others:
+            s.panels_sent.discard(call_id)
+        if others:
+            self._schedule(sock.agent_id)
 
     # -- pushing -------------------------------------------------------------------
 

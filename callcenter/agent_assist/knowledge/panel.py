@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from callcenter.agent_assist.knowledge.conditions import Facts
 from callcenter.agent_assist.knowledge.questions import (
@@ -36,6 +36,7 @@ from callcenter.agent_assist.protocol import (
     PanelQuestion,
     PanelTreatment,
     Recognised,
+    RecognisedBy,
 )
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
@@ -46,24 +47,73 @@ P = load_queries("callcenter.agent_assist.knowledge", "panel.sql")
 HISTORY_PAGE = 20
 
 
-def recognised(by: str | None, ani: str | None, customer_number: str | None) -> Recognised:
-    """How the caller was recognised, with the sentence the agent reads first."""
+def recognised(
+    by: str | None,
+    ani: str | None,
+    customer_number: str | None,
+    *,
+    link_phone: str | None = None,
+    verified_by: str | None = None,
+    verified_at: datetime | None = None,
+) -> Recognised:
+    """How the caller was recognised, with the sentence the agent reads first.
+
+    A typed number is a claim, not proof: for ``pending`` and ``conflict`` the
+    sentence says the call is served as that customer for this call only, so
+    the agent confirms who is calling before discussing the account.
+    """
     phone = ani or "a withheld number"
     number = customer_number or "their customer number"
+    confirmed = f"{verified_by} confirmed who is calling" if verified_by else None
     details = {
         "phone": f"recognised by the calling number {phone}",
         "customer_number": f"identified by the typed customer number {number}",
-        "linked": f"typed {number} from a new phone, {phone}; that phone is now linked to them",
+        "pending": (
+            f"served as {number} for this call only: the number was typed from {phone}, "
+            "which is not on their record; the phone is not linked until you confirm who "
+            "is calling"
+            if confirmed is None
+            else f"typed {number} from {phone}; {confirmed}, but the phone belongs to "
+            "someone else by now, so it was not linked"
+        ),
+        "linked": f"typed {number} from {phone}; "
+        + (
+            f"{confirmed}, and the phone is now linked to them"
+            if confirmed
+            else "that phone is now linked to them"
+        ),
         "conflict": (
-            f"typed {number}, but {phone} belongs to someone else: the typed number was "
-            "used, and the conflict is recorded for review"
+            f"typed {number}, but {phone} belongs to someone else: served as {number} for "
+            "this call only, nothing re-linked; confirm who is calling before you discuss "
+            "the account (the conflict is recorded for review)"
         ),
         "multiple": f"{phone} is shared by several customers: ask who is calling",
         "unknown": f"first call from {phone}: a provisional customer was created",
         "withheld": "the number was withheld and no customer number was typed",
     }
     key = by if by in details else "withheld" if ani is None else "unknown"
-    return Recognised(by=key, detail=details[key])
+    detail = details[key]
+    if confirmed is not None and key not in ("pending", "linked"):
+        detail = f"{detail}; {confirmed}"
+    return Recognised(
+        by=cast(RecognisedBy, key),  # one of the keys above, each a RecognisedBy
+        detail=detail,
+        pending_link=link_phone if key == "pending" and verified_by is None else None,
+        verified_by=verified_by,
+        verified_at=verified_at,
+    )
+
+
+def recognised_of(row: Mapping[str, Any]) -> Recognised:
+    """``recognised`` from a call's columns (``panel`` and ``call_recognised``)."""
+    return recognised(
+        row["identified_by"],
+        row["ani"],
+        row["customer_number"],
+        link_phone=row["link_phone"],
+        verified_by=row["verified_by"],
+        verified_at=row["verified_at"],
+    )
 
 
 def _text(bank: Bank, key: str) -> str:
@@ -192,7 +242,7 @@ class PanelBuilder:
             ]
         return PanelMessage(
             call_id=call_id,
-            recognised=recognised(row["identified_by"], row["ani"], row["customer_number"]),
+            recognised=recognised_of(row),
             customer=customer,
             needs=needs,
             history=_page(call_id, row["history"], bank, self.page_size),
@@ -227,6 +277,11 @@ class PanelBuilder:
             min_value=q.min_value,
             max_value=q.max_value,
         )
+
+    async def recognised(self, conn: Conn, call_id: int) -> Recognised | None:
+        """How the caller of ``call_id`` stands now (after a ``verify``), without the rest."""
+        row = await conn.fetchrow(P["call_recognised"], call_id)
+        return None if row is None else recognised_of(row)
 
     async def history(
         self,

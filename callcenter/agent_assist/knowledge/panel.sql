@@ -19,7 +19,7 @@ WITH audit AS (
      WHERE c.id = $1 AND c.customer_id IS NOT NULL AND $3::text IS NOT NULL
 )
 SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
-       c.interaction_id,
+       c.interaction_id, c.link_phone, c.verified_by, c.verified_at,
        cu.customer_number, cu.name, cu.lifetime_value, cu.annual_margin, cu.cost_to_serve,
        coalesce(cu.pinned_tier, cu.computed_tier) AS tier, cu.pinned_tier IS NOT NULL AS tier_pinned,
        cu.provisional,
@@ -40,6 +40,13 @@ SELECT c.id AS call_id, c.identified_by, c.ani, c.customer_id, c.question_key,
                    AND h.id IS DISTINCT FROM c.interaction_id
                  ORDER BY h.started_at DESC, h.id DESC
                  LIMIT $2) h) AS history
+  FROM calls c
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE c.id = $1
+
+-- call_recognised --
+-- How call $1's caller was recognised, for the answer to a ``verify``.
+SELECT c.identified_by, c.ani, c.link_phone, c.verified_by, c.verified_at, cu.customer_number
   FROM calls c
   LEFT JOIN customers cu ON cu.id = c.customer_id
  WHERE c.id = $1

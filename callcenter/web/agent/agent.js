@@ -16,7 +16,8 @@
 //   render.js      the bar's controls, the idle card, notices: drawing a `state`
 //   offer.js       the offer banner: Accept / Reject and its clocks
 //   sound.js       the ringing sound (off unless the agent turns it on)
-//   assist.js      the call on hand and its assist panel: customer, needs, treatments, history
+//   assist.js      the call on hand and its assist panel: customer (and Confirm identity),
+//                  needs, treatments, history
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed
 //   question.js    the learning question's inputs and answer
 //   unfinished.js  cards for wrap-ups of calls that went away before Finish
@@ -27,7 +28,7 @@
 // URL and storage), so modules may import each other both ways: a call across them always
 // happens later, once every module is loaded.
 
-import { askOlderHistory } from "./assist.js";
+import { askOlderHistory, confirmIdentity } from "./assist.js";
 import { $, isTyping } from "./dom.js";
 import { accept, reject, tickRing } from "./offer.js";
 import { renderAll, showNotice } from "./render.js";
@@ -80,6 +81,7 @@ function init() {
   $("reject").addEventListener("click", reject);
   $("end-call").addEventListener("click", endCall);
   $("older").addEventListener("click", askOlderHistory);
+  $("verify").addEventListener("click", confirmIdentity);
   $("wrap").addEventListener("submit", finish);
   $("wrap").addEventListener("input", wrapChanged);
   $("question-skip").addEventListener("change", wrapChanged);

@@ -12,6 +12,7 @@ import { clearWrapErrors, loadDraft, renderQuestion } from "./wrapup.js";
 const RECOGNISED = {
   phone: "by phone",
   customer_number: "by customer number",
+  pending: "by customer number, for this call only: confirm who is calling",
   linked: "by customer number; the phone is now linked",
   conflict: "by customer number; the phone belongs to someone else",
   multiple: "not sure: the phone is shared",
@@ -102,6 +103,57 @@ function renderCustomer(call, panel, customer) {
     if (customer.phones && customer.phones.length) addFact(facts, "Phones", customer.phones.join(", "));
   }
   $("customer-none").hidden = !panel || Boolean(panel.customer);
+  renderVerify(call, panel);
+}
+
+/** The pending link of a typed customer number, and **Confirm identity**: until the agent
+ * confirms who is calling, the phone is not linked and the next call from it is not theirs. */
+function renderVerify(call, panel) {
+  const r = panel ? panel.recognised : null;
+  const box = $("verify-box");
+  const pendingLink = r && r.pending_link ? r.pending_link : null;
+  box.hidden = !pendingLink && !(r && r.verified_by);
+  box.dataset.verified = r && r.verified_by ? "1" : "";
+  const button = $("verify");
+  button.hidden = !pendingLink;
+  button.disabled = !page.connected || page.verifyBusy === call.id;
+  if (pendingLink) {
+    const number = (panel.customer && panel.customer.customer_number) || "this customer";
+    setText(
+      $("verify-text"),
+      `Served as ${number} for this call only. ${pendingLink} is not linked to them until you ` +
+        "confirm who is calling (ask your security questions first).",
+    );
+  } else if (r && r.verified_by) {
+    setText($("verify-text"), `Identity confirmed by ${r.verified_by} ${when(r.verified_at)}.`);
+  }
+  if (box.hidden) setText($("verify-error"), "");
+}
+
+/** "Confirm identity": the agent vouches for the caller; the ack says how they stand now. */
+export function confirmIdentity() {
+  if (!holdsCall() || page.verifyBusy === view.call.id) return;
+  setText($("verify-error"), "");
+  if (send({ type: "verify", call_id: view.call.id }, "verify", view.call.id)) {
+    page.verifyBusy = view.call.id;
+    $("verify").disabled = true;
+  }
+}
+
+/** The server's answer to `verify` for `callId`: its `recognised` replaces the panel's. */
+export function verified(callId, recognised) {
+  if (page.verifyBusy === callId) page.verifyBusy = null;
+  const panel = view.panels.get(callId);
+  if (panel && recognised) panel.recognised = recognised;
+  if (view.call && view.call.id === callId) renderCall();
+}
+
+export function verifyRefused(callId, detail) {
+  if (page.verifyBusy === callId) page.verifyBusy = null;
+  if (view.call && view.call.id === callId) {
+    renderCall();
+    setText($("verify-error"), detail);
+  }
 }
 
 function renderNeeds(panel, known) {

@@ -1,6 +1,6 @@
 // What the server sends on the socket, and what becomes of the requests it answers.
 
-import { renderHistory } from "./assist.js";
+import { renderHistory, verified, verifyRefused } from "./assist.js";
 import { $, setText } from "./dom.js";
 import { focusFirstControl, renderAll, renderControls, showNotice } from "./render.js";
 import { markConnected, send } from "./socket.js";
@@ -78,6 +78,7 @@ export function forgetInFlight() {
   pending.clear();
   $("finish").dataset.busy = "";
   page.historyBusy = null;
+  page.verifyBusy = null;
   showUnsentCards();
 }
 
@@ -91,6 +92,10 @@ function onAck(message) {
   const request = settle(message.ref);
   if (!request) return;
   showNotice("");
+  if (request.kind === "verify") {
+    verified(request.callId, message.recognised);
+    return;
+  }
   if (request.kind === "wrap_up" || request.kind === "late") {
     // Stored: the draft has done its job. The `state` that follows hides the call.
     wrapUpSaved(request.callId);
@@ -160,6 +165,9 @@ function onError(message) {
       } else {
         showNotice(detail);
       }
+      break;
+    case "verify":
+      verifyRefused(request.callId, detail);
       break;
     case "end":
       $("finish").dataset.busy = "";

@@ -49,6 +49,7 @@ export function renderControls() {
   $("finish").disabled = !live || $("finish").dataset.busy === "1";
   $("end-call").disabled = !live;
   $("older").disabled = !live || (view.call !== null && page.historyBusy === view.call.id);
+  $("verify").disabled = !live || (view.call !== null && page.verifyBusy === view.call.id);
   renderCardControls(live);
   const open = openCount();
   $("unfinished-link").hidden = !page.token || open === 0;

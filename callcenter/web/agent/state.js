@@ -21,6 +21,7 @@ export const page = {
   shownQuestionKey: undefined, // undefined: nothing rendered yet for this call
   shown: null, // the call on screen as the wrap-up needs it: {callId, name, queue, question}
   historyBusy: null, // the call whose older history page is on its way
+  verifyBusy: null, // the call whose `verify` is on its way
 };
 
 /** Requests sent and not answered yet: ref -> {kind, callId}. */
