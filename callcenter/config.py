@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         description="Bearer token a scrape of /metrics must carry. Absent: /metrics is open "
         "(it holds counts, no customer data; bind to a private address).",
     )
+    body_read_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time a request body may take to arrive; then 408 (a client "
+        "that sends slowly holds no connection for ever).",
+    )
     agent_max_message_bytes: int = Field(
         default=65_536,
         ge=1024,

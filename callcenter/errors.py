@@ -47,6 +47,13 @@ class Conflict(CallCenterError):
     title = "Conflict"
 
 
+class RequestTimeout(CallCenterError):
+    """A body that did not arrive in time (a slow or stalled client)."""
+
+    status = 408
+    title = "Request timeout"
+
+
 class MisdirectedRequest(CallCenterError):
     """A request for a host this service does not answer for."""
 

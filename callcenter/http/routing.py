@@ -10,6 +10,7 @@ from what the code accepts.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -21,7 +22,13 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from callcenter import app_keys
-from callcenter.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
+from callcenter.errors import (
+    BadRequest,
+    NotFound,
+    RequestTimeout,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from callcenter.http.auth import Access
 from callcenter.http.problems import PROBLEM_TYPE, validation_problem
 from callcenter.http.text import describe, unstorable_field
@@ -150,7 +157,12 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
             f"the body must be application/json, not {request.content_type!r}",
             field="Content-Type",
         )
-    raw = await request.read()
+    seconds = request.app[app_keys.SETTINGS].body_read_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {seconds:g} s") from None
     if not raw:
         raise BadRequest("the request needs a JSON body")
     try:

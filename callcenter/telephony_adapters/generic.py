@@ -200,7 +200,7 @@ async def generic_events(request: web.Request) -> web.StreamResponse:
         raise InvalidSignature(
             "the generic adapter has no secret: set CALLCENTER_GENERIC_WEBHOOK_SECRET"
         )
-    body = await read_body(request, settings.webhook_max_bytes)
+    body = await read_body(request, settings.webhook_max_bytes, seconds=settings.body_read_seconds)
     signing.verify(
         request.headers.get(signing.HEADER),
         body,

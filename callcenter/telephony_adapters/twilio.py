@@ -120,7 +120,7 @@ async def verified_form(request: web.Request, settings: Settings) -> MultiDict[s
         raise InvalidSignature(
             "the Twilio adapter has no auth token: set CALLCENTER_TWILIO_AUTH_TOKEN"
         )
-    body = await read_body(request, settings.webhook_max_bytes)
+    body = await read_body(request, settings.webhook_max_bytes, seconds=settings.body_read_seconds)
     if body and request.content_type != FORM:
         raise BadRequest(f"Twilio posts {FORM}, not {request.content_type}")
     try:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from callcenter.errors import PayloadTooLarge
+from callcenter.errors import PayloadTooLarge, RequestTimeout
 
 _CHUNK = 16_384
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, *, seconds: float = 10.0) -> bytes:
     """The raw body, refused with 413 as soon as it passes ``limit`` bytes.
 
     Webhooks get a smaller limit than the rest of the API: a peer's event is
@@ -23,13 +25,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the request body is larger than the webhook limit of {limit} bytes"
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):  # a stalled peer holds no connection for ever
+            while chunk := await request.content.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"the request body is larger than the webhook limit of {limit} bytes"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {seconds:g} s") from None
     return b"".join(chunks)
 
 

@@ -422,3 +422,26 @@ async def test_the_docs_page_runs_nothing(client: Client) -> None:
     resp = await client.get("/docs")
     assert resp.status == 200
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("path", ["/api/customers", "/telephony/generic/events"])
+async def test_a_body_that_stalls_is_a_408_not_a_held_connection(
+    app_factory: AppFactory, path: str
+) -> None:
+    import asyncio
+
+    client = await app_factory(
+        body_read_seconds=0.5, generic_webhook_secret=SecretStr("s"), headers=NOBODY
+    )
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {ADMIN['Authorization'].split()[1]}\r\n"
+            'Content-Length: 100\r\n\r\n{"customer'.encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=15)
+        assert status_line.split()[1] == b"408", status_line
+    finally:
+        writer.close()
