@@ -28,14 +28,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import sys
 import time
+from typing import Any
 
 import aiohttp
 import asyncpg
 import websockets
-from common import WORK, fresh_database, load_average, machine, pct, start_service, wait_ready
+from common import (
+    WORK,
+    fresh_database,
+    load_average,
+    machine,
+    pct,
+    postmaster_pid,
+    process_cpu_seconds,
+    start_service,
+    tree_cpu_seconds,
+    wait_ready,
+)
 from routing import Agents
 
 from callcenter.config import Settings
@@ -95,7 +108,7 @@ class Dashboard:
         async with websockets.connect(url, max_size=None) as ws:
             seq = 0
             async for raw in ws:
-                now = time.perf_counter()
+                now = time.time()
                 m = json.loads(raw)
                 self.messages += 1
                 if m["seq"] != seq + 1:
@@ -110,6 +123,25 @@ class Dashboard:
                     for q in stats["queues"]:
                         if q["name"] == "probe":
                             self.seen.setdefault(q["waiting"], now)
+
+
+def dashboards_process(url: str, n: int, seconds: float, out: Any, ready: Any) -> None:
+    """``n`` dashboards in their own process (so parsing their messages does not slow the
+    agents' clock in this one); after ``seconds`` puts (seen, messages, gaps) on ``out``."""
+
+    async def run() -> None:
+        boards = [Dashboard() for _ in range(n)]
+        events = [asyncio.Event() for _ in boards]
+        tasks = [asyncio.create_task(b.run(url, e)) for b, e in zip(boards, events, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 60)
+        ready.set()
+        await asyncio.sleep(seconds)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.put(([b.seen for b in boards], [b.messages for b in boards], [b.gaps for b in boards]))
+
+    asyncio.run(run())
 
 
 async def phase(
@@ -127,7 +159,7 @@ async def phase(
                 async with http.post(f"{base}/api/calls", json=body) as resp:
                     assert resp.status == 201, await resp.text()
                     k += 1
-                    probes[k] = time.perf_counter()
+                    probes[k] = time.time()
 
     prober = asyncio.create_task(probing()) if probe else None
     sent = await load(base, rate, duration)
@@ -218,25 +250,39 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 30)
         load_start = load_average()
         await phase(base, args.rate, args.warmup, agents, probe=False)
-        base_lat, _ = await phase(base, args.rate, args.duration, agents, probe=False)
+        pg_pid = postmaster_pid(PGDATA)
 
-        boards = [Dashboard() for _ in range(args.dashboards)]
-        ready = [asyncio.Event() for _ in boards]
+        def cpu() -> tuple[float, float]:
+            pg = tree_cpu_seconds(pg_pid) if pg_pid is not None else float("nan")
+            return process_cpu_seconds(service.pid), pg
+
+        cpu0 = cpu()
+        base_lat, _ = await phase(base, args.rate, args.duration, agents, probe=False)
+        cpu1 = cpu()
+
         ws_url = f"ws://127.0.0.1:{args.port}/ws/dashboard?token={session}"
-        sockets = [
-            asyncio.create_task(b.run(ws_url, r)) for b, r in zip(boards, ready, strict=True)
-        ]
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        dash_ready = ctx.Event()
+        proc = ctx.Process(
+            target=dashboards_process,
+            args=(ws_url, args.dashboards, args.duration + 15, results, dash_ready),
+        )
+        proc.start()
+        await asyncio.to_thread(dash_ready.wait, 90)
+        cpu2 = cpu()
         dash_lat, probes = await phase(base, args.rate, args.duration, agents, probe=True)
-        await asyncio.sleep(2)
-        lags = [(b.seen[k] - t0) * 1000 for b in boards for k, t0 in probes.items() if k in b.seen]
-        missed = sum(1 for b in boards for k in probes if k not in b.seen)
-        messages = sum(b.messages for b in boards) / len(boards)
-        gaps = sum(b.gaps for b in boards)
+        cpu3 = cpu()
+        seen_all, message_counts, gap_counts = await asyncio.to_thread(results.get, True, 120)
+        proc.join(30)
+        lags = [(seen[k] - t0) * 1000 for seen in seen_all for k, t0 in probes.items() if k in seen]
+        missed = sum(1 for seen in seen_all for k in probes if k not in seen)
+        messages = sum(message_counts) / len(message_counts)
+        gaps = sum(gap_counts)
         load_end = load_average()
-        for t in [*panels, *sockets]:
+        for t in panels:
             t.cancel()
-        await asyncio.gather(*panels, *sockets, return_exceptions=True)
+        await asyncio.gather(*panels, return_exceptions=True)
         service.terminate()
         service.wait(20)
         service = None
@@ -260,6 +306,15 @@ async def main(args: argparse.Namespace) -> None:
             f"{pct(dash_lat, 50):.1f} / {pct(dash_lat, 99):.1f} ms ({len(dash_lat)} calls) |"
         )
         print(f"| ratio p99 with / without | {pct(dash_lat, 99) / pct(base_lat, 99):.2f} |")
+        per_call = [
+            (b[i] - a[i]) * 1000 / max(n, 1)
+            for (a, b, n) in ((cpu0, cpu1, len(base_lat)), (cpu2, cpu3, len(dash_lat)))
+            for i in (0, 1)
+        ]
+        print(
+            "| CPU per call, service / PostgreSQL: without → with dashboards | "
+            f"{per_call[0]:.2f} / {per_call[1]:.2f} → {per_call[2]:.2f} / {per_call[3]:.2f} ms |"
+        )
         if lags:
             print(
                 f"| dashboard lag (committed change → shown) p50 / p99 / max | "
