@@ -256,7 +256,6 @@ class DashboardHub:
         try:
             if not await self._snapshot(sock):
                 return ws
-            self.sockets.add(sock)
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_text(sock, msg.data)
@@ -268,14 +267,28 @@ class DashboardHub:
         return ws
 
     async def _snapshot(self, sock: DashboardSocket) -> bool:
-        try:
-            board = self.board or await self.read()
-        except TRANSIENT_DB_ERRORS as exc:
-            _log.warning("dashboard snapshot not read (%r); closing", exc)
-            await sock.ws.close(code=1011, message=b"the database did not answer; reconnect")
-            return False
+        """Send ``sock`` the whole board and, from then on, every change.
+
+        The snapshot is the board last fanned out, so the changes that follow
+        are relative to what the socket holds; it is sent and the socket joins
+        the fan-out with no ``await`` in between, so no change can slip in
+        before it or be missed after it. With no board yet, one is read: then
+        the next fan-out sends every part again, to everyone.
+        """
+        fresh: Board | None = None
         if self.board is None:
-            self._stale.set()  # the stream starts from here: read again for the others too
+            try:
+                fresh = await self.read()
+            except TRANSIENT_DB_ERRORS as exc:
+                _log.warning("dashboard snapshot not read (%r); closing", exc)
+                await sock.ws.close(code=1011, message=b"the database did not answer; reconnect")
+                return False
+        board = self.board or fresh
+        assert board is not None
+        if board is fresh:
+            self._parts = {}
+            self._stale.set()
+        self.sockets.add(sock)
         sock.send(SnapshotMessage(board=board, chart=list(self.chart)))
         return True
 

@@ -186,3 +186,36 @@ async def test_screenshots_at_laptop_and_wall_sizes(serve: Serve, page: Page) ->
         name = f"sam{width}"
         password = await _supervisor(client, name)
     await panel.close()
+
+
+async def test_move_a_call_and_force_an_agent_offline_from_the_page(
+    serve: Serve, page: Page
+) -> None:
+    client = await serve()
+    password = await _supervisor(client)
+    resp = await client.put("/api/queues/sales", json={})
+    assert resp.status == 201
+    _, token = await make_agent(client, "ada", queues=["sales"])
+    panel = await Panel.open(client, token)
+    await _sign_in(page, client, "sam", password)
+    await panel.send(type="available")
+    ada = page.locator("#agents tbody tr", has_text="ada")
+    await expect(ada).to_have_attribute("data-state", "available")
+
+    await ada.get_by_role("button", name="Force offline").click()
+    await expect(ada).to_have_attribute("data-state", "offline")
+    await expect(page.locator("#notice")).to_have_text("Forced ada offline")
+    await panel.state("offline")
+
+    call = (await enqueue(client, "pbx-move"))["call"]
+    await expect(_waiting_rows(page)).to_have_count(1)
+    await _waiting_rows(page).first.get_by_role("button", name="Act…").click()
+    await page.select_option("#move-queue", "general")
+    await page.click("#move-form button[type=submit]")
+    await expect(page.locator("#act-error")).to_contain_text("already waits in 'general'")
+    await page.select_option("#move-queue", "sales")
+    await page.click("#move-form button[type=submit]")
+    await expect(_waiting_rows(page).first.locator('[data-field="queue"]')).to_have_text("sales")
+    moved = await (await client.get(f"/api/calls/{call['id']}")).json()
+    assert moved["queue"] == "sales" and moved["service_key"] == call["service_key"]
+    await panel.close()
