@@ -557,6 +557,11 @@ function endAgentCall(agent) {
 
 let plot = null;
 
+/** Epoch seconds as the wall clock (HH:MM), for the chart's time axis. */
+function clock(t) {
+  return new Date(t * 1000).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+}
+
 function chartSize() {
   const width = Math.max(300, $("chart").clientWidth || 600);
   return { width, height: 230 };
@@ -581,13 +586,17 @@ function drawChart() {
       ...chartSize(),
       series: [
         {},
-        { label: "Waiting", stroke: "#1a5fb4", width: 2, scale: "n" },
-        { label: "Service level %", stroke: "#1e7b34", width: 2, scale: "%" },
+        { label: "Waiting", stroke: "#1a5fb4", width: 2, scale: "n", points: { show: true } },
+        { label: "Service level %", stroke: "#1e7b34", width: 2, scale: "%", points: { show: true } },
       ],
-      axes: [{}, { scale: "n" }, { scale: "%", side: 1, grid: { show: false } }],
+      axes: [
+        { values: (u, splits) => splits.map((t) => clock(t)) },
+        { scale: "n" },
+        { scale: "%", side: 1, grid: { show: false } },
+      ],
       scales: {
         // Always the last hour, whatever the samples cover so far.
-        x: { time: true, range: (u, lo, hi) => [(hi || Date.now() / 1000) - 3600, hi || Date.now() / 1000] },
+        x: { time: true, range: (u, lo, hi) => [(hi || Date.now() / 1000) - 3600, (hi || Date.now() / 1000) + 30] },
         "%": { range: [0, 100] },
         n: { range: (u, lo, hi) => [0, Math.max(5, hi || 0)] },
       },
