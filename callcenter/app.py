@@ -20,7 +20,13 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import callcenter
@@ -36,6 +42,10 @@ from callcenter.customers import api as customers_api
 from callcenter.customers import privacy, privacy_api
 from callcenter.customers.store import CustomerRules
 from callcenter.customers.value import ordered_tiers
+from callcenter.dashboard import api as dashboard_api
+from callcenter.dashboard.hub import DashboardHub
+from callcenter.dashboard.metrics import DashboardMetrics
+from callcenter.dashboard.stats import DashboardStats
 from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
 from callcenter.db.pool import create_pool
@@ -58,12 +68,17 @@ from callcenter.telephony_adapters.ari import AriAdapter, AriConfig, AriMetrics
 from callcenter.telephony_adapters.bridger import Bridger, bridges_counter
 from callcenter.telephony_adapters.gateway import TelephonyGateway, telephony_events_counter
 from callcenter.telephony_adapters.releaser import Releaser, releases_counter
-from callcenter.web import agent_page
+from callcenter.web import agent_page, dashboard_page
 
 _log = logging.getLogger(__name__)
 system = Routes("system")
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
+DASHBOARD_METRICS = web.AppKey("dashboard_metrics", DashboardMetrics)
+
+# No ``_created`` twin beside every counter and histogram: Prometheus has no use
+# for it and it doubles the series a scrape carries.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REQUESTS = web.AppKey("http_requests", Counter)
 LATENCY = web.AppKey("http_latency", Histogram)
 
@@ -174,6 +189,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
             generic.routes,
             twilio.routes,
             agent_page.routes,
+            dashboard_api.routes,
         ],
     )
     document = openapi_document(endpoints, title="callcenter", version=callcenter.__version__)
@@ -182,7 +198,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app.router.add_get("/docs", _docs)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/ws/agent", _agent_socket)
+    app.router.add_get("/ws/dashboard", _dashboard_socket)
     agent_page.add_page(app)
+    dashboard_page.add_page(app)
     return app
 
 
@@ -231,14 +249,16 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
     rules = app[app_keys.CUSTOMER_RULES]
     pool = app_keys.pool(app)
     bus = EventBus(app[app_keys.DSN])
+    queue_metrics = QueueMetrics.register(app[METRICS])
     desk = CallDesk(
         pool,
         bus,
         QueueDirectory(ordered_tiers(rules.thresholds)),
         rules,
         settings.stats_window_seconds,
-        QueueMetrics.register(app[METRICS]),
+        queue_metrics,
     )
+    app[DASHBOARD_METRICS] = DashboardMetrics.register(app[METRICS], queue_metrics.waiting)
     # Offers, presence and the clocks' changes: commits that need not wait for the disk.
     soft_pool = await create_pool(app[app_keys.DSN], min_size=1, max_size=4, durable=False)
     try:
@@ -273,13 +293,29 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
                 registry=app[METRICS],
             ),
         )
-        async with bus.running(), bank.running(bus), router.running(), hub.running():
+        dashboard = DashboardHub(
+            DashboardStats(desk, settings.stats_window_seconds),
+            pool=pool,
+            bus=bus,
+            gate=app[app_keys.GATE],
+            allowed_origins=settings.allowed_origins,
+        )
+        async with (
+            bus.running(),
+            bank.running(bus),
+            router.running(),
+            hub.running(),
+            dashboard.running(),
+        ):
             app[app_keys.BANK_CACHE] = bank
+            app[app_keys.DASHBOARD] = dashboard
             app[app_keys.BUS] = bus
             app[app_keys.DESK] = desk
             app[app_keys.ROUTER] = router
             app[app_keys.HUB] = hub
-            with _registered(app, bus.supervisor, router.supervisor, hub.supervisor):
+            with _registered(
+                app, bus.supervisor, router.supervisor, hub.supervisor, dashboard.supervisor
+            ):
                 yield
     finally:
         await soft_pool.close()
@@ -432,6 +468,10 @@ async def _agent_socket(request: web.Request) -> web.StreamResponse:
     return await request.app[app_keys.HUB].handle(request)
 
 
+async def _dashboard_socket(request: web.Request) -> web.StreamResponse:
+    return await request.app[app_keys.DASHBOARD].handle(request)
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[app_keys.OPENAPI])
 
@@ -464,7 +504,11 @@ async def _metrics(request: web.Request) -> web.Response:
         # the count reads every waiting call, and with 100,000 of them that is
         # tens of milliseconds a routing sweep has no business spending.
         try:
-            await desk.refresh_waiting_gauge()
+            dashboard = request.app.get(app_keys.DASHBOARD)
+            if dashboard is not None:
+                request.app[DASHBOARD_METRICS].update(await dashboard.current())
+            else:
+                await desk.refresh_waiting_gauge()
         except TRANSIENT_DB_ERRORS as exc:
             _log.warning("/metrics: waiting calls not counted (%s); the last count stands", exc)
     body = generate_latest(request.app[METRICS])

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from callcenter.agent_assist.knowledge.store import BankCache
     from callcenter.config import Settings
     from callcenter.customers.store import CustomerRules
+    from callcenter.dashboard.hub import DashboardHub
     from callcenter.events import EventBus
     from callcenter.http.auth import Gate
     from callcenter.queue.calls import CallDesk
@@ -50,6 +51,8 @@ ARI: web.AppKey[AriAdapter] = web.AppKey("ari_adapter")
 #: Who is asking, and may they (every route passes it).
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 
+#: The supervisors' dashboards: the stream hub, and the figures it reads once for all.
+DASHBOARD: web.AppKey[DashboardHub] = web.AppKey("dashboard_hub")
 BANK_CACHE: web.AppKey[BankCache] = web.AppKey("assist_bank_cache")
 #: The daily retention job's scheduler (apscheduler's AsyncIOScheduler, untyped).
 RETENTION_SCHEDULER: web.AppKey[Any] = web.AppKey("retention_scheduler")

@@ -885,6 +885,13 @@ CREATE INDEX agents_available ON public.agents USING btree (idle_since, id) WHER
 
 
 --
+-- Name: answers_answered_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX answers_answered_at ON public.answers USING btree (answered_at);
+
+
+--
 -- Name: answers_customer_latest; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -959,6 +966,13 @@ CREATE INDEX calls_queue_connected ON public.calls USING btree (queue, connected
 --
 
 CREATE INDEX calls_queue_ended ON public.calls USING btree (queue, ended_at) WHERE (ended_at IS NOT NULL);
+
+
+--
+-- Name: calls_queue_enqueued; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX calls_queue_enqueued ON public.calls USING btree (queue, enqueued_at);
 
 
 --

@@ -153,6 +153,18 @@ class Gate:
         request[PRINCIPAL_KEY] = principal
         return principal
 
+    async def authenticate(self, request: web.Request, token: str) -> Principal:
+        """The principal of a token that came another way than the header (a
+        websocket's ``?token=``: a browser cannot set headers on one); counted
+        and throttled like a wrong header token."""
+        self._throttled(request)
+        found = await self._resolve(token)
+        if found is None:
+            self.failed(request)
+            raise Unauthorized("the token is not accepted (unknown, expired or revoked)")
+        request[PRINCIPAL_KEY] = found
+        return found
+
     async def _resolve(self, token: str) -> Principal | None:
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
             return Principal("bootstrap", Role.ADMIN, "bootstrap")

@@ -169,6 +169,21 @@ async def set_offline(conn: Conn, agent_id: int) -> list[int]:
     return [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], [agent_id])]
 
 
+async def force_offline(conn: Conn, agent_id: int) -> list[int]:
+    """A supervisor takes the agent offline: like ``set_offline``, from wrap-up and
+    not-responding too; refused (409) while it holds a call, which would be left
+    without an agent. Returns the offers it held, for the caller to return."""
+    changed = await conn.fetchval(Q["force_offline"], agent_id)
+    if changed is None:
+        agent = await get_agent(conn, agent_id)
+        if agent.removed_at is not None:
+            raise NotFound(f"no agent with id {agent_id}")
+        raise Conflict(
+            f"agent {agent_id} is on call {agent.call_id}: end the call first", field="agent_id"
+        )
+    return [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], [agent_id])]
+
+
 async def mark_seen(conn: Conn, agent_ids: Sequence[int]) -> None:
     if agent_ids:
         await conn.execute(Q["seen"], list(agent_ids))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from callcenter import app_keys
 from callcenter.errors import Unprocessable
 from callcenter.events import Event
+from callcenter.http.auth import principal
 from callcenter.http.routing import Routes, path_id
 from callcenter.queue import agents
 from callcenter.queue.models import (
@@ -28,6 +29,7 @@ from callcenter.queue.models import (
     QueueCalls,
     QueueConfig,
     QueueList,
+    QueuePatch,
 )
 
 routes = Routes("queue")
@@ -91,7 +93,8 @@ async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
 )
 async def set_priority(request: web.Request, body: PriorityIn) -> Call:
     desk = request.app[app_keys.DESK]
-    return await desk.set_credit(path_id(request, "call_id"), body.credit_seconds)
+    who = principal(request).who
+    return await desk.set_credit(path_id(request, "call_id"), body.credit_seconds, who)
 
 
 @routes.route(
@@ -135,6 +138,28 @@ async def put_queue(request: web.Request, body: QueueConfig) -> web.Response:
         await desk.bus.publish(conn, [Event("queues")])
         queue = await desk.directory.get(conn, name)
     return web.json_response(text=queue.model_dump_json(), status=201 if created else 200)
+
+
+@routes.route(
+    "PATCH",
+    "/api/queues/{queue}",
+    summary="Change some of a queue's settings; the fields left out keep their values",
+    body=QueuePatch,
+    response=Queue,
+    errors=[422],
+)
+async def patch_queue(request: web.Request, body: QueuePatch) -> Queue:
+    name = _queue_name(request.match_info["queue"])
+    desk = request.app[app_keys.DESK]
+    async with app_keys.pool(request.app).acquire() as conn, conn.transaction():
+        current = await desk.directory.get(conn, name)
+        merged = current.model_dump(exclude={"name"}) | body.model_dump(
+            include=body.model_fields_set
+        )
+        config = QueueConfig.model_validate(merged)
+        await desk.directory.put(conn, name, config)
+        await desk.bus.publish(conn, [Event("queues")])
+        return await desk.directory.get(conn, name)
 
 
 @routes.route(

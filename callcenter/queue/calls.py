@@ -14,6 +14,7 @@ different end of an ended call is a conflict.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,8 @@ from callcenter.queue.models import (
 )
 from callcenter.queue.rates import Bucket, RateWindow
 from callcenter.queue.sql import Q
+
+_log = logging.getLogger(__name__)
 
 #: Seconds a queue's rates reading is reused (see ``CallDesk._rates``).
 RATES_TTL = 1.0
@@ -322,9 +325,15 @@ class CallDesk:
             await self.bus.publish(conn, [Event("queue", queue.name)])
             return await self.get(conn, call_id)
 
-    async def set_credit(self, call_id: int, credit_seconds: float | None) -> Call:
-        """A supervisor's bump: an explicit credit within the queue's bounds, or the tier's."""
-        async with self.pool.acquire() as conn:
+    async def set_credit(
+        self, call_id: int, credit_seconds: float | None, by: str | None = None
+    ) -> Call:
+        """A supervisor's bump: an explicit credit within the queue's bounds, or the tier's.
+
+        ``by`` is who bumped it (the signed-in principal), kept on the call so its
+        timeline and the dashboard say who moved it; null when the tier's credit is back.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(Q["call"], call_id)
             if row is None:
                 raise NotFound(f"no call with id {call_id}")
@@ -345,7 +354,48 @@ class CallDesk:
             await conn.execute(
                 Q["set_key"], call_id, credit, explicit, None, None, None, queue.offset_seconds
             )
+            await conn.execute(Q["set_bumped_by"], call_id, by if explicit else None)
             await self.bus.publish(conn, [Event("queue", queue.name)])
+        async with self.pool.acquire() as conn:
+            return await self.get(conn, call_id)
+
+    async def move(self, call_id: int, target: str, by: str) -> Call:
+        """A supervisor (``by``) moves a waiting call to queue ``target``.
+
+        It keeps its service key, so it takes the place in the new queue its
+        arrival and credit give it (the bound holds there too: credits are
+        bounded by the same rule). Its credit is not recomputed for the new
+        queue's policy: a caller is not demoted for being moved. Refused while
+        it is being offered (the agent may be accepting it: 409, try again).
+        """
+        async with self.pool.acquire() as conn:
+            queue = await self.directory.require(conn, target, field="queue")
+            async with conn.transaction():
+                row = await conn.fetchrow(Q["lock_call"], call_id)
+                if row is None:
+                    raise NotFound(f"no call with id {call_id}")
+                if row["state"] != CallState.waiting:
+                    raise Conflict(f"call {call_id} is not waiting ({row['state']})")
+                if row["queue"] == queue.name:
+                    raise Unprocessable(
+                        f"call {call_id} already waits in {queue.name!r}", field="queue"
+                    )
+                moved = await conn.fetchval(
+                    Q["move_waiting"],
+                    call_id,
+                    queue.name,
+                    queue.overflow_after_seconds,
+                    queue.max_wait_seconds,
+                )
+                if moved is None:
+                    raise Conflict(
+                        f"call {call_id} is being offered to an agent right now; try again",
+                        field="call_id",
+                    )
+                await self.bus.publish(
+                    conn, [Event("queue", row["queue"]), Event("queue", queue.name)]
+                )
+            _log.info("call %s moved from %s to %s by %s", call_id, row["queue"], queue.name, by)
             return await self.get(conn, call_id)
 
     async def rekey_customer(self, customer_id: int) -> int:
@@ -518,6 +568,10 @@ class CallDesk:
             return rates
         return replace(rates, mean_handle_seconds=rates.mean_handle_seconds + queue.wrap_up_seconds)
 
+    async def rates(self, conn: Conn, queue: Queue) -> QueueRates:
+        """The queue's live rates as EWT uses them (shared with every reader; see ``_rates``)."""
+        return await self._rates(conn, queue)
+
     async def get(self, conn: Conn, call_id: int, *, position: int | None = None) -> Call:
         """A call as the API shows it; ``position`` when the caller just counted it."""
         row = await conn.fetchrow(Q["call"], call_id)
@@ -555,6 +609,7 @@ class CallDesk:
             position=position,
             estimated_wait_seconds=ewt,
             ewt_at_enqueue=row["ewt_at_enqueue"],
+            bumped_by=row["bumped_by"],
         )
 
     async def call(self, call_id: int) -> Call:

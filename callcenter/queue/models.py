@@ -112,6 +112,41 @@ class PriorityIn(_Strict):
     )
 
 
+class MoveIn(_Strict):
+    """Where a supervisor moves a waiting call; it keeps its service key."""
+
+    queue: QueueName
+
+
+class QueuePatch(_Strict):
+    """A change to a queue's configuration: only the fields given change.
+
+    ``PUT`` replaces the whole configuration (a field left out goes back to its
+    default); this leaves every other field as it is. A nullable field given as
+    null is cleared.
+    """
+
+    policy: PolicyName | None = None
+    credits: dict[str, Annotated[float, Field(ge=0, le=3600)]] | None = None
+    offset_seconds: float | None = Field(default=None, ge=-3600, le=3600)
+    offer_timeout_seconds: float | None = Field(default=None, ge=1, le=300)
+    wrap_up_seconds: float | None = Field(default=None, ge=0, le=3600)
+    overflow_after_seconds: float | None = Field(default=None, gt=0)
+    max_wait_seconds: float | None = Field(default=None, gt=0)
+    overflow_queue: QueueName | None = None
+    service_level_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> QueuePatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field of the queue's configuration")
+        nullable = {"overflow_after_seconds", "max_wait_seconds", "overflow_queue"}
+        for name in self.model_fields_set - nullable:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class EndIn(_Strict):
     outcome: EndOutcome
     reason: str | None = Field(default=None, max_length=200)
@@ -140,6 +175,9 @@ class Call(BaseModel):
         description="Recomputed now from the live answer rate and staffing; null: no basis yet."
     )
     ewt_at_enqueue: float | None
+    bumped_by: str | None = Field(
+        default=None, description="Who set the call's credit by hand (role:name), if anyone."
+    )
 
 
 class EnqueueAnswer(BaseModel):

@@ -105,7 +105,7 @@ SELECT extract(epoch FROM now())::float8 AS now,
 SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
        c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
        c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
-       w.offered_to, w.offer_id, w.offer_expires_at,
+       c.bumped_by, w.offered_to, w.offer_id, w.offer_expires_at,
        cu.customer_number, cu.name AS customer_name, cu.provisional
   FROM calls c
   LEFT JOIN waiting_calls w ON w.call_id = c.id
@@ -136,6 +136,27 @@ UPDATE waiting_calls w SET service_key = c.service_key FROM c WHERE w.call_id = 
 -- The IVR's typed number named someone new: the pending link follows it (or
 -- goes, when the number needs no link or names nobody).
 UPDATE calls SET link_phone = $2, link_customer_id = $3 WHERE id = $1
+
+-- set_bumped_by --
+-- Who set a call's credit by hand (a supervisor's session, never a typed name);
+-- null when the credit went back to the tier's.
+UPDATE calls SET bumped_by = $2 WHERE id = $1
+
+-- move_waiting --
+-- A supervisor moves a waiting call to queue $2: it keeps its service key (its
+-- place in time) and its arrival; the target's overflow and maximum-wait
+-- clocks count from its arrival, as if it had been there all along. Nothing
+-- moves while the call is being offered (the agent may be accepting it).
+WITH w AS (
+    UPDATE waiting_calls
+       SET queue = $2,
+           widen_at = enqueued_at + make_interval(secs => $3),
+           give_up_at = enqueued_at + make_interval(secs => $4)
+     WHERE call_id = $1 AND offered_to IS NULL
+    RETURNING call_id
+)
+UPDATE calls c SET queue = $2 FROM w WHERE c.id = w.call_id
+RETURNING c.id
 
 -- position --
 SELECT 1
@@ -471,6 +492,15 @@ RETURNING id
 -- set_offline --
 UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
  WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered')
+RETURNING id
+
+-- force_offline --
+-- A supervisor takes an agent out of routing: from any state but a call in
+-- progress (the caller is on the line); a wrap-up is cut short.
+UPDATE agents
+   SET state = 'offline', state_since = now(), idle_since = NULL, call_id = NULL,
+       wrap_up_until = NULL
+ WHERE id = $1 AND removed_at IS NULL AND state <> 'on_call'
 RETURNING id
 
 -- seen --

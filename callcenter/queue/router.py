@@ -267,6 +267,15 @@ class Router:
             await self._return(offers, "withdrawn", "offline", conn)
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
+    async def force_offline(self, agent_id: int, by: str) -> None:
+        """A supervisor (``by``) takes an agent out of routing; its open offer goes back
+        with its key. The agent's panel hears it and may go available again."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            offers = await agents.force_offline(conn, agent_id)
+            await self._return(offers, "withdrawn", "offline", conn)
+            await self.bus.publish(conn, [Event("agent", str(agent_id))])
+        _log.info("agent %s forced offline by %s", agent_id, by)
+
     async def end_call(self, agent_id: int, call_id: int, outcome: EndOutcome) -> None:
         await self.desk.finish(call_id, outcome, agent_id=agent_id)
 

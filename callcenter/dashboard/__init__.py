@@ -1,0 +1,1 @@
+"""The supervisor dashboard: statistics kept cheap, and the live stream of them."""
