@@ -376,6 +376,8 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             attempts=settings.connect_attempts,
             backoff_seconds=settings.connect_backoff_seconds,
             timeout_seconds=settings.connect_timeout_seconds,
+            # An agent leg rings this long (the ARI adapter's phones); no other peer rings here.
+            ring_seconds=settings.ari_ring_seconds if settings.ari_url else 0.0,
             max_requeues=settings.connect_max_requeues,
             catch_up_seconds=settings.sweep_seconds * 5,
             results=bridges_counter(registry),

@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     ari_moh_class: str = Field(
         default="default", description="Music-on-hold class (musiconhold.conf) for waiting callers."
     )
+    ari_ring_seconds: int = Field(
+        default=15,
+        ge=1,
+        le=120,
+        description="How long an agent's phone rings (ARI originate timeout) before the call "
+        "goes back to its queue and the agent is not responding; 5 suits auto-answer phones, "
+        "15-20 desk phones.",
+    )
     ari_reconnect_max_seconds: float = Field(
         default=10.0,
         gt=0,

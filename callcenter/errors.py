@@ -165,6 +165,14 @@ class PeerCallGone(PeerFailed):
     title = "Call gone at the telephony peer"
 
 
+class AgentNotReached(PeerFailed):
+    """The agent's phone was rung and did not answer (rang out, busy, failed): the peer's
+    outcome is known, and ringing the same phone again at once would only keep the caller
+    waiting, so the call goes back to its queue and the agent becomes not responding."""
+
+    title = "Agent's phone did not answer"
+
+
 class PeerOutcomeUnknown(PeerFailed):
     """A command reached the peer (or may have) but no answer came: it may or may not
     have been carried out, so sending it again or undoing it are both unsafe."""

@@ -85,6 +85,7 @@ class Supervisor:
         self.restarts = 0
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._failures: dict[str, str] = {}
+        self._conditions: dict[str, str] = {}
         self._side: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -92,10 +93,19 @@ class Supervisor:
 
     @property
     def failure(self) -> str | None:
-        """What is down (or on probation after a restart), or None when all runs well."""
-        if not self._failures:
+        """What is down (or on probation after a restart, or reported), or None when all is well."""
+        problems = {**self._conditions, **self._failures}
+        if not problems:
             return None
-        return "; ".join(self._failures[name] for name in sorted(self._failures))
+        return "; ".join(problems[name] for name in sorted(problems))
+
+    def report(self, name: str, problem: str | None) -> None:
+        """Say that something the service needs besides its tasks is down (``problem``),
+        or up again (None): a peer's connection, say. Reported like a dead task."""
+        if problem is None:
+            self._conditions.pop(name, None)
+        else:
+            self._conditions[name] = problem
 
     # -- tasks -----------------------------------------------------------------
 

@@ -27,18 +27,29 @@ taken for gone.
 
 Connecting (``Connector.connect``, called by the bridger once an agent
 accepted) originates the agent's endpoint into the application, with
-``appArgs=agent,<call id>,<caller channel>``. When the agent answers, its
-channel enters the application: the caller's music stops, a mixing bridge is
-created, and both channels are added to it; only then does ``connect``
-return. If the agent's endpoint fails or does not answer in time, the leg is
-hung up and ``connect`` raises, so the bridger retries or puts the call back.
+``appArgs=agent,<call id>,<caller channel>``, ringing for ``ring_seconds``
+(``CALLCENTER_ARI_RING_SECONDS``, the originate's own timeout). When the agent
+answers, its channel enters the application: the caller's music stops, a
+mixing bridge is created, and both channels are added to it; only then does
+``connect`` return. If the agent's phone rings out, is busy or fails,
+Asterisk reports the leg destroyed and ``connect`` raises ``AgentNotReached``
+(so does a leg Asterisk never reports on within the ring time and a little
+more, after hanging it up): the bridger puts the call back in its queue and
+the agent is not responding. The bridger's own limit on one connect is longer
+than the ring, so it never cuts a ringing phone off with an unknown outcome.
+With Local channels (``Local/…@agents``) Asterisk also reports the leg's
+``;2`` half; it is not a caller and is ignored.
 When either side of a bridged call hangs up, the other side is hung up too
 and the bridge destroyed. A call that ends on our side (the agent's panel, a
 supervisor, the queue's maximum wait) has its caller's channel hung up.
 
-One Asterisk application has one event websocket (a newer connection for the
-same application replaces the older), so one service instance per ``ARI_APP``
-runs this adapter.
+One Asterisk application has one event websocket: a newer connection for the
+same application replaces the older, which then gets ``ApplicationReplaced``
+and no more events. The adapter then closes its websocket and reconnects with
+backoff (taking the application back), and ``connected`` (so
+``callcenter_ari_connected`` and ``/readyz``) says it is not connected until
+it is. Run the adapter in one service instance per ``ARI_APP``: two would take
+the application from each other.
 """
 
 from __future__ import annotations
@@ -48,7 +59,6 @@ import base64
 import contextlib
 import inspect
 import logging
-import math
 import random
 import re
 import uuid
@@ -64,7 +74,13 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from callcenter.config import Settings
-from callcenter.errors import CallCenterError, MalformedEvent, PeerRequestFailed, Unprocessable
+from callcenter.errors import (
+    AgentNotReached,
+    CallCenterError,
+    MalformedEvent,
+    PeerRequestFailed,
+    Unprocessable,
+)
 from callcenter.queue.models import CallState
 from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 from callcenter.telephony_adapters.ari_events import (
@@ -94,6 +110,8 @@ _log = logging.getLogger(__name__)
 
 #: Our agent legs and their bridges: ``cc-agent-<call id>-<attempt>``, ``cc-bridge-…``.
 AGENT_LEG = re.compile(r"^cc-agent-(\d+)-([0-9a-f]{8})$")
+#: The other half of an agent leg that is a Local channel (``<leg id>;2``): not a caller.
+AGENT_LEG_HALF = re.compile(r"^cc-agent-\d+-[0-9a-f]{8};\d+$")
 #: First ``appArgs`` word of an agent leg: ``agent,<call id>,<caller channel>``.
 AGENT_ARG = "agent"
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -119,6 +137,8 @@ class AriConfig:
     ring_seconds: int
     reconnect_max_seconds: float
     release_seconds: float = 1.0
+    #: Time limit of one REST command (``CALLCENTER_CONNECT_TIMEOUT_SECONDS``).
+    command_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AriConfig | None:
@@ -133,10 +153,10 @@ class AriConfig:
             app=settings.ari_app,
             dtmf_timeout_seconds=settings.ari_dtmf_timeout_seconds,
             moh_class=settings.ari_moh_class,
-            # The agent's phone rings as long as the bridger waits for one connect.
-            ring_seconds=max(1, math.ceil(settings.connect_timeout_seconds)),
+            ring_seconds=settings.ari_ring_seconds,
             reconnect_max_seconds=settings.ari_reconnect_max_seconds,
             release_seconds=settings.sweep_seconds,
+            command_seconds=settings.connect_timeout_seconds,
         )
 
     @property
@@ -222,7 +242,7 @@ class AriAdapter:
     ) -> None:
         self.config = config
         self.gateway = gateway
-        self.rest = AriRest(session, config.url, config.headers)
+        self.rest = AriRest(session, config.url, config.headers, timeout=config.command_seconds)
         self.metrics = metrics
         self.connected = asyncio.Event()
         self.connections = 0
@@ -236,6 +256,10 @@ class AriAdapter:
         #: Caller channels whose call is open (waiting or connected) as far as we know.
         self._live: set[str] = set()
         self._reconcile_wanted = asyncio.Event()
+        self._down_because: str | None = None
+        self._down("not connected yet")
+        #: Set by ``ApplicationReplaced``: the open websocket is deaf and must be closed.
+        self._replaced = False
 
     # -- running ---------------------------------------------------------------
 
@@ -262,8 +286,19 @@ class AriAdapter:
 
     @property
     def failure(self) -> str | None:
-        """What of the adapter is down (``/readyz`` says so), or None."""
+        """What of the adapter is down (``/readyz`` says so), or None.
+
+        A task that died, or the event websocket not open: without it Asterisk
+        hangs up every new caller (``Stasis app … doesn't exist``), so the
+        service is not ready to serve Asterisk's calls.
+        """
         return self.supervisor.failure
+
+    def _down(self, reason: str | None) -> None:
+        """Why the event websocket is not open (None: it is); ``failure`` says so."""
+        self._down_because = reason
+        problem = None if reason is None else f"the ARI event websocket is not open: {reason}"
+        self.supervisor.report("ari-events-open", problem)
 
     def _spawn(self, work: Awaitable[Any], what: str) -> None:
         self.supervisor.spawn(self._guard(work, what), what)
@@ -275,6 +310,7 @@ class AriAdapter:
         delay = RECONNECT_MIN_SECONDS
         while True:
             opened_at: float | None = None
+            self._replaced = False
             try:
                 async with ws_connect(
                     self.config.events_url,
@@ -288,19 +324,37 @@ class AriAdapter:
                     self._opened()
                     async for frame in ws:
                         self._on_frame(frame)
-                _log.warning("ARI event websocket closed by Asterisk; reconnecting")
+                        if self._replaced:
+                            break  # deaf from here on: closing it lets us reconnect
+                if self._replaced:
+                    self._down("another ARI client took the application over")
+                    _log.error(
+                        "another ARI client took over application %s (ApplicationReplaced): "
+                        "reconnecting to take it back; run one adapter per ARI_APP",
+                        self.config.app,
+                    )
+                else:
+                    self._down("closed by Asterisk")
+                    _log.warning("ARI event websocket closed by Asterisk; reconnecting")
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 hint = " (check ARI_USER and ARI_PASSWORD)" if status == 401 else ""
+                self._down(f"Asterisk refused it: HTTP {status}{hint}")
                 _log.error("Asterisk refused the ARI event websocket: HTTP %s%s", status, hint)
             except (OSError, TimeoutError, WebSocketException) as exc:
+                self._down(f"lost or unreachable: {exc!r}")
                 _log.warning("ARI event websocket lost or unreachable: %r; reconnecting", exc)
             finally:
                 if self.connected.is_set():
                     self.connected.clear()
                     if self.metrics is not None:
                         self.metrics.connected.set(0)
-            if opened_at is not None and loop.time() - opened_at >= STABLE_SECONDS:
+                if self._down_because is None:  # cancelled, or a fault in handling a frame
+                    self._down("not reading events")
+            stable = opened_at is not None and loop.time() - opened_at >= STABLE_SECONDS
+            # A connection that was taken over does not reset the backoff: two adapters
+            # on one application would otherwise take it from each other without pause.
+            if stable and not self._replaced:
                 delay = RECONNECT_MIN_SECONDS
             # Jitter, so many adapters do not hammer a restarted Asterisk in step.
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -308,6 +362,7 @@ class AriAdapter:
 
     def _opened(self) -> None:
         self.connections += 1
+        self._down(None)
         self.connected.set()
         if self.metrics is not None:
             self.metrics.connected.set(1)
@@ -328,11 +383,8 @@ class AriAdapter:
             return
         if isinstance(event, Ignored):
             if event.type == "ApplicationReplaced":
-                _log.error(
-                    "another ARI client took over application %s: this service gets no more "
-                    "of its events until it reconnects (run one adapter per ARI_APP)",
-                    self.config.app,
-                )
+                # Asterisk sends this websocket nothing more, nor closes it.
+                self._replaced = True
             return
         channel = event.channel
         if isinstance(event, StasisStart):
@@ -465,6 +517,8 @@ class AriAdapter:
         _log.info("ARI channel %s typed a customer number: %s", channel_id, view.digits)
 
     async def _channel_gone(self, channel: Channel, cause: str | None) -> None:
+        if AGENT_LEG_HALF.match(channel.id):
+            return  # the dialled side of a Local agent leg; the leg itself reports
         if AGENT_LEG.match(channel.id):
             await self._agent_gone(channel, cause)
             return
@@ -525,9 +579,20 @@ class AriAdapter:
                 ring_seconds=self.config.ring_seconds,
                 variables={"CALLCENTER_CALL_ID": str(call.id)},
             )
-            await asyncio.shield(leg.answered)
+            # Asterisk ends the ring itself (the originate's timeout) and reports the leg
+            # destroyed; this bound only covers a report that never comes.
+            limit = self.config.ring_seconds + self.config.command_seconds / 2
+            try:
+                await asyncio.wait_for(asyncio.shield(leg.answered), limit)
+            except TimeoutError:
+                raise AgentNotReached(
+                    f"the agent's endpoint {agent.endpoint} did not answer within {limit:g} s "
+                    "and Asterisk did not report the leg"
+                ) from None
         except BaseException:
             # Not answered in time, refused, or the caller left: this leg must not ring on.
+            if not leg.answered.done():
+                leg.answered.cancel()  # an answer that comes now finds nobody waiting
             if not leg.bridged:
                 self._legs.pop(leg.channel_id, None)
                 self._spawn(self._release_leg(leg), f"release agent leg {leg.channel_id}")
@@ -556,7 +621,13 @@ class AriAdapter:
         except PeerRequestFailed as exc:
             # The caller may be put back in the queue: give them their music back.
             await self._quietly(self.rest.start_moh(leg.caller, self.config.moh_class))
-            leg.answered.set_exception(exc)
+            if not leg.answered.done():
+                leg.answered.set_exception(exc)
+            return
+        if leg.answered.done():
+            # ``connect`` gave up while we bridged: it hangs the leg up and the call goes
+            # back to the queue, where the caller hears music again.
+            await self._quietly(self.rest.start_moh(leg.caller, self.config.moh_class))
             return
         leg.bridged = True
         leg.answered.set_result(None)
@@ -568,7 +639,7 @@ class AriAdapter:
             return
         if not leg.answered.done():
             detail = f"the agent's endpoint did not answer ({cause or 'no cause'})"
-            leg.answered.set_exception(PeerRequestFailed(detail))
+            leg.answered.set_exception(AgentNotReached(detail))
             self._legs.pop(channel.id, None)
             return
         if leg.bridged:

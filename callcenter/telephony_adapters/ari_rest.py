@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from callcenter.errors import PeerRequestFailed
 from callcenter.telephony_adapters.ari_events import Channel, parse_channels
 
-#: Seconds one REST call may take before it counts as failed.
+#: Seconds one REST call may take before it counts as failed (unless told otherwise).
 REQUEST_TIMEOUT = 5.0
 
 
@@ -27,9 +27,15 @@ class AriRest:
     """ARI's REST side. ``base_url`` is the HTTP server, e.g. ``http://127.0.0.1:8088``."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str]
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._root = base_url.rstrip("/") + "/ari"
         self._headers = dict(headers)
 
@@ -48,7 +54,7 @@ class AriRest:
                 params=dict(params or {}),
                 json=body,
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                timeout=self._timeout,
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 400:

@@ -6,8 +6,10 @@ row in ``call_bridges``, a partial unique index allows one live claim per
 call), and the one that wins asks the call's peer (``calls.peer``, written
 by the gateway at hand-in) to connect the caller to the agent's endpoint.
 
-A failed connect is retried with exponential backoff. When every attempt
-failed the call must not be lost: it goes back to its queue with its
+A failed connect is retried with exponential backoff. An agent's phone that
+was rung and did not answer (``AgentNotReached``) is not rung again: like
+every attempt failing, it sends the call back at once. Then the call must not
+be lost: it goes back to its queue with its
 original service key (the agent, whose phone could not be reached, becomes
 *not responding*), and after ``max_requeues`` such returns it ends
 *transferred* with reason ``connect_failed`` and the peer is asked to hang
@@ -26,7 +28,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter
 
-from callcenter.errors import CallCenterError, PeerCallGone, PeerOutcomeUnknown
+from callcenter.errors import AgentNotReached, CallCenterError, PeerCallGone, PeerOutcomeUnknown
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
 from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall
@@ -67,6 +69,7 @@ class Bridger(CallWorker):
         attempts: int = 3,
         backoff_seconds: float = 0.5,
         timeout_seconds: float = 5.0,
+        ring_seconds: float = 0.0,
         max_requeues: int = 2,
         catch_up_seconds: float = 5.0,
         results: Counter | None = None,
@@ -81,6 +84,12 @@ class Bridger(CallWorker):
             results=results,
         )
         self.max_requeues = max_requeues
+        #: One connect may ring the agent's phone: it is given one command's time to be
+        #: sent, the ring, and one more command's time for the peer to report the outcome,
+        #: so a phone that rings out is reported by the peer (``AgentNotReached``)
+        #: before this limit cuts the connect off with an outcome it cannot know.
+        self.connect_seconds = 2 * timeout_seconds + ring_seconds
+        self.lease_seconds += self.connect_seconds - timeout_seconds
 
     async def handle(self, call_id: int) -> str | None:
         return await self.bridge(call_id)
@@ -142,9 +151,12 @@ class Bridger(CallWorker):
         error = "not attempted"
         for attempt in range(self.attempts):
             try:
-                await asyncio.wait_for(connector.connect(call, agent), self.timeout_seconds)
+                await asyncio.wait_for(connector.connect(call, agent), self.connect_seconds)
             except PeerCallGone as exc:
                 return await self._caller_gone(bridge_id, call, str(exc))
+            except AgentNotReached as exc:
+                # The phone rang out or was busy: back to the queue, the agent not responding.
+                return await self._give_up(bridge_id, call, agent_id, f"{exc}")
             except (PeerOutcomeUnknown, TimeoutError) as exc:
                 # TimeoutError: the connector itself ran past our limit, mid-command.
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -8,7 +8,12 @@ and the ``app`` parameter as Asterisk does, and sends events built like
 and bridges, answers like ARI (204 for void operations, ``{"message": …}``
 with 4xx) and records every request, so a test can assert what the service
 asked Asterisk to do. An originated channel "answers" at once and enters the
-application with its ``appArgs``, unless ``answer_originates`` is off.
+application with its ``appArgs``, unless ``answer_originates`` says otherwise.
+As the real Asterisk (``tests/peers/test_asterisk.py``) does: a phone that does
+not answer rings until the originate's ``timeout`` and is then destroyed
+(cause 19), a busy one is destroyed at once, and a newer event websocket for
+the application takes it over: the older gets ``ApplicationReplaced`` and no
+more events, and stays open.
 """
 
 from __future__ import annotations
@@ -46,8 +51,8 @@ class FakeAri:
     user: str = "asterisk"
     password: str = "secret"
     app_name: str = "callcenter"
-    #: What an originated channel does: True answers at once, False fails
-    #: (no answer), None keeps ringing until hung up.
+    #: What an originated channel does: True answers at once, False is busy (fails at
+    #: once), None rings until the originate's ``timeout`` (or a hang-up), unanswered.
     answer_originates: bool | None = True
     #: Off: the event websocket answers 503, as an Asterisk that is restarting.
     accepting: bool = True
@@ -120,6 +125,9 @@ class FakeAri:
             return _error(400, f"unexpected application {apps}")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        for _, older in self._sockets:
+            # Asterisk's one websocket per application: the older is told, then ignored.
+            await older.send_str(json.dumps(self.event("ApplicationReplaced")))
         self._sockets.append((request, ws))
         self.connections += 1
         await self._notify()
@@ -149,11 +157,11 @@ class FakeAri:
     async def send_raw(self, text: str | bytes) -> None:
         if not self._sockets:
             raise AssertionError("no ARI client is connected")
-        for _, ws in list(self._sockets):
-            if isinstance(text, bytes):
-                await ws.send_bytes(text)
-            else:
-                await ws.send_str(text)
+        _, ws = self._sockets[-1]  # only the application's newest websocket gets events
+        if isinstance(text, bytes):
+            await ws.send_bytes(text)
+        else:
+            await ws.send_str(text)
 
     async def drop(self) -> None:
         """Cut every event websocket without a closing handshake, as a network fault does."""
@@ -223,15 +231,22 @@ class FakeAri:
                 )
             )
 
-    async def hang_up(self, channel_id: str, cause: int = 16) -> None:
-        """The far end hangs up: the three events Asterisk sends, in its order."""
+    async def hang_up(
+        self, channel_id: str, cause: int = 16, *, hangup_request: bool = True
+    ) -> None:
+        """The far end hangs up: the three events Asterisk sends, in its order.
+
+        An originated leg that never answered never entered the application: Asterisk
+        reports it only destroyed (no ``ChannelHangupRequest`` of it, no ``StasisEnd``).
+        """
         channel = self.channels.pop(channel_id)
         for bridge in self.bridges.values():
             if channel_id in bridge["channels"]:
                 bridge["channels"].remove(channel_id)
         if self._sockets:
-            await self.send(self.event("ChannelHangupRequest", cause=cause, channel=channel))
-            await self.send(self.event("StasisEnd", channel=channel))
+            if hangup_request:
+                await self.send(self.event("ChannelHangupRequest", cause=cause, channel=channel))
+                await self.send(self.event("StasisEnd", channel=channel))
             await self.send(
                 self.event(
                     "ChannelDestroyed", cause=cause, cause_txt=_CAUSES[cause], channel=channel
@@ -290,14 +305,21 @@ class FakeAri:
         )  # fmt: skip
         channel["dialplan"].update(app_name="AppDial2", app_data="(Outgoing Line)")
         answer = self.answer_originates
+        ring = float(q.get("timeout", "30"))
         asyncio.get_running_loop().call_soon(
-            lambda: asyncio.ensure_future(self._ring(channel_id, args, answer=answer))
+            lambda: asyncio.ensure_future(self._ring(channel_id, args, answer=answer, ring=ring))
         )
         return web.json_response(channel)
 
-    async def _ring(self, channel_id: str, args: tuple[str, ...], *, answer: bool | None) -> None:
+    async def _ring(
+        self, channel_id: str, args: tuple[str, ...], *, answer: bool | None, ring: float
+    ) -> None:
         await asyncio.sleep(0.02)
         if answer is None:
+            # Rings out: Asterisk ends the dial at the originate's timeout (if still there).
+            await asyncio.sleep(ring)
+            if channel_id in self.channels:
+                await self.hang_up(channel_id, cause=19, hangup_request=False)
             return
         if answer:
             channel = self.channels[channel_id]
@@ -305,7 +327,8 @@ class FakeAri:
             channel["dialplan"].update(app_name="Stasis", app_data=",".join((self.app_name, *args)))
             await self.send(self.event("StasisStart", args=list(args), channel=channel))
         else:
-            await self.hang_up(channel_id, cause=19)
+            # Busy: the unanswered leg is destroyed at once (Local/busy reports cause 0).
+            await self.hang_up(channel_id, cause=0, hangup_request=False)
 
     async def _create_bridge(self, request: web.Request) -> web.Response:
         q = request.query
@@ -372,7 +395,13 @@ class FakeAri:
         return [r for r in self.requests if r.method == method and r.path == path]
 
 
-_CAUSES = {16: "Normal Clearing", 19: "User alerting, no answer", 21: "Call Rejected"}
+_CAUSES = {
+    0: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    19: "User alerting, no answer",
+    21: "Call Rejected",
+}
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from base64 import b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -346,7 +348,7 @@ async def test_caller_hangs_up_while_the_agent_rings(
     app_factory: AppFactory, fake: FakeAri
 ) -> None:
     fake.answer_originates = None
-    client = await start(app_factory, fake, connect_timeout_seconds=10)
+    client = await start(app_factory, fake, ari_ring_seconds=10)
     await fake.caller_arrives(CALLER, "+12125550123")
     await until_state(client, CALLER, "waiting")
     _, panel = await agent_panel(client, "PJSIP/1001")
@@ -391,7 +393,11 @@ async def test_wrong_password_is_refused_and_retried(
     await fake.until(lambda: len([c for _, c in fake.refused if c == 401]) >= 2)
     assert fake.connections == 0
     adapter = client.app[app_keys.ARI]
-    assert adapter.failure is None and not adapter.connected.is_set()
+    assert not adapter.connected.is_set()
+    # Not ready: Asterisk would hang up every caller while nobody holds the application.
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert "HTTP 401 (check ARI_USER and ARI_PASSWORD)" in (await resp.json())["detail"]
 
 
 async def test_no_ari_url_no_adapter(app_factory: AppFactory) -> None:
@@ -429,3 +435,50 @@ async def test_work_cancelled_before_its_turn_is_closed_not_left_unawaited(
     assert ran == []
     assert inspect.getcoroutinestate(queued) == "CORO_CLOSED"
     hold.set()
+
+
+async def test_a_phone_that_rings_out_puts_the_call_back(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    # The bridger's time limit of one command is shorter than the ring: the ring wins.
+    fake.answer_originates = None
+    client = await start(app_factory, fake, ari_ring_seconds=1, connect_timeout_seconds=0.5)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    key = (await call_of(client, CALLER) or {})["service_key"]
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: fake.asked("POST", "/ari/channels"))
+    assert fake.asked("POST", "/ari/channels")[0].query["timeout"] == "1"
+    await panel.state("not_responding")
+    await until_state(client, CALLER, "waiting")
+    assert (await call_of(client, CALLER) or {})["service_key"] == key
+    assert not fake.asked("POST", "/ari/bridges")
+    await panel.close()
+
+
+async def test_another_client_taking_the_application_is_taken_back(
+    app_factory: AppFactory, fake: FakeAri
+) -> None:
+    client = await start(app_factory, fake)
+    adapter = client.app[app_keys.ARI]
+    server: TestServer = fake.server  # type: ignore[attr-defined]
+    session = aiohttp.ClientSession()
+    try:
+        intruder = await session.ws_connect(
+            server.make_url("/ari/events?app=callcenter"),
+            headers={
+                "Authorization": "Basic "
+                + b64encode(f"{fake.user}:{fake.password}".encode()).decode()
+            },
+        )
+        # The service is told, closes its deaf websocket and takes the application back.
+        await fake.wait_connected(3)
+        await intruder.close()
+    finally:
+        await session.close()
+    await eventually(lambda: _true(adapter.connected.is_set()))
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    assert (await client.get("/readyz")).status == 200

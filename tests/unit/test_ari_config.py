@@ -30,8 +30,11 @@ def test_urls_and_credentials() -> None:
     assert config.events_url == "wss://pbx.example:8089/asterisk/ari/events?app=contact-center"
     scheme, _, token = config.headers["Authorization"].partition(" ")
     assert scheme == "Basic" and base64.b64decode(token) == b"cc:s3cret"
-    assert config.ring_seconds == 13
+    # The ring is its own setting, not the time limit of one REST command.
+    assert config.ring_seconds == 15 and config.command_seconds == 12.5
     assert "s3cret" not in repr(settings)
+    rung = AriConfig.from_settings(Settings(ari_url="http://127.0.0.1:8088", ari_ring_seconds=20))
+    assert rung is not None and rung.ring_seconds == 20
     plain = AriConfig.from_settings(Settings(ari_url="http://127.0.0.1:8088"))
     assert plain is not None and plain.headers == {}
     assert plain.events_url == "ws://127.0.0.1:8088/ari/events?app=callcenter"

@@ -112,8 +112,11 @@ class AgentSocket:
         self.token = token
         self._seq = count(1)
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
-        self.offers_sent: set[int] = set()
-        self.panels_sent: set[int] = set()
+        #: The offer this socket was last sent, and the call whose assist panel it was
+        #: last sent: an agent has one offer and one call at a time, so only the current
+        #: ones can be sent twice (a set of every id ever sent grew for the socket's life).
+        self.offer_sent: int | None = None
+        self.panel_sent: int | None = None
         self.closing: asyncio.Task[bool] | None = None
         self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
 
@@ -468,10 +471,12 @@ class AgentHub:
                 for s in group:
                     s.who = f"agent:{agent.name}"
                     s.send_json(state)
-                    if offer is not None and offer.offer_id not in s.offers_sent:
-                        s.offers_sent.add(offer.offer_id)
+                    if offer is not None and offer.offer_id != s.offer_sent:
+                        s.offer_sent = offer.offer_id
                         s.send(OfferMessage(**offer.model_dump()))
-                if call is not None and any(call.id not in s.panels_sent for s in group):
+                    if call is None:
+                        s.panel_sent = None  # off the call: the next one (even this) is new
+                if call is not None and any(call.id != s.panel_sent for s in group):
                     await self._send_panel(conn, call.id, group)
 
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
@@ -489,8 +494,8 @@ class AgentHub:
             return
         body = panel.model_dump_json()
         for s in group:
-            if call_id not in s.panels_sent:
-                s.panels_sent.add(call_id)
+            if call_id != s.panel_sent:
+                s.panel_sent = call_id
                 s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)

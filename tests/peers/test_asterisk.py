@@ -1,0 +1,369 @@
+"""The ARI adapter against a real Asterisk (``../shared/peers/asterisk``), the real service
+and database.
+
+One Asterisk runs for the module on a free port of 127.0.0.1 (``AsteriskPeer``);
+callers and agent phones are Local channels from the peer's dialplan:
+``Local/<digits>@incoming`` is a caller with caller id ``+<digits>``,
+``ANSWERING_PHONE`` answers at once, ``Local/noanswer@agents`` rings for
+ever, ``Local/busy@agents`` is busy. Every wait is bounded and waits for a
+condition, never a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from websockets.asyncio.client import connect as ws_connect
+
+from callcenter import app_keys
+from tests.conftest import AppFactory
+from tests.integration.queue_helpers import FAST, Panel, make_customer
+from tests.integration.telephony_helpers import available_panel, make_agent_with_endpoint
+from tests.peers.asterisk import INSTALLED, PEER_DIR, AsteriskPeer, Cutter, Driver, until
+
+Client = TestClient[Any, Any]
+
+#: An agent phone that answers at once. The peer's README says ``Local/agent1@agents``,
+#: but its dialplan pattern is ``_agentX.``, and in a pattern ``n``/``N`` is any digit 2-9
+#: (upper or lower case) and ``.`` needs one more character: ``agent1`` matches nothing
+#: ("No such extension"), ``age2t10`` matches.
+ANSWERING_PHONE = "Local/age2t10@agents"
+
+
+@pytest.fixture(scope="module")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskPeer]:
+    if not (PEER_DIR / "start.sh").exists():
+        pytest.skip(f"no Asterisk peer at {PEER_DIR} (the repository's ../shared/peers/asterisk)")
+    prefix = INSTALLED
+    if not (INSTALLED / "sbin" / "asterisk").exists():
+        # start.sh unpacks its tarball here (a folder that must not exist yet).
+        prefix = tmp_path_factory.mktemp("asterisk-prefix") / "asterisk-test"
+    peer = AsteriskPeer(Path(tmp_path_factory.mktemp("asterisk-run")), prefix)
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+@pytest.fixture
+async def driver(asterisk: AsteriskPeer) -> AsyncIterator[Driver]:
+    if asterisk.pid is None:  # a test that restarted it failed half-way
+        asterisk.start()
+    drv = Driver(asterisk)
+    await drv.open()
+    try:
+        yield drv
+    finally:
+        try:
+            await drv.clear()
+        finally:
+            await drv.close()
+
+
+def ari_settings(asterisk: AsteriskPeer, url: str | None = None, **changes: Any) -> dict[str, Any]:
+    return {
+        **FAST,
+        "ari_url": url or asterisk.url,
+        "ari_user": "callcenter",
+        "ari_password": SecretStr(asterisk.password),
+        "ari_dtmf_timeout_seconds": 0.5,
+        "ari_reconnect_max_seconds": 0.5,
+        **changes,
+    }
+
+
+async def start(app_factory: AppFactory, asterisk: AsteriskPeer, **changes: Any) -> Client:
+    client = await app_factory(**ari_settings(asterisk, **changes))
+    adapter = client.app[app_keys.ARI]
+    await until(_is(adapter.connected.is_set), "the service holds the ARI application")
+    return client
+
+
+def _is(check: Any) -> Any:
+    async def run() -> bool:
+        return bool(check())
+
+    return run
+
+
+async def call_of(client: Client, channel_id: str) -> dict[str, Any] | None:
+    call = await client.app[app_keys.DESK].by_external_id(f"ari:{channel_id}")
+    return None if call is None else call.model_dump(mode="json")
+
+
+async def until_state(client: Client, channel_id: str, state: str, timeout: float = 10) -> float:
+    async def check() -> bool:
+        call = await call_of(client, channel_id)
+        return call is not None and call["state"] == state
+
+    return await until(check, f"call of {channel_id} {state}", timeout)
+
+
+async def waiting_ids(client: Client) -> list[str]:
+    resp = await client.get("/api/queues/general/calls")
+    assert resp.status == 200
+    return [c["call_id"] for c in (await resp.json())["calls"]]
+
+
+async def agent(client: Client, endpoint: str) -> tuple[int, Panel]:
+    agent_id, token = await make_agent_with_endpoint(client, "ada", endpoint)
+    return agent_id, await available_panel(client, token)
+
+
+async def accept(panel: Panel) -> int:
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    call_id: int = offer["call_id"]
+    return call_id
+
+
+async def agent_leg(driver: Driver) -> str:
+    found: list[str] = []
+
+    async def check() -> bool:
+        found[:] = [
+            c for c in await driver.channels() if c.startswith("cc-agent-") and ";" not in c
+        ]
+        return bool(found)
+
+    await until(check, "an agent leg exists")
+    return found[0]
+
+
+# -- callers -------------------------------------------------------------------
+
+
+async def test_a_caller_is_queued_answered_and_identified_by_phone(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    await make_customer(client, "C-1", 30000, "+12125550123")
+    _, caller = await driver.caller("12125550123")
+    await until_state(client, caller, "waiting")
+    call = await call_of(client, caller)
+    assert call is not None and call["tier"] == "platinum"
+    assert call["customer"] is not None and call["ani"] == "+12125550123"
+    assert await waiting_ids(client) == [f"ari:{caller}"]
+
+    async def answered() -> bool:
+        return (await driver.channels())[caller]["state"] == "Up"
+
+    await until(answered, "the service answered the caller")
+
+
+async def test_a_customer_number_typed_with_dtmf_identifies_the_caller(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    ada = await make_customer(client, "77001", 30000, "+442079460018")
+    ours, caller = await driver.caller("15550000001")
+    await until_state(client, caller, "waiting")
+    assert (await call_of(client, caller) or {})["customer"] is None
+
+    await driver.press(ours, "77001#")
+
+    async def identified() -> bool:
+        call = await call_of(client, caller)
+        return bool(call and call["customer"] and call["customer"]["id"] == ada)
+
+    await until(identified, "the typed number identified the caller")
+    assert (await call_of(client, caller) or {})["tier"] == "platinum"
+
+
+async def test_two_callers_are_ordered_by_value(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    await make_customer(client, "C-9", 30000, "+12125550199")
+    _, first = await driver.caller("15550000002")  # unknown: standard
+    await until_state(client, first, "waiting")
+    _, second = await driver.caller("12125550199")  # platinum, later
+    await until_state(client, second, "waiting")
+    assert await waiting_ids(client) == [f"ari:{second}", f"ari:{first}"]
+
+
+async def test_a_caller_hanging_up_while_waiting_is_abandoned(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    ours, caller = await driver.caller("15550000003")
+    await until_state(client, caller, "waiting")
+    await driver.hang_up(ours)
+    await until_state(client, caller, "abandoned")
+    assert await waiting_ids(client) == []
+
+
+# -- agents --------------------------------------------------------------------
+
+
+async def test_an_accepted_call_is_bridged_and_a_caller_hang_up_completes_it(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    ours, caller = await driver.caller("15550000004")
+    await until_state(client, caller, "waiting")
+    agent_id, panel = await agent(client, ANSWERING_PHONE)
+    await accept(panel)
+    await panel.state("on_call")
+    leg = await agent_leg(driver)
+
+    async def bridged() -> bool:
+        return await driver.bridged_with(caller) == [leg]
+
+    await until(bridged, "the caller and the agent's leg share a bridge")
+    await until_state(client, caller, "connected")
+
+    await driver.hang_up(ours)
+    await until_state(client, caller, "completed")
+
+    async def torn_down() -> bool:
+        return leg not in await driver.channels() and not await driver.bridges()
+
+    await until(torn_down, "the agent's leg and the bridge are gone")
+    call = await call_of(client, caller)
+    assert call is not None and call["agent_id"] == agent_id
+    await panel.state("wrap_up")
+    await panel.close()
+
+
+async def test_the_agent_hanging_up_ends_the_call(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    _, caller = await driver.caller("15550000005")
+    await until_state(client, caller, "waiting")
+    _, panel = await agent(client, ANSWERING_PHONE)
+    await accept(panel)
+    leg = await agent_leg(driver)
+
+    async def bridged() -> bool:
+        return await driver.bridged_with(caller) == [leg]
+
+    await until(bridged, "bridged")
+    # The agent's phone hangs up (the dialled half of the Local leg).
+    await driver.hang_up(f"{leg};2")
+    await until_state(client, caller, "completed")
+
+    async def caller_gone() -> bool:
+        return caller not in await driver.channels()
+
+    await until(caller_gone, "the caller is hung up too")
+    await panel.state("wrap_up")
+    await panel.close()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "ring"), [("Local/noanswer@agents", 2), ("Local/busy@agents", 15)]
+)
+async def test_a_phone_that_never_answers_or_is_busy_puts_the_call_back(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, endpoint: str, ring: int
+) -> None:
+    """Defect 1: the ring outlasted the bridger's limit, which cut it off as 'outcome
+    unknown'; the call stayed connected, the agent on call, the caller on hold."""
+    client = await start(app_factory, asterisk, ari_ring_seconds=ring)
+    _, caller = await driver.caller("15550000006")
+    await until_state(client, caller, "waiting")
+    key = (await call_of(client, caller) or {})["service_key"]
+    _, panel = await agent(client, endpoint)
+    await accept(panel)
+    await panel.state("not_responding", timeout=ring + 10)
+    await until_state(client, caller, "waiting")
+    call = await call_of(client, caller)
+    assert call is not None and call["service_key"] == key
+    assert await waiting_ids(client) == [f"ari:{caller}"]
+    # The caller is still there, on hold; the agent's leg is gone and was rung once.
+    channels = await driver.channels()
+    assert caller in channels and not [c for c in channels if c.startswith("cc-agent-")]
+    assert not await driver.bridges()
+    await panel.close()
+
+
+# -- faults --------------------------------------------------------------------
+
+
+async def test_the_ari_socket_cut_and_restored_reconciles(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    cutter = Cutter(asterisk.port)
+    await cutter.start()
+    try:
+        client = await start(app_factory, asterisk, ari_url=cutter.url)
+        adapter = client.app[app_keys.ARI]
+        ours_a, gone = await driver.caller("15550000007")
+        _, stays = await driver.caller("15550000008")
+        await until_state(client, gone, "waiting")
+        await until_state(client, stays, "waiting")
+
+        cutter.cut()
+        await until(_is(lambda: not adapter.connected.is_set()), "the service saw the cut")
+        resp = await client.get("/readyz")
+        assert (
+            resp.status == 503
+            and "ARI event websocket is not open" in (await resp.json())["detail"]
+        )
+        # A caller hangs up while nobody listens.
+        await driver.hang_up(ours_a)
+        connections = adapter.connections
+        cutter.restore()
+        await until(_is(lambda: adapter.connections > connections), "reconnected")
+
+        await until_state(client, gone, "abandoned")
+        assert await call_of(client, stays) is not None
+        assert (await call_of(client, stays) or {})["state"] == "waiting"
+        _, new = await driver.caller("15550000009")
+        await until_state(client, new, "waiting")
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        await cutter.close()
+
+
+async def test_another_client_taking_the_application_is_survived(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    """Defect 2: after ApplicationReplaced the adapter stayed deaf and said it was fine,
+    and once the other client left Asterisk hung up every new caller."""
+    client = await start(app_factory, asterisk)
+    adapter = client.app[app_keys.ARI]
+    connections = adapter.connections
+    url = f"ws://127.0.0.1:{asterisk.port}/ari/events?app=callcenter"
+    async with ws_connect(url, additional_headers=asterisk.auth_header, proxy=None) as intruder:
+        # The service takes its application back: the intruder is replaced in turn.
+        frame = await asyncio.wait_for(intruder.recv(), 10)
+        assert json.loads(frame)["type"] == "ApplicationReplaced"
+    await until(_is(lambda: adapter.connections > connections), "the service reconnected")
+    await until(_is(adapter.connected.is_set), "the service holds the application")
+    _, caller = await driver.caller("15550000010")
+    await until_state(client, caller, "waiting")
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_asterisk_restarted_while_calls_wait(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver
+) -> None:
+    client = await start(app_factory, asterisk)
+    adapter = client.app[app_keys.ARI]
+    _, first = await driver.caller("15550000011")
+    _, second = await driver.caller("15550000012")
+    await until_state(client, first, "waiting")
+    await until_state(client, second, "waiting")
+    connections = adapter.connections
+
+    await asyncio.to_thread(asterisk.restart)
+    await driver.reopen()
+
+    # The calls died with Asterisk: reconciling ends them; new callers are served.
+    await until(_is(lambda: adapter.connections > connections), "reconnected", timeout=15)
+    await until_state(client, first, "abandoned")
+    await until_state(client, second, "abandoned")
+    assert await waiting_ids(client) == []
+    _, caller = await driver.caller("15550000013")
+    await until_state(client, caller, "waiting")
+    assert (await client.get("/readyz")).status == 200
