@@ -376,7 +376,8 @@ class AgentHub:
         ``verify`` has the news in its ack), so no tab keeps offering a stale link."""
         others = [s for s in self._sockets.get(sock.agent_id, ()) if s is not sock]
         for s in others:
-            s.panels_sent.discard(call_id)
+            if s.panel_sent == call_id:
+                s.panel_sent = None
         if others:
             self._schedule(sock.agent_id)
 
@@ -482,7 +483,7 @@ class AgentHub:
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
         """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
         started = time.perf_counter()
-        reader = next(s for s in group if call_id not in s.panels_sent)
+        reader = next(s for s in group if s.panel_sent != call_id)
         panel = await self.panels.build(
             conn,
             call_id,
