@@ -27,6 +27,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # the connection closed under the statement
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+    # A pooled connection whose backend went away mid-protocol ("cannot switch to state
+    # 12; another operation is in progress"): seen when PostgreSQL stops under load.
+    asyncpg.InternalClientError,
 )
 
 _log = logging.getLogger(__name__)
