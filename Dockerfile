@@ -7,11 +7,10 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY callcenter ./callcenter
-# A virtual environment, copied whole into the final image: no compiler, pip cache or sources there.
+# A virtual environment (pip compiles its bytecode), copied whole into the final image:
+# no pip cache, build tools or sources there.
 RUN python -m venv /opt/callcenter \
- && /opt/callcenter/bin/pip install --no-cache-dir --disable-pip-version-check . \
- && find /opt/callcenter -name __pycache__ -prune -exec rm -rf {} + \
- && /opt/callcenter/bin/python -m compileall -q /opt/callcenter/lib
+ && /opt/callcenter/bin/pip install --no-cache-dir --disable-pip-version-check .
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/callcenter --create-home callcenter
