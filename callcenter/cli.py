@@ -10,6 +10,8 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
+import typing
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,11 +19,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from callcenter.config import Settings
+from callcenter.config import Settings, explain_settings_error
 
 T = TypeVar("T")
 cli = typer.Typer(
@@ -33,10 +36,12 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
+    """Settings from the environment; a bad one is a line naming its variable, exit 2."""
     try:
         return Settings()
-    except ValidationError as exc:
-        console.print(f"[red]bad setting:[/red] {exc}")
+    except (ValidationError, SettingsError) as exc:
+        for line in explain_settings_error(exc):
+            console.print("bad setting: " + line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -63,7 +68,9 @@ def _logging(settings: Settings) -> None:
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (CALLCENTER_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (CALLCENTER_PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="HTTP port (CALLCENTER_PORT).")
+    ] = None,
 ) -> None:
     """Run the service (embedded PostgreSQL unless CALLCENTER_DATABASE_URL is set)."""
     settings = _settings()
@@ -80,7 +87,9 @@ def serve(
             # An unreadable file stops here, before the database starts; the entries'
             # problems are reported at load time, with those that need the stored bank.
             read_bank(settings.questions_file, keep_problems=True)
-        _run(_serve(settings))
+        # The port is taken first: a busy one is a line, before the database starts.
+        sockets = _listen(settings.host, settings.port)
+        _run(_serve(settings, sockets))
     except BankFileError as exc:  # the bank file at start: every file:line, then stop
         console.print("[red]the question bank file cannot be loaded; not starting:[/red]")
         for error in exc.errors:
@@ -91,7 +100,52 @@ def serve(
         raise typer.Exit(2) from None
 
 
-async def _serve(settings: Settings) -> None:
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bound, listening sockets for ``host:port`` (every address the name has).
+
+    Taken before anything else starts, so that a port in use or an address this
+    machine does not have is one line and exit code 2, not a started database,
+    its logs and a traceback on the way down.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        _cannot_listen(host, port, exc.strerror or str(exc))
+    except UnicodeError as exc:  # a name no resolver takes
+        _cannot_listen(host, port, str(exc))
+    addresses = list(dict.fromkeys((i[0], i[4]) for i in infos))
+    if port == 0:  # an ephemeral port: one address, or each would get another port
+        addresses = addresses[:1]
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        _cannot_listen(host, port, exc.strerror or str(exc))
+    return sockets
+
+
+def _cannot_listen(host: str, port: int, reason: str) -> typing.NoReturn:
+    console.print(
+        f"cannot listen on {host}:{port}: {reason} "
+        "(CALLCENTER_HOST / CALLCENTER_PORT, or --host / --port); not starting",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(2)
+
+
+async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     from callcenter.app import create_app
     from callcenter.http.logs import AccessLogger
 
@@ -103,8 +157,9 @@ async def _serve(settings: Settings) -> None:
     except BaseException:
         await runner.cleanup()  # close what started before the failure (the database)
         raise
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+    port = sockets[0].getsockname()[1]
     # Everything loaded so far (modules, schemas, the question bank) lives as
     # long as the process: out of the collector's sight, its full passes walk
     # only what calls create. Unfrozen, a full pass over the start-up heap
@@ -112,7 +167,7 @@ async def _serve(settings: Settings) -> None:
     # (Garbage of the start-up is collected first, not frozen with the rest.)
     gc.collect()
     gc.freeze()
-    console.print(f"callcenter is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
+    console.print(f"callcenter is serving on http://{settings.host}:{port} (Ctrl-C stops)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,14 +7,17 @@ Secrets are ``SecretStr``: they never appear in a repr, a log line or a response
 
 from __future__ import annotations
 
+import os
+import re
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import phonenumbers
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 #: Tiers from most to least valuable. The order matters: it is the order of
 #: the thresholds and of the queue credit that later issues derive from them.
@@ -24,6 +27,10 @@ DEFAULT_TIER_THRESHOLDS: dict[str, Decimal] = {
     "silver": Decimal("1000"),
     "standard": Decimal("0"),
 }
+
+
+#: The logging levels CALLCENTER_LOG_LEVEL accepts (any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def shipped_bank() -> Path:
@@ -289,8 +296,29 @@ class Settings(BaseSettings):
 
     @field_validator("default_region")
     @classmethod
-    def _upper_region(cls, value: str) -> str:
-        return value.upper()
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{region} is not a country whose phone numbers are known")
+        return region
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value} is not a logging level")
+        return value
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _check_thresholds(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        if not value:
+            raise ValueError("it needs at least one tier")
+        if min(value.values()) > 0:
+            raise ValueError(
+                "the lowest tier threshold must be 0 or below, so every customer has a tier"
+            )
+        return value
 
     @field_validator("ari_url")
     @classmethod
@@ -305,16 +333,6 @@ class Settings(BaseSettings):
         if parts.username or parts.password:
             raise ValueError("put the ARI credentials in ari_user and ari_password, not the URL")
         return value.strip().rstrip("/")
-
-    @model_validator(mode="after")
-    def _check_thresholds(self) -> Settings:
-        if not self.tier_thresholds:
-            raise ValueError("tier_thresholds needs at least one tier")
-        if min(self.tier_thresholds.values()) > 0:
-            raise ValueError(
-                "the lowest tier threshold must be 0 or below, so every customer has a tier"
-            )
-        return self
 
     @model_validator(mode="after")
     def _check_twilio_connects(self) -> Settings:
@@ -332,3 +350,111 @@ class Settings(BaseSettings):
     def pgdata(self) -> Path:
         """Folder of the embedded PostgreSQL cluster."""
         return self.data_dir / "pgdata"
+
+
+# -- an operator's mistakes, one line each -------------------------------------------
+
+ENV_PREFIX = "CALLCENTER_"
+
+#: What a setting accepts, where its type and bounds alone would say too little.
+_ACCEPTS: dict[str, str] = {
+    "default_region": "a two-letter ISO country code, e.g. US, GB or DE",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "tier_thresholds": "a JSON object of tier name to the smallest net value that earns it, "
+    'the lowest 0 or below, e.g. {"gold": 5000, "standard": 0}',
+    "allowed_hosts": 'a JSON list of host names, e.g. ["cc.example.com"] (["*"]: any)',
+    "allowed_origins": 'a JSON list of origins, e.g. ["https://desk.example.com"]',
+    "public_url": "an http:// or https:// URL with a host and no query, "
+    "e.g. https://cc.example.com",
+    "ari_url": "an http:// or https:// URL with a host, no credentials and no query, "
+    "e.g. http://127.0.0.1:8088",
+    "generic_callback_url": "an http:// or https:// URL",
+    "twilio_api_base": "an http:// or https:// URL with a host and no query",
+    "twilio_hold_music_url": "an http:// or https:// URL",
+    "twilio_account_sid": "AC followed by 32 hexadecimal digits",
+    "ari_app": "1 to 64 letters, digits, '_', '.' or '-'",
+    "telephony_default_queue": "a queue name: lower-case letters, digits, '_' or '-'",
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``port`` -> ``CALLCENTER_PORT``."""
+    return ENV_PREFIX + field.upper()
+
+
+def _number_range(metadata: list[Any]) -> str:
+    parts = []
+    for item in metadata:
+        for attr, word in (("ge", "from"), ("gt", "above"), ("le", "to"), ("lt", "below")):
+            bound = getattr(item, attr, None)
+            if bound is not None:
+                parts.append(f"{word} {bound}")
+    return " " + " ".join(parts) if parts else ""
+
+
+def accepts(field: str) -> str:
+    """What the setting ``field`` accepts, in words an operator reads."""
+    if field in _ACCEPTS:
+        return _ACCEPTS[field]
+    info = Settings.model_fields[field]
+    kind = info.annotation
+    optional = kind is not None and type(None) in getattr(kind, "__args__", ())
+    if optional:
+        kind = next(a for a in kind.__args__ if a is not type(None))  # type: ignore[union-attr]
+    if kind is bool:
+        text = "true or false"
+    elif kind is int:
+        text = "a whole number" + _number_range(info.metadata)
+    elif kind is float:
+        text = "a number" + _number_range(info.metadata)
+    elif kind is Path:
+        text = "a file or folder path"
+    elif kind is SecretStr:
+        text = "a secret (any text)"
+    else:
+        text = "text"
+    return text + (" (or unset)" if optional else "")
+
+
+def _shown(field: str, value: Any) -> str:
+    if field not in Settings.model_fields or Settings.model_fields[field].annotation in (
+        SecretStr,
+        SecretStr | None,
+    ):
+        return ""
+    raw = os.environ.get(env_name(field))  # as the operator wrote it, not as parsed
+    text = raw if raw is not None else value if isinstance(value, str) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"={text!r}"
+
+
+def explain_settings_error(exc: ValidationError | SettingsError) -> list[str]:
+    """One line per bad setting: the variable, the value given and what it accepts.
+
+    Secrets are never shown. A rule over several settings (``loc`` empty) says
+    itself which variables it is about.
+    """
+    if isinstance(exc, SettingsError):
+        # pydantic-settings could not even decode the value (a JSON setting that is not JSON)
+        match = re.search(r'field "(\w+)"', str(exc))
+        if match is None:
+            return [str(exc)]
+        field = match.group(1)
+        name = env_name(field)
+        given = _shown(field, os.environ.get(name, ""))
+        return [f"{name}{given} is not valid JSON; it accepts {accepts(field)}"]
+    lines = []
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        reason = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
+        if not loc or not isinstance(loc[0], str) or loc[0] not in Settings.model_fields:
+            lines.append(str(reason or error["msg"]))
+            continue
+        field = loc[0]
+        head = f"{env_name(field)}{_shown(field, error.get('input'))}"
+        if reason is not None:
+            lines.append(f"{head}: {reason}; it accepts {accepts(field)}")
+        else:
+            lines.append(f"{head} is not accepted; it accepts {accepts(field)}")
+    return lines

@@ -122,6 +122,8 @@ class EventBus:
         self.connected = asyncio.Event()
         self._listened = False
         self.reconnects = 0
+        #: The listening connection's backend pid (None while down): for logs and fault tests.
+        self.listener_pid: int | None = None
         # (backend pid, payload) published here and delivered locally already.
         self._delivered_early: Counter[tuple[int, str]] = Counter()
 
@@ -219,6 +221,7 @@ class EventBus:
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
+                self.listener_pid = conn.get_server_pid()
                 self.connected.set()
                 self._listened = True
                 if not first:
@@ -246,6 +249,7 @@ class EventBus:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
             self.connected.clear()
+            self.listener_pid = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

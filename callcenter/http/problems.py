@@ -3,8 +3,9 @@
 Every error leaves as ``application/problem+json`` with ``type``, ``title``,
 ``status``, ``detail`` and, where one field is at fault, ``field``. Domain
 errors carry their status; aiohttp's own HTTP errors (404 route, 405, 413)
-are rewritten to the same shape; anything else is logged with its traceback
-and answered with a bare 500 that reveals nothing.
+are rewritten to the same shape; a database out of reach is a 503 with
+``Retry-After``; anything else is logged with its traceback and answered with
+a bare 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +13,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
 from callcenter.errors import CallCenterError
+
+#: The database is down, restarting or out of reach: 503 with Retry-After, not a 500.
+#: (Errors the server answers about the statement itself stay 500s: they are bugs.)
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, no socket, reset
+    asyncpg.InterfaceError,  # the connection closed under the statement
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+    # A pooled connection whose backend went away mid-protocol ("cannot switch to state
+    # 12; another operation is in progress"): seen when PostgreSQL stops under load.
+    asyncpg.InternalClientError,
+)
 
 _log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
@@ -102,6 +116,15 @@ def problem_middleware(*, max_body_bytes: int) -> Middleware:
             if exc.status == 404 and detail == exc.reason:
                 detail = f"no resource at {request.method} {request.path}"
             return problem(exc.status, exc.reason, detail)
+        except DATABASE_UNAVAILABLE as exc:
+            # Not a bug: the database is restarting or out of reach. A peer that retries
+            # 5xx (every PBX's webhook client) sends it again; one line, no traceback.
+            _log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+            answer = problem(
+                503, "Database unavailable", "the database does not answer; try again shortly"
+            )
+            answer.headers["Retry-After"] = "1"
+            return answer
         except Exception:
             _log.exception("unhandled error on %s %s", request.method, request.path)
             return problem(500, "Internal error", "the service failed; the error is in its log")
