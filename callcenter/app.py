@@ -282,6 +282,7 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
             heartbeat_seconds=settings.agent_heartbeat_seconds,
             grace_seconds=settings.agent_grace_seconds,
             allowed_origins=settings.allowed_origins,
+            gate=app[app_keys.GATE],
             limits=SocketLimits(
                 max_message_bytes=settings.agent_max_message_bytes,
                 messages_per_second=settings.agent_messages_per_second,
@@ -496,10 +497,10 @@ async def _metrics(request: web.Request) -> web.Response:
     if expected is not None:
         given = bearer_token(request) or ""
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            gate = request.app[app_keys.GATE]
-            gate.check_allowed(request)
-            gate.failed(request)
-            raise Unauthorized("/metrics needs the scrape token: Authorization: Bearer <token>")
+            refused = request.app[app_keys.GATE].wrong_token(request)
+            if isinstance(refused, Unauthorized):
+                refused.detail = "/metrics needs the scrape token: Authorization: Bearer <token>"
+            raise refused
     desk = request.app.get(app_keys.DESK)
     if desk is not None:
         # Counted when asked (a scrape every 15-60 s), not on the router's clock:

@@ -41,8 +41,11 @@ WITH phones AS (
        AND a.value IS NOT NULL AND a.value <> '""'::jsonb
     RETURNING 1
 ), calling_numbers AS (
-    UPDATE calls SET ani = NULL
-     WHERE customer_id = ANY ($1::bigint[]) AND ani IS NOT NULL
+    -- The calling number, and a pending link's phone: a later verify must find
+    -- nothing to link to an erased customer.
+    UPDATE calls SET ani = NULL, link_phone = NULL, link_customer_id = NULL
+     WHERE (customer_id = ANY ($1::bigint[]) OR link_customer_id = ANY ($1::bigint[]))
+       AND (ani IS NOT NULL OR link_phone IS NOT NULL)
     RETURNING 1
 ), conflicts AS (
     UPDATE identity_conflicts

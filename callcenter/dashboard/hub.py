@@ -57,6 +57,9 @@ KINDS = frozenset({"queue", "agent", "ended", "queues", "customer"})
 #: Messages a dashboard may have unsent before it is dropped (it resyncs on reconnect).
 OUTBOX = 32
 
+#: How often the open dashboards' tokens are checked again (sign-out, removal, expiry).
+TOKEN_CHECK_SECONDS = 5.0
+
 #: The chart keeps this long.
 CHART_SECONDS = 3600.0
 
@@ -64,9 +67,12 @@ CHART_SECONDS = 3600.0
 class DashboardSocket:
     """One open dashboard: numbered messages through a bounded outbox."""
 
-    def __init__(self, ws: web.WebSocketResponse, who: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, who: str, token: str = "") -> None:
         self.ws = ws
         self.who = who
+        #: The token it opened with, checked again now and then: a session signed out,
+        #: a person removed, a token revoked or expired closes the dashboard (4401).
+        self.token = token
         self._seq = count(1)
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         self.dropped = False
@@ -177,7 +183,14 @@ class DashboardHub:
     async def _fanout(self) -> None:
         loop = asyncio.get_running_loop()
         last_point = 0.0
+        last_check = loop.time()
         while True:
+            if loop.time() - last_check >= TOKEN_CHECK_SECONDS:
+                last_check = loop.time()
+                try:
+                    await self._close_revoked()
+                except TRANSIENT_DB_ERRORS as exc:
+                    _log.warning("dashboard tokens not checked (%r); next time", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stale.wait(), self.refresh_seconds)
             self._stale.clear()
@@ -198,6 +211,21 @@ class DashboardHub:
                 point = self._sample(board)
             self._publish(board, point)
             await asyncio.sleep(self.min_interval)  # coalesce: the next batch waits
+
+    async def _close_revoked(self) -> None:
+        """Close the dashboards whose token no longer stands for a supervisor or admin."""
+        verdicts: dict[str, bool] = {}
+        for s in list(self.sockets):
+            if s.token not in verdicts:
+                found = await self.gate.still(s.token)
+                verdicts[s.token] = found is not None and found.may("supervisor")
+            if not verdicts[s.token] and s.closing is None:
+                _log.info("dashboard of %s: its token no longer opens it; closing", s.who)
+                self.sockets.discard(s)
+                s.dropped = True
+                s.closing = asyncio.create_task(
+                    s.ws.close(code=4401, message=b"signed out or revoked; sign in again")
+                )
 
     def _sample(self, board: Board) -> ChartPoint:
         point = ChartPoint(
@@ -252,7 +280,7 @@ class DashboardHub:
             heartbeat=self.heartbeat_seconds, compress=False, max_msg_size=4096
         )
         await ws.prepare(request)
-        sock = DashboardSocket(ws, who.who)
+        sock = DashboardSocket(ws, who.who, token)
         try:
             if not await self._snapshot(sock):
                 return ws
@@ -264,6 +292,10 @@ class DashboardHub:
         finally:
             self.sockets.discard(sock)
             sock.writer.cancel()
+            if sock.closing is not None:
+                # Closed by another task (revoked, too slow): finish the handshake first.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(sock.closing), timeout=5)
         return ws
 
     async def _snapshot(self, sock: DashboardSocket) -> bool:
@@ -309,7 +341,10 @@ class DashboardHub:
     def _origin_allowed(self, origin: str, request: web.Request) -> bool:
         if origin.rstrip("/") in self.allowed_origins:
             return True
-        return urlsplit(origin).netloc == request.host
+        try:
+            return urlsplit(origin).netloc == request.host
+        except ValueError:  # not a URL at all (``http://[``): not an origin we know
+            return False
 
 
 def _error(status: int, detail: str, field: str | None = None) -> str:

@@ -32,7 +32,13 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 
-from callcenter.errors import Forbidden, MisdirectedRequest, TooManyRequests, Unauthorized
+from callcenter.errors import (
+    CallCenterError,
+    Forbidden,
+    MisdirectedRequest,
+    TooManyRequests,
+    Unauthorized,
+)
 
 
 class Role(StrEnum):
@@ -120,21 +126,33 @@ class Gate:
         self._limit = RateLimitItemPerMinute(failures_per_minute)
         self._failures = MovingWindowRateLimiter(MemoryStorage())
 
-    def _throttled(self, request: web.Request) -> None:
-        if not self._failures.test(self._limit, _address(request)):
-            stats = self._failures.get_window_stats(self._limit, _address(request))
-            raise TooManyRequests(
-                "too many wrong credentials from this address; try again later",
-                retry_after=max(1, round(stats.reset_time - _now())),
-            )
+    def _too_many(self, key: str) -> TooManyRequests:
+        stats = self._failures.get_window_stats(self._limit, key)
+        return TooManyRequests(
+            "too many wrong credentials from this address; try again later",
+            retry_after=max(1, round(stats.reset_time - _now())),
+        )
 
-    def failed(self, request: web.Request) -> None:
-        """Count a wrong credential (a token, or a password at sign-in) from this address."""
-        self._failures.hit(self._limit, _address(request))
+    def wrong_token(self, request: web.Request) -> CallCenterError:
+        """What to answer a token that stands for nobody: 401, or 429 past the limit.
 
-    def check_allowed(self, request: web.Request) -> None:
-        """429 while this address is over its limit of wrong credentials."""
-        self._throttled(request)
+        Only wrong tokens are counted and refused: a right one always works, so
+        clients behind one proxy address are not locked out by someone else's
+        guesses (and a token of 256 random bits cannot be guessed anyway).
+        """
+        if not self._failures.hit(self._limit, _address(request)):
+            return self._too_many(_address(request))
+        return Unauthorized("the token is not accepted (unknown, expired or revoked)")
+
+    def attempt(self, request: web.Request, name: str) -> None:
+        """Count a sign-in attempt *before* its password is checked; 429 past the limit.
+
+        Counted first, so attempts sent at once cannot all slip under the limit
+        while their (slow) password checks run.
+        """
+        key = f"{_address(request)}|sign-in"
+        if not self._failures.hit(self._limit, key):
+            raise self._too_many(key)
 
     async def identify(self, request: web.Request) -> Principal | None:
         """The request's principal, or None without a token (a wrong token is a 401)."""
@@ -143,11 +161,9 @@ class Gate:
         token = bearer_token(request)
         principal: Principal | None = None
         if token is not None:
-            self._throttled(request)
             principal = await self._resolve(token)
             if principal is None:
-                self.failed(request)
-                raise Unauthorized("the token is not accepted (unknown, expired or revoked)")
+                raise self.wrong_token(request)
         elif self.open_api:
             principal = Principal("open", Role.ADMIN, "open-api")
         request[PRINCIPAL_KEY] = principal
@@ -157,13 +173,16 @@ class Gate:
         """The principal of a token that came another way than the header (a
         websocket's ``?token=``: a browser cannot set headers on one); counted
         and throttled like a wrong header token."""
-        self._throttled(request)
         found = await self._resolve(token)
         if found is None:
-            self.failed(request)
-            raise Unauthorized("the token is not accepted (unknown, expired or revoked)")
+            raise self.wrong_token(request)
         request[PRINCIPAL_KEY] = found
         return found
+
+    async def still(self, token: str) -> Principal | None:
+        """Who ``token`` stands for now (None: signed out, removed, revoked or expired),
+        for sockets that check again the token they were opened with."""
+        return await self._resolve(token)
 
     async def _resolve(self, token: str) -> Principal | None:
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):

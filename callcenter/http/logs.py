@@ -21,13 +21,16 @@ from aiohttp.web import BaseRequest, StreamResponse
 _SECRET_PARAMS = re.compile(r"(?i)\b(token|password|secret|signature|auth)=[^&\s\"']*")
 #: A phone number as people and URLs write it: 7 or more digits, with the usual
 #: separators and an optional ``+`` (written ``%2B`` in a URL).
-_PHONE = re.compile(r"(?<![\w.:-])\+?\d[\d\s().-]{5,}\d(?![\w.])")
+_PHONE = re.compile(r"(?<![\w.:-])\+?\d[\d\s().-]{5,}\d(?!\d)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: Digits of a number left in sight, enough to tell two callers apart in a log.
 KEEP = 4
 
 
 def _mask_phone(match: re.Match[str]) -> str:
     text = match.group(0)
+    if _DATE.fullmatch(text.strip()):
+        return text  # a date (2026-12-04), not a number anyone dials
     digits = re.sub(r"\D", "", text)
     if len(digits) < 7:
         return match.group(0)

@@ -37,17 +37,10 @@ routes = Routes("people")
     access="public",
 )
 async def sign_in(request: web.Request, body: SignIn) -> SessionOut:
-    gate = request.app[app_keys.GATE]
-    gate.check_allowed(request)
+    request.app[app_keys.GATE].attempt(request, body.name)
     hours = request.app[app_keys.SETTINGS].session_hours
     async with app_keys.pool(request.app).acquire() as conn:
-        try:
-            return await store.sign_in(
-                conn, body.name, body.password, session_seconds=hours * 3600.0
-            )
-        except Unauthorized:
-            gate.failed(request)
-            raise
+        return await store.sign_in(conn, body.name, body.password, session_seconds=hours * 3600.0)
 
 
 @routes.route(

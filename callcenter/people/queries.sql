@@ -19,7 +19,16 @@ SELECT id FROM people WHERE name = $1 AND removed_at IS NULL
 SELECT id, name, role, password_hash FROM people WHERE name = $1 AND removed_at IS NULL
 
 -- set_password_hash --
-UPDATE people SET password_hash = $2 WHERE id = $1 AND removed_at IS NULL RETURNING id
+-- A new password ends every session of the old one (a reset after a leak locks the
+-- leaker out at once).
+WITH changed AS (
+    UPDATE people SET password_hash = $2 WHERE id = $1 AND removed_at IS NULL RETURNING id
+), ended AS (
+    UPDATE credentials c SET revoked_at = now()
+      FROM changed WHERE c.person_id = changed.id AND c.kind = 'session'
+       AND c.revoked_at IS NULL
+)
+SELECT id FROM changed
 
 -- set_role --
 UPDATE people SET role = $2 WHERE id = $1 AND removed_at IS NULL RETURNING id

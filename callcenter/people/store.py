@@ -63,8 +63,8 @@ async def find_id(conn: Conn, name: str) -> int:
 
 
 async def change_person(conn: Conn, person_id: int, patch: PersonPatch) -> Person:
-    """A new role takes effect on the person's next request; a new password ends nothing
-    (sign them out with ``remove`` and re-create, or let the sessions expire)."""
+    """A new role takes effect on the person's next request; a new password ends every
+    session the person has (they sign in again with it)."""
     async with conn.transaction():
         if (
             patch.role is not None

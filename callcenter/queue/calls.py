@@ -470,13 +470,14 @@ class CallDesk:
         events: list[Event] = []
         async with conn.transaction():
             row = await conn.fetchrow(Q["lock_call"], call_id)
+            if agent_id is not None and (row is None or row["agent_id"] != agent_id):
+                # An agent hears the same of another agent's call as of one that is not there.
+                raise NotFound(f"no call {call_id} of yours", field="call_id")
             if row is None:
                 raise NotFound(f"no call with id {call_id}")
             state = CallState(row["state"])
             if expect is not None and state is not expect:
                 return
-            if agent_id is not None and row["agent_id"] != agent_id:
-                raise Conflict(f"call {call_id} is not connected to agent {agent_id}")
             if state in _ENDED:
                 if state.value == outcome.value:
                     return

@@ -68,7 +68,7 @@ async def agent_session(request: web.Request) -> Agent:
     async with app_keys.pool(request.app).acquire() as conn:
         agent_id = await agents.agent_for_token(conn, token)
         if agent_id is None:
-            raise Unauthorized("unknown agent token")
+            raise request.app[app_keys.GATE].wrong_token(request)  # counted, 429 past the limit
         return await agents.get_agent(conn, agent_id)
 
 

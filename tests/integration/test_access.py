@@ -121,8 +121,9 @@ async def test_wrong_tokens_are_throttled_per_address(app_factory: AppFactory) -
     resp = await client.get("/api/queues", headers=bearer("guess"))
     body = await _json(resp, 429)
     assert int(resp.headers["Retry-After"]) >= 1 and "too many" in body["detail"]
-    # Past the limit even the right token waits: a guesser learns nothing.
-    assert (await client.get("/api/queues", headers=ADMIN)).status == 429
+    # A right token still works: clients behind one proxy share an address, and one
+    # guesser must not lock the others out (a 256-bit token cannot be guessed anyway).
+    assert (await client.get("/api/queues", headers=ADMIN)).status == 200
     # Wrong passwords count the same way.
     other = await app_factory(auth_failures_per_minute=2, headers=NOBODY)
     await _json(

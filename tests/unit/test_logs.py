@@ -17,6 +17,8 @@ from callcenter.http.logs import MaskingFilter, mask
         ("/api/customers/3/phones/+44%2020%207946%200018", "7946", "/phones/+…0018"),
         ("identify: ani (212) 555-0100 matched nobody", "555-0100", "…0100"),
         ("caller +1 212-555-0100 hung up", "212-555", "+…0100"),
+        ("ani +12125550100.", "2125550100", "+…0100."),
+        ("ani +12125550100x", "2125550100", "+…0100x"),
     ],
 )
 def test_mask(line: str, gone: str, kept: str) -> None:

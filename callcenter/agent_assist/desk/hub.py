@@ -68,7 +68,7 @@ from callcenter.errors import (
     Unprocessable,
 )
 from callcenter.events import Event, EventBus, Subscription
-from callcenter.http.auth import bearer_token
+from callcenter.http.auth import Gate, bearer_token
 from callcenter.http.problems import first_error
 from callcenter.http.text import describe, unstorable_field
 from callcenter.queue import agents
@@ -110,6 +110,8 @@ class AgentSocket:
         self.who: str | None = None
         #: The token it opened with: a resync checks it is still good (a revoke may be lost).
         self.token = token
+        #: When that token expires: the presence loop closes the panel then.
+        self.expires_at: datetime | None = None
         self._seq = count(1)
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         #: The offer this socket was last sent, and the call whose assist panel it was
@@ -170,6 +172,7 @@ class AgentHub:
         allowed_origins: Sequence[str] = (),
         panel_seconds: Histogram | None = None,
         limits: SocketLimits | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.router = router
         self.desk = desk
@@ -184,6 +187,8 @@ class AgentHub:
         self.presence_seconds = max(0.05, min(heartbeat_seconds / 2, grace_seconds / 3))
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.limits = limits or SocketLimits()
+        #: Counts wrong agent tokens with the API's (one limit per address for every door).
+        self.gate = gate
         self._rate = RateLimitItemPerSecond(self.limits.messages_per_second)
         self._messages = MovingWindowRateLimiter(MemoryStorage())
         self._sockets: dict[int, set[AgentSocket]] = {}
@@ -223,8 +228,11 @@ class AgentHub:
         async with self.pool.acquire() as conn:
             agent_id = await agents.agent_for_token(conn, token)
             if agent_id is None:
+                if self.gate is not None:
+                    raise self.gate.wrong_token(request)  # counted, 429 past the limit
                 raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
+            expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
             raise TooManyRequests(
                 f"this agent has {self.limits.max_sockets} panels open already; close one",
@@ -241,6 +249,7 @@ class AgentHub:
         )
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws, token, remote=request.remote)
+        sock.expires_at = expires_at
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
@@ -282,7 +291,10 @@ class AgentHub:
     def _origin_allowed(self, origin: str, request: web.Request) -> bool:
         if origin.rstrip("/") in self.allowed_origins:
             return True
-        return urlsplit(origin).netloc == request.host
+        try:
+            return urlsplit(origin).netloc == request.host
+        except ValueError:  # not a URL at all (``http://[``): not an origin we know
+            return False
 
     async def _on_text(self, sock: AgentSocket, text: str) -> None:
         ref: Any = None
@@ -426,6 +438,18 @@ class AgentHub:
                     s.ws.close(code=4401, message=b"token revoked; sign in again")
                 )
 
+    def _close_expired(self) -> None:
+        """Panels whose token has expired since they opened are closed (4401), as a
+        revoked one is: an expired token opens nothing, not even a socket left open."""
+        now = datetime.now(UTC)
+        for group in list(self._sockets.values()):
+            for s in list(group):
+                if s.expires_at is not None and s.expires_at <= now and s.closing is None:
+                    _log.info("agent %s: its token expired; closing its panel", s.agent_id)
+                    s.closing = asyncio.create_task(
+                        s.ws.close(code=4401, message=b"token expired; sign in again")
+                    )
+
     def _schedule(self, agent_id: int) -> None:
         """Push an agent's state soon; pushes for different agents run side by side,
         and events that arrive while a push for the same agent runs fold into one more."""
@@ -508,6 +532,7 @@ class AgentHub:
             ids = list(self._sockets)
             if not ids:
                 continue
+            self._close_expired()
             try:
                 async with self.soft_pool.acquire() as conn:
                     await agents.mark_seen(conn, ids)

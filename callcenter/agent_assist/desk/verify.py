@@ -17,7 +17,8 @@ exist (``own_call``). A repeat changes nothing.
 from __future__ import annotations
 
 from callcenter.agent_assist.desk.wrap_up import own_call
-from callcenter.customers import identity
+from callcenter.customers import audit, identity
+from callcenter.customers.audit import Audit
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.errors import Conflict
@@ -36,10 +37,19 @@ async def verify(conn: Conn, agent_id: int, call_id: int) -> None:
                 f"call {call_id} is not served as any customer: there is nobody to confirm",
                 field="call_id",
             )
+        if await conn.fetchval(V["customer_erased"], row["customer_id"]):
+            raise Conflict(
+                f"call {call_id}'s customer was erased: there is nobody to confirm",
+                field="call_id",
+            )
         who = await conn.fetchval(V["mark_verified"], call_id, agent_id)
+        linked = False
         if row["identified_by"] == "pending" and row["link_phone"] is not None:
             linked = await identity.confirm_link(
                 conn, row["link_phone"], row["link_customer_id"], via=f"verified by {who}"
             )
             if linked:
                 await conn.execute(V["mark_linked"], call_id)
+        if row["verified_at"] is None:  # the first confirmation, not a repeat
+            entry = Audit(who, "verify", "panel", None, {"call_id": call_id, "linked": linked})
+            await audit.record(conn, entry, [row["customer_id"]])

@@ -14,6 +14,9 @@ UPDATE calls
  WHERE id = $1
 RETURNING verified_by
 
+-- customer_erased --
+SELECT erased_at IS NOT NULL FROM customers WHERE id = $1
+
 -- mark_linked --
 -- The pending link is made: the call now reads as recognised by a link, as
 -- the panel and the call record show it.
