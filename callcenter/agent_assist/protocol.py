@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from callcenter.http.routing import BIGINT_MAX
 from callcenter.queue.models import Agent, Call, Offer
 
 Ref = Annotated[str | int | None, Field(default=None, description="Echoed in the answer.")]
@@ -40,19 +41,19 @@ class Offline(_In):
 
 class Accept(_In):
     type: Literal["accept"]
-    offer_id: int = Field(gt=0)
+    offer_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 class Reject(_In):
     type: Literal["reject"]
-    offer_id: int = Field(gt=0)
+    offer_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 class End(_In):
     """The agent ends its call: completed, or transferred elsewhere."""
 
     type: Literal["end"]
-    call_id: int = Field(gt=0)
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
     outcome: Literal["completed", "transferred"] = "completed"
 
 
@@ -64,8 +65,10 @@ class HistoryRequest(_In):
     """The next page of the caller's history (older than ``before``)."""
 
     type: Literal["history"]
-    call_id: int = Field(gt=0)
-    before: int = Field(gt=0, description="The oldest interaction id the panel shows.")
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    before: int = Field(
+        gt=0, le=BIGINT_MAX, description="The oldest interaction id the panel shows."
+    )
 
 
 class AnswerIn(BaseModel):
@@ -86,7 +89,7 @@ class WrapUp(_In):
     """
 
     type: Literal["wrap_up"]
-    call_id: int = Field(gt=0)
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
     outcome: Literal["completed", "transferred"] = "completed"
     notes: str | None = Field(default=None, max_length=4000)
     answer: AnswerIn | None = None
@@ -102,7 +105,7 @@ class Verify(_In):
     """
 
     type: Literal["verify"]
-    call_id: int = Field(gt=0)
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 ClientMessage = Annotated[

@@ -24,7 +24,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import BadRequest
 from callcenter.events import Event
 from callcenter.http.auth import principal
-from callcenter.http.routing import Routes, path_id
+from callcenter.http.routing import BIGINT_MAX, Routes, path_id
 
 routes = Routes("customers")
 
@@ -35,7 +35,10 @@ class CustomerQuery(BaseModel):
     phone: str | None = Field(default=None, description="Any common format; matches by E.164.")
     customer_number: str | None = None
     after: int = Field(
-        default=0, ge=0, description="Paging cursor: the last id of the previous page."
+        default=0,
+        ge=0,
+        le=BIGINT_MAX,
+        description="Paging cursor: the last id of the previous page.",
     )
     limit: int = Field(default=50, ge=1, le=500)
 
@@ -43,14 +46,16 @@ class CustomerQuery(BaseModel):
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    before: int | None = Field(default=None, gt=0, description="Paging cursor from next_before.")
+    before: int | None = Field(
+        default=None, gt=0, le=BIGINT_MAX, description="Paging cursor from next_before."
+    )
     limit: int = Field(default=20, ge=1, le=200)
 
 
 class ConflictQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int | None = Field(default=None, gt=0)
+    customer_id: int | None = Field(default=None, gt=0, le=BIGINT_MAX)
     limit: int = Field(default=50, ge=1, le=500)
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.http.auth import principal
+from callcenter.http.routing import BIGINT_MAX
 
 A = load_queries("callcenter.customers", "audit.sql")
 
@@ -82,12 +83,16 @@ class AuditPage(BaseModel):
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer: int | None = Field(default=None, gt=0, description="Entries about this customer.")
+    customer: int | None = Field(
+        default=None, gt=0, le=BIGINT_MAX, description="Entries about this customer."
+    )
     who: str | None = Field(
         default=None, max_length=200, description="Entries by this principal (role:name)."
     )
     since: datetime | None = Field(default=None, description="Entries at or after this time.")
-    before: int | None = Field(default=None, gt=0, description="Paging cursor from next_before.")
+    before: int | None = Field(
+        default=None, gt=0, le=BIGINT_MAX, description="Paging cursor from next_before."
+    )
     limit: int = Field(default=50, ge=1, le=500)
 
 

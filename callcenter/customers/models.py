@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+from callcenter.http.routing import BIGINT_MAX
+
 #: A CRM export's columns, in order: what ``callcenter sample-data`` writes and
 #: ``callcenter import`` reads (the JSON-lines form uses the same keys).
 COLUMNS = (
@@ -172,7 +174,7 @@ class PhoneIn(_Strict):
 
 
 class MergeIn(_Strict):
-    into_customer_id: int = Field(gt=0)
+    into_customer_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 class IdentifyIn(_Strict):

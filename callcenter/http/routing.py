@@ -34,6 +34,9 @@ from callcenter.http.problems import PROBLEM_TYPE, validation_problem
 from callcenter.http.text import describe, unstorable_field
 
 HandlerFn = Callable[..., Awaitable[Any]]
+#: The largest id PostgreSQL's bigint holds: ids and cursors are bounded by it at the
+#: edge, so a huge number is a 422 naming its field, not a driver error.
+BIGINT_MAX = 2**63 - 1
 _PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 

@@ -61,3 +61,18 @@ def test_the_path_names_the_field() -> None:
     assert unstorable_field({"a": [{"b": "x\x00"}]}) == "a[0].b"
     assert unstorable_field({"ok": "fine", "n": 3, "l": ["x"]}) is None
     assert unstorable_field({"k\x00": 1}) == "k\x00"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/customers?after=100000000000000000000", "after"),
+        ("/api/identity/conflicts?customer_id=100000000000000000000", "customer_id"),
+        ("/api/audit?customer=100000000000000000000", "customer"),
+        ("/api/customers/1/history?before=100000000000000000000", "before"),
+    ],
+)
+async def test_an_id_past_bigint_is_a_422_naming_it(client: Client, path: str, field: str) -> None:
+    resp = await client.get(path)
+    assert resp.status == 422, await resp.text()
+    assert (await resp.json())["field"] == field
