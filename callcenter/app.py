@@ -49,7 +49,7 @@ from callcenter.dashboard.stats import DashboardStats
 from callcenter.db.lifecycle import database_url, run_migrations
 from callcenter.db.migrate import current_version, latest_version
 from callcenter.db.pool import create_pool
-from callcenter.errors import BankFileError, Unauthorized
+from callcenter.errors import BankFileError
 from callcenter.events import EventBus
 from callcenter.http.auth import Gate, Principal, Resolver, bearer_token, host_guard
 from callcenter.http.problems import problem, problem_middleware
@@ -497,10 +497,9 @@ async def _metrics(request: web.Request) -> web.Response:
     if expected is not None:
         given = bearer_token(request) or ""
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            refused = request.app[app_keys.GATE].wrong_token(request)
-            if isinstance(refused, Unauthorized):
-                refused.detail = "/metrics needs the scrape token: Authorization: Bearer <token>"
-            raise refused
+            raise request.app[app_keys.GATE].wrong_token(
+                request, "/metrics needs the scrape token: Authorization: Bearer <token>"
+            )
     desk = request.app.get(app_keys.DESK)
     if desk is not None:
         # Counted when asked (a scrape every 15-60 s), not on the router's clock:

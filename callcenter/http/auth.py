@@ -133,7 +133,7 @@ class Gate:
             retry_after=max(1, round(stats.reset_time - _now())),
         )
 
-    def wrong_token(self, request: web.Request) -> CallCenterError:
+    def wrong_token(self, request: web.Request, detail: str | None = None) -> CallCenterError:
         """What to answer a token that stands for nobody: 401, or 429 past the limit.
 
         Only wrong tokens are counted and refused: a right one always works, so
@@ -142,7 +142,7 @@ class Gate:
         """
         if not self._failures.hit(self._limit, _address(request)):
             return self._too_many(_address(request))
-        return Unauthorized("the token is not accepted (unknown, expired or revoked)")
+        return Unauthorized(detail or "the token is not accepted (unknown, expired or revoked)")
 
     def attempt(self, request: web.Request, name: str) -> None:
         """Count a sign-in attempt *before* its password is checked; 429 past the limit.

@@ -68,7 +68,8 @@ async def agent_session(request: web.Request) -> Agent:
     async with app_keys.pool(request.app).acquire() as conn:
         agent_id = await agents.agent_for_token(conn, token)
         if agent_id is None:
-            raise request.app[app_keys.GATE].wrong_token(request)  # counted, 429 past the limit
+            # Counted with every wrong token from this address: 429 past the limit.
+            raise request.app[app_keys.GATE].wrong_token(request, "unknown agent token")
         return await agents.get_agent(conn, agent_id)
 
 

@@ -228,8 +228,8 @@ class AgentHub:
         async with self.pool.acquire() as conn:
             agent_id = await agents.agent_for_token(conn, token)
             if agent_id is None:
-                if self.gate is not None:
-                    raise self.gate.wrong_token(request)  # counted, 429 past the limit
+                if self.gate is not None:  # counted with the address's wrong tokens: 429 past it
+                    raise self.gate.wrong_token(request, "unknown agent token")
                 raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
             expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
