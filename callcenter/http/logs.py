@@ -23,6 +23,8 @@ _SECRET_PARAMS = re.compile(r"(?i)\b(token|password|secret|signature|auth)=[^&\s
 #: separators and an optional ``+`` (written ``%2B`` in a URL).
 _PHONE = re.compile(r"(?<![\w.:-])\+?\d[\d\s().-]{5,}\d(?!\d)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: aiohttp's access log, which ``AccessLogger`` masks itself.
+ACCESS_LOGGER = "aiohttp.access"
 #: Digits of a number left in sight, enough to tell two callers apart in a log.
 KEEP = 4
 
@@ -66,6 +68,8 @@ class MaskingFilter(logging.Filter):
     """Masks secrets and phone numbers in every record that passes the handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == ACCESS_LOGGER:
+            return True  # masked where it is written (the URL only: status, size and time stay)
         message = record.getMessage()
         masked = mask(message)
         if masked != message:
