@@ -159,20 +159,16 @@ class Gate:
         if PRINCIPAL_KEY in request:
             return request[PRINCIPAL_KEY]
         token = bearer_token(request)
-        principal: Principal | None = None
         if token is not None:
-            principal = await self._resolve(token)
-            if principal is None:
-                raise self.wrong_token(request)
-        elif self.open_api:
-            principal = Principal("open", Role.ADMIN, "open-api")
+            return await self.authenticate(request, token)
+        principal = Principal("open", Role.ADMIN, "open-api") if self.open_api else None
         request[PRINCIPAL_KEY] = principal
         return principal
 
     async def authenticate(self, request: web.Request, token: str) -> Principal:
-        """The principal of a token that came another way than the header (a
-        websocket's ``?token=``: a browser cannot set headers on one); counted
-        and throttled like a wrong header token."""
+        """The principal of ``token``, kept on the request; a wrong one is counted and
+        refused (401, 429 past the limit). Header tokens come here through ``identify``;
+        a websocket's ``?token=`` (a browser cannot set headers on one) comes directly."""
         found = await self._resolve(token)
         if found is None:
             raise self.wrong_token(request)
