@@ -23,6 +23,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from callcenter.simulation.distributions import answer_for, chance, lognormal
+from callcenter.simulation.pbx import Steps
 
 _log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class SimAgent:
         rng: random.Random,
         behaviour: Behaviour,
         ledger: AgentLedger,
+        steps: Steps | None = None,
     ) -> None:
+        self.steps = steps or Steps()
         self.name = name
         self.token = token
         self.ws_url = ws_url
@@ -169,7 +172,8 @@ class SimAgent:
             if self.idle_since is None:
                 self.idle_since = time.perf_counter()
             self.ready.set()
-        else:
+        elif self.state != "offered":
+            # An offer's state comes just before the offer itself, which reads this.
             self.idle_since = None
         offer = m.get("offer")
         held = [c for c, who in self.ledger.holding.items() if who == self.name]
@@ -187,7 +191,9 @@ class SimAgent:
     async def _on_offer(self, m: dict[str, Any]) -> None:
         call_id, offer_id = m["call_id"], m["offer_id"]
         self.ledger.offers += 1
-        self.ledger.offers_seen.append((call_id, time.perf_counter(), self.idle_since))
+        now = time.perf_counter()
+        self.steps.mark(call_id, "offer", now)
+        self.ledger.offers_seen.append((call_id, now, self.idle_since))
         self.idle_since = None
         other = self.ledger.holding.get(call_id)
         if other is not None and other != self.name:
@@ -209,6 +215,7 @@ class SimAgent:
         if m.get("to") == "accept" and m.get("call_id") is not None:
             call_id = m["call_id"]
             self.ledger.accepted += 1
+            self.steps.mark(call_id, "accept")
             self.ledger.holding.pop(call_id, None)
             self.call_id = call_id
             self.free.clear()
@@ -222,6 +229,7 @@ class SimAgent:
             self.ledger.verified += 1
         elif m.get("to") == "wrap_up" and m.get("call_id") is not None:
             self.ledger.wrapped += 1
+            self.steps.mark(m["call_id"], "wrap_up")
             if m["call_id"] == self.call_id:
                 self.free.set()
             sent = self.sending.pop(m["call_id"], None)

@@ -25,8 +25,9 @@ def gap(rng: random.Random, rate: float) -> float:
 
 
 def patience(rng: random.Random, mean: float) -> float:
-    """Seconds a caller waits before hanging up, exponential with ``mean``."""
-    return rng.expovariate(1.0 / mean)
+    """Seconds a caller waits before hanging up, exponential with ``mean``
+    (an infinite mean: a caller who never hangs up, as a benchmark wants)."""
+    return math.inf if math.isinf(mean) else rng.expovariate(1.0 / mean)
 
 
 def lognormal(rng: random.Random, mean: float, cv: float) -> float:
@@ -36,6 +37,8 @@ def lognormal(rng: random.Random, mean: float, cv: float) -> float:
     ``mu``/``sigma``, because a handle time is thought of as "12 s on
     average, give or take half of it".
     """
+    if mean <= 0:
+        return 0.0  # no time at all: a benchmark's agent that ends at once
     sigma2 = math.log(1.0 + cv * cv)
     return rng.lognormvariate(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2))
 

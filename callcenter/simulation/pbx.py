@@ -71,6 +71,17 @@ class PbxCall:
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class Steps:
+    """When each call passed each step of the whole path (``perf_counter`` seconds),
+    by the service's call id: the PBX and the agents mark, a benchmark reads."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, dict[str, float]] = {}
+
+    def mark(self, call_id: int, step: str, when: float | None = None) -> None:
+        self.at.setdefault(call_id, {}).setdefault(step, when or time.perf_counter())
+
+
 @dataclass
 class PbxCounts:
     placed: int = 0
@@ -95,7 +106,9 @@ class Pbx:
         mean_patience: float,
         mean_talk: float,
         clock: Callable[[], float] = time.time,
+        steps: Steps | None = None,
     ) -> None:
+        self.steps = steps or Steps()
         self.base_url = base_url.rstrip("/")
         self.secret = secret.encode()
         self.rng = rng
@@ -157,10 +170,14 @@ class Pbx:
             if call.phase != "talking":
                 call.phase = "talking"
                 call.connected_at = time.perf_counter()
+                if call.id is not None:
+                    self.steps.mark(call.id, "connect", call.connected_at)
                 self.counts.connected += 1
                 call.connected.set()
             return web.json_response({"ok": True})
         if action == "hangup":
+            if call.id is not None:
+                self.steps.mark(call.id, "release")
             self._ended(call, "agent", outcome=None)
             return web.json_response({"ok": True})
         return web.json_response({"detail": f"unknown action {action!r}"}, status=400)
@@ -204,6 +221,9 @@ class Pbx:
             return
         self.counts.placed += 1
         self._note(call, answer)
+        if call.id is not None:
+            self.steps.mark(call.id, "sent", call.sent_at)
+            self.steps.mark(call.id, "queued")
         if call.phase == "ended":
             return
         call.phase = "waiting" if call.phase == "placing" else call.phase

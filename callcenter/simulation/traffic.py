@@ -184,7 +184,7 @@ class Traffic:
         behaviour = self.plan.behaviour
         for i, (name, token) in enumerate(self.floor.agents):
             rng = random.Random(self.plan.seed * 1000 + i)
-            agent = SimAgent(name, token, ws_url, rng, behaviour, self.ledger)
+            agent = SimAgent(name, token, ws_url, rng, behaviour, self.ledger, self.pbx.steps)
             self.agents.append(agent)
             self._agent_tasks.append(asyncio.create_task(self._agent(agent)))
         await asyncio.wait_for(asyncio.gather(*(a.ready.wait() for a in self.agents)), 30)
