@@ -185,7 +185,7 @@ def demo(
         float | None, typer.Option(help="Run this many seconds, then print the summary.")
     ] = None,
     rate: Annotated[float, typer.Option(help="Calls a second (a Poisson stream).")] = 1.0,
-    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 15,
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 14,
     policy: Annotated[
         str, typer.Option(help="The queues' policy: value, strict or fifo.")
     ] = "value",
