@@ -122,6 +122,10 @@ class SimAgent:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def wind_down(self) -> None:
+        """The run is ending: wrap up at once, and do not ask for more calls."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """Leave the floor: offline, then close the socket."""
         self._stopping = True

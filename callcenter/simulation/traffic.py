@@ -220,13 +220,13 @@ class Traffic:
     async def finish(self, drain_seconds: float = 20.0) -> None:
         """The end of the run: every call still up is dropped, agents wrap up and leave."""
         self.ended = time.monotonic()
+        for agent in self.agents:
+            agent.wind_down()  # wrap up at once from now on, and ask for no more calls
         await self.pbx.hang_up_all()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(a.free.wait() for a in self.agents)), drain_seconds
             )
-        for agent in self.agents:
-            agent._stopping = True
         await asyncio.gather(*(a.stop() for a in self.agents), return_exceptions=True)
         await asyncio.wait(self._agent_tasks, timeout=10)
         for task in self._agent_tasks:
