@@ -157,6 +157,12 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     except BaseException:
         await runner.cleanup()  # close what started before the failure (the database)
         raise
+    # Ctrl-C is ours from before the first request: a signal between the site
+    # answering /readyz and the handlers below was a KeyboardInterrupt, exit 130.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     for sock in sockets:
         await web.SockSite(runner, sock).start()
     port = sockets[0].getsockname()[1]
@@ -168,10 +174,6 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     gc.collect()
     gc.freeze()
     console.print(f"callcenter is serving on http://{settings.host}:{port} (Ctrl-C stops)")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
