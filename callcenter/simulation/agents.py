@@ -36,6 +36,11 @@ NOTES = (
 )
 
 
+#: Messages that may cross the caller's hang-up or an offer's expiry on a busy
+#: machine: refused with 404 or 409, they are races, not faults.
+RACES = frozenset({"accept", "reject", "end", "verify"})
+
+
 @dataclass
 class Behaviour:
     """How the simulated agents act, out of 1 and in seconds."""
@@ -54,6 +59,7 @@ class AgentLedger:
     """What the agents did, for the summary and its test."""
 
     offers: int = 0
+    offered: list[tuple[int, int, str]] = field(default_factory=list)  # offer, call, agent
     accepted: int = 0
     rejected: int = 0
     ignored: int = 0
@@ -61,7 +67,7 @@ class AgentLedger:
     answered: dict[int, str] = field(default_factory=dict)  # call id -> question key
     skipped: dict[int, str] = field(default_factory=dict)
     verified: int = 0
-    races: int = 0  # an end or verify that crossed the caller's hang-up
+    races: int = 0  # messages that crossed a hang-up or an expiry (RACES)
     errors: list[str] = field(default_factory=list)
     value_served: Decimal = Decimal(0)
     # (call id, agent) of offers on screen now: two agents holding one call is a fault.
@@ -163,8 +169,8 @@ class SimAgent:
         elif kind == "error":
             if m.get("ref") == "wrap_up":
                 self.free.set()  # nothing more will come of this call
-            if m.get("status") == 409 and m.get("ref") in ("end", "verify"):
-                # The caller hung up first: the call was over before the message came.
+            if m.get("status") in (404, 409) and m.get("ref") in RACES:
+                # The caller hung up, or the offer rang out, before the message came.
                 self.ledger.races += 1
                 return
             self.ledger.errors.append(f"{self.name}: {m.get('status')} {m.get('detail')}")
@@ -196,6 +202,7 @@ class SimAgent:
         call_id, offer_id = m["call_id"], m["offer_id"]
         self.ledger.offers += 1
         now = time.perf_counter()
+        self.ledger.offered.append((offer_id, call_id, self.name))
         self.steps.mark(call_id, "offer", now)
         self.ledger.offers_seen.append((call_id, now, self.idle_since))
         self.idle_since = None
@@ -211,9 +218,9 @@ class SimAgent:
             return
         if draw < b.ignore + b.reject:
             self.ledger.rejected += 1
-            await self._send({"type": "reject", "offer_id": offer_id})
+            await self._send({"type": "reject", "offer_id": offer_id, "ref": "reject"})
             return
-        await self._send({"type": "accept", "offer_id": offer_id, "ref": call_id})
+        await self._send({"type": "accept", "offer_id": offer_id, "ref": "accept"})
 
     def _on_ack(self, m: dict[str, Any]) -> None:
         if m.get("to") == "accept" and m.get("call_id") is not None:

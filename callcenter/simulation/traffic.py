@@ -285,7 +285,8 @@ class Traffic:
         answers = [[c, k, False] for c, k in self.ledger.answered.items()]
         answers += [[c, k, True] for c, k in self.ledger.skipped.items()]
         placed = {c.call_id: c.id for c in self.pbx.calls.values() if c.id is not None}
-        return {"placed": placed, "answers": sorted(answers), "offers": self.ledger.offers}
+        offered = sorted(self.ledger.offered)
+        return {"placed": placed, "answers": sorted(answers), "offers": offered}
 
     def summary(self, facts: list[CallFact]) -> Summary:
         end = self.ended or time.monotonic()
