@@ -1,4 +1,4 @@
-"""The ``callcenter`` command line: serve, migrate, import, sample-data.
+"""The ``callcenter`` command line: serve, demo, migrate, import, sample-data.
 
 Each command builds ``Settings`` from the environment and runs one asyncio
 program; nothing is kept between commands but the database.
@@ -157,6 +157,12 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     except BaseException:
         await runner.cleanup()  # close what started before the failure (the database)
         raise
+    # Ctrl-C is ours from before the first request: a signal between the site
+    # answering /readyz and the handlers below was a KeyboardInterrupt, exit 130.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     for sock in sockets:
         await web.SockSite(runner, sock).start()
     port = sockets[0].getsockname()[1]
@@ -168,15 +174,58 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     gc.collect()
     gc.freeze()
     console.print(f"callcenter is serving on http://{settings.host}:{port} (Ctrl-C stops)")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
         console.print("stopping: closing connections and the database")
         await runner.cleanup()
+
+
+@cli.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Run this many seconds, then print the summary.")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Calls a second (a Poisson stream).")] = 1.0,
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 14,
+    policy: Annotated[
+        str, typer.Option(help="The queues' policy: value, strict or fifo.")
+    ] = "value",
+    seed: Annotated[int, typer.Option(help="Replays the same callers and agents.")] = 1,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The service's port.")] = 8080,
+    data_dir: Annotated[
+        Path, typer.Option(help="The demo's own folder (its database and the service log).")
+    ] = Path("./var/demo"),
+    keep: Annotated[
+        bool, typer.Option(help="Keep the folder's database from the last run.")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary to this file.")
+    ] = None,
+) -> None:
+    """A working contact center: the service, sample customers, callers and agents."""
+    from callcenter.simulation.demo import DemoError, DemoOptions, check_options, run
+    from callcenter.simulation.traffic import Plan
+
+    if policy not in ("value", "strict", "fifo"):
+        console.print(f"--policy must be value, strict or fifo, not {policy!r}")
+        raise typer.Exit(2)
+    options = DemoOptions(
+        plan=Plan(rate=rate, agents=agents, policy=policy, seed=seed),
+        duration=duration,
+        port=port,
+        data_dir=data_dir,
+        keep=keep,
+        json_out=json_out,
+    )
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    out = Console()
+    try:
+        check_options(options)
+        _run(run(options, out))
+    except DemoError as exc:
+        console.print(f"[red]not starting the demo:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()

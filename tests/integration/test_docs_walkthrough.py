@@ -9,7 +9,7 @@ would type them, with ``localhost:8080`` pointed at the test's port:
   every simple ``"key": value`` pair on that ``# ->`` line must be in the answer,
   so the ids, tiers and outcomes a reader is shown are the ones they get;
 * shell assignments (``SECRET=…``, ``SIG=$(…)``) are kept for the commands after them;
-* ``.venv/bin/callcenter`` commands other than ``serve`` run on the same database,
+* ``.venv/bin/callcenter`` commands other than ``serve`` and ``demo`` run on the same database,
   must exit 0, and must print the text of their ``# ->`` line (up to any ``…``);
 * anything else (installing, ``serve``, an interactive websocket client) is
   left to the reader; the test lists it but does not run it.
@@ -61,7 +61,8 @@ class Command:
         program = next((w for w in words if not re.match(r"[A-Za-z_]\w*=", w)), "")
         if words and words[0] == "curl":
             return "curl"
-        if program == ".venv/bin/callcenter" and words[words.index(program) + 1] != "serve":
+        runs_on = words[words.index(program) + 1] if program == ".venv/bin/callcenter" else ""
+        if runs_on and runs_on not in ("serve", "demo"):
             return "callcenter"
         return "reader"
 
@@ -242,7 +243,13 @@ async def test_walkthrough_works_as_printed_on_a_fresh_install(
         command = next(c for c in walk.commands if f"{document.name}:{c.line}" == where)
         assert any(
             word in command.text
-            for word in ("python3 -m venv", "./scripts/test", "callcenter serve", "-m websockets")
+            for word in (
+                "python3 -m venv",
+                "./scripts/test",
+                "callcenter serve",
+                "callcenter demo",
+                "-m websockets",
+            )
         ), f"{where}: the test does not know how to run {command.text!r}"
 
 

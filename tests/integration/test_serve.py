@@ -73,7 +73,7 @@ async def test_serve_starts_embedded_database_stops_cleanly_and_keeps_data(tmp_p
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=5), headers=ADMIN
+        timeout=aiohttp.ClientTimeout(total=60), headers=ADMIN
     ) as session:
         proc = await _start(data_dir, port)
         try:
