@@ -62,6 +62,7 @@ import gc
 import itertools
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -394,6 +395,9 @@ async def main(args: argparse.Namespace) -> None:
     server = start_embedded(PGDATA)
     await tune_embedded(server)  # as `callcenter serve` does
     server_url = server.url()
+    if await routing.set_statements(server_url, args.statements):
+        server.restart()
+        server_url = server.url()
     service = None
     pbx = None
     try:
@@ -403,6 +407,8 @@ async def main(args: argparse.Namespace) -> None:
         try:
             await import_file(pool, customers_file(), rules, workers=False)
             await pool.execute("VACUUM ANALYZE")
+            if args.statements:
+                await pool.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         finally:
             await pool.close()
         population = await asyncio.to_thread(load, customers_file(), rules)
@@ -448,6 +454,8 @@ async def main(args: argparse.Namespace) -> None:
                 await one_rate(traffic, args.rates[0], warm, cpu, conn, "warm")
             steps: list[Step] = []
             knee = None
+            if args.statements:
+                await conn.execute("SELECT pg_stat_statements_reset()")
             for rate in args.rates:
                 print(f"step: {rate:g} calls/s …", file=sys.stderr)
                 step = await one_rate(traffic, rate, args, cpu, conn, f"{rate:g}")
@@ -456,6 +464,8 @@ async def main(args: argparse.Namespace) -> None:
                 knee = past_knee(step, args)
                 if knee is not None:
                     break
+            if args.statements:
+                await routing.print_statements(url, sum(s.placed for s in steps))
             await traffic.finish(drain_seconds=10)
             states = await conn.fetch(
                 "SELECT state, count(*) AS n FROM calls GROUP BY 1 ORDER BY 1"
@@ -526,6 +536,16 @@ def report(
     for s in steps:
         print(row(s, b))
     if steps:
+        low = steps[0]
+        total = sum(low.cpu_per_call)
+        print(
+            f"\nCPU per completed call at {low.rate:g} calls/s: {total:.1f} ms "
+            f"(service {low.cpu_per_call[0]:.1f}, PostgreSQL {low.cpu_per_call[1]:.1f}, "
+            f"generator {low.cpu_per_call[2]:.1f}); with {os.cpu_count()} idle cores for "
+            f"these three alone the ceiling would be {os.cpu_count() * 1000 / total:.0f} "
+            f"calls/s ({os.cpu_count() * 1000 / (total - low.cpu_per_call[2]):.0f} with the "
+            "generator elsewhere)."
+        )
         best = max(steps, key=lambda s: s.completed if past_knee(s, args) is None else 0)
         q = best.stages["sent→queued"]
         a = best.stages["offer→accept"]
@@ -565,7 +585,7 @@ if __name__ == "__main__":
         "--rates",
         type=float,
         nargs="+",
-        default=[25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000],
+        default=[10, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000],
     )
     parser.add_argument("--step-seconds", type=float, default=25)
     parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds of each step")
@@ -577,6 +597,11 @@ if __name__ == "__main__":
         "--warmup-step", type=float, default=15, help="seconds at the first rate, not reported"
     )
     parser.add_argument("--series", action="store_true", help="per-second sent→done to stderr")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="load pg_stat_statements and print each statement's executions per call",
+    )
     parser.add_argument("--port", type=int, default=18381, help="service; baselines: +1, +2")
     parser.add_argument("--baseline-seconds", type=int, default=15, help="0 skips the baselines")
     _run(main(parser.parse_args()))
