@@ -257,6 +257,7 @@ class Step:
     cpu_use: tuple[float, float, float]  # share of a core during the sending
     load: str
     errors: list[str]
+    missing: dict[str, int]  # lost calls by the steps they never reached
 
 
 def times_of(steps: dict[str, float]) -> dict[str, float]:
@@ -320,6 +321,11 @@ async def one_rate(
     placed = [c for c in mine if c.id is not None]
     at = {c.id: times_of(pbx.steps.at.get(c.id, {})) for c in placed if c.id is not None}
     lost = sum(1 for t in at.values() if "done" not in t)
+    missing: dict[str, int] = {}
+    for t in at.values():
+        if "done" not in t:
+            gap = "+".join(k for k in ("offer", "accept", "release", "wrap_up") if k not in t)
+            missing[gap] = missing.get(gap, 0) + 1
     ids = list(at)
     not_final = await conn.fetchval(
         "SELECT count(*) FROM calls WHERE id = ANY($1::bigint[]) AND NOT (state = ANY($2))",
@@ -364,6 +370,7 @@ async def one_rate(
         cpu_use=(use[0], use[1], use[2]),
         load=load,
         errors=traffic.ledger.errors[errors0:][:3],
+        missing=missing,
     )
 
 
@@ -556,6 +563,12 @@ def report(
             f"goal 1,000 calls/s: {best.completed / 1000:.2f} of it."
         )
     print(f"\nStopped: {knee or 'all rates passed'}.")
+    for s in steps:
+        if s.missing:
+            print(
+                f"Lost at {s.rate:g}/s, by the steps they never reached: "
+                + ", ".join(f"{k or 'none'} {n}" for k, n in s.missing.items())
+            )
     print(
         "Calls by state at the end (every step; calls still up at the end were hung up): "
         + ", ".join(f"{r['state']} {r['n']}" for r in states)
@@ -590,7 +603,7 @@ if __name__ == "__main__":
     parser.add_argument("--step-seconds", type=float, default=25)
     parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds of each step")
     parser.add_argument("--drain", type=float, default=30, help="seconds for a step's calls to end")
-    parser.add_argument("--p99-limit", type=float, default=1000, help="whole-path p99, ms")
+    parser.add_argument("--p99-limit", type=float, default=2000, help="whole-path p99, ms")
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
