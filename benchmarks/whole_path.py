@@ -49,7 +49,16 @@ Baselines, in the same run on the same machine, before the steps:
 * a websocket echo (aiohttp server, the ``websockets`` client the simulated
   agents use): 50 closed-loop connections.
 
-Each figure is printed with its ratio to the matching baseline.
+Each figure is printed with its ratio to the matching baseline, and the
+CPU per call of the lowest rate is turned into a ceiling: the calls/s these
+three processes could carry if they had every core to themselves.
+
+``--statements`` loads ``pg_stat_statements`` into the embedded server (as
+``routing.py --statements``) and prints each statement's executions and
+server time per call over the measured steps; use it with one low rate
+(``--rates 10``). The pids of the service and the postmaster go to stderr at
+the start, for a profiler (``py-spy record --pid``); ``--series`` prints each
+step's whole-path p50/max by second of the step to stderr.
 
     .venv/bin/python benchmarks/whole_path.py > report.md
 """
