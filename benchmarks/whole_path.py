@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -78,6 +79,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -249,6 +251,32 @@ class Cpu:
         pg = tree_cpu_seconds(self.pg_pid) if self.pg_pid is not None else math.nan
         return process_cpu_seconds(self.service_pid), pg, time.process_time()
 
+    def waits(self) -> tuple[float, float, float]:
+        """Seconds so far that the threads of each were runnable but not running:
+        waiting for a core (Linux ``schedstat``; living threads only)."""
+        pg = tree_run_wait(self.pg_pid) if self.pg_pid is not None else math.nan
+        return run_wait(self.service_pid), pg, run_wait(os.getpid())
+
+
+def run_wait(pid: int) -> float:
+    """Seconds the threads of ``pid`` have waited on a run queue."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
+def tree_run_wait(pid: int) -> float:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return run_wait(pid) + sum(tree_run_wait(int(c)) for c in children)
+
 
 @dataclass
 class Step:
@@ -264,6 +292,8 @@ class Step:
     xacts_per_call: float  # PostgreSQL transactions (commits and rollbacks) per completed call
     cpu_per_call: tuple[float, float, float]  # ms: service, PostgreSQL, generator
     cpu_use: tuple[float, float, float]  # share of a core during the sending
+    # ms per call sent that the threads waited for a core, during the sending
+    run_wait: tuple[float, float, float]
     load: str
     errors: list[str]
     missing: dict[str, int]  # lost calls by the steps they never reached
@@ -303,6 +333,7 @@ async def one_rate(
     stop = asyncio.Event()
     x0 = await xacts(conn)
     c0 = cpu.read()
+    q0 = cpu.waits()
     t0 = time.perf_counter()
     callers = asyncio.create_task(traffic.callers(stop))
     await asyncio.sleep(args.warmup)
@@ -312,6 +343,7 @@ async def one_rate(
     await callers
     t1 = time.perf_counter()
     c1 = cpu.read()
+    q1 = cpu.waits()
     load = load_average()
     # Let the step's calls finish, so the next step starts empty.
     mine: list[PbxCall] = [c for k, c in pbx.calls.items() if k.startswith(prefix)]
@@ -364,6 +396,8 @@ async def one_rate(
     completed_calls = max(1, sum(1 for t in at.values() if "done" in t))
     per_call = tuple((b - a) * 1000 / completed_calls for a, b in zip(c0, c2, strict=True))
     use = tuple((b - a) / (t1 - t0) for a, b in zip(c0, c1, strict=True))
+    sent_all = max(1, sum(1 for t in at.values() if t0 <= t["sent"] < t1))
+    wait = tuple((b - a) * 1000 / sent_all for a, b in zip(q0, q1, strict=True))
     return Step(
         rate=rate,
         offered=len(sent_in) / window,
@@ -377,6 +411,7 @@ async def one_rate(
         xacts_per_call=(x1 - x0) / completed_calls,
         cpu_per_call=(per_call[0], per_call[1], per_call[2]),
         cpu_use=(use[0], use[1], use[2]),
+        run_wait=(wait[0], wait[1], wait[2]),
         load=load,
         errors=traffic.ledger.errors[errors0:][:3],
         missing=missing,
@@ -506,11 +541,12 @@ def row(s: Step, b: Baselines) -> str:
     stages = " | ".join(_ms(s.stages[label]) for label, _, _ in STAGES)
     cpu = " / ".join(f"{x:.1f}" for x in s.cpu_per_call)
     use = " / ".join(f"{x:.0%}" for x in s.cpu_use)
+    wait = " / ".join(f"{x:.1f}" for x in s.run_wait)
     return (
         f"| {s.rate:g} | {s.offered:.0f} | {s.completed:.0f} "
         f"({s.completed / b.pgbench_tps:.3f} / {s.completed / b.noop_rate:.3f} / "
         f"{s.completed / b.echo_rate:.3f}) | {s.lost} / {s.not_final} / {s.refused} | "
-        f"{stages} | {s.busy_max} | {s.xacts_per_call:.1f} | {cpu} | {use} | {s.load} |"
+        f"{stages} | {s.busy_max} | {s.xacts_per_call:.1f} | {cpu} | {use} | {wait} | {s.load} |"
     )
 
 
@@ -546,9 +582,9 @@ def report(
         "| asked/s | offered/s | completed/s (÷ pgbench / ÷ webhook / ÷ echo) "
         f"| lost / not final / refused | {heads} | most agents busy | DB transactions per call "
         "| CPU ms per call: service / PostgreSQL / generator "
-        "| CPU use (of one core) | load average |"
+        "| CPU use (of one core) | ms per call waiting for a core | load average |"
     )
-    print("|" + "---|" * (9 + len(STAGES)))
+    print("|" + "---|" * (10 + len(STAGES)))
     for s in steps:
         print(row(s, b))
     if steps:
