@@ -662,4 +662,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--port", type=int, default=18381, help="service; baselines: +1, +2")
     parser.add_argument("--baseline-seconds", type=int, default=15, help="0 skips the baselines")
-    _run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    if not 0 <= parsed.warmup < parsed.step_seconds:
+        parser.error("--warmup must be at least 0 and shorter than --step-seconds")
+    if parsed.warmup_step and parsed.warmup_step <= parsed.warmup:
+        parser.error("--warmup-step must be 0 or longer than --warmup")
+    _run(main(parsed))
