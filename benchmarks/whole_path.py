@@ -601,12 +601,14 @@ def report(
         best = max(steps, key=lambda s: s.completed if past_knee(s, args) is None else 0)
         q = best.stages["sent→queued"]
         a = best.stages["offer→accept"]
-        print(
-            f"\nAt {best.rate:g} calls/s: sent→queued p50 "
-            f"{pct(q, 50) / pct(b.noop_ms, 50):.1f}× the do-nothing webhook's, "
-            f"offer→accept p50 {pct(a, 50) / pct(b.echo_ms, 50):.1f}× a websocket echo; "
-            f"goal 1,000 calls/s: {best.completed / 1000:.2f} of it."
-        )
+        said = f"\nAt {best.rate:g} calls/s:"
+        if q and a and b.noop_ms and b.echo_ms:
+            said += (
+                f" sent→queued p50 {pct(q, 50) / pct(b.noop_ms, 50):.1f}× the do-nothing "
+                f"webhook's, offer→accept p50 {pct(a, 50) / pct(b.echo_ms, 50):.1f}× a "
+                "websocket echo;"
+            )
+        print(f"{said} goal 1,000 calls/s: {best.completed / 1000:.2f} of it.")
     print(f"\nStopped: {knee or 'all rates passed'}.")
     for s in steps:
         if s.missing:
