@@ -272,8 +272,8 @@ async def print_statements(url: str, calls: int) -> None:
         )
 
 
-def pgbench_baseline(server_url: str, seconds: int) -> float:
-    """TPS of raw enqueue + claim SQL on a bare table (same index shape)."""
+def pgbench_baseline(server_url: str, seconds: int, database: str = DB) -> float:
+    """TPS of raw enqueue + claim SQL on a bare table (same index shape), in ``database``."""
     m = re.search(r"host=([^&]+)&port=(\d+)", server_url)
     assert m is not None
     host = m.group(1).replace("%2F", "/")
@@ -290,7 +290,8 @@ def pgbench_baseline(server_url: str, seconds: int) -> float:
     )
     psql = pgbench.parent / "psql"
     subprocess.run(
-        [psql, "-h", host, "-p", port, "-U", "postgres", "-d", DB, "-q", "-c", setup], check=True
+        [psql, "-h", host, "-p", port, "-U", "postgres", "-d", database, "-q", "-c", setup],
+        check=True,
     )
     script = (
         "INSERT INTO bench_q (queue, key) VALUES ('general', now());\n"
@@ -301,7 +302,7 @@ def pgbench_baseline(server_url: str, seconds: int) -> float:
         f.write(script)
     out = subprocess.run(
         [pgbench, "-h", host, "-p", port, "-U", "postgres", "-n", "-c", "4", "-j", "2",
-         "-T", str(seconds), "-f", f.name, DB],
+         "-T", str(seconds), "-f", f.name, database],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     found = re.search(r"tps = ([\d.]+)", out.stdout)

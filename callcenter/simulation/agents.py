@@ -52,6 +52,9 @@ class Behaviour:
     skip: float = 0.1  # skip the learning question
     verify: float = 0.8  # confirm a caller whose new number waits for a link
     pause: float = 1.5  # back to available after a rejected or missed offer
+    # Start the talk once the call's assist panel is on screen rather than at the
+    # accept, so that even a zero talk time wraps up with the panel's question.
+    talk_after_panel: bool = False
 
 
 @dataclass
@@ -107,6 +110,8 @@ class SimAgent:
         self.question: dict[int, dict[str, Any]] = {}
         self.wrapped: set[int] = set()
         self.paneled: set[int] = set()
+        self.panels_seen: set[int] = set()
+        self.awaiting_panel: set[int] = set()  # accepted, talk starts with the panel
         # The answer each wrap-up carries, counted once the service acknowledges it.
         self.sending: dict[int, tuple[str, bool]] = {}
         self._ws: ClientConnection | None = None
@@ -230,12 +235,10 @@ class SimAgent:
             self.ledger.holding.pop(call_id, None)
             self.call_id = call_id
             self.free.clear()
-            talk = lognormal(self.rng, self.behaviour.mean_talk, 0.6)
-            self._later(
-                talk,
-                {"type": "end", "call_id": call_id, "ref": "end"},
-                unless=lambda: call_id in self.wrapped or self._stopping,
-            )
+            if self.behaviour.talk_after_panel and call_id not in self.panels_seen:
+                self.awaiting_panel.add(call_id)
+            else:
+                self._talk(call_id)
         elif m.get("to") == "verify":
             self.ledger.verified += 1
         elif m.get("to") == "wrap_up" and m.get("call_id") is not None:
@@ -248,8 +251,19 @@ class SimAgent:
                 key, skipped = sent
                 (self.ledger.skipped if skipped else self.ledger.answered)[m["call_id"]] = key
 
+    def _talk(self, call_id: int) -> None:
+        """Talk for a while, then end the call (unless it ended first)."""
+        talk = lognormal(self.rng, self.behaviour.mean_talk, 0.6)
+        self._later(
+            talk,
+            {"type": "end", "call_id": call_id, "ref": "end"},
+            unless=lambda: call_id in self.wrapped or self._stopping,
+        )
+
     def _on_panel(self, m: dict[str, Any]) -> None:
         call_id = m["call_id"]
+        self.steps.mark(call_id, "panel")
+        self.panels_seen.add(call_id)
         if m.get("question"):
             self.question[call_id] = m["question"]
         customer = m.get("customer")
@@ -261,6 +275,9 @@ class SimAgent:
         if recognised.get("pending_link") and chance(self.rng, self.behaviour.verify):
             verify = {"type": "verify", "call_id": call_id, "ref": "verify"}
             self._later(self.rng.uniform(1.0, 3.0), verify)
+        if call_id in self.awaiting_panel:
+            self.awaiting_panel.discard(call_id)
+            self._talk(call_id)
 
     def _wrap_up(self, call_id: int) -> None:
         message: dict[str, Any] = {
