@@ -113,21 +113,32 @@ SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.ti
  WHERE c.id = $1
 
 -- lock_call --
+-- Locks order: waiting_calls before calls, in every statement that takes both
+-- (the claim and the accept take the waiting row first). A hang-up that locked
+-- the call and then its waiting row deadlocked with an accept crossing it. The
+-- one-time filter locks the waiting row, if the call has one, before the scan
+-- of calls locks the call.
+WITH w AS MATERIALIZED (
+    SELECT call_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
+)
 SELECT id, queue, state, agent_id, customer_id, enqueued_at, connected_at, credit_explicit
-  FROM calls WHERE id = $1 FOR UPDATE
+  FROM calls WHERE id = $1 AND (SELECT count(*) FROM w) >= 0 FOR UPDATE
 
 -- lock_waiting --
 SELECT call_id, offered_to, offer_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
 
 -- set_key --
 -- A new credit (value changed, supervisor's bump): the key moves, arrival stays.
-WITH c AS (
+-- The waiting row is locked before the call (see lock_call).
+WITH w AS MATERIALIZED (
+    SELECT call_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
+), c AS (
     UPDATE calls
        SET credit_seconds = $2, credit_explicit = $3,
            tier = coalesce($4, tier), customer_id = coalesce($5, customer_id),
            identified_by = coalesce($6, identified_by),
            service_key = queue_service_key(enqueued_at, $2::float8, $7::float8)
-     WHERE id = $1
+     WHERE id = $1 AND (SELECT count(*) FROM w) >= 0
     RETURNING id, service_key
 )
 UPDATE waiting_calls w SET service_key = c.service_key FROM c WHERE w.call_id = c.id

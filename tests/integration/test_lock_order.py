@@ -1,0 +1,62 @@
+"""Locks are taken in one order: a call's waiting row before the call.
+
+The claim and the accept take ``waiting_calls`` first; a hang-up that locked
+``calls`` first and then deleted the waiting row deadlocked with an accept
+crossing it (PostgreSQL aborted one after a second; the agent was told "the
+database did not answer"). Found by the demo's test on a busy machine. Each
+statement here that touches both tables must wait for a held waiting row
+*before* it locks the call, which a third connection sees as the call still
+free to lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from callcenter.queue.sql import Q
+from tests.integration.queue_helpers import enqueue, eventually
+
+
+@pytest.mark.parametrize(
+    ("statement", "extra"),
+    [
+        ("lock_call", ()),  # the start of every end: hang-up, the agent's end, a supervisor's
+        ("set_key", (45.0, True, None, None, None, 0.0)),  # a bump, digits, a new tier
+    ],
+)
+async def test_a_waiting_calls_row_is_locked_before_the_call(
+    client: TestClient[Any, Any], db_url: str, statement: str, extra: tuple[Any, ...]
+) -> None:
+    call_id = (await enqueue(client, f"lock-{statement}"))["call"]["id"]
+    accepter, other, probe = [await asyncpg.connect(db_url) for _ in range(3)]
+    try:
+        # As an accept does: the waiting row first, the call next.
+        holding = accepter.transaction()
+        await holding.start()
+        await accepter.execute("SELECT 1 FROM waiting_calls WHERE call_id = $1 FOR UPDATE", call_id)
+        waiting = other.transaction()
+        await waiting.start()
+        blocked = asyncio.create_task(other.fetch(Q[statement], call_id, *extra))
+        pid = other.get_server_pid()
+
+        async def waits_for_a_lock() -> bool:
+            state = await probe.fetchval(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+            )
+            return bool(state == "Lock")
+
+        await eventually(waits_for_a_lock, timeout=30)
+        # ... and it waits holding nothing of the call: the accept could go on.
+        async with probe.transaction():
+            await probe.execute("SELECT 1 FROM calls WHERE id = $1 FOR UPDATE NOWAIT", call_id)
+        await holding.rollback()
+        await asyncio.wait_for(blocked, 30)
+        await waiting.rollback()
+    finally:
+        for conn in (accepter, other, probe):
+            await conn.close()
