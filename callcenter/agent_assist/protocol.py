@@ -108,8 +108,56 @@ class Verify(_In):
     call_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
+class FindCaller(_In):
+    """Search for the caller of the agent's own call, which the service could not name.
+
+    Only while the call is connected and its caller unrecognised (a shared or
+    withheld number, a first call, or one the agent picked before). Answered by
+    ``callers`` (at most 10, audited); a few searches a minute per agent.
+    """
+
+    type: Literal["find_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    query: str = Field(
+        min_length=1,
+        max_length=100,
+        description="A customer number, a phone number, or at least 3 letters of a name.",
+    )
+
+
+class PickCaller(_In):
+    """The caller is this customer (one the panel listed, or a search found for this call).
+
+    Identifies the call as the IVR's typed number does, recorded as the agent's
+    confirmation; the ``ack`` carries the new ``recognised`` and a new ``panel`` follows.
+    """
+
+    type: Literal["pick_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    customer_id: int = Field(gt=0, le=BIGINT_MAX)
+
+
+class CreateCaller(_In):
+    """The caller is nobody we know: create the customer from the call, and pick them."""
+
+    type: Literal["create_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    name: str = Field(min_length=1, max_length=200)
+
+
 ClientMessage = Annotated[
-    Available | Offline | Accept | Reject | End | Ping | HistoryRequest | WrapUp | Verify,
+    Available
+    | Offline
+    | Accept
+    | Reject
+    | End
+    | Ping
+    | HistoryRequest
+    | WrapUp
+    | Verify
+    | FindCaller
+    | PickCaller
+    | CreateCaller,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -135,6 +183,7 @@ RecognisedBy = Literal[
     "multiple",
     "unknown",
     "withheld",
+    "agent",
 ]
 
 
@@ -156,7 +205,12 @@ class AckMessage(BaseModel):
     to: str
     call_id: int | None = None
     recognised: Recognised | None = Field(
-        default=None, description="For ``verify``: how the caller stands now."
+        default=None,
+        description="For ``verify``, ``pick_caller`` and ``create_caller``: how the caller "
+        "stands now.",
+    )
+    customer_id: int | None = Field(
+        default=None, description="For ``pick_caller`` and ``create_caller``: who the caller is."
     )
 
 
@@ -173,7 +227,28 @@ class PongMessage(BaseModel):
     ref: str | int | None = None
 
 
-ServerMessage = StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage
+class CallerCandidate(BaseModel):
+    """A customer who may be the caller: enough to ask "are you ...?", nothing more."""
+
+    id: int
+    customer_number: str | None
+    name: str
+    tier: str
+    last_contact_at: datetime | None
+
+
+class CallersMessage(BaseModel):
+    """The answer to ``find_caller``."""
+
+    type: Literal["callers"] = "callers"
+    ref: str | int | None = None
+    call_id: int
+    candidates: list[CallerCandidate]
+
+
+ServerMessage = (
+    StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage | CallersMessage
+)
 
 
 class PanelCustomer(BaseModel):
@@ -254,3 +329,7 @@ class PanelMessage(BaseModel):
     history: HistoryMessage
     question: PanelQuestion | None
     treatments: list[PanelTreatment]
+    candidates: list[CallerCandidate] = Field(
+        default_factory=list,
+        description="A shared number (``multiple``): the customers who share it, to pick from.",
+    )

@@ -33,12 +33,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
-from limits import RateLimitItemPerSecond
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
+from callcenter.agent_assist.desk.callers import create_caller, find_callers, pick_caller
 from callcenter.agent_assist.desk.verify import verify
 from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
 from callcenter.agent_assist.knowledge.panel import PanelBuilder
@@ -47,11 +48,16 @@ from callcenter.agent_assist.protocol import (
     Accept,
     AckMessage,
     Available,
+    CallerCandidate,
+    CallersMessage,
+    CreateCaller,
     End,
     ErrorMessage,
+    FindCaller,
     HistoryRequest,
     OfferMessage,
     Offline,
+    PickCaller,
     Ping,
     PongMessage,
     Reject,
@@ -89,6 +95,9 @@ class SocketLimits:
     max_message_bytes: int = 65_536
     messages_per_second: int = 20
     max_sockets: int = 4
+    #: Searches for a caller per agent and minute: enough to try a name, a number and a
+    #: phone a few times on each of several calls, far too few to browse the customers.
+    searches_per_minute: int = 12
 
 
 class AgentSocket:
@@ -191,6 +200,10 @@ class AgentHub:
         self.gate = gate
         self._rate = RateLimitItemPerSecond(self.limits.messages_per_second)
         self._messages = MovingWindowRateLimiter(MemoryStorage())
+        self._search_rate = RateLimitItemPerMinute(self.limits.searches_per_minute)
+        #: Per agent: the call its searches were for, and the customers they found (a pick
+        #: must be one of them, or of the call's shared phone).
+        self._found: dict[int, tuple[int, set[int]]] = {}
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
@@ -364,6 +377,12 @@ class AgentHub:
                 )
                 self._repanel(sock, message.call_id)
                 return
+            elif isinstance(message, FindCaller):
+                await self._find_caller(sock, message)
+                return
+            elif isinstance(message, PickCaller | CreateCaller):
+                await self._pick_caller(sock, message)
+                return
             elif isinstance(message, WrapUp):
                 call_id = message.call_id
                 await self.wrap_ups.wrap_up(
@@ -383,10 +402,75 @@ class AgentHub:
                 )
             )
 
-    def _repanel(self, sock: AgentSocket, call_id: int) -> None:
+    async def _find_caller(self, sock: AgentSocket, message: FindCaller) -> None:
+        """Search for the caller of the agent's call: a few a minute, one call at a time."""
+        agent_id = sock.agent_id
+        if not self._messages.hit(self._search_rate, f"search|{agent_id}"):
+            raise TooManyRequests(
+                f"at most {self.limits.searches_per_minute} searches a minute: ask the caller "
+                "for their customer number",
+                retry_after=10,
+            )
+        async with self.pool.acquire() as conn:
+            found = await find_callers(
+                conn,
+                agent_id,
+                message.call_id,
+                message.query,
+                region=self.desk.rules.region,
+                who=sock.who or f"agent:{agent_id}",
+                remote=sock.remote,
+            )
+        kept = self._found.get(agent_id)
+        if kept is None or kept[0] != message.call_id:
+            kept = self._found[agent_id] = (message.call_id, set())
+        kept[1].update(c.id for c in found)
+        candidates = [CallerCandidate.model_validate(c, from_attributes=True) for c in found]
+        sock.send(CallersMessage(ref=message.ref, call_id=message.call_id, candidates=candidates))
+
+    async def _pick_caller(self, sock: AgentSocket, message: PickCaller | CreateCaller) -> None:
+        """The agent's pick (or new customer) identifies the call; every tab gets the new panel."""
+        agent_id = sock.agent_id
+        who = sock.who or f"agent:{agent_id}"
+        async with self.pool.acquire() as conn:
+            if isinstance(message, PickCaller):
+                kept = self._found.get(agent_id)
+                shown = kept[1] if kept is not None and kept[0] == message.call_id else set()
+                await pick_caller(
+                    conn,
+                    self.desk,
+                    agent_id,
+                    message.call_id,
+                    message.customer_id,
+                    shown=shown,
+                    who=who,
+                    remote=sock.remote,
+                )
+                customer_id = message.customer_id
+            else:
+                name = " ".join(message.name.split())
+                if not name:
+                    raise Unprocessable("the caller's name is empty", field="name")
+                customer_id = await create_caller(
+                    conn, self.desk, agent_id, message.call_id, name, who=who, remote=sock.remote
+                )
+            now = await self.panels.recognised(conn, message.call_id)
+        sock.send(
+            AckMessage(
+                ref=message.ref,
+                to=message.type,
+                call_id=message.call_id,
+                recognised=now,
+                customer_id=customer_id,
+            )
+        )
+        self._repanel(sock, message.call_id, everyone=True)
+
+    def _repanel(self, sock: AgentSocket, call_id: int, *, everyone: bool = False) -> None:
         """The agent's other open panels get the call's panel again (the one that sent
-        ``verify`` has the news in its ack), so no tab keeps offering a stale link."""
-        others = [s for s in self._sockets.get(sock.agent_id, ()) if s is not sock]
+        ``verify`` has the news in its ack), so no tab keeps offering a stale link;
+        ``everyone``: this one too (the caller changed: a new customer, a new history)."""
+        others = [s for s in self._sockets.get(sock.agent_id, ()) if everyone or s is not sock]
         for s in others:
             if s.panel_sent == call_id:
                 s.panel_sent = None

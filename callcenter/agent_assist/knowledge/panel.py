@@ -27,6 +27,7 @@ from callcenter.agent_assist.knowledge.questions import (
 from callcenter.agent_assist.knowledge.store import Bank, BankCache
 from callcenter.agent_assist.knowledge.treatments import matching
 from callcenter.agent_assist.protocol import (
+    CallerCandidate,
     HistoryAnswer,
     HistoryItem,
     HistoryMessage,
@@ -87,13 +88,16 @@ def recognised(
             "this call only, nothing re-linked; confirm who is calling before you discuss "
             "the account (the conflict is recorded for review)"
         ),
-        "multiple": f"{phone} is shared by several customers: ask who is calling",
+        "multiple": f"{phone} is shared by several customers: ask who is calling, and pick them",
+        "agent": f"{verified_by or 'the agent'} picked them as the caller"
+        + (f"; {link_phone} is now linked to them" if link_phone else ""),
         "unknown": f"first call from {phone}: a provisional customer was created",
-        "withheld": "the number was withheld and no customer number was typed",
+        "withheld": "the number was withheld and no customer number was typed: "
+        "ask who is calling, and find them",
     }
     key = by if by in details else "withheld" if ani is None else "unknown"
     detail = details[key]
-    if confirmed is not None and key not in ("pending", "linked"):
+    if confirmed is not None and key not in ("pending", "linked", "agent"):
         detail = f"{detail}; {confirmed}"
     return Recognised(
         by=cast(RecognisedBy, key),  # one of the keys above, each a RecognisedBy
@@ -248,6 +252,7 @@ class PanelBuilder:
             history=_page(call_id, row["history"], bank, self.page_size),
             question=question,
             treatments=treatments,
+            candidates=[CallerCandidate.model_validate(c) for c in row["candidates"]],
         )
 
     async def _question(
