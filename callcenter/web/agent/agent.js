@@ -18,6 +18,8 @@
 //   sound.js       the ringing sound (off unless the agent turns it on)
 //   assist.js      the call on hand and its assist panel: customer (and Confirm identity),
 //                  needs, treatments, history
+//   callers.js     who is calling, when the service could not say: candidates, search,
+//                  pick, or a new customer from the call
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed
 //   question.js    the learning question's inputs and answer
 //   unfinished.js  cards for wrap-ups of calls that went away before Finish
@@ -29,6 +31,7 @@
 // happens later, once every module is loaded.
 
 import { askOlderHistory, confirmIdentity } from "./assist.js";
+import { createCaller, searchCaller } from "./callers.js";
 import { $, isTyping } from "./dom.js";
 import { accept, reject, tickRing } from "./offer.js";
 import { renderAll, showNotice } from "./render.js";
@@ -82,6 +85,8 @@ function init() {
   $("end-call").addEventListener("click", endCall);
   $("older").addEventListener("click", askOlderHistory);
   $("verify").addEventListener("click", confirmIdentity);
+  $("caller-search").addEventListener("submit", searchCaller);
+  $("caller-create").addEventListener("submit", createCaller);
   $("wrap").addEventListener("submit", finish);
   $("wrap").addEventListener("input", wrapChanged);
   $("question-skip").addEventListener("change", wrapChanged);

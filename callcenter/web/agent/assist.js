@@ -2,6 +2,7 @@
 // their needs profile, suggested treatments and contact history. Without a `panel` from
 // the server, what the call record says is shown.
 
+import { renderCallerBox } from "./callers.js";
 import { $, addFact, h, isTyping, setText } from "./dom.js";
 import { answerText, callerName, day, dialable, money, when } from "./format.js";
 import { send } from "./socket.js";
@@ -16,6 +17,7 @@ const RECOGNISED = {
   linked: "by customer number; the phone is now linked",
   conflict: "by customer number; the phone belongs to someone else",
   multiple: "not sure: the phone is shared",
+  agent: "picked by the agent",
   unknown: "new caller",
   withheld: "number withheld",
 };
@@ -104,6 +106,7 @@ function renderCustomer(call, panel, customer) {
   }
   $("customer-none").hidden = !panel || Boolean(panel.customer);
   renderVerify(call, panel);
+  renderCallerBox(call, panel);
 }
 
 /** The pending link of a typed customer number, and **Confirm identity**: until the agent

@@ -65,3 +65,22 @@ export function numberRange(q) {
   if (has(hi)) return ` of at most ${hi}`;
   return "";
 }
+
+/** "3 days ago", "2 hours ago", "just now": how long since `iso`, as said aloud. */
+export function ago(iso) {
+  const seconds = secondsSince(iso);
+  if (!Number.isFinite(seconds)) return "";
+  const units = [
+    ["year", 365 * 86400],
+    ["month", 30 * 86400],
+    ["week", 7 * 86400],
+    ["day", 86400],
+    ["hour", 3600],
+    ["minute", 60],
+  ];
+  for (const [name, size] of units) {
+    const n = Math.floor(seconds / size);
+    if (n >= 1) return `${n} ${name}${n === 1 ? "" : "s"} ago`;
+  }
+  return "just now";
+}
