@@ -96,6 +96,19 @@ class WrapUp(_In):
     available: bool = True
 
 
+class WrapUpExtend(_In):
+    """The agent is still writing the wrap-up of its call: hold the wrap-up longer.
+
+    The wrap-up then lasts until ``seconds`` from now, at most the queue's
+    ``wrap_up_max_seconds`` after the call ended (120 s unless changed); the
+    ``ack`` carries the new ``wrap_up_until``. 409 once at the maximum.
+    """
+
+    type: Literal["wrap_up_extend"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    seconds: float = Field(default=30, gt=0, le=300)
+
+
 class Verify(_In):
     """The agent confirmed who is calling (their own call, connected or in wrap-up).
 
@@ -155,6 +168,7 @@ ClientMessage = Annotated[
     | HistoryRequest
     | WrapUp
     | Verify
+    | WrapUpExtend
     | FindCaller
     | PickCaller
     | CreateCaller,
@@ -211,6 +225,9 @@ class AckMessage(BaseModel):
     )
     customer_id: int | None = Field(
         default=None, description="For ``pick_caller`` and ``create_caller``: who the caller is."
+    )
+    wrap_up_until: datetime | None = Field(
+        default=None, description="For ``wrap_up_extend``: when the wrap-up ends now."
     )
 
 

@@ -64,6 +64,7 @@ from callcenter.agent_assist.protocol import (
     StateMessage,
     Verify,
     WrapUp,
+    WrapUpExtend,
 )
 from callcenter.db.pool import Conn
 from callcenter.errors import (
@@ -376,6 +377,19 @@ class AgentHub:
                     )
                 )
                 self._repanel(sock, message.call_id)
+                return
+            elif isinstance(message, WrapUpExtend):
+                async with self.pool.acquire() as conn:
+                    await own_call(conn, agent_id, message.call_id)
+                until = await self.router.extend_wrap_up(agent_id, message.call_id, message.seconds)
+                sock.send(
+                    AckMessage(
+                        ref=message.ref,
+                        to=message.type,
+                        call_id=message.call_id,
+                        wrap_up_until=until,
+                    )
+                )
                 return
             elif isinstance(message, FindCaller):
                 await self._find_caller(sock, message)
