@@ -21,6 +21,7 @@
 //   callers.js     who is calling, when the service could not say: candidates, search,
 //                  pick, or a new customer from the call
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed
+//   timers.js      talk time, the wrap-up countdown, and the wrap-up held while typing
 //   question.js    the learning question's inputs and answer
 //   unfinished.js  cards for wrap-ups of calls that went away before Finish
 //   storage.js     what is kept in the browser (sessionStorage, the sound in localStorage)
@@ -39,6 +40,7 @@ import { signIn, signOut, start } from "./session.js";
 import { reconnectIfIdle, reconnectNow, send, showConn, tickConnection } from "./socket.js";
 import { toggleSound } from "./sound.js";
 import { holdsCall, page } from "./state.js";
+import { noteTyping, tickTimers } from "./timers.js";
 import { loadUnfinished } from "./unfinished.js";
 import { endCall, finish, wrapChanged } from "./wrapup.js";
 
@@ -67,6 +69,7 @@ function onKey(event) {
 function tick() {
   tickRing();
   tickConnection();
+  tickTimers();
 }
 
 function init() {
@@ -89,6 +92,7 @@ function init() {
   $("caller-create").addEventListener("submit", createCaller);
   $("wrap").addEventListener("submit", finish);
   $("wrap").addEventListener("input", wrapChanged);
+  $("wrap").addEventListener("input", noteTyping);
   $("question-skip").addEventListener("change", wrapChanged);
   document.addEventListener("keydown", onKey);
   window.addEventListener("online", reconnectIfIdle);

@@ -16,6 +16,7 @@ import {
   showUnsentCards,
   unfinished,
 } from "./unfinished.js";
+import { extended, extendRefused } from "./timers.js";
 import { showWrapError } from "./wrapup.js";
 
 export function onMessage(message) {
@@ -105,6 +106,10 @@ function onAck(message) {
     callerPicked(request, message.recognised);
     return;
   }
+  if (request.kind === "wrap_up_extend") {
+    extended();
+    return;
+  }
   if (request.kind === "wrap_up" || request.kind === "late") {
     // Stored: the draft has done its job. The `state` that follows hides the call.
     wrapUpSaved(request.callId);
@@ -177,6 +182,9 @@ function onError(message) {
       break;
     case "verify":
       verifyRefused(request.callId, detail);
+      break;
+    case "wrap_up_extend":
+      extendRefused(request.callId, message.status);
       break;
     case "find_caller":
     case "pick_caller":

@@ -5,6 +5,7 @@ import { renderCall } from "./assist.js";
 import { $, setText } from "./dom.js";
 import { renderRing } from "./offer.js";
 import { soundIsOn } from "./sound.js";
+import { renderClock } from "./timers.js";
 import { holdsCall, page, view } from "./state.js";
 import { openCount, renderCardControls, renderUnfinished } from "./unfinished.js";
 
@@ -26,6 +27,7 @@ export function renderAll() {
   renderControls();
   renderRing();
   renderCall();
+  renderClock();
   renderIdle();
   renderUnfinished();
 }
