@@ -17,9 +17,29 @@ const ASK_FOR = 15;
 
 let lastTyped = 0;
 let maxedCallId = null; // the wrap-up the server said is at its maximum
+// When this page saw the wrap-up of `wrapCallId` begin (its own clock, so a browser clock
+// that is off does not matter): only typing after it holds the wrap-up. Notes typed during
+// the call and left alone do not: the agent is done, and the timer should run.
+let wrapCallId = null;
+let wrapSeenAt = 0;
+
+/** Whether the agent is writing the wrap-up now (typed in it within TYPING_WITHIN s). */
+function writing() {
+  return lastTyped >= wrapSeenAt && Date.now() - lastTyped <= TYPING_WITHIN * 1000;
+}
+
+function noteWrapUp() {
+  const a = view.agent;
+  const callId = a && a.state === "wrap_up" && view.call ? view.call.id : null;
+  if (callId !== wrapCallId) {
+    wrapCallId = callId;
+    wrapSeenAt = Date.now();
+  }
+}
 
 /** The agent typed in the wrap-up form. */
 export function noteTyping() {
+  noteWrapUp();
   lastTyped = Date.now();
   holdIfWriting();
 }
@@ -44,9 +64,10 @@ function asking(callId) {
 }
 
 function holdIfWriting() {
+  noteWrapUp();
   const left = wrapUpLeft();
   if (left === null || left > ASK_BELOW) return;
-  if (Date.now() - lastTyped > TYPING_WITHIN * 1000) return;
+  if (!writing()) return;
   const callId = view.call.id;
   if (maxedCallId === callId || asking(callId) || !page.connected) return;
   send({ type: "wrap_up_extend", call_id: callId, seconds: ASK_FOR }, "wrap_up_extend", callId);
@@ -64,6 +85,7 @@ export function extendRefused(callId, status) {
 }
 
 export function renderClock() {
+  noteWrapUp();
   const node = $("call-clock");
   const a = view.agent;
   if (!holdsCall() || !a) {
@@ -83,7 +105,7 @@ export function renderClock() {
     setText(node, "Wrap-up: finish when ready");
     return;
   }
-  const held = Date.now() - lastTyped <= TYPING_WITHIN * 1000 && maxedCallId !== call.id;
+  const held = writing() && maxedCallId !== call.id;
   node.dataset.held = held ? "1" : "";
   node.dataset.low = left <= ASK_BELOW ? "1" : "";
   if (maxedCallId === call.id) {
