@@ -307,6 +307,17 @@ class HistoryItem(BaseModel):
     outcome: str | None
     notes: str | None
     answer: HistoryAnswer | None
+    waited_seconds: float | None = Field(
+        default=None, description="How long the caller waited in the queue (a call's contact)."
+    )
+
+
+class AttemptsSince(BaseModel):
+    """The caller's abandoned attempts since the last contact, as one line."""
+
+    count: int
+    longest_wait_seconds: float | None
+    latest_at: datetime | None
 
 
 class PanelQuestion(BaseModel):
@@ -349,4 +360,11 @@ class PanelMessage(BaseModel):
     candidates: list[CallerCandidate] = Field(
         default_factory=list,
         description="A shared number (``multiple``): the customers who share it, to pick from.",
+    )
+    last_contact: HistoryItem | None = Field(
+        default=None,
+        description="The last real contact (not an abandoned attempt), shown on top.",
+    )
+    attempts_since: AttemptsSince | None = Field(
+        default=None, description="Abandoned attempts since the last contact (or ever)."
     )

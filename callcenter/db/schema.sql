@@ -325,7 +325,8 @@ CREATE VIEW public.contact_history AS
     ((i.details ->> 'call_id'::text))::bigint AS call_id,
     an.question_key,
     an.value,
-    an.skipped
+    an.skipped,
+    ((i.details ->> 'waited_seconds'::text))::double precision AS waited_seconds
    FROM (public.interactions i
      LEFT JOIN LATERAL ( SELECT a.question_key,
             a.value,

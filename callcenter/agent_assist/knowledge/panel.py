@@ -27,6 +27,7 @@ from callcenter.agent_assist.knowledge.questions import (
 from callcenter.agent_assist.knowledge.store import Bank, BankCache
 from callcenter.agent_assist.knowledge.treatments import matching
 from callcenter.agent_assist.protocol import (
+    AttemptsSince,
     CallerCandidate,
     HistoryAnswer,
     HistoryItem,
@@ -88,12 +89,11 @@ def recognised(
             "this call only, nothing re-linked; confirm who is calling before you discuss "
             "the account (the conflict is recorded for review)"
         ),
-        "multiple": f"{phone} is shared by several customers: ask who is calling, and pick them",
+        "multiple": f"{phone} is shared by several customers: ask who is calling",
         "agent": f"{verified_by or 'the agent'} picked them as the caller"
         + (f"; {link_phone} is now linked to them" if link_phone else ""),
         "unknown": f"first call from {phone}: a provisional customer was created",
-        "withheld": "the number was withheld and no customer number was typed: "
-        "ask who is calling, and find them",
+        "withheld": "the number was withheld and no customer number was typed",
     }
     key = by if by in details else "withheld" if ani is None else "unknown"
     detail = details[key]
@@ -159,6 +159,7 @@ def history_items(rows: Sequence[Mapping[str, Any]], bank: Bank) -> list[History
                 outcome=r["outcome"],
                 notes=r["notes"],
                 answer=answer,
+                waited_seconds=r.get("waited_seconds"),
             )
         )
     return items
@@ -253,6 +254,14 @@ class PanelBuilder:
             question=question,
             treatments=treatments,
             candidates=[CallerCandidate.model_validate(c) for c in row["candidates"]],
+            last_contact=(
+                history_items([row["last_contact"]], bank)[0] if row["last_contact"] else None
+            ),
+            attempts_since=(
+                AttemptsSince.model_validate(row["attempts_since"])
+                if customer is not None
+                else None
+            ),
         )
 
     async def _question(

@@ -18,6 +18,7 @@
 //   sound.js       the ringing sound (off unless the agent turns it on)
 //   assist.js      the call on hand and its assist panel: customer (and Confirm identity),
 //                  needs, treatments, history
+//   lastcontact.js the last conversation on top, and the abandoned attempts since it
 //   callers.js     who is calling, when the service could not say: candidates, search,
 //                  pick, or a new customer from the call
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed

@@ -79,8 +79,11 @@ export function ago(iso) {
     ["minute", 60],
   ];
   for (const [name, size] of units) {
-    const n = Math.floor(seconds / size);
-    if (n >= 1) return `${n} ${name}${n === 1 ? "" : "s"} ago`;
+    // Rounded, as said aloud: 1 day 23 hours ago is "2 days ago".
+    if (seconds >= size) {
+      const n = Math.round(seconds / size);
+      return `${n} ${name}${n === 1 ? "" : "s"} ago`;
+    }
   }
   return "just now";
 }
