@@ -89,7 +89,9 @@ async def test_the_agent_picks_a_customer_of_a_shared_number_and_sees_their_hist
     await expect(page.locator("#caller-title")).to_have_text("Not them? Find the caller again")
     await expect(page.locator("#caller-query")).to_be_hidden()
     await page.screenshot(path=str(tmp_path / "shared-number-picked.png"))
-    stored = await pool.fetchrow("SELECT customer_id, verified_by FROM calls WHERE id = $1", call_id)
+    stored = await pool.fetchrow(
+        "SELECT customer_id, verified_by FROM calls WHERE id = $1", call_id
+    )
     assert tuple(stored) == (ada, "agent:grace")
 
 

@@ -45,7 +45,9 @@ async def test_the_panel_puts_the_last_contact_and_the_abandoned_attempts_since_
     first = await panel.until(lambda m: m["type"] == "panel")
     assert first["last_contact"] is None  # the abandoned attempt is no conversation
     assert first["attempts_since"]["count"] == 1
-    await panel.send(type="wrap_up", call_id=talked, notes="new card sent", ref="w", available=False)
+    await panel.send(
+        type="wrap_up", call_id=talked, notes="new card sent", ref="w", available=False
+    )
     assert (await panel.until(lambda m: m.get("ref") == "w"))["type"] == "ack"
     await panel.send(type="offline")
     await panel.state("offline")

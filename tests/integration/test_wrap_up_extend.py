@@ -75,9 +75,7 @@ async def test_the_wrap_up_is_held_while_the_agent_writes_up_to_the_queues_maxim
     await panel.send(type="wrap_up_extend", call_id=first, ref="late")
     late = await panel.until(lambda m: m.get("ref") == "late")
     assert (late["status"], late["field"]) == (409, "call_id")
-    await panel.send(
-        type="wrap_up", call_id=first, notes="all of it", available=False, ref="save"
-    )
+    await panel.send(type="wrap_up", call_id=first, notes="all of it", available=False, ref="save")
     saved = await panel.until(lambda m: m.get("ref") == "save")
     assert saved["type"] == "ack"
     notes = await pool.fetchval(

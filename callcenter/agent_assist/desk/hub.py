@@ -88,6 +88,9 @@ _log = logging.getLogger(__name__)
 
 OUTBOX = 256
 
+#: How long a stopping service gives each panel to finish its message and close.
+SHUTDOWN_SECONDS = 3.0
+
 
 @dataclass(frozen=True)
 class SocketLimits:
@@ -130,6 +133,8 @@ class AgentSocket:
         self.offer_sent: int | None = None
         self.panel_sent: int | None = None
         self.closing: asyncio.Task[bool] | None = None
+        #: Held while a message from the panel is acted on: a shutdown waits for it.
+        self.handling = asyncio.Lock()
         self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
 
     def send(self, message: BaseModel) -> None:
@@ -153,9 +158,17 @@ class AgentSocket:
     async def _write(self) -> None:
         while True:
             text = await self._outbox.get()
-            if self.ws.closed:
-                return
-            await self.ws.send_str(text)
+            try:
+                if self.ws.closed:
+                    return
+                await self.ws.send_str(text)
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Until every message queued so far is written (the writer may be gone: then now)."""
+        if not self.writer.done():
+            await self._outbox.join()
 
 
 class AgentHub:
@@ -225,6 +238,37 @@ class AgentHub:
                 for s in list(sockets):
                     await s.ws.close(code=1001, message=b"server shutting down")
 
+    async def shutdown(self) -> None:
+        """The service is stopping: every panel is told to reconnect elsewhere, at once.
+
+        Each socket first finishes the message it is acting on and writes what
+        is queued for it (the ack of a Finish sent just before), then gets a
+        close frame 1012 (service restart), on which the page reconnects
+        straight away (behind a load balancer, to another instance; the agent
+        keeps its state there for the grace period). Without this the sockets
+        stayed open until the process died, the page said "Connected" for about
+        16 s, and a Finish sent meanwhile was never answered.
+        """
+        sockets = [s for group in list(self._sockets.values()) for s in list(group)]
+        if not sockets:
+            return
+        _log.info("closing %d agent panels: service restart", len(sockets))
+        await asyncio.gather(*(self._close_for_restart(s) for s in sockets), return_exceptions=True)
+
+    async def _close_for_restart(self, sock: AgentSocket) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                async with sock.handling:
+                    if sock.closing is not None:
+                        return  # closed already (revoked, too slow)
+                    await sock.flush()
+                    sock.closing = asyncio.create_task(
+                        sock.ws.close(code=1012, message=b"service restarting; reconnect")
+                    )
+                await asyncio.shield(sock.closing)
+        except TimeoutError:
+            _log.warning("agent %s panel did not close in %s s", sock.agent_id, SHUTDOWN_SECONDS)
+
     @property
     def failure(self) -> str | None:
         """What of the hub is down (``/readyz`` says so), or None."""
@@ -274,10 +318,13 @@ class AgentHub:
                 await ws.close(code=1011, message=b"the database did not answer; reconnect")
                 return ws
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and self._within_limits(sock, msg.data):
-                    await self._on_text(sock, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
+                async with sock.handling:
+                    if sock.closing is not None:
+                        break  # shutting down: nothing more is acted on
+                    if msg.type == WSMsgType.TEXT and self._within_limits(sock, msg.data):
+                        await self._on_text(sock, msg.data)
+                    elif msg.type == WSMsgType.BINARY:
+                        sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
         finally:
             self._sockets[agent_id].discard(sock)
             if not self._sockets[agent_id]:

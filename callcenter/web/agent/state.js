@@ -22,6 +22,7 @@ export const page = {
   shown: null, // the call on screen as the wrap-up needs it: {callId, name, queue, question}
   historyBusy: null, // the call whose older history page is on its way
   verifyBusy: null, // the call whose `verify` is on its way
+  restarting: false, // the service closed the socket to restart: reconnecting at once
   callerBusy: null, // the call whose search, pick or new customer is on its way
 };
 
