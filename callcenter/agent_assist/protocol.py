@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from callcenter.http.routing import BIGINT_MAX
-from callcenter.queue.models import Agent, Call, Offer
+from callcenter.queue.models import Agent, Call, Offer, QueueWaiting
 
 Ref = Annotated[str | int | None, Field(default=None, description="Echoed in the answer.")]
 
@@ -184,6 +184,14 @@ class StateMessage(BaseModel):
     call: Call | None
 
 
+class QueuesMessage(BaseModel):
+    """The callers waiting in the agent's queues: after the first ``state`` on every
+    (re)connect, then whenever the figures change (at most twice a second)."""
+
+    type: Literal["queues"] = "queues"
+    queues: list[QueueWaiting]
+
+
 class OfferMessage(Offer):
     type: Literal["offer"] = "offer"
 
@@ -264,7 +272,13 @@ class CallersMessage(BaseModel):
 
 
 ServerMessage = (
-    StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage | CallersMessage
+    StateMessage
+    | OfferMessage
+    | AckMessage
+    | ErrorMessage
+    | PongMessage
+    | CallersMessage
+    | QueuesMessage
 )
 
 

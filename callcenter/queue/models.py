@@ -290,6 +290,16 @@ class Agent(BaseModel):
     removed_at: datetime | None = None
 
 
+class QueueWaiting(BaseModel):
+    """Callers waiting in one queue, as an agent sees it before going available."""
+
+    name: str
+    waiting: int
+    oldest_enqueued_at: datetime | None = Field(
+        description="When the caller who has waited longest arrived (null: nobody waits)."
+    )
+
+
 class Priority(BaseModel):
     """Why the call was served when it was: shown before the agent accepts."""
 

@@ -561,6 +561,16 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
   LEFT JOIN agent_presence p ON p.agent_id = a.id
  WHERE a.id = $1
 
+-- waiting_in_queues --
+-- How many callers wait in each of queues $1 (being offered counts: the caller
+-- still waits) and since when the longest has waited: what an agent's panel
+-- shows before it goes available.
+SELECT q.name, count(w.call_id)::int AS waiting, min(w.enqueued_at) AS oldest_enqueued_at
+  FROM unnest($1::text[]) AS q(name)
+  LEFT JOIN waiting_calls w ON w.queue = q.name
+ GROUP BY q.name
+ ORDER BY q.name
+
 -- waiting_counts --
 SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n
   FROM waiting_calls w JOIN calls c ON c.id = w.call_id

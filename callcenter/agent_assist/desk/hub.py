@@ -60,6 +60,7 @@ from callcenter.agent_assist.protocol import (
     PickCaller,
     Ping,
     PongMessage,
+    QueuesMessage,
     Reject,
     StateMessage,
     Verify,
@@ -90,6 +91,12 @@ OUTBOX = 256
 
 #: How long a stopping service gives each panel to finish its message and close.
 SHUTDOWN_SECONDS = 3.0
+
+#: The queue figures the panels show are read at most this often, however busy the
+#: queues (one statement for every queue of every connected agent) ...
+QUEUES_EVERY_SECONDS = 0.5
+#: ... and at least this often, should an event that changed them have been missed.
+QUEUES_BACKSTOP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,11 @@ class AgentSocket:
         #: ones can be sent twice (a set of every id ever sent grew for the socket's life).
         self.offer_sent: int | None = None
         self.panel_sent: int | None = None
+        #: Whether the client asked for ``queues`` messages (``/ws/agent?queues=1``).
+        self.wants_queues = False
+        #: The agent's queues (from its last state) and the figures last sent for them.
+        self.queues: list[str] = []
+        self.queues_sent: str | None = None
         self.closing: asyncio.Task[bool] | None = None
         #: Held while a message from the panel is acted on: a shutdown waits for it.
         self.handling = asyncio.Lock()
@@ -221,6 +233,7 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
     @contextlib.asynccontextmanager
@@ -229,9 +242,12 @@ class AgentHub:
         sub = self.bus.subscribe(10_000, kinds={"agent", "revoked"})
         self.supervisor.start("agent-hub-events", functools.partial(self._listen, sub))
         self.supervisor.start("agent-hub-presence", self._presence)
+        waits = self.bus.subscribe(10_000, kinds={"queue", "ended", "agent"})
+        self.supervisor.start("agent-hub-queues", functools.partial(self._watch_queues, waits))
         try:
             yield self
         finally:
+            self.bus.unsubscribe(waits)
             self.bus.unsubscribe(sub)
             await self.supervisor.stop()
             for sockets in list(self._sockets.values()):
@@ -308,6 +324,9 @@ class AgentHub:
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws, token, remote=request.remote)
         sock.expires_at = expires_at
+        # ``queues`` messages only for a client that asks (the page does): a client written
+        # before them reads exactly the messages it always did.
+        sock.wants_queues = request.query.get("queues") in ("1", "true")
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
@@ -640,6 +659,9 @@ class AgentHub:
                 state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
                     s.who = f"agent:{agent.name}"
+                    if s.wants_queues and s.queues != agent.queues:
+                        s.queues = list(agent.queues)
+                        self._queues_changed.set()
                     s.send_json(state)
                     if offer is not None and offer.offer_id != s.offer_sent:
                         s.offer_sent = offer.offer_id
@@ -669,6 +691,55 @@ class AgentHub:
                 s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
+
+    async def _watch_queues(self, sub: Subscription) -> None:
+        """Push the callers waiting in each panel's queues when they change.
+
+        Woken by the queue's events (a call in, answered, gone) and folded: at
+        most one reading per ``QUEUES_EVERY_SECONDS`` whatever the load, and one
+        every ``QUEUES_BACKSTOP_SECONDS`` in case an event was missed. A panel is
+        sent only figures that differ from what it has.
+        """
+
+        async def heard() -> None:
+            while True:
+                await sub.get()
+                self._queues_changed.set()
+
+        listener = asyncio.create_task(heard(), name="agent-hub-queue-events")
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(QUEUES_BACKSTOP_SECONDS):
+                        await self._queues_changed.wait()
+                self._queues_changed.clear()
+                try:
+                    await self._push_queues()
+                except TRANSIENT_DB_ERRORS as exc:
+                    _log.warning("could not read the waiting callers: %s", exc)
+                await asyncio.sleep(QUEUES_EVERY_SECONDS)
+        finally:
+            listener.cancel()
+
+    async def _push_queues(self) -> None:
+        sockets = [
+            s
+            for group in list(self._sockets.values())
+            for s in group
+            if s.wants_queues and s.queues
+        ]
+        if not sockets:
+            return
+        names = sorted({q for s in sockets for q in s.queues})
+        async with self.pool.acquire() as conn:
+            figures = {w.name: w for w in await agents.waiting_in(conn, names)}
+        for s in sockets:
+            body = QueuesMessage(
+                queues=[figures[q] for q in sorted(s.queues) if q in figures]
+            ).model_dump_json()
+            if body != s.queues_sent:
+                s.queues_sent = body
+                s.send_json(body)
 
     async def _presence(self) -> None:
         """Keep connected agents seen, so the sweep knows who is really there."""

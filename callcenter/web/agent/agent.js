@@ -22,6 +22,7 @@
 //   callers.js     who is calling, when the service could not say: candidates, search,
 //                  pick, or a new customer from the call
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed
+//   waiting.js     who waits in the agent's queues, on the offline / available screen
 //   timers.js      talk time, the wrap-up countdown, and the wrap-up held while typing
 //   question.js    the learning question's inputs and answer
 //   unfinished.js  cards for wrap-ups of calls that went away before Finish
@@ -43,6 +44,7 @@ import { toggleSound } from "./sound.js";
 import { holdsCall, page } from "./state.js";
 import { noteTyping, tickTimers } from "./timers.js";
 import { loadUnfinished } from "./unfinished.js";
+import { tickWaiting } from "./waiting.js";
 import { endCall, finish, wrapChanged } from "./wrapup.js";
 
 function onKey(event) {
@@ -71,6 +73,7 @@ function tick() {
   tickRing();
   tickConnection();
   tickTimers();
+  tickWaiting();
 }
 
 function init() {

@@ -64,6 +64,10 @@ export function onMessage(message) {
       renderHistory();
       break;
     }
+    case "queues":
+      view.queues = message.queues || [];
+      renderAll();
+      break;
     case "callers":
       onCallers(message, settle(message.ref));
       break;

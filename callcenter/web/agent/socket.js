@@ -46,6 +46,7 @@ function wsUrl() {
   const url = new URL("/ws/agent", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", page.token);
+  url.searchParams.set("queues", "1"); // who waits in the agent's queues, pushed
   return url.toString();
 }
 

@@ -11,6 +11,7 @@ export const view = {
   call: null,
   panels: new Map(), // call id -> the last `panel` message for it
   history: new Map(), // call id -> {items, next}
+  queues: [], // the callers waiting in the agent's queues (the last `queues` message)
 };
 
 export const page = {
