@@ -280,7 +280,7 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
         )
         # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
         bank = BankCache(pool)
-        panels = PanelBuilder(bank)
+        panels = PanelBuilder(bank, currency=settings.currency)
         hub = AgentHub(
             router,
             desk,

@@ -292,6 +292,10 @@ class PanelCustomer(BaseModel):
     lifetime_value: Decimal
     annual_margin: Decimal
     cost_to_serve: Decimal
+    net_value: Decimal = Field(
+        description="Lifetime value minus cost to serve: the number the tier is earned on."
+    )
+    currency: str = Field(description="ISO 4217 code of the amounts (CALLCENTER_CURRENCY).")
     phones: list[str]
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.conditions import Facts, Words
 from callcenter.agent_assist.knowledge.questions import (
     StoredAnswer,
     current_answers,
@@ -174,9 +174,13 @@ def _page(call_id: int, rows: Sequence[Mapping[str, Any]], bank: Bank, size: int
 
 
 class PanelBuilder:
-    def __init__(self, bank: BankCache, *, page_size: int = HISTORY_PAGE) -> None:
+    def __init__(
+        self, bank: BankCache, *, page_size: int = HISTORY_PAGE, currency: str = "USD"
+    ) -> None:
         self.bank = bank
         self.page_size = page_size
+        #: The amounts' currency, shown with each (the panel's figures and "because" chips).
+        self.currency = currency
 
     async def build(
         self,
@@ -212,6 +216,8 @@ class PanelBuilder:
                 lifetime_value=row["lifetime_value"],
                 annual_margin=row["annual_margin"],
                 cost_to_serve=row["cost_to_serve"],
+                net_value=row["lifetime_value"] - row["cost_to_serve"],
+                currency=self.currency,
                 phones=list(row["phones"]),
             )
             latest = answers_of(row["latest_answers"])
@@ -243,7 +249,7 @@ class PanelBuilder:
                     reason=m.reason,
                     because=m.because,
                 )
-                for m in matching(bank.active_treatments, facts)
+                for m in matching(bank.active_treatments, facts, self._words(bank))
             ]
         return PanelMessage(
             call_id=call_id,
@@ -263,6 +269,10 @@ class PanelBuilder:
                 else None
             ),
         )
+
+    def _words(self, bank: Bank) -> Words:
+        """The "because" facts as the agent reads them: questions by text, amounts in currency."""
+        return Words(questions={q.key: q.text for q in bank.questions}, currency=self.currency)
 
     async def _question(
         self,

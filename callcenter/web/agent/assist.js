@@ -101,9 +101,15 @@ function renderCustomer(call, panel, customer) {
     addFact(facts, "Caller", "not identified");
   }
   if (customer && panel) {
-    addFact(facts, "Lifetime value", money(customer.lifetime_value));
-    addFact(facts, "Annual margin", money(customer.annual_margin));
-    addFact(facts, "Cost to serve", money(customer.cost_to_serve));
+    const cur = customer.currency;
+    // The net value first: it is what the tier is earned on (lifetime value minus cost).
+    if (customer.net_value !== undefined) {
+      const net = addFact(facts, "Net value", money(customer.net_value, cur));
+      if (net) net.className = "net-value";
+    }
+    addFact(facts, "Lifetime value", money(customer.lifetime_value, cur));
+    addFact(facts, "Annual margin", money(customer.annual_margin, cur));
+    addFact(facts, "Cost to serve", money(customer.cost_to_serve, cur));
     if (customer.phones && customer.phones.length) addFact(facts, "Phones", customer.phones.join(", "));
   }
   $("customer-none").hidden = !panel || Boolean(panel.customer);

@@ -33,10 +33,19 @@ export function answerText(value) {
   return value === null || value === undefined ? "" : String(value);
 }
 
-export function money(raw) {
+/** An amount as the agent reads it: with its currency when the server says which. */
+export function money(raw, currency) {
   const n = Number(raw);
   if (raw === null || raw === undefined || !Number.isFinite(n)) return raw ?? "";
-  return n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (currency) {
+    try {
+      return n.toLocaleString(undefined, { style: "currency", currency });
+    } catch {
+      /* a code the browser does not know: the number and the code, below */
+    }
+  }
+  const plain = n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return currency ? `${plain} ${currency}` : plain;
 }
 
 export function secondsSince(iso) {
