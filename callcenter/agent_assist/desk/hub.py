@@ -76,7 +76,7 @@ from callcenter.errors import (
     Unprocessable,
 )
 from callcenter.events import Event, EventBus, Subscription
-from callcenter.http.auth import Gate, bearer_token
+from callcenter.http.auth import UNKNOWN_AGENT, Gate, bearer_token
 from callcenter.http.problems import first_error
 from callcenter.http.text import describe, unstorable_field
 from callcenter.queue import agents
@@ -207,7 +207,7 @@ class AgentHub:
         allowed_origins: Sequence[str] = (),
         panel_seconds: Histogram | None = None,
         limits: SocketLimits | None = None,
-        gate: Gate | None = None,
+        gate: Gate,
     ) -> None:
         self.router = router
         self.desk = desk
@@ -299,12 +299,13 @@ class AgentHub:
         token = request.query.get("token") or bearer_token(request)
         if not token:
             raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
+        # The one path that resolves a token, counted with the address's wrong tokens
+        # (429 past the limit); only an agent's token opens an agent's socket.
+        found = await self.gate.authenticate(request, token, kind="agent", wrong=UNKNOWN_AGENT)
+        agent_id = found.id
+        if agent_id is None:  # an agent principal always carries its id
+            raise Unauthorized(UNKNOWN_AGENT)
         async with self.pool.acquire() as conn:
-            agent_id = await agents.agent_for_token(conn, token)
-            if agent_id is None:
-                if self.gate is not None:  # counted with the address's wrong tokens: 429 past it
-                    raise self.gate.wrong_token(request, "unknown agent token")
-                raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
             expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
@@ -590,11 +591,11 @@ class AgentHub:
         ]
         if not sockets:
             return
-        async with self.pool.acquire() as conn:
-            still: dict[str, int | None] = {}
-            for s in sockets:
-                if s.token not in still:
-                    still[s.token] = await agents.agent_for_token(conn, s.token)
+        still: dict[str, int | None] = {}
+        for s in sockets:
+            if s.token not in still:
+                now = await self.gate.still(s.token)
+                still[s.token] = now.id if now is not None and now.kind == "agent" else None
         for s in sockets:
             if still[s.token] != s.agent_id and not s.ws.closed and s.closing is None:
                 _log.info("agent %s: its token no longer opens the desk; closing", s.agent_id)
