@@ -108,8 +108,8 @@ class WrapUpDesk:
                     asked = bank.question(call.question_key)
                     shown = repr(asked.text) if asked is not None else repr(call.question_key)
                     raise Conflict(
-                        f"question {answer.question_key!r} is not the one asked on this call "
-                        f"({shown} is)",
+                        f"question {answer.question_key!r} is not the pending one "
+                        f"({shown} is, the one asked on this call)",
                         field="answer.question_key",
                     )
                 if not answer.skipped:
