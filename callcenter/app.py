@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool[Any] | None = None) -> 
     app.cleanup_ctx.append(_telephony_room)
     app.cleanup_ctx.append(_ari_adapter)
     app.cleanup_ctx.append(_retention)
+    app.on_shutdown.append(_close_agent_panels)
 
     endpoints = install(
         app,
@@ -243,6 +244,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await pool.close()
 
 
+async def _close_agent_panels(app: web.Application) -> None:
+    """On stop, before the server waits for open requests: the agents' sockets would keep
+    it waiting (and the panels saying "Connected") until they timed out. The hub tells
+    each to reconnect elsewhere, once its in-flight message is answered."""
+    hub = app.get(app_keys.HUB)
+    if hub is not None:
+        await hub.shutdown()
+
+
 async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
     """The event bus, the bank cache, the router and the agent hub, started and stopped together."""
     settings = app[app_keys.SETTINGS]
@@ -270,7 +280,7 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
         )
         # The bank in memory, for panels and wrap-ups; reloaded when any instance changes it.
         bank = BankCache(pool)
-        panels = PanelBuilder(bank)
+        panels = PanelBuilder(bank, currency=settings.currency)
         hub = AgentHub(
             router,
             desk,

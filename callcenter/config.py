@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         max_length=2,
         description="ISO country used to read phone numbers written without a country code.",
     )
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the customers' value figures, shown with every amount "
+        "on the agent's panel.",
+    )
     tier_thresholds: dict[str, Decimal] = Field(
         default_factory=lambda: dict(DEFAULT_TIER_THRESHOLDS),
         description="Tier name to the smallest net value (lifetime value minus cost to serve) "
@@ -359,6 +365,7 @@ ENV_PREFIX = "CALLCENTER_"
 #: What a setting accepts, where its type and bounds alone would say too little.
 _ACCEPTS: dict[str, str] = {
     "default_region": "a two-letter ISO country code, e.g. US, GB or DE",
+    "currency": "a three-letter ISO 4217 code in capitals, e.g. USD, EUR or GBP",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "tier_thresholds": "a JSON object of tier name to the smallest net value that earns it, "
     'the lowest 0 or below, e.g. {"gold": 5000, "standard": 0}',

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from callcenter.http.routing import BIGINT_MAX
-from callcenter.queue.models import Agent, Call, Offer
+from callcenter.queue.models import Agent, Call, Offer, QueueWaiting
 
 Ref = Annotated[str | int | None, Field(default=None, description="Echoed in the answer.")]
 
@@ -96,6 +96,19 @@ class WrapUp(_In):
     available: bool = True
 
 
+class WrapUpExtend(_In):
+    """The agent is still writing the wrap-up of its call: hold the wrap-up longer.
+
+    The wrap-up then lasts until ``seconds`` from now, at most the queue's
+    ``wrap_up_max_seconds`` after the call ended (120 s unless changed); the
+    ``ack`` carries the new ``wrap_up_until``. 409 once at the maximum.
+    """
+
+    type: Literal["wrap_up_extend"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    seconds: float = Field(default=30, gt=0, le=300)
+
+
 class Verify(_In):
     """The agent confirmed who is calling (their own call, connected or in wrap-up).
 
@@ -108,8 +121,57 @@ class Verify(_In):
     call_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
+class FindCaller(_In):
+    """Search for the caller of the agent's own call, which the service could not name.
+
+    Only while the call is connected and its caller unrecognised (a shared or
+    withheld number, a first call, or one the agent picked before). Answered by
+    ``callers`` (at most 10, audited); a few searches a minute per agent.
+    """
+
+    type: Literal["find_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    query: str = Field(
+        min_length=1,
+        max_length=100,
+        description="A customer number, a phone number, or at least 3 letters of a name.",
+    )
+
+
+class PickCaller(_In):
+    """The caller is this customer (one the panel listed, or a search found for this call).
+
+    Identifies the call as the IVR's typed number does, recorded as the agent's
+    confirmation; the ``ack`` carries the new ``recognised`` and a new ``panel`` follows.
+    """
+
+    type: Literal["pick_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    customer_id: int = Field(gt=0, le=BIGINT_MAX)
+
+
+class CreateCaller(_In):
+    """The caller is nobody we know: create the customer from the call, and pick them."""
+
+    type: Literal["create_caller"]
+    call_id: int = Field(gt=0, le=BIGINT_MAX)
+    name: str = Field(min_length=1, max_length=200)
+
+
 ClientMessage = Annotated[
-    Available | Offline | Accept | Reject | End | Ping | HistoryRequest | WrapUp | Verify,
+    Available
+    | Offline
+    | Accept
+    | Reject
+    | End
+    | Ping
+    | HistoryRequest
+    | WrapUp
+    | Verify
+    | WrapUpExtend
+    | FindCaller
+    | PickCaller
+    | CreateCaller,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -120,6 +182,14 @@ class StateMessage(BaseModel):
     agent: Agent
     offer: Offer | None
     call: Call | None
+
+
+class QueuesMessage(BaseModel):
+    """The callers waiting in the agent's queues: after the first ``state`` on every
+    (re)connect, then whenever the figures change (at most twice a second)."""
+
+    type: Literal["queues"] = "queues"
+    queues: list[QueueWaiting]
 
 
 class OfferMessage(Offer):
@@ -135,6 +205,7 @@ RecognisedBy = Literal[
     "multiple",
     "unknown",
     "withheld",
+    "agent",
 ]
 
 
@@ -156,7 +227,15 @@ class AckMessage(BaseModel):
     to: str
     call_id: int | None = None
     recognised: Recognised | None = Field(
-        default=None, description="For ``verify``: how the caller stands now."
+        default=None,
+        description="For ``verify``, ``pick_caller`` and ``create_caller``: how the caller "
+        "stands now.",
+    )
+    customer_id: int | None = Field(
+        default=None, description="For ``pick_caller`` and ``create_caller``: who the caller is."
+    )
+    wrap_up_until: datetime | None = Field(
+        default=None, description="For ``wrap_up_extend``: when the wrap-up ends now."
     )
 
 
@@ -173,7 +252,34 @@ class PongMessage(BaseModel):
     ref: str | int | None = None
 
 
-ServerMessage = StateMessage | OfferMessage | AckMessage | ErrorMessage | PongMessage
+class CallerCandidate(BaseModel):
+    """A customer who may be the caller: enough to ask "are you ...?", nothing more."""
+
+    id: int
+    customer_number: str | None
+    name: str
+    tier: str
+    last_contact_at: datetime | None
+
+
+class CallersMessage(BaseModel):
+    """The answer to ``find_caller``."""
+
+    type: Literal["callers"] = "callers"
+    ref: str | int | None = None
+    call_id: int
+    candidates: list[CallerCandidate]
+
+
+ServerMessage = (
+    StateMessage
+    | OfferMessage
+    | AckMessage
+    | ErrorMessage
+    | PongMessage
+    | CallersMessage
+    | QueuesMessage
+)
 
 
 class PanelCustomer(BaseModel):
@@ -186,6 +292,10 @@ class PanelCustomer(BaseModel):
     lifetime_value: Decimal
     annual_margin: Decimal
     cost_to_serve: Decimal
+    net_value: Decimal = Field(
+        description="Lifetime value minus cost to serve: the number the tier is earned on."
+    )
+    currency: str = Field(description="ISO 4217 code of the amounts (CALLCENTER_CURRENCY).")
     phones: list[str]
 
 
@@ -215,6 +325,17 @@ class HistoryItem(BaseModel):
     outcome: str | None
     notes: str | None
     answer: HistoryAnswer | None
+    waited_seconds: float | None = Field(
+        default=None, description="How long the caller waited in the queue (a call's contact)."
+    )
+
+
+class AttemptsSince(BaseModel):
+    """The caller's abandoned attempts since the last contact, as one line."""
+
+    count: int
+    longest_wait_seconds: float | None
+    latest_at: datetime | None
 
 
 class PanelQuestion(BaseModel):
@@ -254,3 +375,14 @@ class PanelMessage(BaseModel):
     history: HistoryMessage
     question: PanelQuestion | None
     treatments: list[PanelTreatment]
+    candidates: list[CallerCandidate] = Field(
+        default_factory=list,
+        description="A shared number (``multiple``): the customers who share it, to pick from.",
+    )
+    last_contact: HistoryItem | None = Field(
+        default=None,
+        description="The last real contact (not an abandoned attempt), shown on top.",
+    )
+    attempts_since: AttemptsSince | None = Field(
+        default=None, description="Abandoned attempts since the last contact (or ever)."
+    )

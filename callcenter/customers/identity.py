@@ -204,6 +204,35 @@ async def confirm_link(conn: Conn, phone: str, customer_id: int, *, via: str) ->
     return True
 
 
+async def resolve_pick(conn: Conn, ani: str | None, customer_id: int, *, region: str) -> Resolution:
+    """Identify a caller an agent picked (from a shared number's candidates or a search).
+
+    The agent's word stands where the typed customer number's would: ``decide``
+    is given the picked customer as the number's owner, so the outcome and the
+    write are the same as for the IVR's number (a pick from a phone that is
+    nobody's is *pending* until the agent's confirmation, which the caller of
+    this records; a phone that is someone else's is a *conflict*, recorded).
+    """
+    phone = normalize(ani, region)
+    row = await conn.fetchrow(store.Q["pick_candidate"], customer_id)
+    if row is None:
+        return Resolution(outcome=Outcome.unknown, customer=None, phone=phone)
+    picked = _summary(row)
+    owners = (
+        [_summary(r) for r in await conn.fetch(store.Q["phone_owners"], phone)] if phone else []
+    )
+    decision = decide(phone, owners, picked)
+    if decision.write is Write.record_conflict:
+        assert phone is not None
+        async with conn.transaction():
+            await conn.execute(store.Q["lock_phone"], phone)
+            owners = [_summary(r) for r in await conn.fetch(store.Q["phone_owners"], phone)]
+            decision = decide(phone, owners, picked)
+            if decision.write is Write.record_conflict:
+                return await _carry_out(conn, decision, phone, picked.customer_number or "", "")
+    return _answer(decision, phone, False)
+
+
 def _answer(decision: Decision, phone: str | None, number_not_found: bool) -> Resolution:
     return Resolution(
         outcome=decision.outcome,

@@ -22,6 +22,13 @@ SELECT c.id, c.customer_number, c.name, coalesce(c.pinned_tier, c.computed_tier)
  WHERE p.phone_e164 = $1 AND c.merged_into IS NULL
  ORDER BY c.id
 
+-- pick_candidate --
+-- A customer an agent picked as the caller: a live record (not merged, not erased).
+SELECT c.id, c.customer_number, c.name, coalesce(c.pinned_tier, c.computed_tier) AS tier,
+       c.provisional
+  FROM customers c
+ WHERE c.id = $1 AND c.merged_into IS NULL AND c.erased_at IS NULL
+
 -- lock_phone --
 -- Serialises the writes for one number (two first calls from it at once must
 -- not create two provisional customers).

@@ -325,7 +325,8 @@ CREATE VIEW public.contact_history AS
     ((i.details ->> 'call_id'::text))::bigint AS call_id,
     an.question_key,
     an.value,
-    an.skipped
+    an.skipped,
+    ((i.details ->> 'waited_seconds'::text))::double precision AS waited_seconds
    FROM (public.interactions i
      LEFT JOIN LATERAL ( SELECT a.question_key,
             a.value,
@@ -583,6 +584,7 @@ CREATE TABLE public.queues (
     service_level_seconds double precision DEFAULT 20 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    wrap_up_max_seconds double precision DEFAULT 120 NOT NULL,
     CONSTRAINT queues_check CHECK ((overflow_queue IS DISTINCT FROM name)),
     CONSTRAINT queues_max_wait_seconds_check CHECK ((max_wait_seconds > (0)::double precision)),
     CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
@@ -591,6 +593,7 @@ CREATE TABLE public.queues (
     CONSTRAINT queues_overflow_after_seconds_check CHECK ((overflow_after_seconds > (0)::double precision)),
     CONSTRAINT queues_policy_check CHECK ((policy = ANY (ARRAY['value'::text, 'strict'::text, 'fifo'::text]))),
     CONSTRAINT queues_service_level_seconds_check CHECK ((service_level_seconds > (0)::double precision)),
+    CONSTRAINT queues_wrap_up_max_seconds_check CHECK (((wrap_up_max_seconds >= (0)::double precision) AND (wrap_up_max_seconds <= (3600)::double precision))),
     CONSTRAINT queues_wrap_up_seconds_check CHECK (((wrap_up_seconds >= (0)::double precision) AND (wrap_up_seconds <= (3600)::double precision)))
 );
 

@@ -75,6 +75,9 @@ class Principal:
         return _RANK[self.role] >= _RANK[Role(access)]
 
 
+#: What the agent doors (its socket, its page's session check) say to any other token.
+UNKNOWN_AGENT = "unknown agent token"
+
 #: Turns a presented token into its principal; None when the token stands for nobody.
 Resolver = Callable[[str], Awaitable["Principal | None"]]
 
@@ -165,13 +168,19 @@ class Gate:
         request[PRINCIPAL_KEY] = principal
         return principal
 
-    async def authenticate(self, request: web.Request, token: str) -> Principal:
+    async def authenticate(
+        self, request: web.Request, token: str, *, kind: str | None = None, wrong: str | None = None
+    ) -> Principal:
         """The principal of ``token``, kept on the request; a wrong one is counted and
         refused (401, 429 past the limit). Header tokens come here through ``identify``;
-        a websocket's ``?token=`` (a browser cannot set headers on one) comes directly."""
+        a websocket's ``?token=`` (a browser cannot set headers on one) comes directly.
+
+        ``kind``: only a principal of that kind counts (the agent doors take agent
+        tokens only); any other token is as wrong as an unknown one, said in ``wrong``.
+        """
         found = await self._resolve(token)
-        if found is None:
-            raise self.wrong_token(request)
+        if found is None or (kind is not None and found.kind != kind):
+            raise self.wrong_token(request, wrong)
         request[PRINCIPAL_KEY] = found
         return found
 

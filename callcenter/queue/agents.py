@@ -21,7 +21,7 @@ from callcenter.events import CHANNEL, Event, payloads
 from callcenter.http.auth import Principal, Role, new_token, token_digest
 from callcenter.queue.calls import caller_summary
 from callcenter.queue.directory import QueueDirectory
-from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority
+from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority, QueueWaiting
 from callcenter.queue.policy import explain_credit
 from callcenter.queue.sql import Q
 
@@ -187,6 +187,14 @@ async def force_offline(conn: Conn, agent_id: int) -> list[int]:
 async def mark_seen(conn: Conn, agent_ids: Sequence[int]) -> None:
     if agent_ids:
         await conn.execute(Q["seen"], list(agent_ids))
+
+
+async def waiting_in(conn: Conn, queues: Sequence[str]) -> list[QueueWaiting]:
+    """Callers waiting in each of ``queues`` and the longest wait's start, in one statement."""
+    if not queues:
+        return []
+    rows = await conn.fetch(Q["waiting_in_queues"], sorted(set(queues)))
+    return [QueueWaiting.model_validate(dict(r)) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -284,12 +284,7 @@ class CallDesk:
     ) -> Call:
         """The IVR collected a customer number: identify again and move the call by value."""
         async with self._using(conn) as conn:
-            row = await conn.fetchrow(Q["call"], call_id)
-            if row is None:
-                raise NotFound(f"no call with id {call_id}")
-            if row["state"] in _ENDED:
-                raise Conflict(f"call {call_id} has ended ({row['state']})")
-            queue = await self.directory.get(conn, row["queue"])
+            row = await self._identifiable(conn, call_id)
             resolution = await identity.resolve(
                 conn,
                 row["ani"],
@@ -297,33 +292,67 @@ class CallDesk:
                 region=self.rules.region,
                 lowest_tier=self.rules.lowest_tier,
             )
-            customer = resolution.customer
             # A typed number that names nobody is refused even when the phone
             # names someone: the IVR asked for it, so it should ask again.
-            if customer is None or resolution.customer_number_not_found:
+            if resolution.customer is None or resolution.customer_number_not_found:
                 raise Unprocessable(
                     f"customer number {customer_number!r} identifies nobody",
                     field="customer_number",
                 )
-            credit = (
-                row["credit_seconds"]
-                if row["credit_explicit"]
-                else policy.credit(self.directory.policy(queue), customer.tier)
+            return await self._reidentify(conn, row, resolution)
+
+    async def identify_as(self, call_id: int, customer_id: int, *, conn: Conn) -> Resolution:
+        """An agent picked the caller of ``call_id``: the same path as the IVR's number.
+
+        The call's customer, tier and key follow the pick (so its contact goes
+        into that customer's history when it ends) and a phone that is nobody's
+        waits as a pending link, exactly as for a typed number; the agent's
+        confirmation that releases it is the caller's to record, in the same
+        transaction (``conn`` is the caller's, for that reason).
+        """
+        row = await self._identifiable(conn, call_id)
+        resolution = await identity.resolve_pick(
+            conn, row["ani"], customer_id, region=self.rules.region
+        )
+        if resolution.customer is None:
+            raise NotFound(f"no customer with id {customer_id}", field="customer_id")
+        await self._reidentify(conn, row, resolution)
+        return resolution
+
+    async def _identifiable(self, conn: Conn, call_id: int) -> asyncpg.Record:
+        row: asyncpg.Record | None = await conn.fetchrow(Q["call"], call_id)
+        if row is None:
+            raise NotFound(f"no call with id {call_id}")
+        if row["state"] in _ENDED:
+            raise Conflict(f"call {call_id} has ended ({row['state']})")
+        return row
+
+    async def _reidentify(self, conn: Conn, row: asyncpg.Record, resolution: Resolution) -> Call:
+        """Serve call ``row`` as ``resolution``'s customer: new credit (unless a supervisor
+        set one), tier and key, the pending link, and the queue told."""
+        customer = resolution.customer
+        assert customer is not None
+        call_id = row["id"]
+        queue = await self.directory.get(conn, row["queue"])
+        credit = (
+            row["credit_seconds"]
+            if row["credit_explicit"]
+            else policy.credit(self.directory.policy(queue), customer.tier)
+        )
+        async with conn.transaction():
+            await conn.execute(
+                Q["set_key"],
+                call_id,
+                credit,
+                row["credit_explicit"],
+                customer.tier,
+                customer.id,
+                identity.recognised_by(resolution),
+                queue.offset_seconds,
             )
-            async with conn.transaction():
-                await conn.execute(
-                    Q["set_key"],
-                    call_id,
-                    credit,
-                    row["credit_explicit"],
-                    customer.tier,
-                    customer.id,
-                    identity.recognised_by(resolution),
-                    queue.offset_seconds,
-                )
-                await conn.execute(Q["set_pending_link"], call_id, *_pending_link(resolution))
-            await self.bus.publish(conn, [Event("queue", queue.name)])
-            return await self.get(conn, call_id)
+            await conn.execute(Q["set_pending_link"], call_id, *_pending_link(resolution))
+        await self.bus.publish(conn, [Event("queue", queue.name)])
+        return await self.get(conn, call_id)
 
     async def set_credit(
         self, call_id: int, credit_seconds: float | None, by: str | None = None

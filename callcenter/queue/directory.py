@@ -66,6 +66,7 @@ class QueueDirectory:
             config.max_wait_seconds,
             config.overflow_queue,
             config.service_level_seconds,
+            config.wrap_up_max_seconds,
         )
         self.invalidate()
         return created

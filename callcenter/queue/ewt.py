@@ -9,6 +9,10 @@ arrivals, not capacity); capacity alone over-reads it when agents are away.
 
 A call with ``ahead`` calls in front of it and ``free`` agents available waits
 for ``ahead + 1 - free`` services at that rate.
+
+With nobody staffed (no agent of the queue signed in, every one offline) the
+wait is unknown, not a number: answers earlier in the window say how fast the
+agents who left served, not when anyone will come back.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ class QueueRates:
 
 
 def estimated_wait(ahead: int, rates: QueueRates) -> float | None:
-    """Seconds until a call with ``ahead`` calls in front of it is answered."""
+    """Seconds until a call with ``ahead`` calls in front of it is answered; None unknown."""
+    if rates.staffed <= 0:
+        return None
     services = ahead + 1 - rates.available
     if services <= 0:
         return 0.0

@@ -71,7 +71,20 @@ class QueueConfig(_Strict):
         default=0, ge=-3600, le=3600, description="Added to every call's credit in this queue."
     )
     offer_timeout_seconds: float = Field(default=15, ge=1, le=300)
-    wrap_up_seconds: float = Field(default=10, ge=0, le=3600)
+    wrap_up_seconds: float = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="Seconds an agent stays in wrap-up after a call (0: straight to available).",
+    )
+    wrap_up_max_seconds: float = Field(
+        default=120,
+        ge=0,
+        le=3600,
+        description="The longest an agent who is still writing may hold its wrap-up, from the "
+        "call's end, by asking for more time (wrap_up_extend); never less than "
+        "wrap_up_seconds. 0: no extensions.",
+    )
     overflow_after_seconds: float | None = Field(
         default=None, gt=0, description="From this wait on, overflow agents may take the call too."
     )
@@ -131,6 +144,7 @@ class QueuePatch(_Strict):
     offset_seconds: float | None = Field(default=None, ge=-3600, le=3600)
     offer_timeout_seconds: float | None = Field(default=None, ge=1, le=300)
     wrap_up_seconds: float | None = Field(default=None, ge=0, le=3600)
+    wrap_up_max_seconds: float | None = Field(default=None, ge=0, le=3600)
     overflow_after_seconds: float | None = Field(default=None, gt=0)
     max_wait_seconds: float | None = Field(default=None, gt=0)
     overflow_queue: QueueName | None = None
@@ -274,6 +288,16 @@ class Agent(BaseModel):
         default=None, description="When the agent's token stops working (null: never)."
     )
     removed_at: datetime | None = None
+
+
+class QueueWaiting(BaseModel):
+    """Callers waiting in one queue, as an agent sees it before going available."""
+
+    name: str
+    waiting: int
+    oldest_enqueued_at: datetime | None = Field(
+        description="When the caller who has waited longest arrived (null: nobody waits)."
+    )
 
 
 class Priority(BaseModel):

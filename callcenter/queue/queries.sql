@@ -13,15 +13,16 @@
 
 -- queue_configs --
 SELECT name, policy, credits, offset_seconds, offer_timeout_seconds, wrap_up_seconds,
-       overflow_after_seconds, max_wait_seconds, overflow_queue, service_level_seconds
+       overflow_after_seconds, max_wait_seconds, overflow_queue, service_level_seconds,
+       wrap_up_max_seconds
   FROM queues
  ORDER BY name
 
 -- upsert_queue --
 INSERT INTO queues (name, policy, credits, offset_seconds, offer_timeout_seconds,
                     wrap_up_seconds, overflow_after_seconds, max_wait_seconds, overflow_queue,
-                    service_level_seconds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    service_level_seconds, wrap_up_max_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (name) DO UPDATE
    SET policy = excluded.policy, credits = excluded.credits,
        offset_seconds = excluded.offset_seconds,
@@ -31,6 +32,7 @@ ON CONFLICT (name) DO UPDATE
        max_wait_seconds = excluded.max_wait_seconds,
        overflow_queue = excluded.overflow_queue,
        service_level_seconds = excluded.service_level_seconds,
+       wrap_up_max_seconds = excluded.wrap_up_max_seconds,
        updated_at = now()
 RETURNING (xmax = 0) AS created
 
@@ -500,6 +502,31 @@ UPDATE agents
  WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
 RETURNING id
 
+-- extend_wrap_up --
+-- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until
+-- $3 seconds from now, but never past the queue's maximum counted from the
+-- call's end (nor shorter than it already was). Nothing when the agent is not
+-- in that wrap-up. The agent's event goes out on channel $4 as $5 (at commit).
+WITH target AS (
+    SELECT a.id, a.wrap_up_until,
+           c.ended_at + make_interval(secs => greatest(q.wrap_up_seconds,
+                                                       q.wrap_up_max_seconds)) AS cap
+      FROM agents a
+      JOIN calls c ON c.id = a.call_id
+      JOIN queues q ON q.name = c.queue
+     WHERE a.id = $1 AND a.call_id = $2 AND a.state = 'wrap_up'
+       FOR UPDATE OF a
+), changed AS (
+    UPDATE agents a
+       SET wrap_up_until = greatest(t.wrap_up_until, least(now() + make_interval(secs => $3), t.cap))
+      FROM target t
+     WHERE a.id = t.id
+    RETURNING a.wrap_up_until, t.wrap_up_until AS was, t.cap
+), notified AS (
+    SELECT pg_notify($4, $5) FROM changed WHERE changed.wrap_up_until > changed.was
+)
+SELECT wrap_up_until, was, cap, (SELECT count(*) FROM notified) AS notified FROM changed
+
 -- set_offline --
 UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
  WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered')
@@ -544,6 +571,16 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
   ) o ON true
   LEFT JOIN agent_presence p ON p.agent_id = a.id
  WHERE a.id = $1
+
+-- waiting_in_queues --
+-- How many callers wait in each of queues $1 (being offered counts: the caller
+-- still waits) and since when the longest has waited: what an agent's panel
+-- shows before it goes available.
+SELECT q.name, count(w.call_id)::int AS waiting, min(w.enqueued_at) AS oldest_enqueued_at
+  FROM unnest($1::text[]) AS q(name)
+  LEFT JOIN waiting_calls w ON w.queue = q.name
+ GROUP BY q.name
+ ORDER BY q.name
 
 -- waiting_counts --
 SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*) AS n

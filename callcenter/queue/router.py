@@ -260,6 +260,37 @@ class Router:
                 conn, [Event("agent", str(agent_id)), Event("free", str(agent_id))]
             )
 
+    async def extend_wrap_up(self, agent_id: int, call_id: int, seconds: float) -> datetime:
+        """The agent is still writing the wrap-up of ``call_id``: hold it ``seconds`` more.
+
+        Bounded by the queue's ``wrap_up_max_seconds`` from the call's end; the
+        new end of the wrap-up is returned (and pushed to the agent's panels). 409
+        when the agent is not in that wrap-up, or it is at its maximum already.
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                Q["extend_wrap_up"],
+                agent_id,
+                call_id,
+                seconds,
+                CHANNEL,
+                Event("agent", str(agent_id)).encode(),
+            )
+        if row is None:
+            raise Conflict(
+                f"you are not in the wrap-up of call {call_id} (it is over, or you are "
+                "available again); what you typed can still be saved",
+                field="call_id",
+            )
+        until: datetime = row["wrap_up_until"]
+        if until <= row["was"]:
+            raise Conflict(
+                f"the wrap-up of call {call_id} is at its queue's maximum; finish it "
+                "(what you type after it ends is kept and can still be saved)",
+                field="seconds",
+            )
+        return until
+
     async def offline(self, agent_id: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             # One transaction: nobody sees the agent offline while it still holds an offer.

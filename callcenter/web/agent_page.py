@@ -15,7 +15,7 @@ from aiohttp import web
 
 from callcenter import app_keys
 from callcenter.errors import NotFound, Unauthorized
-from callcenter.http.auth import bearer_token
+from callcenter.http.auth import UNKNOWN_AGENT, bearer_token
 from callcenter.http.routing import Routes
 from callcenter.queue import agents
 from callcenter.queue.models import Agent
@@ -65,12 +65,14 @@ async def agent_session(request: web.Request) -> Agent:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("send the agent token as Authorization: Bearer <token>")
+    # The one path that resolves a token (counted with every wrong token from this
+    # address: 429 past the limit); only an agent's token is an agent token here.
+    found = await request.app[app_keys.GATE].authenticate(
+        request, token, kind="agent", wrong=UNKNOWN_AGENT
+    )
+    assert found.id is not None  # an agent principal always carries the agent's id
     async with app_keys.pool(request.app).acquire() as conn:
-        agent_id = await agents.agent_for_token(conn, token)
-        if agent_id is None:
-            # Counted with every wrong token from this address: 429 past the limit.
-            raise request.app[app_keys.GATE].wrong_token(request, "unknown agent token")
-        return await agents.get_agent(conn, agent_id)
+        return await agents.get_agent(conn, found.id)
 
 
 async def agent_html(request: web.Request) -> web.FileResponse:

@@ -115,7 +115,8 @@ async def test_answer_shows_in_history_and_the_follow_up_is_asked(serve: Serve, 
     facts = page.locator("#customer-facts")
     await expect(facts).to_contain_text("Ada Lovelace")
     await expect(facts).to_contain_text("C-1")
-    await expect(facts).to_contain_text("6,000.00")
+    await expect(facts).to_contain_text("Net value$6,000.00")  # what the tier is earned on
+    await expect(facts).to_contain_text("Lifetime value$6,000.00")
     await expect(facts).to_contain_text("+12125550123")
     await expect(facts.locator("dd.recognised")).to_have_text(
         "recognised by the calling number +12125550123"
@@ -144,8 +145,9 @@ async def test_answer_shows_in_history_and_the_follow_up_is_asked(serve: Serve, 
     await expect(page.locator("#needs-list dt")).to_have_text([CARDS["text"]])
     await expect(page.locator("#needs-list dd")).to_contain_text("yes")
     transfer = page.locator("#treatment-list li[data-key=balance_transfer]")
+    # The facts in words: the question as asked, the amount with its currency.
     await expect(transfer.locator(".chips li")).to_have_text(
-        ["cards_elsewhere = yes", "lifetime value 6000.00"]
+        [f"{CARDS['text']} yes", "lifetime value 6,000.00 USD"]
     )
     await expect(page.locator("#question-text")).to_have_text(CARDS_COUNT["text"])
     answer = page.get_by_label("Answer (a number from 1 to 20)")
@@ -157,7 +159,7 @@ async def test_answer_shows_in_history_and_the_follow_up_is_asked(serve: Serve, 
     await page.fill("#notes", "second call")
     await page.click("#finish")
     error = page.locator("#question-error")
-    await expect(error).to_contain_text("answered with a number")
+    await expect(error).to_contain_text(f"'{CARDS_COUNT['text']}' is answered with a number")
     await expect(error).to_have_attribute("role", "alert")
     await expect(answer).to_have_attribute("aria-describedby", "question-error")
     await expect(answer).to_have_attribute("aria-invalid", "true")
@@ -167,7 +169,9 @@ async def test_answer_shows_in_history_and_the_follow_up_is_asked(serve: Serve, 
     await expect(page.locator("#agent-state")).not_to_have_text("Available")
     await answer.fill("25")  # out of range: the server names the bound
     await page.click("#finish")
-    await expect(error).to_contain_text("25 is above 20")
+    await expect(error).to_have_text(
+        f"25 is above 20, the largest answer to '{CARDS_COUNT['text']}'"
+    )
 
     await answer.fill("2")
     await finish(page)

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import AppFactory
+from tests.conftest import ADMIN_TOKEN, AppFactory
 from tests.integration.queue_helpers import (
     FAST,
     Panel,
@@ -297,3 +297,26 @@ async def test_no_wrap_up_means_available_as_the_call_ends(app_factory: AppFacto
     await enqueue(client, "pbx-w1")
     assert (await panel.until(lambda m: m["type"] == "offer"))["offer_id"] != offer["offer_id"]
     await panel.close()
+
+
+async def test_only_an_agents_token_opens_the_agent_doors(app_factory: AppFactory) -> None:
+    """Every agent door resolves a token through the gate (one path, one count of wrong
+    tokens) and takes an agent's token only: an admin's is as unknown as a made-up one."""
+    admin = await app_factory(**FAST)
+    _, token = await make_agent(admin, "ada")
+    client = await app_factory(**FAST, headers={})
+    made_up = "not-a-token-of-anyone"
+    for presented in (ADMIN_TOKEN, made_up):
+        resp = await client.get("/ws/agent", params={"token": presented})
+        assert resp.status == 401
+        assert (await resp.json())["detail"] == "unknown agent token"
+        session = await client.get(
+            "/agent/session", headers={"Authorization": f"Bearer {presented}"}
+        )
+        assert session.status == 401
+        assert (await session.json())["detail"] == "unknown agent token"
+    # The agent's own token opens both.
+    ok = await client.get("/agent/session", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status == 200 and (await ok.json())["name"] == "ada"
+    ws = await client.ws_connect(f"/ws/agent?token={token}")
+    await ws.close()

@@ -700,3 +700,47 @@ async def test_an_agent_refused_by_another_unique_rule_is_not_called_a_taken_nam
     assert resp.status == 409, await resp.text()
     body = await resp.json()
     assert "agents_one_endpoint" in body["detail"] and body.get("field") != "name"
+
+
+async def test_with_no_agent_staffed_the_estimated_wait_is_unknown(
+    app_factory: AppFactory,
+) -> None:
+    client = await app_factory(**FAST)
+    await make_queue(client, "general")
+    _, token = await make_agent(client, "ada")
+    # Three answered calls in the window: a rate the estimate could be made from.
+    panel = await Panel.open(client, token)
+    for i in range(3):
+        await panel.send(type="available")
+        await panel.until(lambda m: m["type"] == "state" and m["agent"]["state"] == "available")
+        call_id = (await enqueue(client, f"pbx-{i}"))["call"]["id"]
+        offer = await panel.until(lambda m: m["type"] == "offer")
+        await panel.send(type="accept", offer_id=offer["offer_id"])
+        await panel.send(type="wrap_up", call_id=call_id, ref=f"w{i}")
+        await panel.until(lambda m, i=i: m.get("ref") == f"w{i}")
+    await panel.send(type="offline")
+    await panel.until(lambda m: m["type"] == "state" and m["agent"]["state"] == "offline")
+
+    waiting = (await enqueue(client, "pbx-wait"))["call"]["id"]
+
+    async def general() -> dict[str, Any]:
+        queues = await (await client.get("/api/queues")).json()
+        found: dict[str, Any] = next(q for q in queues["queues"] if q["name"] == "general")
+        return found
+
+    # The rates a second old may still count ada (a reading is shared for a second): the
+    # estimate follows once a reading sees nobody staffed. Before this issue it stayed a
+    # number for good, made from the three answers in the window.
+    async def unknown() -> bool:
+        summary = await general()
+        call = await (await client.get(f"/api/calls/{waiting}")).json()
+        return (
+            summary["agents_staffed"] == 0
+            and summary["estimated_wait_seconds"] is None
+            and call["estimated_wait_seconds"] is None
+        )
+
+    await eventually(unknown)
+    summary = await general()
+    assert summary["answered"] == 3 and summary["waiting"] == 1
+    await panel.close()

@@ -33,12 +33,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
-from limits import RateLimitItemPerSecond
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
+from callcenter.agent_assist.desk.callers import create_caller, find_callers, pick_caller
 from callcenter.agent_assist.desk.verify import verify
 from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
 from callcenter.agent_assist.knowledge.panel import PanelBuilder
@@ -47,17 +48,24 @@ from callcenter.agent_assist.protocol import (
     Accept,
     AckMessage,
     Available,
+    CallerCandidate,
+    CallersMessage,
+    CreateCaller,
     End,
     ErrorMessage,
+    FindCaller,
     HistoryRequest,
     OfferMessage,
     Offline,
+    PickCaller,
     Ping,
     PongMessage,
+    QueuesMessage,
     Reject,
     StateMessage,
     Verify,
     WrapUp,
+    WrapUpExtend,
 )
 from callcenter.db.pool import Conn
 from callcenter.errors import (
@@ -68,7 +76,7 @@ from callcenter.errors import (
     Unprocessable,
 )
 from callcenter.events import Event, EventBus, Subscription
-from callcenter.http.auth import Gate, bearer_token
+from callcenter.http.auth import UNKNOWN_AGENT, Gate, bearer_token
 from callcenter.http.problems import first_error
 from callcenter.http.text import describe, unstorable_field
 from callcenter.queue import agents
@@ -81,6 +89,15 @@ _log = logging.getLogger(__name__)
 
 OUTBOX = 256
 
+#: How long a stopping service gives each panel to finish its message and close.
+SHUTDOWN_SECONDS = 3.0
+
+#: The queue figures the panels show are read at most this often, however busy the
+#: queues (one statement for every queue of every connected agent) ...
+QUEUES_EVERY_SECONDS = 0.5
+#: ... and at least this often, should an event that changed them have been missed.
+QUEUES_BACKSTOP_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class SocketLimits:
@@ -89,6 +106,9 @@ class SocketLimits:
     max_message_bytes: int = 65_536
     messages_per_second: int = 20
     max_sockets: int = 4
+    #: Searches for a caller per agent and minute: enough to try a name, a number and a
+    #: phone a few times on each of several calls, far too few to browse the customers.
+    searches_per_minute: int = 12
 
 
 class AgentSocket:
@@ -119,7 +139,14 @@ class AgentSocket:
         #: ones can be sent twice (a set of every id ever sent grew for the socket's life).
         self.offer_sent: int | None = None
         self.panel_sent: int | None = None
+        #: Whether the client asked for ``queues`` messages (``/ws/agent?queues=1``).
+        self.wants_queues = False
+        #: The agent's queues (from its last state) and the figures last sent for them.
+        self.queues: list[str] = []
+        self.queues_sent: str | None = None
         self.closing: asyncio.Task[bool] | None = None
+        #: Held while a message from the panel is acted on: a shutdown waits for it.
+        self.handling = asyncio.Lock()
         self.writer = asyncio.create_task(self._write(), name=f"agent-{agent_id}-writer")
 
     def send(self, message: BaseModel) -> None:
@@ -143,9 +170,17 @@ class AgentSocket:
     async def _write(self) -> None:
         while True:
             text = await self._outbox.get()
-            if self.ws.closed:
-                return
-            await self.ws.send_str(text)
+            try:
+                if self.ws.closed:
+                    return
+                await self.ws.send_str(text)
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Until every message queued so far is written (the writer may be gone: then now)."""
+        if not self.writer.done():
+            await self._outbox.join()
 
 
 class AgentHub:
@@ -172,7 +207,7 @@ class AgentHub:
         allowed_origins: Sequence[str] = (),
         panel_seconds: Histogram | None = None,
         limits: SocketLimits | None = None,
-        gate: Gate | None = None,
+        gate: Gate,
     ) -> None:
         self.router = router
         self.desk = desk
@@ -191,9 +226,14 @@ class AgentHub:
         self.gate = gate
         self._rate = RateLimitItemPerSecond(self.limits.messages_per_second)
         self._messages = MovingWindowRateLimiter(MemoryStorage())
+        self._search_rate = RateLimitItemPerMinute(self.limits.searches_per_minute)
+        #: Per agent: the call its searches were for, and the customers they found (a pick
+        #: must be one of them, or of the call's shared phone).
+        self._found: dict[int, tuple[int, set[int]]] = {}
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
     @contextlib.asynccontextmanager
@@ -202,14 +242,48 @@ class AgentHub:
         sub = self.bus.subscribe(10_000, kinds={"agent", "revoked"})
         self.supervisor.start("agent-hub-events", functools.partial(self._listen, sub))
         self.supervisor.start("agent-hub-presence", self._presence)
+        waits = self.bus.subscribe(10_000, kinds={"queue", "ended", "agent"})
+        self.supervisor.start("agent-hub-queues", functools.partial(self._watch_queues, waits))
         try:
             yield self
         finally:
+            self.bus.unsubscribe(waits)
             self.bus.unsubscribe(sub)
             await self.supervisor.stop()
             for sockets in list(self._sockets.values()):
                 for s in list(sockets):
                     await s.ws.close(code=1001, message=b"server shutting down")
+
+    async def shutdown(self) -> None:
+        """The service is stopping: every panel is told to reconnect elsewhere, at once.
+
+        Each socket first finishes the message it is acting on and writes what
+        is queued for it (the ack of a Finish sent just before), then gets a
+        close frame 1012 (service restart), on which the page reconnects
+        straight away (behind a load balancer, to another instance; the agent
+        keeps its state there for the grace period). Without this the sockets
+        stayed open until the process died, the page said "Connected" for about
+        16 s, and a Finish sent meanwhile was never answered.
+        """
+        sockets = [s for group in list(self._sockets.values()) for s in list(group)]
+        if not sockets:
+            return
+        _log.info("closing %d agent panels: service restart", len(sockets))
+        await asyncio.gather(*(self._close_for_restart(s) for s in sockets), return_exceptions=True)
+
+    async def _close_for_restart(self, sock: AgentSocket) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                async with sock.handling:
+                    if sock.closing is not None:
+                        return  # closed already (revoked, too slow)
+                    await sock.flush()
+                    sock.closing = asyncio.create_task(
+                        sock.ws.close(code=1012, message=b"service restarting; reconnect")
+                    )
+                await asyncio.shield(sock.closing)
+        except TimeoutError:
+            _log.warning("agent %s panel did not close in %s s", sock.agent_id, SHUTDOWN_SECONDS)
 
     @property
     def failure(self) -> str | None:
@@ -225,12 +299,13 @@ class AgentHub:
         token = request.query.get("token") or bearer_token(request)
         if not token:
             raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
+        # The one path that resolves a token, counted with the address's wrong tokens
+        # (429 past the limit); only an agent's token opens an agent's socket.
+        found = await self.gate.authenticate(request, token, kind="agent", wrong=UNKNOWN_AGENT)
+        agent_id = found.id
+        if agent_id is None:  # an agent principal always carries its id
+            raise Unauthorized(UNKNOWN_AGENT)
         async with self.pool.acquire() as conn:
-            agent_id = await agents.agent_for_token(conn, token)
-            if agent_id is None:
-                if self.gate is not None:  # counted with the address's wrong tokens: 429 past it
-                    raise self.gate.wrong_token(request, "unknown agent token")
-                raise Unauthorized("unknown agent token")
             await agents.mark_seen(conn, [agent_id])
             expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
@@ -250,6 +325,9 @@ class AgentHub:
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws, token, remote=request.remote)
         sock.expires_at = expires_at
+        # ``queues`` messages only for a client that asks (the page does): a client written
+        # before them reads exactly the messages it always did.
+        sock.wants_queues = request.query.get("queues") in ("1", "true")
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
@@ -260,10 +338,13 @@ class AgentHub:
                 await ws.close(code=1011, message=b"the database did not answer; reconnect")
                 return ws
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and self._within_limits(sock, msg.data):
-                    await self._on_text(sock, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
+                async with sock.handling:
+                    if sock.closing is not None:
+                        break  # shutting down: nothing more is acted on
+                    if msg.type == WSMsgType.TEXT and self._within_limits(sock, msg.data):
+                        await self._on_text(sock, msg.data)
+                    elif msg.type == WSMsgType.BINARY:
+                        sock.send(ErrorMessage(status=400, detail="send JSON text, not binary"))
         finally:
             self._sockets[agent_id].discard(sock)
             if not self._sockets[agent_id]:
@@ -364,6 +445,25 @@ class AgentHub:
                 )
                 self._repanel(sock, message.call_id)
                 return
+            elif isinstance(message, WrapUpExtend):
+                async with self.pool.acquire() as conn:
+                    await own_call(conn, agent_id, message.call_id)
+                until = await self.router.extend_wrap_up(agent_id, message.call_id, message.seconds)
+                sock.send(
+                    AckMessage(
+                        ref=message.ref,
+                        to=message.type,
+                        call_id=message.call_id,
+                        wrap_up_until=until,
+                    )
+                )
+                return
+            elif isinstance(message, FindCaller):
+                await self._find_caller(sock, message)
+                return
+            elif isinstance(message, PickCaller | CreateCaller):
+                await self._pick_caller(sock, message)
+                return
             elif isinstance(message, WrapUp):
                 call_id = message.call_id
                 await self.wrap_ups.wrap_up(
@@ -383,10 +483,75 @@ class AgentHub:
                 )
             )
 
-    def _repanel(self, sock: AgentSocket, call_id: int) -> None:
+    async def _find_caller(self, sock: AgentSocket, message: FindCaller) -> None:
+        """Search for the caller of the agent's call: a few a minute, one call at a time."""
+        agent_id = sock.agent_id
+        if not self._messages.hit(self._search_rate, f"search|{agent_id}"):
+            raise TooManyRequests(
+                f"at most {self.limits.searches_per_minute} searches a minute: ask the caller "
+                "for their customer number",
+                retry_after=10,
+            )
+        async with self.pool.acquire() as conn:
+            found = await find_callers(
+                conn,
+                agent_id,
+                message.call_id,
+                message.query,
+                region=self.desk.rules.region,
+                who=sock.who or f"agent:{agent_id}",
+                remote=sock.remote,
+            )
+        kept = self._found.get(agent_id)
+        if kept is None or kept[0] != message.call_id:
+            kept = self._found[agent_id] = (message.call_id, set())
+        kept[1].update(c.id for c in found)
+        candidates = [CallerCandidate.model_validate(c, from_attributes=True) for c in found]
+        sock.send(CallersMessage(ref=message.ref, call_id=message.call_id, candidates=candidates))
+
+    async def _pick_caller(self, sock: AgentSocket, message: PickCaller | CreateCaller) -> None:
+        """The agent's pick (or new customer) identifies the call; every tab gets the new panel."""
+        agent_id = sock.agent_id
+        who = sock.who or f"agent:{agent_id}"
+        async with self.pool.acquire() as conn:
+            if isinstance(message, PickCaller):
+                kept = self._found.get(agent_id)
+                shown = kept[1] if kept is not None and kept[0] == message.call_id else set()
+                await pick_caller(
+                    conn,
+                    self.desk,
+                    agent_id,
+                    message.call_id,
+                    message.customer_id,
+                    shown=shown,
+                    who=who,
+                    remote=sock.remote,
+                )
+                customer_id = message.customer_id
+            else:
+                name = " ".join(message.name.split())
+                if not name:
+                    raise Unprocessable("the caller's name is empty", field="name")
+                customer_id = await create_caller(
+                    conn, self.desk, agent_id, message.call_id, name, who=who, remote=sock.remote
+                )
+            now = await self.panels.recognised(conn, message.call_id)
+        sock.send(
+            AckMessage(
+                ref=message.ref,
+                to=message.type,
+                call_id=message.call_id,
+                recognised=now,
+                customer_id=customer_id,
+            )
+        )
+        self._repanel(sock, message.call_id, everyone=True)
+
+    def _repanel(self, sock: AgentSocket, call_id: int, *, everyone: bool = False) -> None:
         """The agent's other open panels get the call's panel again (the one that sent
-        ``verify`` has the news in its ack), so no tab keeps offering a stale link."""
-        others = [s for s in self._sockets.get(sock.agent_id, ()) if s is not sock]
+        ``verify`` has the news in its ack), so no tab keeps offering a stale link;
+        ``everyone``: this one too (the caller changed: a new customer, a new history)."""
+        others = [s for s in self._sockets.get(sock.agent_id, ()) if everyone or s is not sock]
         for s in others:
             if s.panel_sent == call_id:
                 s.panel_sent = None
@@ -426,11 +591,11 @@ class AgentHub:
         ]
         if not sockets:
             return
-        async with self.pool.acquire() as conn:
-            still: dict[str, int | None] = {}
-            for s in sockets:
-                if s.token not in still:
-                    still[s.token] = await agents.agent_for_token(conn, s.token)
+        still: dict[str, int | None] = {}
+        for s in sockets:
+            if s.token not in still:
+                now = await self.gate.still(s.token)
+                still[s.token] = now.id if now is not None and now.kind == "agent" else None
         for s in sockets:
             if still[s.token] != s.agent_id and not s.ws.closed and s.closing is None:
                 _log.info("agent %s: its token no longer opens the desk; closing", s.agent_id)
@@ -495,6 +660,9 @@ class AgentHub:
                 state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
                     s.who = f"agent:{agent.name}"
+                    if s.wants_queues and s.queues != agent.queues:
+                        s.queues = list(agent.queues)
+                        self._queues_changed.set()
                     s.send_json(state)
                     if offer is not None and offer.offer_id != s.offer_sent:
                         s.offer_sent = offer.offer_id
@@ -524,6 +692,55 @@ class AgentHub:
                 s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
+
+    async def _watch_queues(self, sub: Subscription) -> None:
+        """Push the callers waiting in each panel's queues when they change.
+
+        Woken by the queue's events (a call in, answered, gone) and folded: at
+        most one reading per ``QUEUES_EVERY_SECONDS`` whatever the load, and one
+        every ``QUEUES_BACKSTOP_SECONDS`` in case an event was missed. A panel is
+        sent only figures that differ from what it has.
+        """
+
+        async def heard() -> None:
+            while True:
+                await sub.get()
+                self._queues_changed.set()
+
+        listener = asyncio.create_task(heard(), name="agent-hub-queue-events")
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(QUEUES_BACKSTOP_SECONDS):
+                        await self._queues_changed.wait()
+                self._queues_changed.clear()
+                try:
+                    await self._push_queues()
+                except TRANSIENT_DB_ERRORS as exc:
+                    _log.warning("could not read the waiting callers: %s", exc)
+                await asyncio.sleep(QUEUES_EVERY_SECONDS)
+        finally:
+            listener.cancel()
+
+    async def _push_queues(self) -> None:
+        sockets = [
+            s
+            for group in list(self._sockets.values())
+            for s in group
+            if s.wants_queues and s.queues
+        ]
+        if not sockets:
+            return
+        names = sorted({q for s in sockets for q in s.queues})
+        async with self.pool.acquire() as conn:
+            figures = {w.name: w for w in await agents.waiting_in(conn, names)}
+        for s in sockets:
+            body = QueuesMessage(
+                queues=[figures[q] for q in sorted(s.queues) if q in figures]
+            ).model_dump_json()
+            if body != s.queues_sent:
+                s.queues_sent = body
+                s.send_json(body)
 
     async def _presence(self) -> None:
         """Keep connected agents seen, so the sweep knows who is really there."""

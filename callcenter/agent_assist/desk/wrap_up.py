@@ -103,14 +103,16 @@ class WrapUpDesk:
                     raise Conflict(
                         f"no question was asked on call {call.id}", field="answer.question_key"
                     )
+                bank = await self.bank.get(conn)
                 if answer.question_key != call.question_key:
+                    asked = bank.question(call.question_key)
+                    shown = repr(asked.text) if asked is not None else repr(call.question_key)
                     raise Conflict(
                         f"question {answer.question_key!r} is not the pending one "
-                        f"({call.question_key!r} is)",
+                        f"({shown} is, the one asked on this call)",
                         field="answer.question_key",
                     )
                 if not answer.skipped:
-                    bank = await self.bank.get(conn)
                     question = bank.question(answer.question_key)
                     if question is None:
                         raise Conflict(
@@ -118,7 +120,7 @@ class WrapUpDesk:
                             "skip it",
                             field="answer.question_key",
                         )
-                    value = check_answer(question, answer.value)
+                    value = check_answer(question, answer.value, in_words=True)
         if call.connected:
             await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
             call = OwnCall(call.id, False, call.customer_id, call.question_key, True)

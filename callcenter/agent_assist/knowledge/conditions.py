@@ -391,7 +391,30 @@ def describe(condition: Node) -> str:
     return f"not {describe(condition.not_)}"
 
 
-def reasons(condition: Node, facts: Facts) -> list[str]:
+@dataclass(frozen=True)
+class Words:
+    """How the agent's panel says a fact: a question by its text, money with its currency.
+
+    Without it (the API, the bank's author) facts read by key: ``cards_elsewhere = yes``.
+    """
+
+    questions: Mapping[str, str] = field(default_factory=dict)
+    currency: str | None = None
+
+    def question(self, key: str, value: Any) -> str:
+        text = self.questions.get(key)
+        return f"{text} {_show(value)}" if text else f"{key} = {_show(value)}"
+
+    def money(self, amount: Decimal) -> str:
+        if self.currency is None:
+            return str(amount)
+        return f"{amount:,.2f} {self.currency}"
+
+
+PLAIN = Words()
+
+
+def reasons(condition: Node, facts: Facts, words: Words = PLAIN) -> list[str]:
     """The facts that make ``condition`` hold, in words (empty if it does not hold).
 
     ``all`` gives the facts of every part, ``any`` those of the parts that
@@ -400,27 +423,30 @@ def reasons(condition: Node, facts: Facts) -> list[str]:
     if not evaluate(condition, facts):
         return []
     found: dict[str, None] = {}
-    _collect(condition, facts, found)
+    _collect(condition, facts, found, words)
     return list(found)
 
 
-def _collect(condition: Node, facts: Facts, out: dict[str, None]) -> None:
+def _collect(condition: Node, facts: Facts, out: dict[str, None], words: Words) -> None:
     if isinstance(condition, AnswerTest):
-        out[f"{condition.answer} = {_show(facts.answers[condition.answer])}"] = None
+        out[words.question(condition.answer, facts.answers[condition.answer])] = None
     elif isinstance(condition, Answered):
-        out[f"{condition.answered} answered ({_show(facts.answers[condition.answered])})"] = None
+        key = condition.answered
+        text = words.questions.get(key)
+        shown = _show(facts.answers[key])
+        out[f"{text} {shown}" if text else f"{key} answered ({shown})"] = None
     elif isinstance(condition, TierIn):
         out[f"tier {facts.tier}"] = None
     elif isinstance(condition, ValueIn):
-        out[f"lifetime value {facts.lifetime_value}"] = None
+        out[f"lifetime value {words.money(facts.lifetime_value)}"] = None
     elif isinstance(condition, MarginIn):
-        out[f"annual margin {facts.annual_margin}"] = None
+        out[f"annual margin {words.money(facts.annual_margin)}"] = None
     elif isinstance(condition, AllOf):
         for child in condition.all:
-            _collect(child, facts, out)
+            _collect(child, facts, out, words)
     elif isinstance(condition, AnyOf):
         for child in condition.any:
             if evaluate(child, facts):
-                _collect(child, facts, out)
+                _collect(child, facts, out, words)
     else:
         out[f"not {describe(condition.not_)}"] = None

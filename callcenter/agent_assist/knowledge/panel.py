@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from callcenter.agent_assist.knowledge.conditions import Facts
+from callcenter.agent_assist.knowledge.conditions import Facts, Words
 from callcenter.agent_assist.knowledge.questions import (
     StoredAnswer,
     current_answers,
@@ -27,6 +27,8 @@ from callcenter.agent_assist.knowledge.questions import (
 from callcenter.agent_assist.knowledge.store import Bank, BankCache
 from callcenter.agent_assist.knowledge.treatments import matching
 from callcenter.agent_assist.protocol import (
+    AttemptsSince,
+    CallerCandidate,
     HistoryAnswer,
     HistoryItem,
     HistoryMessage,
@@ -88,12 +90,14 @@ def recognised(
             "the account (the conflict is recorded for review)"
         ),
         "multiple": f"{phone} is shared by several customers: ask who is calling",
+        "agent": f"{verified_by or 'the agent'} picked them as the caller"
+        + (f"; {link_phone} is now linked to them" if link_phone else ""),
         "unknown": f"first call from {phone}: a provisional customer was created",
         "withheld": "the number was withheld and no customer number was typed",
     }
     key = by if by in details else "withheld" if ani is None else "unknown"
     detail = details[key]
-    if confirmed is not None and key not in ("pending", "linked"):
+    if confirmed is not None and key not in ("pending", "linked", "agent"):
         detail = f"{detail}; {confirmed}"
     return Recognised(
         by=cast(RecognisedBy, key),  # one of the keys above, each a RecognisedBy
@@ -155,6 +159,7 @@ def history_items(rows: Sequence[Mapping[str, Any]], bank: Bank) -> list[History
                 outcome=r["outcome"],
                 notes=r["notes"],
                 answer=answer,
+                waited_seconds=r.get("waited_seconds"),
             )
         )
     return items
@@ -169,9 +174,13 @@ def _page(call_id: int, rows: Sequence[Mapping[str, Any]], bank: Bank, size: int
 
 
 class PanelBuilder:
-    def __init__(self, bank: BankCache, *, page_size: int = HISTORY_PAGE) -> None:
+    def __init__(
+        self, bank: BankCache, *, page_size: int = HISTORY_PAGE, currency: str = "USD"
+    ) -> None:
         self.bank = bank
         self.page_size = page_size
+        #: The amounts' currency, shown with each (the panel's figures and "because" chips).
+        self.currency = currency
 
     async def build(
         self,
@@ -207,6 +216,8 @@ class PanelBuilder:
                 lifetime_value=row["lifetime_value"],
                 annual_margin=row["annual_margin"],
                 cost_to_serve=row["cost_to_serve"],
+                net_value=row["lifetime_value"] - row["cost_to_serve"],
+                currency=self.currency,
                 phones=list(row["phones"]),
             )
             latest = answers_of(row["latest_answers"])
@@ -238,7 +249,7 @@ class PanelBuilder:
                     reason=m.reason,
                     because=m.because,
                 )
-                for m in matching(bank.active_treatments, facts)
+                for m in matching(bank.active_treatments, facts, self._words(bank))
             ]
         return PanelMessage(
             call_id=call_id,
@@ -248,7 +259,20 @@ class PanelBuilder:
             history=_page(call_id, row["history"], bank, self.page_size),
             question=question,
             treatments=treatments,
+            candidates=[CallerCandidate.model_validate(c) for c in row["candidates"]],
+            last_contact=(
+                history_items([row["last_contact"]], bank)[0] if row["last_contact"] else None
+            ),
+            attempts_since=(
+                AttemptsSince.model_validate(row["attempts_since"])
+                if customer is not None
+                else None
+            ),
         )
+
+    def _words(self, bank: Bank) -> Words:
+        """The "because" facts as the agent reads them: questions by text, amounts in currency."""
+        return Words(questions={q.key: q.text for q in bank.questions}, currency=self.currency)
 
     async def _question(
         self,

@@ -185,8 +185,12 @@ def pending_question(
     return None
 
 
-def check_answer(question: QuestionFields, raw: Any) -> Any:
+def check_answer(question: QuestionFields, raw: Any, *, in_words: bool = False) -> Any:
     """``raw`` normalised for ``question``'s kind, or ``InvalidAnswer`` (422, field ``answer``).
+
+    ``in_words``: the errors name the question by its text, as the agent read it
+    out ("25 is above 20, the largest answer to 'How many cards do you hold
+    elsewhere?'"); otherwise by its key, as the bank's author and the API know it.
 
     * number: an int or a finite float (not a boolean, not text); whole floats
       become ints; within ``min_value``/``max_value`` when set.
@@ -195,38 +199,35 @@ def check_answer(question: QuestionFields, raw: Any) -> Any:
       as the choice is spelled in the bank.
     * text: non-empty after stripping, at most 500 characters.
     """
+    name = _name(question, in_words)
     if raw is None:
-        raise InvalidAnswer(
-            f"question {_name(question)} needs an answer (or skip it)", field="answer"
-        )
+        raise InvalidAnswer(f"{name} needs an answer (or skip it)", field="answer")
     kind = question.kind
     if kind is AnswerKind.number:
-        return _number(question, raw)
+        return _number(question, raw, in_words)
     if kind is AnswerKind.yes_no:
         if isinstance(raw, bool):
             return "yes" if raw else "no"
         if isinstance(raw, str) and raw.strip().lower() in ("yes", "no"):
             return raw.strip().lower()
         raise InvalidAnswer(
-            f"question {_name(question)} is answered yes or no (or true/false), not {_got(raw)}",
+            f"{name} is answered yes or no (or true/false), not {_got(raw)}",
             field="answer",
         )
     if not isinstance(raw, str):
-        raise InvalidAnswer(
-            f"question {_name(question)} is answered with text, not {_got(raw)}", field="answer"
-        )
+        raise InvalidAnswer(f"{name} is answered with text, not {_got(raw)}", field="answer")
     text = raw.strip()
     if kind is AnswerKind.choice:
         for choice in question.choices:
             if choice.casefold() == text.casefold():
                 return choice
         raise InvalidAnswer(
-            f"{text!r} is not a choice of question {_name(question)}; "
+            f"{text!r} is not a choice {_of(question, in_words)}; "
             f"the choices are {', '.join(question.choices)}",
             field="answer",
         )
     if not text:
-        raise InvalidAnswer(f"question {_name(question)} needs a non-empty answer", field="answer")
+        raise InvalidAnswer(f"{name} needs a non-empty answer", field="answer")
     if len(text) > MAX_TEXT_ANSWER:
         raise InvalidAnswer(
             f"an answer may be at most {MAX_TEXT_ANSWER} characters, this one has {len(text)}",
@@ -235,10 +236,10 @@ def check_answer(question: QuestionFields, raw: Any) -> Any:
     return text
 
 
-def _number(question: QuestionFields, raw: Any) -> int | float:
+def _number(question: QuestionFields, raw: Any, in_words: bool) -> int | float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidAnswer(
-            f"question {_name(question)} is answered with a number, not {_got(raw)}",
+            f"{_name(question, in_words)} is answered with a number, not {_got(raw)}",
             field="answer",
         )
     if isinstance(raw, float) and not math.isfinite(raw):
@@ -247,14 +248,14 @@ def _number(question: QuestionFields, raw: Any) -> int | float:
         raise InvalidAnswer(f"{raw} is too large for an answer", field="answer")
     if question.min_value is not None and raw < question.min_value:
         raise InvalidAnswer(
-            f"{raw} is below {_plain(question.min_value)}, the smallest answer of question "
-            f"{_name(question)}",
+            f"{raw} is below {_plain(question.min_value)}, the smallest answer "
+            f"{_of(question, in_words)}",
             field="answer",
         )
     if question.max_value is not None and raw > question.max_value:
         raise InvalidAnswer(
-            f"{raw} is above {_plain(question.max_value)}, the largest answer of question "
-            f"{_name(question)}",
+            f"{raw} is above {_plain(question.max_value)}, the largest answer "
+            f"{_of(question, in_words)}",
             field="answer",
         )
     return int(raw) if isinstance(raw, float) and raw.is_integer() else raw
@@ -264,9 +265,18 @@ def _plain(bound: float) -> str:
     return str(int(bound)) if bound.is_integer() else str(bound)
 
 
-def _name(question: QuestionFields) -> str:
+def _name(question: QuestionFields, in_words: bool = False) -> str:
+    """``question 'cards_count'``, or in words ``'How many cards do you hold elsewhere?'``."""
     key = getattr(question, "key", None)
-    return repr(key) if key is not None else repr(question.text)
+    if in_words or key is None:
+        return repr(question.text)
+    return f"question {key!r}"
+
+
+def _of(question: QuestionFields, in_words: bool) -> str:
+    """``of question 'cards_count'``, or in words ``to 'How many cards ...?'``."""
+    name = _name(question, in_words)
+    return f"to {name}" if in_words or getattr(question, "key", None) is None else f"of {name}"
 
 
 def _got(raw: Any) -> str:

@@ -71,7 +71,9 @@ class MatchedTreatment(BaseModel):
     priority: int
 
 
-def matching(treatments: Iterable[Treatment], facts: Facts) -> list[MatchedTreatment]:
+def matching(
+    treatments: Iterable[Treatment], facts: Facts, words: conditions.Words = conditions.PLAIN
+) -> list[MatchedTreatment]:
     """The active rules whose condition holds for ``facts``, by ``(priority, key)``.
 
     ``facts.answers`` must hold the current answers only (see
@@ -84,7 +86,7 @@ def matching(treatments: Iterable[Treatment], facts: Facts) -> list[MatchedTreat
         if rule.condition is None:
             because = ["applies to every caller"]
         else:
-            because = conditions.reasons(rule.condition, facts)
+            because = conditions.reasons(rule.condition, facts, words)
             if not because:
                 continue
         found.append(

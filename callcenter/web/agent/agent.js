@@ -18,7 +18,12 @@
 //   sound.js       the ringing sound (off unless the agent turns it on)
 //   assist.js      the call on hand and its assist panel: customer (and Confirm identity),
 //                  needs, treatments, history
+//   lastcontact.js the last conversation on top, and the abandoned attempts since it
+//   callers.js     who is calling, when the service could not say: candidates, search,
+//                  pick, or a new customer from the call
 //   wrapup.js      the wrap-up form and the drafts of what the agent typed
+//   waiting.js     who waits in the agent's queues, on the offline / available screen
+//   timers.js      talk time, the wrap-up countdown, and the wrap-up held while typing
 //   question.js    the learning question's inputs and answer
 //   unfinished.js  cards for wrap-ups of calls that went away before Finish
 //   storage.js     what is kept in the browser (sessionStorage, the sound in localStorage)
@@ -29,6 +34,7 @@
 // happens later, once every module is loaded.
 
 import { askOlderHistory, confirmIdentity } from "./assist.js";
+import { createCaller, searchCaller } from "./callers.js";
 import { $, isTyping } from "./dom.js";
 import { accept, reject, tickRing } from "./offer.js";
 import { renderAll, showNotice } from "./render.js";
@@ -36,7 +42,9 @@ import { signIn, signOut, start } from "./session.js";
 import { reconnectIfIdle, reconnectNow, send, showConn, tickConnection } from "./socket.js";
 import { toggleSound } from "./sound.js";
 import { holdsCall, page } from "./state.js";
+import { noteTyping, tickTimers } from "./timers.js";
 import { loadUnfinished } from "./unfinished.js";
+import { tickWaiting } from "./waiting.js";
 import { endCall, finish, wrapChanged } from "./wrapup.js";
 
 function onKey(event) {
@@ -64,6 +72,8 @@ function onKey(event) {
 function tick() {
   tickRing();
   tickConnection();
+  tickTimers();
+  tickWaiting();
 }
 
 function init() {
@@ -82,8 +92,11 @@ function init() {
   $("end-call").addEventListener("click", endCall);
   $("older").addEventListener("click", askOlderHistory);
   $("verify").addEventListener("click", confirmIdentity);
+  $("caller-search").addEventListener("submit", searchCaller);
+  $("caller-create").addEventListener("submit", createCaller);
   $("wrap").addEventListener("submit", finish);
   $("wrap").addEventListener("input", wrapChanged);
+  $("wrap").addEventListener("input", noteTyping);
   $("question-skip").addEventListener("change", wrapChanged);
   document.addEventListener("keydown", onKey);
   window.addEventListener("online", reconnectIfIdle);

@@ -2,8 +2,10 @@
 // their needs profile, suggested treatments and contact history. Without a `panel` from
 // the server, what the call record says is shown.
 
+import { renderCallerBox } from "./callers.js";
 import { $, addFact, h, isTyping, setText } from "./dom.js";
-import { answerText, callerName, day, dialable, money, when } from "./format.js";
+import { answerText, callerName, clock, day, dialable, money, when } from "./format.js";
+import { attemptsText, renderLastContact } from "./lastcontact.js";
 import { send } from "./socket.js";
 import { holdsCall, page, view } from "./state.js";
 import { dropUnfinished, keepUnfinished, unfinished } from "./unfinished.js";
@@ -16,6 +18,7 @@ const RECOGNISED = {
   linked: "by customer number; the phone is now linked",
   conflict: "by customer number; the phone belongs to someone else",
   multiple: "not sure: the phone is shared",
+  agent: "picked by the agent",
   unknown: "new caller",
   withheld: "number withheld",
 };
@@ -60,6 +63,7 @@ export function renderCall() {
   $("panel-missing").hidden = Boolean(panel);
   // A panel without a customer (a withheld number): nothing to show but who it is.
   const known = !panel || Boolean(panel.customer);
+  renderLastContact(panel);
   renderCustomer(call, panel, customer);
   renderNeeds(panel, known);
   renderTreatments(panel, known);
@@ -97,13 +101,20 @@ function renderCustomer(call, panel, customer) {
     addFact(facts, "Caller", "not identified");
   }
   if (customer && panel) {
-    addFact(facts, "Lifetime value", money(customer.lifetime_value));
-    addFact(facts, "Annual margin", money(customer.annual_margin));
-    addFact(facts, "Cost to serve", money(customer.cost_to_serve));
+    const cur = customer.currency;
+    // The net value first: it is what the tier is earned on (lifetime value minus cost).
+    if (customer.net_value !== undefined) {
+      const net = addFact(facts, "Net value", money(customer.net_value, cur));
+      if (net) net.className = "net-value";
+    }
+    addFact(facts, "Lifetime value", money(customer.lifetime_value, cur));
+    addFact(facts, "Annual margin", money(customer.annual_margin, cur));
+    addFact(facts, "Cost to serve", money(customer.cost_to_serve, cur));
     if (customer.phones && customer.phones.length) addFact(facts, "Phones", customer.phones.join(", "));
   }
   $("customer-none").hidden = !panel || Boolean(panel.customer);
   renderVerify(call, panel);
+  renderCallerBox(call, panel);
 }
 
 /** The pending link of a typed customer number, and **Confirm identity**: until the agent
@@ -205,10 +216,28 @@ export function renderHistory() {
   const rows = $("history-rows");
   rows.replaceChildren();
   if (!kept) return;
-  for (const item of kept.items) {
+  for (const run of runs(kept.items)) {
+    const item = run[0];
     const tr = h("tr");
     tr.dataset.interactionId = String(item.interaction_id);
-    for (const cell of [when(item.started_at), item.channel, item.agent, item.outcome, item.notes]) {
+    if (run.length > 1) {
+      // Calls the caller gave up on in a row: one line, not a wall of empty rows.
+      const longest = Math.max(...run.map((i) => i.waited_seconds || 0));
+      tr.className = "attempts";
+      tr.dataset.count = String(run.length);
+      const span = `${when(run[run.length - 1].started_at)} – ${when(item.started_at)}`;
+      tr.append(h("td", span), h("td", item.channel), h("td", ""));
+      const text = attemptsText({ count: run.length, longest_wait_seconds: longest }, false);
+      const cell = h("td", text);
+      cell.colSpan = 3;
+      tr.append(cell);
+      rows.append(tr);
+      continue;
+    }
+    const outcome = item.outcome === "abandoned" && item.waited_seconds !== null && item.waited_seconds !== undefined
+      ? `abandoned after ${clock(item.waited_seconds)}`
+      : item.outcome;
+    for (const cell of [when(item.started_at), item.channel, item.agent, outcome, item.notes]) {
       tr.append(h("td", cell));
     }
     const answer = h("td", null, "answer");
@@ -225,6 +254,17 @@ export function renderHistory() {
   $("older").hidden = !more;
   $("older").disabled = !page.connected || page.historyBusy === call.id;
   $("history").setAttribute("aria-busy", String(page.historyBusy === call.id));
+}
+
+/** The history's items in runs: consecutive abandoned attempts together, others alone. */
+function runs(items) {
+  const out = [];
+  for (const item of items) {
+    const prev = out.length ? out[out.length - 1] : null;
+    if (item.outcome === "abandoned" && prev && prev[0].outcome === "abandoned") prev.push(item);
+    else out.push([item]);
+  }
+  return out;
 }
 
 /** "Older contacts": the next page of history, one page at a time. */

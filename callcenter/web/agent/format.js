@@ -33,10 +33,19 @@ export function answerText(value) {
   return value === null || value === undefined ? "" : String(value);
 }
 
-export function money(raw) {
+/** An amount as the agent reads it: with its currency when the server says which. */
+export function money(raw, currency) {
   const n = Number(raw);
   if (raw === null || raw === undefined || !Number.isFinite(n)) return raw ?? "";
-  return n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (currency) {
+    try {
+      return n.toLocaleString(undefined, { style: "currency", currency });
+    } catch {
+      /* a code the browser does not know: the number and the code, below */
+    }
+  }
+  const plain = n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return currency ? `${plain} ${currency}` : plain;
 }
 
 export function secondsSince(iso) {
@@ -64,4 +73,26 @@ export function numberRange(q) {
   if (has(lo)) return ` of at least ${lo}`;
   if (has(hi)) return ` of at most ${hi}`;
   return "";
+}
+
+/** "3 days ago", "2 hours ago", "just now": how long since `iso`, as said aloud. */
+export function ago(iso) {
+  const seconds = secondsSince(iso);
+  if (!Number.isFinite(seconds)) return "";
+  const units = [
+    ["year", 365 * 86400],
+    ["month", 30 * 86400],
+    ["week", 7 * 86400],
+    ["day", 86400],
+    ["hour", 3600],
+    ["minute", 60],
+  ];
+  for (const [name, size] of units) {
+    // Rounded, as said aloud: 1 day 23 hours ago is "2 days ago".
+    if (seconds >= size) {
+      const n = Math.round(seconds / size);
+      return `${n} ${name}${n === 1 ? "" : "s"} ago`;
+    }
+  }
+  return "just now";
 }

@@ -1,6 +1,7 @@
 // What the server sends on the socket, and what becomes of the requests it answers.
 
 import { renderHistory, verified, verifyRefused } from "./assist.js";
+import { callerPicked, callerRefused, forgetCallerRequests, onCallers } from "./callers.js";
 import { $, setText } from "./dom.js";
 import { focusFirstControl, renderAll, renderControls, showNotice } from "./render.js";
 import { markConnected, send } from "./socket.js";
@@ -15,6 +16,7 @@ import {
   showUnsentCards,
   unfinished,
 } from "./unfinished.js";
+import { extended, extendRefused } from "./timers.js";
 import { showWrapError } from "./wrapup.js";
 
 export function onMessage(message) {
@@ -62,6 +64,13 @@ export function onMessage(message) {
       renderHistory();
       break;
     }
+    case "queues":
+      view.queues = message.queues || [];
+      renderAll();
+      break;
+    case "callers":
+      onCallers(message, settle(message.ref));
+      break;
     case "ack":
       onAck(message);
       break;
@@ -79,6 +88,7 @@ export function forgetInFlight() {
   $("finish").dataset.busy = "";
   page.historyBusy = null;
   page.verifyBusy = null;
+  forgetCallerRequests();
   showUnsentCards();
 }
 
@@ -94,6 +104,14 @@ function onAck(message) {
   showNotice("");
   if (request.kind === "verify") {
     verified(request.callId, message.recognised);
+    return;
+  }
+  if (request.kind === "pick_caller" || request.kind === "create_caller") {
+    callerPicked(request, message.recognised);
+    return;
+  }
+  if (request.kind === "wrap_up_extend") {
+    extended();
     return;
   }
   if (request.kind === "wrap_up" || request.kind === "late") {
@@ -168,6 +186,14 @@ function onError(message) {
       break;
     case "verify":
       verifyRefused(request.callId, detail);
+      break;
+    case "wrap_up_extend":
+      extendRefused(request.callId, message.status);
+      break;
+    case "find_caller":
+    case "pick_caller":
+    case "create_caller":
+      callerRefused(request, message.field, detail);
       break;
     case "end":
       $("finish").dataset.busy = "";

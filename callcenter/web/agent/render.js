@@ -5,6 +5,8 @@ import { renderCall } from "./assist.js";
 import { $, setText } from "./dom.js";
 import { renderRing } from "./offer.js";
 import { soundIsOn } from "./sound.js";
+import { renderClock } from "./timers.js";
+import { renderWaiting } from "./waiting.js";
 import { holdsCall, page, view } from "./state.js";
 import { openCount, renderCardControls, renderUnfinished } from "./unfinished.js";
 
@@ -26,6 +28,7 @@ export function renderAll() {
   renderControls();
   renderRing();
   renderCall();
+  renderClock();
   renderIdle();
   renderUnfinished();
 }
@@ -64,6 +67,7 @@ function renderIdle() {
   const text = a && !view.offer && !holdsCall() ? IDLE_TEXT[a.state] : null;
   $("idle").hidden = !text || !page.token;
   setText($("idle-text"), text);
+  renderWaiting(!$("idle").hidden);
 }
 
 /** A message outside any form. Sticky ones (unsaved notes) stay until dismissed. */

@@ -46,12 +46,14 @@ function wsUrl() {
   const url = new URL("/ws/agent", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", page.token);
+  url.searchParams.set("queues", "1"); // who waits in the agent's queues, pushed
   return url.toString();
 }
 
 function connect() {
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
+  page.restarting = false;
   if (!page.token) return;
   showConn("connecting", "Connecting…");
   const sock = new WebSocket(wsUrl());
@@ -111,6 +113,12 @@ function dropped(code, opened) {
     signOut("Token not accepted: sign in again with a valid token.");
     return;
   }
+  if (opened && (code === 1012 || code === 1001)) {
+    // The service is restarting (or this instance stopping): another may already be up
+    // behind the same address, so try again at once, backing off only if that fails.
+    restarting();
+    return;
+  }
   if (opened) {
     scheduleReconnect();
     return;
@@ -124,6 +132,17 @@ function dropped(code, opened) {
       scheduleReconnect();
     }
   });
+}
+
+function restarting() {
+  page.restarting = true;
+  attempt = 1; // the next failure waits a little, as after any first failure
+  reconnectAt = Date.now();
+  clearTimeout(reconnectTimer);
+  // A few hundred ms of jitter, so a room of panels does not reconnect in one burst.
+  reconnectTimer = setTimeout(connect, Math.random() * 250);
+  showConn("reconnecting", "Service restarting: reconnecting…");
+  renderAll();
 }
 
 function scheduleReconnect() {
@@ -144,7 +163,7 @@ function showReconnecting() {
 
 /** Once a tick: the countdown to the next attempt. */
 export function tickConnection() {
-  if ($("conn").dataset.conn === "reconnecting") showReconnecting();
+  if ($("conn").dataset.conn === "reconnecting" && !page.restarting) showReconnecting();
 }
 
 function startPing() {

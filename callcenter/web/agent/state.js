@@ -11,6 +11,7 @@ export const view = {
   call: null,
   panels: new Map(), // call id -> the last `panel` message for it
   history: new Map(), // call id -> {items, next}
+  queues: [], // the callers waiting in the agent's queues (the last `queues` message)
 };
 
 export const page = {
@@ -22,6 +23,8 @@ export const page = {
   shown: null, // the call on screen as the wrap-up needs it: {callId, name, queue, question}
   historyBusy: null, // the call whose older history page is on its way
   verifyBusy: null, // the call whose `verify` is on its way
+  restarting: false, // the service closed the socket to restart: reconnecting at once
+  callerBusy: null, // the call whose search, pick or new customer is on its way
 };
 
 /** Requests sent and not answered yet: ref -> {kind, callId}. */
