@@ -679,3 +679,145 @@ def retention_run(
         f"retention ({done.days} days): {done.notes} notes and {done.text_answers} text answers "
         f"cleared, {done.customers} customers"
     )
+
+
+simulate_cli = typer.Typer(
+    help="What-if: the queue policies side by side on the same calls, and staffing.",
+    invoke_without_command=True,
+)
+cli.add_typer(simulate_cli, name="simulate")
+
+
+def _what_if_refused(exc: Exception) -> typer.Exit:
+    """A refused what-if request: its one line (naming the option), exit 2."""
+    console.print(f"[red]cannot simulate:[/red] {exc}", soft_wrap=True, highlight=False)
+    return typer.Exit(2)
+
+
+@simulate_cli.callback()
+def simulate(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Calls an hour (a Poisson stream).")] = 1250.0,
+    aht: Annotated[float, typer.Option(help="Average handle time, seconds.")] = 240.0,
+    agents: Annotated[
+        int | None,
+        typer.Option(help="Agents (default: Erlang C's count for --target)."),
+    ] = None,
+    patience: Annotated[
+        float,
+        typer.Option(help="Callers' mean patience, seconds (exponential); 'inf': never hang up."),
+    ] = 90.0,
+    hours: Annotated[float, typer.Option(help="Simulated hours of arrivals.")] = 8.0,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="fifo, strict, value or all (repeatable; default all)."),
+    ] = None,
+    credits: Annotated[
+        str | None,
+        typer.Option(help="The value policy's credits, e.g. platinum=120,gold=60,silver=20."),
+    ] = None,
+    target: Annotated[str, typer.Option(help="Service-level target PERCENT/SECONDS.")] = "80/20",
+    handle_cv: Annotated[
+        float | None,
+        typer.Option(help="Lognormal handle times with this spread (default exponential)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="The same seed replays the same calls.")] = 1,
+    runs: Annotated[int, typer.Option(help="Runs with seeds seed.. (95 % intervals).")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Serve the same simulated calls under fifo, strict and value, side by side."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_report import bound_line, comparison_table
+    from callcenter.simulation.whatif_run import (
+        SimulateOptions,
+        erlang_reference,
+        plan,
+        simulate_json,
+    )
+    from callcenter.simulation.whatif_run import simulate as run_simulation
+
+    options = SimulateOptions(
+        rate_per_hour=rate,
+        aht=aht,
+        agents=agents,
+        patience=patience,
+        hours=hours,
+        policies=policy or ["all"],
+        credits=credits,
+        target=target,
+        seed=seed,
+        runs=runs,
+        handle_cv=handle_cv,
+    )
+    try:
+        checked = plan(options)
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+    for note in checked.notes:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
+    comparison, _, _ = run_simulation(checked)
+    if json_out:
+        typer.echo(json.dumps(simulate_json(checked, comparison), indent=2))
+        return
+    out = Console()
+    ref = erlang_reference(checked)
+    calls = f"{rate:g} calls/h for {hours:g} h"
+    title = (
+        f"{calls}, AHT {aht:g} s, {checked.agents} agents, patience {patience:g} s, "
+        f"target {checked.target}, {runs} run(s) from seed {seed}"
+    )
+    out.print(comparison_table(comparison, title))
+    asa = "-" if ref["asa"] is None else f"{ref['asa']:.1f} s"
+    out.print(
+        f"Erlang C (fifo, nobody hangs up): {ref['load_erlangs']:.1f} Erlangs, "
+        f"P(wait) {ref['wait_probability']:.1%}, ASA {asa}, SL {ref['service_level']:.1%}",
+        highlight=False,
+    )
+    for report in comparison.reports:
+        out.print(bound_line(report), highlight=False)
+
+
+@simulate_cli.command("staffing")
+def simulate_staffing(
+    rate: Annotated[float, typer.Option(help="Calls an hour.")],
+    aht: Annotated[float, typer.Option(help="Average handle time, seconds.")],
+    target: Annotated[str, typer.Option(help="Service-level target PERCENT/SECONDS.")] = "80/20",
+    patience: Annotated[
+        float, typer.Option(help="Callers' mean patience in the simulation, seconds.")
+    ] = 90.0,
+    hours: Annotated[float, typer.Option(help="Simulated hours per run.")] = 8.0,
+    seed: Annotated[int, typer.Option(help="The same seed replays the same calls.")] = 1,
+    runs: Annotated[int, typer.Option(help="Runs averaged per agent count.")] = 1,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Agents needed for a service-level target: Erlang C and the simulation, side by side."""
+    import json
+
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_report import staffing_table
+    from callcenter.simulation.whatif_run import staffing
+
+    try:
+        answer = staffing(rate, aht, target, patience, hours, seed, runs)
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+    if json_out:
+        typer.echo(json.dumps(answer.as_json(), indent=2))
+        return
+    out = Console()
+    title = (
+        f"{rate:g} calls/h, AHT {aht:g} s, target {answer.target}; "
+        f"simulation: fifo, patience {patience:g} s, {hours:g} h x {runs} run(s)"
+    )
+    out.print(staffing_table(answer.target, answer.erlang_rows, answer.simulated_rows, title))
+    out.print(
+        f"agents needed: Erlang C {answer.erlang_agents}, "
+        f"simulated with abandonment {answer.simulated_agents}",
+        highlight=False,
+    )
