@@ -724,6 +724,10 @@ def simulate(
     seed: Annotated[int, typer.Option(help="The same seed replays the same calls.")] = 1,
     runs: Annotated[int, typer.Option(help="Runs with seeds seed.. (95 % intervals).")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot_file: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw waits by tier and service level over time (PNG)."),
+    ] = None,
 ) -> None:
     """Serve the same simulated calls under fifo, strict and value, side by side."""
     if ctx.invoked_subcommand is not None:
@@ -759,7 +763,12 @@ def simulate(
         raise _what_if_refused(exc) from None
     for note in checked.notes:
         console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
-    comparison, _, _ = run_simulation(checked)
+    comparison, loads, outcomes = run_simulation(checked)
+    if plot_file is not None:
+        from callcenter.simulation.plot import plot
+
+        plot(plot_file, loads[0], outcomes[0], checked.target.seconds, _plot_title(checked))
+        console.print(f"plot written to {plot_file}", highlight=False)
     if json_out:
         typer.echo(json.dumps(simulate_json(checked, comparison), indent=2))
         return
@@ -779,6 +788,14 @@ def simulate(
     )
     for report in comparison.reports:
         out.print(bound_line(report), highlight=False)
+
+
+def _plot_title(checked: Any) -> str:
+    t = checked.traffic
+    return (
+        f"{t.rate * 3600:g} calls/h, AHT {t.aht:g} s, {checked.agents} agents, "
+        f"patience {t.patience:g} s, seed {checked.seed} (first run)"
+    )
 
 
 @simulate_cli.command("staffing")

@@ -108,4 +108,3 @@ def synthetic(traffic: Traffic, seed: int) -> Workload:
         handle=handle,
         value=[values.get(tiers[k], 0.0) for k in tier],
     )
-
