@@ -728,6 +728,20 @@ def simulate(
         Path | None,
         typer.Option("--plot", help="Also draw waits by tier and service level over time (PNG)."),
     ] = None,
+    from_history: Annotated[
+        bool,
+        typer.Option(help="Replay the service's own finished calls instead of synthetic ones."),
+    ] = False,
+    since: Annotated[
+        str, typer.Option(help="With --from-history: the window, e.g. 7d, 12h.")
+    ] = "7d",
+    queue: Annotated[
+        str | None, typer.Option(help="With --from-history: only this queue's calls.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="With --from-history: the data folder (e.g. var/demo for the demo's)."),
+    ] = None,
 ) -> None:
     """Serve the same simulated calls under fifo, strict and value, side by side."""
     if ctx.invoked_subcommand is not None:
@@ -744,58 +758,120 @@ def simulate(
     )
     from callcenter.simulation.whatif_run import simulate as run_simulation
 
-    options = SimulateOptions(
-        rate_per_hour=rate,
-        aht=aht,
-        agents=agents,
-        patience=patience,
-        hours=hours,
-        policies=policy or ["all"],
-        credits=credits,
-        target=target,
-        seed=seed,
-        runs=runs,
-        handle_cv=handle_cv,
-    )
-    try:
-        checked = plan(options)
-    except WhatIfError as exc:
-        raise _what_if_refused(exc) from None
-    for note in checked.notes:
-        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
-    comparison, loads, outcomes = run_simulation(checked)
+    policies = policy or ["all"]
+    if from_history:
+        comparison, loads, outcomes, report, title, reference = _replay(
+            since, queue, data_dir, agents, policies, credits, target, seed, runs
+        )
+    else:
+        options = SimulateOptions(
+            rate_per_hour=rate,
+            aht=aht,
+            agents=agents,
+            patience=patience,
+            hours=hours,
+            policies=policies,
+            credits=credits,
+            target=target,
+            seed=seed,
+            runs=runs,
+            handle_cv=handle_cv,
+        )
+        try:
+            checked = plan(options)
+        except WhatIfError as exc:
+            raise _what_if_refused(exc) from None
+        for note in checked.notes:
+            console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
+        comparison, loads, outcomes = run_simulation(checked)
+        report = simulate_json(checked, comparison)
+        title = (
+            f"{rate:g} calls/h for {hours:g} h, AHT {aht:g} s, {checked.agents} agents, "
+            f"patience {checked.traffic.patience:g} s, target {checked.target}"
+        )
+        ref = erlang_reference(checked)
+        asa = "-" if ref["asa"] is None else f"{ref['asa']:.1f} s"
+        reference = (
+            f"Erlang C (fifo, nobody hangs up): {ref['load_erlangs']:.1f} Erlangs, "
+            f"P(wait) {ref['wait_probability']:.1%}, ASA {asa}, SL {ref['service_level']:.1%}"
+        )
+    title += f", {runs} run(s) from seed {seed}"
     if plot_file is not None:
         from callcenter.simulation.plot import plot
 
-        plot(plot_file, loads[0], outcomes[0], checked.target.seconds, _plot_title(checked))
+        plot(plot_file, loads[0], outcomes[0], comparison.target, title + " (first run)")
         console.print(f"plot written to {plot_file}", highlight=False)
     if json_out:
-        typer.echo(json.dumps(simulate_json(checked, comparison), indent=2))
+        typer.echo(json.dumps(report, indent=2))
         return
     out = Console()
-    ref = erlang_reference(checked)
-    calls = f"{rate:g} calls/h for {hours:g} h"
-    title = (
-        f"{calls}, AHT {aht:g} s, {checked.agents} agents, patience {patience:g} s, "
-        f"target {checked.target}, {runs} run(s) from seed {seed}"
-    )
     out.print(comparison_table(comparison, title))
-    asa = "-" if ref["asa"] is None else f"{ref['asa']:.1f} s"
-    out.print(
-        f"Erlang C (fifo, nobody hangs up): {ref['load_erlangs']:.1f} Erlangs, "
-        f"P(wait) {ref['wait_probability']:.1%}, ASA {asa}, SL {ref['service_level']:.1%}",
-        highlight=False,
-    )
-    for report in comparison.reports:
-        out.print(bound_line(report), highlight=False)
+    if reference:
+        out.print(reference, highlight=False)
+    for policy_report in comparison.reports:
+        out.print(bound_line(policy_report), highlight=False)
 
 
-def _plot_title(checked: Any) -> str:
-    t = checked.traffic
-    return (
-        f"{t.rate * 3600:g} calls/h, AHT {t.aht:g} s, {checked.agents} agents, "
-        f"patience {t.patience:g} s, seed {checked.seed} (first run)"
+def _replay(
+    since: str,
+    queue: str | None,
+    data_dir: Path | None,
+    agents: int | None,
+    policies: list[str],
+    credits: str | None,
+    target: str,
+    seed: int,
+    runs: int,
+) -> tuple[Any, Any, Any, dict[str, Any], str, str]:
+    """The service's own finished calls of the window, replayed under each policy."""
+    from callcenter.customers.value import ordered_tiers
+    from callcenter.db.lifecycle import open_database
+    from callcenter.simulation.history import read_history
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_run import (
+        history_json,
+        history_plan,
+        replay_history,
+        since_option,
     )
+
+    settings = _settings()
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    try:
+        window = since_option(since)
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+
+    async def read() -> Any:
+        async with open_database(settings) as pool:
+            return await read_history(pool, window, queue)
+
+    calls = _run(read())
+    try:
+        hp = history_plan(
+            calls,
+            ordered_tiers(settings.tier_thresholds),
+            since=since,
+            queue=queue,
+            agents=agents,
+            policy_names=policies,
+            credits=credits,
+            target=target,
+            seed=seed,
+            runs=runs,
+        )
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+    for note in hp.notes:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
+    comparison, loads, outcomes = replay_history(hp)
+    where = f" in {queue}" if queue else ""
+    title = (
+        f"replay of the last {since}{where}: {len(calls)} calls, {hp.agents} agents, "
+        f"target {hp.target}"
+    )
+    return comparison, loads, outcomes, history_json(hp, comparison), title, ""
 
 
 @simulate_cli.command("staffing")

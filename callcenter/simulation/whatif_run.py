@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from callcenter.queue.policy import QueuePolicy, fifo_policy
 from callcenter.simulation import erlang
 from callcenter.simulation.des import Outcome
+from callcenter.simulation.history import (
+    HistoryCall,
+    mean_patience,
+    parse_since,
+    peak_agents,
+    replay,
+    tiers_of,
+)
 from callcenter.simulation.staffing import (
     Level,
     Target,
@@ -213,3 +222,100 @@ def staffing(
         erlang_rows=[erlang_level(rate, aht, c, target) for c in counts],
         simulated_rows=[tried[c] for c in counts],
     )
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    calls: list[HistoryCall]
+    tiers: tuple[str, ...]
+    since: str
+    queue: str | None
+    agents: int
+    target: Target
+    policies: list[QueuePolicy]
+    seed: int
+    runs: int
+    notes: list[str] = field(default_factory=list)
+
+
+def since_option(text: str) -> timedelta:
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise WhatIfError(f"--since: {exc}") from None
+
+
+def history_plan(
+    calls: list[HistoryCall],
+    known_tiers: Sequence[str],
+    *,
+    since: str,
+    queue: str | None,
+    agents: int | None,
+    policy_names: Sequence[str],
+    credits: str | None,
+    target: str,
+    seed: int,
+    runs: int,
+) -> HistoryPlan:
+    """The checked replay of ``calls``; an empty window is a ``WhatIfError`` naming ``--since``."""
+    if not calls:
+        where = f" in queue {queue!r}" if queue else ""
+        raise WhatIfError(f"--since: no finished calls in the last {since}{where}")
+    if runs < 1:
+        raise WhatIfError(f"--runs: must be at least 1, not {runs}")
+    if agents is not None and agents < 1:
+        raise WhatIfError(f"--agents: must be at least 1, not {agents}")
+    checked_target = target_option(target)
+    tiers = tiers_of(calls, known_tiers)
+    chosen = policies(policy_names, tiers, parse_credits(credits) if credits else None)
+    peak = peak_agents(calls)
+    answered = sum(1 for c in calls if c.connected_at is not None)
+    patience = mean_patience(calls)
+    shown = "nobody hung up" if math.isinf(patience) else f"mean patience {patience:.0f} s"
+    notes = [
+        f"replaying {len(calls)} calls of the last {since}"
+        + (f" in {queue}" if queue else "")
+        + f": {answered} answered, {len(calls) - answered} not; {shown}; "
+        f"at most {peak} agents were busy at once"
+    ]
+    return HistoryPlan(
+        calls=calls,
+        tiers=tiers,
+        since=since,
+        queue=queue,
+        agents=agents if agents is not None else peak,
+        target=checked_target,
+        policies=chosen,
+        seed=seed,
+        runs=runs,
+        notes=notes,
+    )
+
+
+def replay_history(hp: HistoryPlan) -> tuple[Comparison, list[Workload], list[list[Outcome]]]:
+    loads = [replay(hp.calls, hp.tiers, hp.seed + r) for r in range(hp.runs)]
+    comparison, outcomes = compare(loads, hp.policies, hp.agents, hp.target.seconds)
+    return comparison, loads, outcomes
+
+
+def history_json(hp: HistoryPlan, comparison: Comparison) -> dict[str, Any]:
+    patience = mean_patience(hp.calls)
+    return {
+        "scenario": {
+            "from_history": True,
+            "since": hp.since,
+            "queue": hp.queue,
+            "calls": len(hp.calls),
+            "first_arrival": hp.calls[0].enqueued_at.isoformat(),
+            "last_arrival": hp.calls[-1].enqueued_at.isoformat(),
+            "mean_patience": None if math.isinf(patience) else patience,
+            "agents": hp.agents,
+            "peak_busy_agents": peak_agents(hp.calls),
+            "target": str(hp.target),
+            "seed": hp.seed,
+            "runs": hp.runs,
+        },
+        "notes": hp.notes,
+        **comparison.as_json(),
+    }
