@@ -27,6 +27,9 @@ from callcenter.simulation.workload import Workload
 #: The figures of ``TierFigures`` that are estimated across runs.
 METRICS: tuple[str, ...] = tuple(f.name for f in fields(TierFigures) if f.name != "tier")
 
+#: The figures also given as a difference from the first policy, run by run.
+PAIRED: tuple[str, ...] = ("asa", "service_level", "abandon_rate", "value_abandoned")
+
 
 class WhatIfError(ValueError):
     """A what-if request that cannot be run; the message names the option."""
@@ -34,8 +37,17 @@ class WhatIfError(ValueError):
 
 @dataclass(frozen=True)
 class TierEstimate:
+    """A tier's figures under one policy, and how they differ from the first policy's.
+
+    The difference is taken run by run on the same calls before averaging
+    (a paired comparison), so its interval holds only the policy's effect:
+    much narrower than the two figures' own intervals, which also hold how
+    busy each run's day happened to be.
+    """
+
     tier: str
     figures: dict[str, Estimate | None]  # by METRICS name; None where no run had it
+    versus_first: dict[str, Estimate | None]  # by PAIRED name; empty for the first policy
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ class Comparison:
     runs: int
     agents: int
     target: float
-    reports: list[PolicyReport]
+    reports: list[PolicyReport]  # the first is what ``versus_first`` compares with
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,10 +146,12 @@ def compare(
         raise WhatIfError("no calls to simulate")
     outcomes = [[serve(w, p, agents) for p in chosen] for w in workloads]
     reports: list[PolicyReport] = []
+    figures_by = [
+        [tier_figures(w, runs[col], target) for w, runs in zip(workloads, outcomes, strict=True)]
+        for col in range(len(chosen))
+    ]
     for col, policy in enumerate(chosen):
-        per_run = [
-            tier_figures(w, runs[col], target) for w, runs in zip(workloads, outcomes, strict=True)
-        ]
+        per_run = figures_by[col]
         worst = max(runs[col].max_overtaking for runs in outcomes)
         rows: list[TierEstimate] = []
         for r, first in enumerate(per_run[0]):
@@ -147,7 +161,17 @@ def compare(
                     float(v) for run in per_run if (v := getattr(run[r], metric)) is not None
                 ]
                 figures[metric] = estimate(samples) if samples else None
-            rows.append(TierEstimate(first.tier, figures))
+            versus: dict[str, Estimate | None] = {}
+            if col > 0:
+                for metric in PAIRED:
+                    diffs = [
+                        float(a) - float(b)
+                        for run, base in zip(per_run, figures_by[0], strict=True)
+                        if (a := getattr(run[r], metric)) is not None
+                        and (b := getattr(base[r], metric)) is not None
+                    ]
+                    versus[metric] = estimate(diffs) if diffs else None
+            rows.append(TierEstimate(first.tier, figures, versus))
         reports.append(
             PolicyReport(
                 policy=policy.name.value,

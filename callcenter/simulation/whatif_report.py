@@ -46,15 +46,39 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: (column header, paired metric, kind): the difference from the first policy.
+VERSUS: tuple[tuple[str, str, str], ...] = (
+    ("ASA vs {first}", "asa", "seconds"),
+    ("SL vs {first}", "service_level", "share"),
+)
+
+
+def _signed(e: Estimate | None, kind: str) -> str:
+    if e is None:
+        return ""
+    scale, unit = (100.0, " pt") if kind == "share" else (1.0, " s")
+    text = f"{e.mean * scale:+.1f}{unit}"
+    if e.half_width is not None:
+        text += f" ±{e.half_width * scale:.1f}"
+    return text
+
+
 def comparison_table(comparison: Comparison, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("policy")
     table.add_column("tier")
     for header, _, _ in COLUMNS:
         table.add_column(header, justify="right")
+    paired = len(comparison.reports) > 1
+    first = comparison.reports[0].policy
+    if paired:
+        for header, _, _ in VERSUS:
+            table.add_column(header.format(first=first), justify="right")
     for n, report in enumerate(comparison.reports):
         for row in report.tiers:
             cells = [_fmt(row.figures[metric], kind) for _, metric, kind in COLUMNS]
+            if paired:
+                cells += [_signed(row.versus_first.get(metric), kind) for _, metric, kind in VERSUS]
             style = "bold" if row.tier == ALL else None
             table.add_row(report.policy if row.tier == ALL else "", row.tier, *cells, style=style)
         if n < len(comparison.reports) - 1:

@@ -132,3 +132,19 @@ def test_quantiles_and_intervals() -> None:
     assert estimate([5.0]).half_width is None
     assert t975(30) == 2.042 and t975(60) == pytest.approx(2.000, abs=0.001)
     assert t975(120) == pytest.approx(1.980, abs=0.001)
+
+
+def test_paired_differences_are_run_by_run() -> None:
+    code, output = _run(*SHORT, "--agents", "21", "--runs", "4", "--json")
+    assert code == 0
+    fifo, strict, _ = json.loads(output)["reports"]
+    assert all(row["versus_first"] == {} for row in fifo["tiers"])
+    for mine, theirs in zip(strict["tiers"], fifo["tiers"], strict=True):
+        versus = mine["versus_first"]["asa"]
+        # The mean of the differences is the difference of the means...
+        assert versus["mean"] == pytest.approx(
+            mine["figures"]["asa"]["mean"] - theirs["figures"]["asa"]["mean"]
+        )
+    # ...but on the same calls it is far surer than either figure alone.
+    everyone = strict["tiers"][-1]
+    assert everyone["versus_first"]["asa"]["half_width"] < everyone["figures"]["asa"]["half_width"]
