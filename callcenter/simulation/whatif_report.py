@@ -98,7 +98,12 @@ def bound_line(report: PolicyReport) -> str:
 def staffing_table(
     target: Target, erlang_rows: list[Level], simulated_rows: list[Level], title: str
 ) -> Table:
-    """Agent counts around both answers, Erlang C's figures next to the simulation's."""
+    """Agent counts around both answers, Erlang C's figures next to the simulation's.
+
+    Where the load reaches the agents Erlang C has no answer (its queue grows
+    for ever), so the row says "overload" while the simulation, whose callers
+    hang up, still gives figures.
+    """
     table = Table(title=title, title_justify="left")
     for header in ("agents", "Erlang C SL", "Erlang C ASA s", "simulated SL", "ASA s", "abandon"):
         table.add_column(header, justify="right")
@@ -107,7 +112,7 @@ def staffing_table(
         s = sim.get(e.agents)
         table.add_row(
             str(e.agents),
-            _mark(e.service_level, target.share),
+            "overload" if e.asa is None else _mark(e.service_level, target.share),
             "-" if e.asa is None else f"{e.asa:.1f}",
             "-" if s is None else _mark(s.service_level, target.share),
             "-" if s is None or s.asa is None else f"{s.asa:.1f}",
