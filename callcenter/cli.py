@@ -783,7 +783,10 @@ def simulate(
             raise _what_if_refused(exc) from None
         for note in checked.notes:
             console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
-        comparison, loads, outcomes = run_simulation(checked)
+        try:
+            comparison, loads, outcomes = run_simulation(checked)
+        except WhatIfError as exc:
+            raise _what_if_refused(exc) from None
         report = simulate_json(checked, comparison)
         title = (
             f"{rate:g} calls/h for {hours:g} h, AHT {aht:g} s, {checked.agents} agents, "

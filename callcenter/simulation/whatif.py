@@ -84,7 +84,7 @@ def policies(
     wanted: list[PolicyName] = []
     for name in names or ["all"]:
         if name == "all":
-            wanted += [p for p in (PolicyName.fifo, PolicyName.strict, PolicyName.value)]
+            wanted += [PolicyName.fifo, PolicyName.strict, PolicyName.value]
             continue
         try:
             wanted.append(PolicyName(name))

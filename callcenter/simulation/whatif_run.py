@@ -126,8 +126,18 @@ def workloads(p: Plan) -> list[Workload]:
     return [synthetic(p.traffic, p.seed + r) for r in range(p.runs)]
 
 
+def _some_calls(loads: Sequence[Workload], rate_per_hour: float, hours: float) -> None:
+    """A run without a single call has no figures (and no agent count meets a target)."""
+    if any(len(w) == 0 for w in loads):
+        raise WhatIfError(
+            f"--hours: no call arrives in {hours:g} h at {rate_per_hour:g} calls/h; "
+            "simulate longer or at a higher rate"
+        )
+
+
 def simulate(p: Plan) -> tuple[Comparison, list[Workload], list[list[Outcome]]]:
     loads = workloads(p)
+    _some_calls(loads, p.traffic.rate * 3600.0, p.traffic.seconds / 3600.0)
     comparison, outcomes = compare(loads, p.policies, p.agents, p.target.seconds)
     return comparison, loads, outcomes
 
@@ -205,6 +215,7 @@ def staffing(
     by_erlang = erlang.agents_needed(rate, aht, target.share, target.seconds)
     traffic = Traffic(rate=rate, aht=aht, seconds=hours * 3600.0, patience=patience)
     loads = [synthetic(traffic, seed + r) for r in range(runs)]
+    _some_calls(loads, rate_per_hour, hours)
     found, tried = simulated_agents(loads, fifo_policy(), target, by_erlang)
     low = min(found.agents, by_erlang) - 1
     high = max(found.agents, by_erlang) + 1

@@ -50,6 +50,13 @@ def test_staffing_refuses_a_zero_rate() -> None:
     assert code == 2 and "--rate" in output
 
 
+@pytest.mark.parametrize("command", [[], ["staffing", "--aht", "60"]])
+def test_a_run_without_a_single_call_is_refused(command: list[str]) -> None:
+    # One call an hour for 3.6 s: seed 1, like 999 seeds in 1000, draws no call at all.
+    code, output = _run(*command, "--rate", "1", "--hours", "0.001")
+    assert code == 2 and "--hours: no call arrives" in output
+
+
 def test_overload_is_said_and_still_runs_with_abandonment() -> None:
     code, output = _run(
         "--rate", "600", "--aht", "120", "--agents", "10", "--hours", "0.5",
