@@ -716,7 +716,13 @@ def simulate(
         str | None,
         typer.Option(help="The value policy's credits, e.g. platinum=120,gold=60,silver=20."),
     ] = None,
-    target: Annotated[str, typer.Option(help="Service-level target PERCENT/SECONDS.")] = "80/20",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Service-level target PERCENT/SECONDS (default 80/20; with --queue, "
+            "80/the queue's own seconds)."
+        ),
+    ] = None,
     handle_cv: Annotated[
         float | None,
         typer.Option(help="Lognormal handle times with this spread (default exponential)."),
@@ -772,7 +778,7 @@ def simulate(
             hours=hours,
             policies=policies,
             credits=credits,
-            target=target,
+            target=target or "80/20",
             seed=seed,
             runs=runs,
             handle_cv=handle_cv,
@@ -822,14 +828,14 @@ def _replay(
     agents: int | None,
     policies: list[str],
     credits: str | None,
-    target: str,
+    target: str | None,
     seed: int,
     runs: int,
 ) -> tuple[Any, Any, Any, dict[str, Any], str, str]:
     """The service's own finished calls of the window, replayed under each policy."""
     from callcenter.customers.value import ordered_tiers
     from callcenter.db.lifecycle import open_database
-    from callcenter.simulation.history import read_history
+    from callcenter.simulation.history import read_history, read_queue
     from callcenter.simulation.whatif import WhatIfError
     from callcenter.simulation.whatif_run import (
         history_json,
@@ -848,9 +854,14 @@ def _replay(
 
     async def read() -> Any:
         async with open_database(settings) as pool:
-            return await read_history(pool, window, queue)
+            found = await read_queue(pool, queue) if queue else None
+            return await read_history(pool, window, queue), found
 
-    calls = _run(read())
+    calls, configured = _run(read())
+    if queue and configured is None:
+        raise _what_if_refused(WhatIfError(f"--queue: there is no queue named {queue!r}"))
+    if configured is not None and target is None:
+        target = f"80/{configured.service_level_seconds:g}"
     try:
         hp = history_plan(
             calls,
@@ -860,9 +871,10 @@ def _replay(
             agents=agents,
             policy_names=policies,
             credits=credits,
-            target=target,
+            target=target or "80/20",
             seed=seed,
             runs=runs,
+            queue_credits=configured.credits if configured is not None else None,
         )
     except WhatIfError as exc:
         raise _what_if_refused(exc) from None

@@ -22,6 +22,7 @@ fill-ins, and the interval shows how much the unknowns matter.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -82,6 +83,23 @@ async def read_history(conn: Any, since: timedelta, queue: str | None) -> list[H
     """The window's finished calls, oldest first (``conn``: an asyncpg connection or pool)."""
     rows = await conn.fetch(Q["finished_calls"], since, queue)
     return [HistoryCall(**dict(row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """What a queue is configured with that a replay of it should honour."""
+
+    credits: dict[str, float]  # the value policy's credits; empty: the defaults
+    service_level_seconds: float
+
+
+async def read_queue(conn: Any, name: str) -> QueueSettings | None:
+    """The queue's credits and service-level target, or None if there is no such queue."""
+    row = await conn.fetchrow(Q["queue_settings"], name)
+    if row is None:
+        return None
+    credits = {str(k): float(v) for k, v in json.loads(row["credits"]).items()}
+    return QueueSettings(credits, float(row["service_level_seconds"]))
 
 
 def tiers_of(calls: Sequence[HistoryCall], known: Sequence[str]) -> tuple[str, ...]:

@@ -17,3 +17,11 @@ SELECT c.id,
    AND ($2::text IS NULL OR c.queue = $2)
    AND c.state IN ('completed', 'abandoned', 'transferred')
  ORDER BY c.enqueued_at, c.id
+
+
+-- The replayed queue's own settings: its value credits and service-level seconds.
+
+-- queue_settings --
+SELECT credits::text AS credits, service_level_seconds
+  FROM queues
+ WHERE name = $1

@@ -9,7 +9,7 @@ the JSON a script reads is built in one place.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -268,8 +268,13 @@ def history_plan(
     target: str,
     seed: int,
     runs: int,
+    queue_credits: Mapping[str, float] | None = None,
 ) -> HistoryPlan:
-    """The checked replay of ``calls``; an empty window is a ``WhatIfError`` naming ``--since``."""
+    """The checked replay of ``calls``; an empty window is a ``WhatIfError`` naming ``--since``.
+
+    ``queue_credits`` (the replayed queue's configured credits) stand in for
+    ``--credits`` when it is not given, so "value" means what the queue would run.
+    """
     if not calls:
         where = f" in queue {queue!r}" if queue else ""
         raise WhatIfError(f"--since: no finished calls in the last {since}{where}")
@@ -279,7 +284,8 @@ def history_plan(
         raise WhatIfError(f"--agents: must be at least 1, not {agents}")
     checked_target = target_option(target)
     tiers = tiers_of(calls, known_tiers)
-    chosen = policies(policy_names, tiers, parse_credits(credits) if credits else None)
+    given = parse_credits(credits) if credits else (dict(queue_credits or {}) or None)
+    chosen = policies(policy_names, tiers, given)
     peak = peak_agents(calls)
     answered = sum(1 for c in calls if c.connected_at is not None)
     patience = mean_patience(calls)

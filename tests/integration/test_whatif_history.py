@@ -41,7 +41,10 @@ async def _fixture(pool: Pool) -> datetime:
     """The calls above, ending a minute ago, plus one too old and one still waiting."""
     async with pool.acquire() as conn:
         t0: datetime = await conn.fetchval("SELECT now() - interval '1 hour'")
-        await conn.execute("INSERT INTO queues (name) VALUES ('billing') ON CONFLICT DO NOTHING")
+        await conn.execute(
+            "INSERT INTO queues (name, credits, service_level_seconds)"
+            """ VALUES ('billing', '{"platinum": 45, "gold": 15}', 30)"""
+        )
         gold = await conn.fetchval(
             "INSERT INTO customers (customer_number, name, lifetime_value, cost_to_serve,"
             " computed_tier) VALUES ('C1', 'Gold', 9000, 1500, 'gold') RETURNING id"
@@ -126,3 +129,17 @@ async def test_the_command_replays_history_and_refuses_an_empty_window(
     bad = await asyncio.to_thread(_cli, db_url, "--from-history", "--since", "lately")
     assert bad.returncode == 2 and "--since" in bad.stderr
     assert not math.isnan(fifo_all["asa"]["mean"])
+
+
+async def test_a_queue_replays_with_its_own_credits_and_target(pool: Pool, db_url: str) -> None:
+    await _fixture(pool)
+    done = await asyncio.to_thread(
+        _cli, db_url, "--from-history", "--queue", "billing", "--policy", "value", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["scenario"]["target"] == "80/30" and report["scenario"]["calls"] == 1
+    assert report["reports"][0]["overtaking_bound"] == 45.0
+    missing = await asyncio.to_thread(_cli, db_url, "--from-history", "--queue", "nosuch")
+    assert missing.returncode == 2
+    assert "--queue: there is no queue named 'nosuch'" in missing.stderr
