@@ -681,3 +681,253 @@ def retention_run(
         f"retention ({done.days} days): {done.notes} notes and {done.text_answers} text answers "
         f"cleared, {done.customers} customers"
     )
+
+
+simulate_cli = typer.Typer(
+    help="What-if: the queue policies side by side on the same calls, and staffing.",
+    invoke_without_command=True,
+)
+cli.add_typer(simulate_cli, name="simulate")
+
+
+def _what_if_refused(exc: Exception) -> typer.Exit:
+    """A refused what-if request: its one line (naming the option), exit 2."""
+    console.print(f"[red]cannot simulate:[/red] {exc}", soft_wrap=True, highlight=False)
+    return typer.Exit(2)
+
+
+@simulate_cli.callback()
+def simulate(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Calls an hour (a Poisson stream).")] = 1250.0,
+    aht: Annotated[float, typer.Option(help="Average handle time, seconds.")] = 240.0,
+    agents: Annotated[
+        int | None,
+        typer.Option(help="Agents (default: Erlang C's count for --target)."),
+    ] = None,
+    patience: Annotated[
+        float,
+        typer.Option(help="Callers' mean patience, seconds (exponential); 'inf': never hang up."),
+    ] = 90.0,
+    hours: Annotated[float, typer.Option(help="Simulated hours of arrivals.")] = 8.0,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="fifo, strict, value or all (repeatable; default all)."),
+    ] = None,
+    credits: Annotated[
+        str | None,
+        typer.Option(help="The value policy's credits, e.g. platinum=120,gold=60,silver=20."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Service-level target PERCENT/SECONDS (default 80/20; with --queue, "
+            "80/the queue's own seconds)."
+        ),
+    ] = None,
+    handle_cv: Annotated[
+        float | None,
+        typer.Option(help="Lognormal handle times with this spread (default exponential)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="The same seed replays the same calls.")] = 1,
+    runs: Annotated[int, typer.Option(help="Runs with seeds seed.. (95 % intervals).")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot_file: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw waits by tier and service level over time (PNG)."),
+    ] = None,
+    from_history: Annotated[
+        bool,
+        typer.Option(help="Replay the service's own finished calls instead of synthetic ones."),
+    ] = False,
+    since: Annotated[
+        str, typer.Option(help="With --from-history: the window, e.g. 7d, 12h.")
+    ] = "7d",
+    queue: Annotated[
+        str | None, typer.Option(help="With --from-history: only this queue's calls.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="With --from-history: the data folder (e.g. var/demo for the demo's)."),
+    ] = None,
+) -> None:
+    """Serve the same simulated calls under fifo, strict and value, side by side."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_report import bound_line, comparison_table
+    from callcenter.simulation.whatif_run import (
+        SimulateOptions,
+        erlang_reference,
+        plan,
+        simulate_json,
+    )
+    from callcenter.simulation.whatif_run import simulate as run_simulation
+
+    policies = policy or ["all"]
+    if from_history:
+        comparison, loads, outcomes, report, title, reference = _replay(
+            since, queue, data_dir, agents, policies, credits, target, seed, runs
+        )
+    else:
+        options = SimulateOptions(
+            rate_per_hour=rate,
+            aht=aht,
+            agents=agents,
+            patience=patience,
+            hours=hours,
+            policies=policies,
+            credits=credits,
+            target=target or "80/20",
+            seed=seed,
+            runs=runs,
+            handle_cv=handle_cv,
+        )
+        try:
+            checked = plan(options)
+        except WhatIfError as exc:
+            raise _what_if_refused(exc) from None
+        for note in checked.notes:
+            console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
+        try:
+            comparison, loads, outcomes = run_simulation(checked)
+        except WhatIfError as exc:
+            raise _what_if_refused(exc) from None
+        report = simulate_json(checked, comparison)
+        title = (
+            f"{rate:g} calls/h for {hours:g} h, AHT {aht:g} s, {checked.agents} agents, "
+            f"patience {checked.traffic.patience:g} s, target {checked.target}"
+        )
+        ref = erlang_reference(checked)
+        asa = "-" if ref["asa"] is None else f"{ref['asa']:.1f} s"
+        reference = (
+            f"Erlang C (fifo, nobody hangs up): {ref['load_erlangs']:.1f} Erlangs, "
+            f"P(wait) {ref['wait_probability']:.1%}, ASA {asa}, SL {ref['service_level']:.1%}"
+        )
+    title += f", {runs} run(s) from seed {seed}"
+    if plot_file is not None:
+        from callcenter.simulation.plot import plot
+
+        plot(plot_file, loads[0], outcomes[0], comparison.target, title + " (first run)")
+        console.print(f"plot written to {plot_file}", highlight=False)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    out = Console()
+    out.print(comparison_table(comparison, title))
+    if reference:
+        out.print(reference, highlight=False)
+    for policy_report in comparison.reports:
+        out.print(bound_line(policy_report), highlight=False)
+
+
+def _replay(
+    since: str,
+    queue: str | None,
+    data_dir: Path | None,
+    agents: int | None,
+    policies: list[str],
+    credits: str | None,
+    target: str | None,
+    seed: int,
+    runs: int,
+) -> tuple[Any, Any, Any, dict[str, Any], str, str]:
+    """The service's own finished calls of the window, replayed under each policy."""
+    from callcenter.customers.value import ordered_tiers
+    from callcenter.db.lifecycle import open_database
+    from callcenter.simulation.history import read_history, read_queue
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_run import (
+        history_json,
+        history_plan,
+        replay_history,
+        since_option,
+    )
+
+    settings = _settings()
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    try:
+        window = since_option(since)
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+
+    async def read() -> Any:
+        async with open_database(settings) as pool:
+            found = await read_queue(pool, queue) if queue else None
+            return await read_history(pool, window, queue), found
+
+    calls, configured = _run(read())
+    if queue and configured is None:
+        raise _what_if_refused(WhatIfError(f"--queue: there is no queue named {queue!r}"))
+    if configured is not None and target is None:
+        target = f"80/{configured.service_level_seconds:g}"
+    try:
+        hp = history_plan(
+            calls,
+            ordered_tiers(settings.tier_thresholds),
+            since=since,
+            queue=queue,
+            agents=agents,
+            policy_names=policies,
+            credits=credits,
+            target=target or "80/20",
+            seed=seed,
+            runs=runs,
+            queue_credits=configured.credits if configured is not None else None,
+        )
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+    for note in hp.notes:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True, highlight=False)
+    comparison, loads, outcomes = replay_history(hp)
+    where = f" in {queue}" if queue else ""
+    title = (
+        f"replay of the last {since}{where}: {len(calls)} calls, {hp.agents} agents, "
+        f"target {hp.target}"
+    )
+    return comparison, loads, outcomes, history_json(hp, comparison), title, ""
+
+
+@simulate_cli.command("staffing")
+def simulate_staffing(
+    rate: Annotated[float, typer.Option(help="Calls an hour.")],
+    aht: Annotated[float, typer.Option(help="Average handle time, seconds.")],
+    target: Annotated[str, typer.Option(help="Service-level target PERCENT/SECONDS.")] = "80/20",
+    patience: Annotated[
+        float, typer.Option(help="Callers' mean patience in the simulation, seconds.")
+    ] = 90.0,
+    hours: Annotated[float, typer.Option(help="Simulated hours per run.")] = 8.0,
+    seed: Annotated[int, typer.Option(help="The same seed replays the same calls.")] = 1,
+    runs: Annotated[int, typer.Option(help="Runs averaged per agent count.")] = 1,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Agents needed for a service-level target: Erlang C and the simulation, side by side."""
+    import json
+
+    from callcenter.simulation.whatif import WhatIfError
+    from callcenter.simulation.whatif_report import staffing_table
+    from callcenter.simulation.whatif_run import staffing
+
+    try:
+        answer = staffing(rate, aht, target, patience, hours, seed, runs)
+    except WhatIfError as exc:
+        raise _what_if_refused(exc) from None
+    if json_out:
+        typer.echo(json.dumps(answer.as_json(), indent=2))
+        return
+    out = Console()
+    title = (
+        f"{rate:g} calls/h, AHT {aht:g} s, target {answer.target}; "
+        f"simulation: fifo, patience {patience:g} s, {hours:g} h x {runs} run(s)"
+    )
+    out.print(staffing_table(answer.target, answer.erlang_rows, answer.simulated_rows, title))
+    out.print(
+        f"agents needed: Erlang C {answer.erlang_agents}, "
+        f"simulated with abandonment {answer.simulated_agents}",
+        highlight=False,
+    )
