@@ -128,6 +128,7 @@ class DashboardHub:
         #: The last hour, derived from the buckets (``chart.py``), and its newest bucket.
         self.chart: list[ChartPoint] = []
         self._chart_last: int | None = None
+        self._snapshot_cache: tuple[Board, list[ChartPoint], str] | None = None
         self._stale = asyncio.Event()
         self._read_lock = asyncio.Lock()
         self.readings = 0
@@ -314,8 +315,20 @@ class DashboardHub:
             self._stale.set()
             self._chart(board)
         self.sockets.add(sock)
-        sock.send(SnapshotMessage(board=board, chart=list(self.chart)))
+        sock.send_json(self._snapshot_text(board))
         return True
+
+    def _snapshot_text(self, board: Board) -> str:
+        """The snapshot serialised once for every dashboard that (re)connects to the same
+        board and chart: with the hour's 360 points it is tens of kilobytes, and fifty
+        dashboards come back together after a restart."""
+        cached = self._snapshot_cache
+        if cached is not None and cached[0] is board and cached[1] is self.chart:
+            return cached[2]
+        text = SnapshotMessage(board=board, chart=self.chart).model_dump_json()
+        # The objects themselves are kept (not their ids, which a new object may reuse).
+        self._snapshot_cache = (board, self.chart, text)
+        return text
 
     async def _on_text(self, sock: DashboardSocket, text: str) -> None:
         try:
