@@ -16,7 +16,8 @@ from callcenter.dashboard import timeline
 from callcenter.dashboard.models import Stats
 from callcenter.dashboard.timeline import Timeline
 from callcenter.http.routing import Routes, path_id
-from callcenter.queue import agents
+from callcenter.queue import actions, agents
+from callcenter.queue.actions import ActionPage, ActionQuery
 from callcenter.queue.models import Agent, Call, MoveIn
 
 routes = Routes("dashboard")
@@ -78,3 +79,16 @@ async def call_timeline(request: web.Request) -> Timeline:
     call_id = path_id(request, "call_id")
     async with app_keys.pool(request.app).acquire() as conn:
         return await timeline.read(conn, request.app[app_keys.DESK], call_id)
+
+
+@routes.route(
+    "GET",
+    "/api/actions",
+    summary="What supervisors and admins did to calls, agents and queues (bumps, moves, ends, "
+    "forced offline, queue changes), newest first, paged",
+    query=ActionQuery,
+    response=ActionPage,
+)
+async def read_actions(request: web.Request, query: ActionQuery) -> ActionPage:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await actions.page(conn, query)

@@ -157,6 +157,19 @@ async def test_ends_offline_and_queue_changes_are_audited_and_shown(
             await conn.execute("UPDATE action_audit SET who = 'someone-else'")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM action_audit")
+    # An admin reads the log through the API, newest first, filtered and paged.
+    assert (await client.get("/api/actions", headers=sam)).status == 403
+    listed = await (await client.get(f"/api/actions?call={ringing}&limit=1")).json()
+    assert [e["action"] for e in listed["entries"]] == ["end_call"]
+    older = await (
+        await client.get(f"/api/actions?call={ringing}&before={listed['next_before']}")
+    ).json()
+    assert [(e["action"], e["who"]) for e in older["entries"]] == [
+        ("force_offline", "supervisor:sam")
+    ]
+    assert older["next_before"] is None
+    bad = await client.get("/api/actions?call=abc")
+    assert bad.status == 422 and (await bad.json())["field"] == "call"
 
 
 async def test_the_timeline_is_for_supervisors_and_names_an_unknown_call(
