@@ -274,7 +274,7 @@ function onMessage(message) {
       state.chart.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
     }
     renderAll();
-    if (message.point) drawChart();
+    if (message.point || message.stats) drawChart();
     if (message.waiting !== undefined || message.agents !== undefined) refreshTimeline();
   } else if (message.type === "error") {
     notice(message.detail, "error");
@@ -686,9 +686,21 @@ const dots = (colour) => ({ show: sparse, size: 9, fill: colour, stroke: colour 
 function drawChart() {
   if (typeof uPlot === "undefined" || !state.board) return;
   const queue = $("chart-queue").value || (state.board.stats.queues[0] || {}).name;
-  const xs = state.chart.map((p) => Date.parse(p.at) / 1000);
-  const waiting = state.chart.map((p) => p.waiting[queue] ?? null);
-  const sl = state.chart.map((p) => {
+  // The hour's points end at the last 10 s bucket that has ended; the board's own
+  // figures are "now", so the lines reach the present instead of stopping short.
+  const points = [...state.chart];
+  const stats = state.board.stats;
+  const last = points.length ? Date.parse(points[points.length - 1].at) : 0;
+  if (Date.parse(stats.at) > last) {
+    points.push({
+      at: stats.at,
+      waiting: Object.fromEntries(stats.queues.map((q) => [q.name, q.waiting])),
+      service_level: Object.fromEntries(stats.queues.map((q) => [q.name, q.window.service_level])),
+    });
+  }
+  const xs = points.map((p) => Date.parse(p.at) / 1000);
+  const waiting = points.map((p) => p.waiting[queue] ?? null);
+  const sl = points.map((p) => {
     const v = p.service_level[queue];
     return v === null || v === undefined ? null : v * 100;
   });
