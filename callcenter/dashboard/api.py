@@ -1,8 +1,9 @@
 """The dashboard's REST side: the figures for scripts, and the supervisor's actions
 that the queue did not have yet (move a call, force an agent offline).
 
-Every action's actor is the signed-in principal (``principal(request).who``),
-never a name the client sends.
+Every action's actor is the signed-in principal (``audit.of_request``), never a
+name the client sends, and every action leaves an entry in the action log
+(``queue/actions.py``) written with the change.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from callcenter import app_keys
+from callcenter.customers import audit
+from callcenter.dashboard import timeline
 from callcenter.dashboard.models import Stats
-from callcenter.http.auth import principal
+from callcenter.dashboard.timeline import Timeline
 from callcenter.http.routing import Routes, path_id
-from callcenter.queue import agents
+from callcenter.queue import actions, agents
+from callcenter.queue.actions import ActionPage, ActionQuery
 from callcenter.queue.models import Agent, Call, MoveIn
 
 routes = Routes("dashboard")
@@ -43,7 +47,8 @@ async def get_stats(request: web.Request) -> Stats:
 )
 async def move_call(request: web.Request, body: MoveIn) -> Call:
     desk = request.app[app_keys.DESK]
-    return await desk.move(path_id(request, "call_id"), body.queue, principal(request).who)
+    call_id = path_id(request, "call_id")
+    return await desk.move(call_id, body.queue, audit.of_request(request, "move_call"))
 
 
 @routes.route(
@@ -56,6 +61,34 @@ async def move_call(request: web.Request, body: MoveIn) -> Call:
 )
 async def force_offline(request: web.Request) -> Agent:
     agent_id = path_id(request, "agent_id")
-    await request.app[app_keys.ROUTER].force_offline(agent_id, principal(request).who)
+    actor = audit.of_request(request, "force_offline")
+    await request.app[app_keys.ROUTER].force_offline(agent_id, actor)
     async with app_keys.pool(request.app).acquire() as conn:
         return await agents.get_agent(conn, agent_id)
+
+
+@routes.route(
+    "GET",
+    "/api/calls/{call_id}/timeline",
+    summary="A call's events in order: arrival, offers and their ends, bumps, moves and pins "
+    "with who did them, the end (and by whom), wrap-up",
+    response=Timeline,
+    access="supervisor",
+)
+async def call_timeline(request: web.Request) -> Timeline:
+    call_id = path_id(request, "call_id")
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await timeline.read(conn, request.app[app_keys.DESK], call_id)
+
+
+@routes.route(
+    "GET",
+    "/api/actions",
+    summary="What supervisors and admins did to calls, agents and queues (bumps, moves, ends, "
+    "forced offline, queue changes), newest first, paged",
+    query=ActionQuery,
+    response=ActionPage,
+)
+async def read_actions(request: web.Request, query: ActionQuery) -> ActionPage:
+    async with app_keys.pool(request.app).acquire() as conn:
+        return await actions.page(conn, query)

@@ -41,6 +41,8 @@ class Agg:
     wait_max: float = 0.0
     abandoned: int = 0
     abandoned_value: float = 0.0
+    #: Calls that left the queue unanswered (abandoned, or ended while waiting).
+    left: int = 0
     learned: int = 0
     skipped: int = 0
     #: Answered by this agent (agent keys only).
@@ -57,6 +59,16 @@ class Agg:
         out = Agg()
         out.add(self)
         return out
+
+
+@dataclass
+class Flow:
+    """One queue's calls in and out over one bucket, all tiers together (the chart's)."""
+
+    offered: int = 0
+    answered: int = 0
+    answered_in_sl: int = 0
+    left: int = 0
 
 
 Buckets = dict[int, dict[Key, Agg]]
@@ -116,6 +128,27 @@ class DayBuckets:
             del self._final[b]
         for b in [b for b in self._cache if b < first]:
             del self._cache[b]
+
+    def flows(self, first: int) -> dict[int, dict[str, Flow]]:
+        """Per bucket from index ``first`` on (settled or not), per queue: what came in
+        and went out of it. For the chart; agent keys are left out."""
+        out: dict[int, dict[str, Flow]] = {}
+        for source in (self._final, self._fresh):
+            for b, bucket in source.items():
+                if b < first:
+                    continue
+                queues = out.setdefault(b, {})
+                for (queue, _, agent), agg in bucket.items():
+                    if agent:
+                        continue
+                    f = queues.get(queue)
+                    if f is None:
+                        f = queues[queue] = Flow()
+                    f.offered += agg.offered
+                    f.answered += agg.answered
+                    f.answered_in_sl += agg.answered_in_sl
+                    f.left += agg.left
+        return out
 
     def totals(self, start: float) -> dict[Key, Agg]:
         """Every key's sums over the buckets from the one holding ``start`` on."""

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import json
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -59,9 +58,6 @@ OUTBOX = 32
 
 #: How often the open dashboards' tokens are checked again (sign-out, removal, expiry).
 TOKEN_CHECK_SECONDS = 5.0
-
-#: The chart keeps this long.
-CHART_SECONDS = 3600.0
 
 
 class DashboardSocket:
@@ -116,7 +112,6 @@ class DashboardHub:
         allowed_origins: Sequence[str] = (),
         min_interval: float = 0.25,
         refresh_seconds: float = 5.0,
-        chart_every_seconds: float = 10.0,
         heartbeat_seconds: float = 20.0,
     ) -> None:
         self.stats = stats
@@ -126,12 +121,14 @@ class DashboardHub:
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.min_interval = min_interval
         self.refresh_seconds = refresh_seconds
-        self.chart_every_seconds = chart_every_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.sockets: set[DashboardSocket] = set()
         self.board: Board | None = None
         self._parts: dict[str, str] = {}
-        self.chart: deque[ChartPoint] = deque()
+        #: The last hour, derived from the buckets (``chart.py``), and its newest bucket.
+        self.chart: list[ChartPoint] = []
+        self._chart_last: int | None = None
+        self._snapshot_cache: tuple[Board, list[ChartPoint], str] | None = None
         self._stale = asyncio.Event()
         self._read_lock = asyncio.Lock()
         self.readings = 0
@@ -182,7 +179,6 @@ class DashboardHub:
 
     async def _fanout(self) -> None:
         loop = asyncio.get_running_loop()
-        last_point = 0.0
         last_check = loop.time()
         while True:
             if loop.time() - last_check >= TOKEN_CHECK_SECONDS:
@@ -205,11 +201,7 @@ class DashboardHub:
                 self._stale.set()
                 await asyncio.sleep(1.0)
                 continue
-            point = None
-            if loop.time() - last_point >= self.chart_every_seconds:
-                last_point = loop.time()
-                point = self._sample(board)
-            self._publish(board, point)
+            self._publish(board, self._chart(board))
             await asyncio.sleep(self.min_interval)  # coalesce: the next batch waits
 
     async def _close_revoked(self) -> None:
@@ -227,16 +219,17 @@ class DashboardHub:
                     s.ws.close(code=4401, message=b"signed out or revoked; sign in again")
                 )
 
-    def _sample(self, board: Board) -> ChartPoint:
-        point = ChartPoint(
-            at=board.stats.at,
-            waiting={q.name: q.waiting for q in board.stats.queues},
-            service_level={q.name: q.window.service_level for q in board.stats.queues},
-        )
-        self.chart.append(point)
-        while self.chart and board.stats.at - self.chart[0].at > timedelta(seconds=CHART_SECONDS):
-            self.chart.popleft()
-        return point
+    def _chart(self, board: Board) -> ChartPoint | None:
+        """Derive the chart again when a 10 s bucket has ended since the last time; the
+        newest point then goes out with the change (pages replace a point of the same
+        ``at``). Derived from the database's buckets, so every instance draws the same
+        hour, and a restart draws it in full at once."""
+        last = self.stats.buckets.index(board.stats.at.timestamp()) - 1
+        if last == self._chart_last and self.chart:
+            return None
+        self._chart_last = last
+        self.chart = self.stats.chart(board)
+        return self.chart[-1] if self.chart else None
 
     def _publish(self, board: Board, point: ChartPoint | None) -> None:
         """Send each socket what changed since the board it last got (one serialisation)."""
@@ -320,9 +313,22 @@ class DashboardHub:
         if board is fresh:
             self._parts = {}
             self._stale.set()
+            self._chart(board)
         self.sockets.add(sock)
-        sock.send(SnapshotMessage(board=board, chart=list(self.chart)))
+        sock.send_json(self._snapshot_text(board))
         return True
+
+    def _snapshot_text(self, board: Board) -> str:
+        """The snapshot serialised once for every dashboard that (re)connects to the same
+        board and chart: with the hour's 360 points it is tens of kilobytes, and fifty
+        dashboards come back together after a restart."""
+        cached = self._snapshot_cache
+        if cached is not None and cached[0] is board and cached[1] is self.chart:
+            return cached[2]
+        text = SnapshotMessage(board=board, chart=self.chart).model_dump_json()
+        # The objects themselves are kept (not their ids, which a new object may reuse).
+        self._snapshot_cache = (board, self.chart, text)
+        return text
 
     async def _on_text(self, sock: DashboardSocket, text: str) -> None:
         try:

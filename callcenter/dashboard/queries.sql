@@ -12,7 +12,7 @@ WITH rows AS (
            floor(extract(epoch FROM c.enqueued_at) / $2)::bigint AS b,
            1 AS offered, 0 AS answered, 0 AS in_sl, 0::float8 AS wait,
            0 AS abandoned, 0::float8 AS abandoned_value, 0 AS learned, 0 AS skipped,
-           0 AS handled
+           0 AS handled, 0 AS left_unanswered
       FROM calls c
      WHERE c.queue = ANY ($3::text[]) AND c.enqueued_at >= $1
     UNION ALL
@@ -22,28 +22,31 @@ WITH rows AS (
            (c.connected_at - c.enqueued_at
               <= make_interval(secs => coalesce(q.service_level_seconds, 20)))::int,
            extract(epoch FROM c.connected_at - c.enqueued_at)::float8,
-           0, 0, 0, 0, 0
+           0, 0, 0, 0, 0, 0
       FROM calls c
       LEFT JOIN queues q ON q.name = c.queue
      WHERE c.queue = ANY ($3::text[]) AND c.connected_at >= $1
     UNION ALL
     SELECT '', '', c.agent_id, floor(extract(epoch FROM c.connected_at) / $2)::bigint,
-           0, 0, 0, 0, 0, 0, 0, 0, 1
+           0, 0, 0, 0, 0, 0, 0, 0, 1, 0
       FROM calls c
      WHERE c.queue = ANY ($3::text[]) AND c.connected_at >= $1 AND c.agent_id IS NOT NULL
     UNION ALL
+    -- Ended while waiting (never answered): abandoned, or transferred from the queue.
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM c.ended_at) / $2)::bigint,
-           0, 0, 0, 0, 1,
-           greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8,
-           0, 0, 0
+           0, 0, 0, 0, (c.state = 'abandoned')::int,
+           CASE WHEN c.state = 'abandoned'
+                THEN greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8
+                ELSE 0 END,
+           0, 0, 0, 1
       FROM calls c
       LEFT JOIN customers cu ON cu.id = c.customer_id
-     WHERE c.queue = ANY ($3::text[]) AND c.ended_at >= $1 AND c.state = 'abandoned'
+     WHERE c.queue = ANY ($3::text[]) AND c.ended_at >= $1 AND c.connected_at IS NULL
     UNION ALL
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM a.answered_at) / $2)::bigint,
-           0, 0, 0, 0, 0, 0, (NOT a.skipped)::int, a.skipped::int, 0
+           0, 0, 0, 0, 0, 0, (NOT a.skipped)::int, a.skipped::int, 0, 0
       FROM answers a
       JOIN calls c ON c.id = a.call_id
      WHERE a.answered_at >= $1
@@ -57,7 +60,7 @@ SELECT extract(epoch FROM now())::float8 AS now, r.*
              max(wait) FILTER (WHERE answered = 1)::float8 AS wait_max,
              sum(abandoned)::int AS abandoned, sum(abandoned_value)::float8 AS abandoned_value,
              sum(learned)::int AS learned, sum(skipped)::int AS skipped,
-             sum(handled)::int AS handled
+             sum(handled)::int AS handled, sum(left_unanswered)::int AS left_unanswered
         FROM rows
        GROUP BY queue, tier, agent_id, b
   ) AS r ON true

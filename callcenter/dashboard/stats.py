@@ -23,10 +23,12 @@ from datetime import UTC, datetime, tzinfo
 import asyncpg
 
 from callcenter.customers.value import ordered_tiers
+from callcenter.dashboard import chart
 from callcenter.dashboard.buckets import Agg, DayBuckets, Key
 from callcenter.dashboard.models import (
     AgentRow,
     Board,
+    ChartPoint,
     Figures,
     QueueStats,
     Stats,
@@ -93,7 +95,10 @@ class DashboardStats:
 
         clock = datetime.now(UTC)
         midnight = local_midnight(clock, self.zone)
-        oldest = min(midnight.timestamp(), clock.timestamp() - self.window_seconds)
+        # The chart's first point needs a window of buckets before it.
+        oldest = min(
+            midnight.timestamp(), clock.timestamp() - self.window_seconds - chart.CHART_SECONDS
+        )
         since = self.buckets.since(oldest)
         rows = await conn.fetch(
             Q["buckets"],
@@ -221,6 +226,25 @@ class DashboardStats:
             ],
         )
 
+    def chart(self, board: Board) -> list[ChartPoint]:
+        """The last hour, one point per 10 s bucket that has ended (see ``chart.py``):
+        from the buckets this reading holds, no statement of its own."""
+        b = self.buckets
+        now_index = b.index(board.stats.at.timestamp())
+        last = now_index - 1
+        points = round(chart.CHART_SECONDS / b.bucket_seconds)
+        window = max(1, round(self.window_seconds / b.bucket_seconds))
+        return chart.series(
+            b.flows(last - points - window + 2),
+            last=last,
+            points=points,
+            bucket_seconds=b.bucket_seconds,
+            window_buckets=window,
+            waiting_now={q.name: q.waiting for q in board.stats.queues},
+            now_index=now_index,
+            queues=[q.name for q in board.stats.queues],
+        )
+
 
 def _bucket_rows(rows: Iterable[asyncpg.Record]) -> list[tuple[int, Key, Agg]]:
     return [
@@ -238,6 +262,7 @@ def _bucket_rows(rows: Iterable[asyncpg.Record]) -> list[tuple[int, Key, Agg]]:
                 learned=r["learned"],
                 skipped=r["skipped"],
                 handled=r["handled"],
+                left=r["left_unanswered"],
             ),
         )
         for r in rows

@@ -21,6 +21,20 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
+-- Name: action_audit_append_only(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.action_audit_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'action_audit is append-only: % is refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+
+--
 -- Name: answers_follow_merge(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -66,6 +80,41 @@ CREATE FUNCTION public.queue_service_key(arrival timestamp with time zone, credi
 
 
 SET default_table_access_method = heap;
+
+--
+-- Name: action_audit; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.action_audit (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    who text NOT NULL,
+    channel text NOT NULL,
+    remote text,
+    action text NOT NULL,
+    call_id bigint,
+    agent_id bigint,
+    queue text,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT action_audit_action_check CHECK ((action ~ '^[a-z_]{1,40}$'::text)),
+    CONSTRAINT action_audit_channel_check CHECK ((channel = ANY (ARRAY['api'::text, 'panel'::text, 'cli'::text, 'job'::text])))
+)
+WITH (autovacuum_analyze_scale_factor='1', autovacuum_analyze_threshold='1000');
+
+
+--
+-- Name: action_audit_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.action_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.action_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 
 --
 -- Name: agent_presence; Type: TABLE; Schema: public; Owner: -
@@ -665,6 +714,14 @@ WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_thr
 
 
 --
+-- Name: action_audit action_audit_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.action_audit
+    ADD CONSTRAINT action_audit_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: agent_presence agent_presence_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -881,6 +938,27 @@ ALTER TABLE ONLY public.waiting_calls
 
 
 --
+-- Name: action_audit_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX action_audit_at ON public.action_audit USING btree (at);
+
+
+--
+-- Name: action_audit_call; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX action_audit_call ON public.action_audit USING btree (call_id, id) WHERE (call_id IS NOT NULL);
+
+
+--
+-- Name: action_audit_who; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX action_audit_who ON public.action_audit USING btree (who, id DESC);
+
+
+--
 -- Name: agents_available; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1074,6 +1152,20 @@ CREATE INDEX waiting_calls_offered_to ON public.waiting_calls USING btree (offer
 --
 
 CREATE INDEX waiting_calls_widen ON public.waiting_calls USING btree (queue, widen_at) WHERE ((offered_to IS NULL) AND (widen_at IS NOT NULL));
+
+
+--
+-- Name: action_audit action_audit_no_change; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER action_audit_no_change BEFORE DELETE OR UPDATE ON public.action_audit FOR EACH ROW EXECUTE FUNCTION public.action_audit_append_only();
+
+
+--
+-- Name: action_audit action_audit_no_truncate; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER action_audit_no_truncate BEFORE TRUNCATE ON public.action_audit FOR EACH STATEMENT EXECUTE FUNCTION public.action_audit_append_only();
 
 
 --

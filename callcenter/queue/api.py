@@ -8,11 +8,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from callcenter import app_keys
+from callcenter.customers import audit
 from callcenter.errors import Unprocessable
 from callcenter.events import Event
-from callcenter.http.auth import principal
 from callcenter.http.routing import Routes, path_id
-from callcenter.queue import agents
+from callcenter.queue import actions, agents
 from callcenter.queue.models import (
     Agent,
     AgentCreated,
@@ -79,7 +79,8 @@ async def get_call(request: web.Request) -> Call:
 )
 async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
     desk = request.app[app_keys.DESK]
-    return await desk.identify(path_id(request, "call_id"), body.customer_number)
+    actor = audit.of_request(request, "identify_call")
+    return await desk.identify(path_id(request, "call_id"), body.customer_number, audit=actor)
 
 
 @routes.route(
@@ -93,8 +94,9 @@ async def identify_call(request: web.Request, body: IdentifyCallIn) -> Call:
 )
 async def set_priority(request: web.Request, body: PriorityIn) -> Call:
     desk = request.app[app_keys.DESK]
-    who = principal(request).who
-    return await desk.set_credit(path_id(request, "call_id"), body.credit_seconds, who)
+    action = "unbump_call" if body.credit_seconds is None else "bump_call"
+    actor = audit.of_request(request, action)
+    return await desk.set_credit(path_id(request, "call_id"), body.credit_seconds, actor)
 
 
 @routes.route(
@@ -108,7 +110,8 @@ async def set_priority(request: web.Request, body: PriorityIn) -> Call:
 )
 async def end_call(request: web.Request, body: EndIn) -> Call:
     desk = request.app[app_keys.DESK]
-    return await desk.end(path_id(request, "call_id"), body.outcome, body.reason)
+    actor = audit.of_request(request, "end_call")
+    return await desk.end(path_id(request, "call_id"), body.outcome, body.reason, audit=actor)
 
 
 @routes.route(
@@ -133,8 +136,11 @@ async def list_queues(request: web.Request) -> QueueList:
 async def put_queue(request: web.Request, body: QueueConfig) -> web.Response:
     name = _queue_name(request.match_info["queue"])
     desk = request.app[app_keys.DESK]
-    async with app_keys.pool(request.app).acquire() as conn:
+    async with app_keys.pool(request.app).acquire() as conn, conn.transaction():
         created = await desk.directory.put(conn, name, body)
+        await actions.record(
+            conn, audit.of_request(request, "put_queue"), queue=name, created=created
+        )
         await desk.bus.publish(conn, [Event("queues")])
         queue = await desk.directory.get(conn, name)
     return web.json_response(text=queue.model_dump_json(), status=201 if created else 200)
@@ -158,6 +164,12 @@ async def patch_queue(request: web.Request, body: QueuePatch) -> Queue:
         )
         config = QueueConfig.model_validate(merged)
         await desk.directory.put(conn, name, config)
+        await actions.record(
+            conn,
+            audit.of_request(request, "patch_queue"),
+            queue=name,
+            fields=sorted(body.model_fields_set),
+        )
         await desk.bus.publish(conn, [Event("queues")])
         return await desk.directory.get(conn, name)
 

@@ -25,12 +25,13 @@ import asyncpg
 
 from callcenter.customers import identity
 from callcenter.customers import store as customer_store
+from callcenter.customers.audit import Audit
 from callcenter.customers.models import CustomerSummary, Outcome, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
 from callcenter.events import CHANNEL, Event, EventBus, payloads
-from callcenter.queue import policy
+from callcenter.queue import actions, policy
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.ewt import QueueRates, estimated_wait
 from callcenter.queue.metrics import QueueMetrics
@@ -280,9 +281,18 @@ class CallDesk:
             return None if call_id is None else await self.get(conn, call_id)
 
     async def identify(
-        self, call_id: int, customer_number: str, *, conn: Conn | None = None
+        self,
+        call_id: int,
+        customer_number: str,
+        *,
+        conn: Conn | None = None,
+        audit: Audit | None = None,
     ) -> Call:
-        """The IVR collected a customer number: identify again and move the call by value."""
+        """The IVR collected a customer number: identify again and move the call by value.
+
+        ``audit``: it came through the API (an integration's token); its entry goes in
+        the action log with the change, so the call's timeline shows when and by whom.
+        """
         async with self._using(conn) as conn:
             row = await self._identifiable(conn, call_id)
             resolution = await identity.resolve(
@@ -299,7 +309,7 @@ class CallDesk:
                     f"customer number {customer_number!r} identifies nobody",
                     field="customer_number",
                 )
-            return await self._reidentify(conn, row, resolution)
+            return await self._reidentify(conn, row, resolution, audit)
 
     async def identify_as(self, call_id: int, customer_id: int, *, conn: Conn) -> Resolution:
         """An agent picked the caller of ``call_id``: the same path as the IVR's number.
@@ -327,9 +337,16 @@ class CallDesk:
             raise Conflict(f"call {call_id} has ended ({row['state']})")
         return row
 
-    async def _reidentify(self, conn: Conn, row: asyncpg.Record, resolution: Resolution) -> Call:
+    async def _reidentify(
+        self,
+        conn: Conn,
+        row: asyncpg.Record,
+        resolution: Resolution,
+        audit: Audit | None = None,
+    ) -> Call:
         """Serve call ``row`` as ``resolution``'s customer: new credit (unless a supervisor
-        set one), tier and key, the pending link, and the queue told."""
+        set one), tier and key, the pending link, the action log (``audit``: who), and
+        the queue told."""
         customer = resolution.customer
         assert customer is not None
         call_id = row["id"]
@@ -351,16 +368,21 @@ class CallDesk:
                 queue.offset_seconds,
             )
             await conn.execute(Q["set_pending_link"], call_id, *_pending_link(resolution))
+            if audit is not None:
+                await actions.record(
+                    conn, audit, call_id=call_id, queue=queue.name, tier=customer.tier
+                )
         await self.bus.publish(conn, [Event("queue", queue.name)])
         return await self.get(conn, call_id)
 
     async def set_credit(
-        self, call_id: int, credit_seconds: float | None, by: str | None = None
+        self, call_id: int, credit_seconds: float | None, audit: Audit | None = None
     ) -> Call:
         """A supervisor's bump: an explicit credit within the queue's bounds, or the tier's.
 
-        ``by`` is who bumped it (the signed-in principal), kept on the call so its
-        timeline and the dashboard say who moved it; null when the tier's credit is back.
+        ``audit`` says who did it (the signed-in principal): its entry goes in the
+        action log with the change, and its ``who`` is kept on the call so the
+        dashboard says who moved it (null when the tier's credit is back).
         """
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(Q["call"], call_id)
@@ -383,13 +405,18 @@ class CallDesk:
             await conn.execute(
                 Q["set_key"], call_id, credit, explicit, None, None, None, queue.offset_seconds
             )
-            await conn.execute(Q["set_bumped_by"], call_id, by if explicit else None)
+            by = audit.who if audit is not None and explicit else None
+            await conn.execute(Q["set_bumped_by"], call_id, by)
+            if audit is not None:
+                await actions.record(
+                    conn, audit, call_id=call_id, queue=queue.name, credit_seconds=credit
+                )
             await self.bus.publish(conn, [Event("queue", queue.name)])
         async with self.pool.acquire() as conn:
             return await self.get(conn, call_id)
 
-    async def move(self, call_id: int, target: str, by: str) -> Call:
-        """A supervisor (``by``) moves a waiting call to queue ``target``.
+    async def move(self, call_id: int, target: str, audit: Audit) -> Call:
+        """A supervisor (``audit.who``) moves a waiting call to queue ``target``.
 
         It keeps its service key, so it takes the place in the new queue its
         arrival and credit give it (the bound holds there too: credits are
@@ -421,10 +448,15 @@ class CallDesk:
                         f"call {call_id} is being offered to an agent right now; try again",
                         field="call_id",
                     )
+                await actions.record(
+                    conn, audit, call_id=call_id, queue=queue.name, from_queue=row["queue"]
+                )
                 await self.bus.publish(
                     conn, [Event("queue", row["queue"]), Event("queue", queue.name)]
                 )
-            _log.info("call %s moved from %s to %s by %s", call_id, row["queue"], queue.name, by)
+            _log.info(
+                "call %s moved from %s to %s by %s", call_id, row["queue"], queue.name, audit.who
+            )
             return await self.get(conn, call_id)
 
     async def rekey_customer(self, customer_id: int) -> int:
@@ -458,13 +490,15 @@ class CallDesk:
         expect: CallState | None = None,
         agent_id: int | None = None,
         conn: Conn | None = None,
+        audit: Audit | None = None,
     ) -> Call:
         """End a call with its one outcome (idempotent for the same outcome); see ``finish``.
 
-        Returns the call as it is now.
+        ``audit``: a person ended it through the API; the entry is written with the
+        end (a repeat of an end already made writes none). Returns the call as it is now.
         """
         async with self._using(conn) as conn:
-            await self._finish(conn, call_id, outcome, reason, expect, agent_id)
+            await self._finish(conn, call_id, outcome, reason, expect, agent_id, audit)
             return await self.get(conn, call_id)
 
     async def finish(
@@ -495,6 +529,7 @@ class CallDesk:
         reason: str | None,
         expect: CallState | None,
         agent_id: int | None,
+        audit: Audit | None = None,
     ) -> None:
         events: list[Event] = []
         async with conn.transaction():
@@ -550,6 +585,16 @@ class CallDesk:
                 CHANNEL,
                 payloads(events),
             )
+            if audit is not None:
+                await actions.record(
+                    conn,
+                    audit,
+                    call_id=call_id,
+                    agent_id=row["agent_id"] if state is CallState.connected else None,
+                    queue=row["queue"],
+                    outcome=outcome.value,
+                    was=state.value,
+                )
         if self.metrics is not None:
             self.metrics.ended.labels(row["queue"], outcome.value).inc()
 

@@ -39,10 +39,11 @@ from typing import Any
 
 import asyncpg
 
+from callcenter.customers.audit import Audit
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, EventBus
-from callcenter.queue import agents
+from callcenter.queue import actions, agents
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
@@ -298,14 +299,26 @@ class Router:
             await self._return(offers, "withdrawn", "offline", conn)
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
 
-    async def force_offline(self, agent_id: int, by: str) -> None:
-        """A supervisor (``by``) takes an agent out of routing; its open offer goes back
-        with its key. The agent's panel hears it and may go available again."""
+    async def force_offline(self, agent_id: int, audit: Audit) -> None:
+        """A supervisor (``audit.who``) takes an agent out of routing; its open offer goes
+        back with its key. The agent's panel hears it and may go available again.
+
+        The entry names the call whose offer was withdrawn (an agent rings with one
+        offer at a time), so that call's timeline says who took its agent away.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             offers = await agents.force_offline(conn, agent_id)
-            await self._return(offers, "withdrawn", "offline", conn)
+            returned = await self._return(offers, "withdrawn", "offline", conn)
+            calls = [r["call_id"] for r in returned]
+            await actions.record(
+                conn,
+                audit,
+                agent_id=agent_id,
+                call_id=calls[0] if calls else None,
+                withdrawn_calls=calls,
+            )
             await self.bus.publish(conn, [Event("agent", str(agent_id))])
-        _log.info("agent %s forced offline by %s", agent_id, by)
+        _log.info("agent %s forced offline by %s", agent_id, audit.who)
 
     async def end_call(self, agent_id: int, call_id: int, outcome: EndOutcome) -> None:
         await self.desk.finish(call_id, outcome, agent_id=agent_id)

@@ -15,6 +15,8 @@ from callcenter import app_keys
 from tests.browser.conftest import Serve
 from tests.browser.page_helpers import make_named_customer, page_url
 from tests.conftest import ADMIN
+from tests.integration.dashboard_helpers import call as db_call
+from tests.integration.dashboard_helpers import utcnow
 from tests.integration.queue_helpers import Panel, enqueue, make_agent
 
 #: Where the screenshots go (look at them: the image viewer shows PNGs).
@@ -219,3 +221,108 @@ async def test_move_a_call_and_force_an_agent_offline_from_the_page(
     moved = await (await client.get(f"/api/calls/{call['id']}")).json()
     assert moved["queue"] == "sales" and moved["service_key"] == call["service_key"]
     await panel.close()
+
+
+async def test_a_calls_timeline_opens_beside_the_board_and_says_who(
+    serve: Serve, page: Page
+) -> None:
+    client = await serve()
+    password = await _supervisor(client)
+    await make_named_customer(client, "C-7", "Grace Hopper", 9000, "+12125550107")
+    resp = await client.put("/api/queues/sales", json={})
+    assert resp.status == 201
+    _, token = await make_agent(client, "ada", queues=["sales"])
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await _sign_in(page, client, "sam", password)
+    call = (await enqueue(client, "pbx-story", ani="+12125550107"))["call"]
+    await expect(_waiting_rows(page)).to_have_count(1)
+    row = _waiting_rows(page).first
+    await row.get_by_role("button", name="Act…").click()
+    await page.fill("#bump-seconds", "45")
+    await page.click("#bump-form button[type=submit]")
+    await expect(page.locator("#notice")).to_have_text(f"Call {call['id']} bumped")
+
+    # Clicking the waiting call shows its story, with who bumped it.
+    await row.locator('[data-field="customer"]').click()
+    side = page.locator("#timeline")
+    await expect(side).to_be_visible()
+    events = side.locator("#timeline-events li")
+    await expect(events).to_have_count(2)
+    await expect(events.nth(0)).to_contain_text("arrived in general as")
+    await expect(events.nth(1)).to_contain_text("bumped to 45 s of credit by supervisor:sam")
+    await expect(side.locator("#timeline-call")).to_contain_text("Grace Hopper (C-7)")
+
+    # It follows the call live: moved, then answered by the agent.
+    await page.select_option("#move-queue", "sales")
+    await page.click("#move-form button[type=submit]")
+    await expect(events.nth(2)).to_contain_text("moved from general to sales by supervisor:sam")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("on_call")
+    await expect(side.locator("li[data-kind=accepted]")).to_contain_text("accepted by agent ada")
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "dashboard-timeline-1280x800.png"))
+
+    # Closed, then opened again from the agent's current call.
+    await page.click("#timeline-close")
+    await expect(side).to_be_hidden()
+    ada = page.locator("#agents tbody tr", has_text="ada")
+    await ada.get_by_role("button", name=f"#{call['id']}").click()
+    await expect(side).to_be_visible()
+    await expect(side.locator("#timeline-summary")).to_contain_text("connected · sales")
+    await panel.close()
+
+
+async def test_the_chart_shows_the_hour_from_the_database_and_a_lone_value(
+    serve: Serve, page: Page
+) -> None:
+    client = await serve()
+    password = await _supervisor(client)
+    agent_id, _ = await make_agent(client, "ada")
+    now = utcnow()
+    pool = client.app[app_keys.POOL]
+    async with pool.acquire() as conn:
+        # Calls of the last hour, before this service started: they are on the chart.
+        # One answer, 12 s ago: the service level has a value at one or two 10 s
+        # points only, which a line alone would not show.
+        for i, (arrived, answered) in enumerate(((15, 12),)):
+            await db_call(
+                conn, f"old-{i}", tier="standard", customer_id=None, enqueued=arrived,
+                connected=answered, ended=answered - 60, state="completed",
+                agent_id=agent_id, now=now,
+            )  # fmt: skip
+        for i, arrived in enumerate((2000, 1200, 600)):
+            await db_call(
+                conn, f"wait-{i}", tier="standard", customer_id=None, enqueued=arrived,
+                state="waiting", now=now,
+            )  # fmt: skip
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await _sign_in(page, client, "sam", password)
+    card = page.locator(".chart-card")
+    await expect(card.locator("canvas")).to_have_count(1)
+    await card.scroll_into_view_if_needed()
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
+    await card.screenshot(path=str(SHOTS / "dashboard-chart.png"))
+    # The waiting line (blue) climbs to 3; the lone service level (green) is a dot.
+    assert await _pixels(page, (0x1A, 0x5F, 0xB4)) > 200
+    assert await _pixels(page, (0x1E, 0x7B, 0x34)) > 20
+
+
+async def _pixels(page: Page, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the chart's canvas are near ``rgb``."""
+    count: int = await page.evaluate(
+        """([r, g, b]) => {
+            const c = document.querySelector('#chart canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) {
+                if (Math.abs(d[i] - r) < 24 && Math.abs(d[i + 1] - g) < 24
+                    && Math.abs(d[i + 2] - b) < 24 && d[i + 3] > 200) n++;
+            }
+            return n;
+        }""",
+        list(rgb),
+    )
+    return count

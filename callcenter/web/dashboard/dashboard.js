@@ -30,6 +30,7 @@ const state = {
   chart: [], // points
   receivedAt: 0, // ms, when the waits in the board were read
   selected: null, // call id the action panel is open for
+  timeline: null, // call id the timeline panel shows
 };
 
 // -- formatting ------------------------------------------------------------------
@@ -264,12 +265,17 @@ function onMessage(message) {
     }
     if (message.waiting !== undefined || message.agents !== undefined) state.receivedAt = Date.now();
     if (message.point) {
+      // One point per 10 s bucket end, the same on every instance: a point for an
+      // instant already drawn replaces it; the hour moves on.
+      const at = Date.parse(message.point.at);
+      const cutoff = at - 3600 * 1000;
+      state.chart = state.chart.filter((p) => Date.parse(p.at) >= cutoff && Date.parse(p.at) !== at);
       state.chart.push(message.point);
-      const cutoff = Date.parse(message.point.at) - 3600 * 1000;
-      state.chart = state.chart.filter((p) => Date.parse(p.at) >= cutoff);
+      state.chart.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
     }
     renderAll();
-    if (message.point) drawChart();
+    if (message.point || message.stats) drawChart();
+    if (message.waiting !== undefined || message.agents !== undefined) refreshTimeline();
   } else if (message.type === "error") {
     notice(message.detail, "error");
   }
@@ -387,8 +393,16 @@ function renderWaiting() {
     const td = cell(tr, null, "actions");
     const act = h("button", "Act…");
     act.type = "button";
-    act.addEventListener("click", () => openAct(w.id));
-    td.append(act);
+    act.addEventListener("click", (event) => {
+      event.stopPropagation();
+      openAct(w.id);
+    });
+    const story = h("button", "Timeline");
+    story.type = "button";
+    td.append(act, " ", story);
+    // The row (or its button, for the keyboard) opens the call's timeline.
+    tr.addEventListener("click", () => openTimeline(w.id));
+    tr.classList.add("clickable");
     body.append(tr);
   }
   $("no-waiting").hidden = state.board.waiting.length > 0;
@@ -410,8 +424,15 @@ function renderAgents() {
     if (a.state === "not_responding") st.append(h("span", " ⚑", "flag"));
     const inState = cell(tr, secs(a.seconds_in_state + late), "in-state", "num");
     inState.dataset.base = a.seconds_in_state;
-    const call = a.call_id ? `#${a.call_id} ${a.call_queue || ""} ${a.customer_name || ""}`.trim() : "";
-    cell(tr, call, "call");
+    const callCell = cell(tr, null, "call");
+    if (a.call_id) {
+      const label = `#${a.call_id} ${a.call_queue || ""} ${a.customer_name || ""}`.trim();
+      const open = h("button", label, "link");
+      open.type = "button";
+      open.title = "Show this call's timeline";
+      open.addEventListener("click", () => openTimeline(a.call_id));
+      callCell.append(open);
+    }
     cell(tr, a.handled_today, "handled", "num");
     cell(tr, a.queues.join(", "), "queues");
     const td = cell(tr, null, "actions");
@@ -497,7 +518,92 @@ function renderAct() {
   $("unpin").hidden = !w.customer_id;
 }
 
+// -- a call's timeline (GET /api/calls/{id}/timeline) ------------------------------------
+
+let timelineTimer = null;
+let timelineAsked = 0;
+
+function openTimeline(callId) {
+  state.timeline = callId;
+  $("timeline").hidden = false;
+  setText($("timeline-call"), `#${callId}`);
+  setText($("timeline-error"), "");
+  $("timeline-events").replaceChildren();
+  setText($("timeline-summary"), "Loading…");
+  loadTimeline(callId);
+}
+
+function closeTimeline() {
+  state.timeline = null;
+  $("timeline").hidden = true;
+}
+
+// While it is open, the board's changes may be this call's: ask again, at most once a second.
+function refreshTimeline() {
+  if (state.timeline === null || timelineTimer) return;
+  const wait = Math.max(0, 1000 - (Date.now() - timelineAsked));
+  timelineTimer = setTimeout(() => {
+    timelineTimer = null;
+    if (state.timeline !== null) loadTimeline(state.timeline);
+  }, wait);
+}
+
+async function loadTimeline(callId) {
+  timelineAsked = Date.now();
+  let data;
+  try {
+    data = await api("GET", `/api/calls/${callId}/timeline`);
+  } catch (error) {
+    if (state.timeline !== callId) return;
+    if (error.status === 401) return signOut("Your session has ended: sign in again.");
+    setText($("timeline-summary"), "");
+    setText($("timeline-error"), error.message);
+    return;
+  }
+  if (state.timeline !== callId) return; // another call was opened meanwhile
+  renderTimeline(data);
+}
+
+/** The event's sentence, the actor in it stressed (or added when the sentence does not name it). */
+function said(e) {
+  const what = h("span", null, "what");
+  const at = e.who ? e.text.indexOf(e.who) : -1;
+  if (at < 0) {
+    what.textContent = e.text;
+    if (e.who && e.who.includes(":") && !e.who.startsWith("agent:")) {
+      what.append(" · ", h("strong", e.who, "actor"));
+    }
+    return what;
+  }
+  what.append(e.text.slice(0, at), h("strong", e.who, "actor"), e.text.slice(at + e.who.length));
+  return what;
+}
+
+function renderTimeline(data) {
+  const c = data.call;
+  const who = c.customer ? `${c.customer.name || "customer"} (${c.customer.customer_number})` : c.ani || "unknown caller";
+  setText($("timeline-call"), `#${c.id} · ${who}`);
+  const where = c.state === "waiting" ? `waiting in ${c.queue}, position ${c.position}` : `${c.state} · ${c.queue}`;
+  setText($("timeline-summary"), `${c.call_id} · ${c.tier || "unknown"} · ${where}`);
+  setText($("timeline-error"), "");
+  const list = $("timeline-events");
+  list.replaceChildren(
+    ...data.events.map((e) => {
+      const li = h("li");
+      li.dataset.kind = e.kind;
+      const at = h("time", new Date(e.at).toLocaleTimeString("en-GB"));
+      at.dateTime = e.at;
+      li.append(at, said(e));
+      return li;
+    }),
+  );
+}
+
 function wire() {
+  $("timeline-close").addEventListener("click", closeTimeline);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.timeline !== null) closeTimeline();
+  });
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut());
   $("reconnect-now").addEventListener("click", () => connect());
@@ -567,12 +673,34 @@ function chartSize() {
   return { width, height: 230 };
 }
 
+/** Dots where a line cannot show the data: a lone value (the first answer of the hour,
+ * the first sample) draws no line at all, so a series with few values gets its points. */
+function sparse(u, seriesIdx) {
+  let values = 0;
+  for (const v of u.data[seriesIdx]) if (v !== null && v !== undefined) values += 1;
+  return values < 30;
+}
+
+const dots = (colour) => ({ show: sparse, size: 9, fill: colour, stroke: colour });
+
 function drawChart() {
   if (typeof uPlot === "undefined" || !state.board) return;
   const queue = $("chart-queue").value || (state.board.stats.queues[0] || {}).name;
-  const xs = state.chart.map((p) => Date.parse(p.at) / 1000);
-  const waiting = state.chart.map((p) => p.waiting[queue] ?? null);
-  const sl = state.chart.map((p) => {
+  // The hour's points end at the last 10 s bucket that has ended; the board's own
+  // figures are "now", so the lines reach the present instead of stopping short.
+  const points = [...state.chart];
+  const stats = state.board.stats;
+  const last = points.length ? Date.parse(points[points.length - 1].at) : 0;
+  if (Date.parse(stats.at) > last) {
+    points.push({
+      at: stats.at,
+      waiting: Object.fromEntries(stats.queues.map((q) => [q.name, q.waiting])),
+      service_level: Object.fromEntries(stats.queues.map((q) => [q.name, q.window.service_level])),
+    });
+  }
+  const xs = points.map((p) => Date.parse(p.at) / 1000);
+  const waiting = points.map((p) => p.waiting[queue] ?? null);
+  const sl = points.map((p) => {
     const v = p.service_level[queue];
     return v === null || v === undefined ? null : v * 100;
   });
@@ -586,8 +714,8 @@ function drawChart() {
       ...chartSize(),
       series: [
         {},
-        { label: "Waiting", stroke: "#1a5fb4", width: 2, scale: "n", points: { show: true } },
-        { label: "Service level %", stroke: "#1e7b34", width: 2, scale: "%", points: { show: true } },
+        { label: "Waiting", stroke: "#1a5fb4", width: 2, scale: "n", points: dots("#1a5fb4") },
+        { label: "Service level %", stroke: "#1e7b34", width: 2, scale: "%", points: dots("#1e7b34") },
       ],
       axes: [
         { values: (u, splits) => splits.map((t) => clock(t)) },
