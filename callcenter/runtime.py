@@ -204,13 +204,41 @@ class Supervisor:
 
     # -- stopping --------------------------------------------------------------
 
-    async def stop(self) -> None:
-        """Cancel every task and side task, and wait until they are gone."""
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Cancel every task and side task, and wait until they are gone; never hang.
+
+        Side work spawned while stopping (a runner's ``finally`` may release
+        something) is cancelled too, not left running on a closing pool. A task
+        still there a second after its cancel is cancelled again: Python 3.11's
+        ``wait_for`` can swallow a cancel that lands as its inner wait ends, and
+        the task then loops on. After ``grace_seconds`` what is left is named in
+        the log and left behind, so a shutdown ends however a task misbehaves.
+        """
         self._stopping = True
-        pending = [*self._runners.values(), *self._side]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._runners.clear()
-        self._failures.clear()
-        self._stopping = False  # the service may be run again
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        try:
+            while True:
+                pending = [t for t in (*self._runners.values(), *self._side) if not t.done()]
+                if not pending:
+                    break
+                left = deadline - loop.time()
+                if left <= 0:
+                    _log.error(
+                        "%s: %d task(s) did not stop %.0f s after being cancelled, left behind: %s",
+                        self.service,
+                        len(pending),
+                        grace_seconds,
+                        ", ".join(sorted(t.get_name() for t in pending)),
+                    )
+                    break
+                for task in pending:
+                    task.cancel()
+                done, _ = await asyncio.wait(pending, timeout=min(1.0, left))
+                for task in done:  # retrieved, so none is reported as never retrieved
+                    if not task.cancelled():
+                        task.exception()
+        finally:
+            self._runners.clear()
+            self._failures.clear()
+            self._stopping = False  # the service may be run again

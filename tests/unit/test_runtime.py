@@ -172,3 +172,69 @@ async def test_a_task_name_is_started_once() -> None:
             supervisor.start("router-sweep", asyncio.Event().wait)
     finally:
         await supervisor.stop()
+
+
+async def test_stop_cancels_side_work_spawned_while_stopping() -> None:
+    supervisor = Supervisor("adapter")
+    released = asyncio.Event()
+    spawned: list[asyncio.Task[None]] = []
+
+    async def release() -> None:
+        await released.wait()  # as a release that would wait on a peer forever
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # A runner's finally that hands work to the supervisor as it stops.
+            spawned.append(supervisor.spawn(release(), "release a leg"))
+
+    supervisor.start("events", work)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(supervisor.stop(), 30)
+    assert spawned and spawned[0].done()
+
+
+async def test_stop_cancels_again_a_task_that_swallowed_its_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor("router")
+    cancels = 0
+
+    async def stubborn() -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels >= 2:
+                    raise
+                # The first cancel is lost, as 3.11's wait_for can lose one.
+
+    runner = supervisor.start("dispatch", stubborn)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(supervisor.stop(grace_seconds=30), 30)
+    assert runner.done() and cancels == 2
+
+
+async def test_stop_ends_even_when_a_task_never_does(caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = Supervisor("hub")
+    let_go = False
+
+    async def deaf() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if let_go:  # only the test's own clean-up gets through
+                    raise
+
+    runner = supervisor.start("presence", deaf)
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="callcenter.runtime"):
+        await asyncio.wait_for(supervisor.stop(grace_seconds=0.3), 30)
+    assert "did not stop" in caplog.text and "presence" in caplog.text
+    let_go = True
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
