@@ -73,9 +73,11 @@ class AgentLedger:
     races: int = 0  # messages that crossed a hang-up or an expiry (RACES)
     errors: list[str] = field(default_factory=list)
     value_served: Decimal = Decimal(0)
-    # (call id, agent) of offers on screen now: two agents holding one call is a fault.
-    holding: dict[int, str] = field(default_factory=dict)
-    double_offers: int = 0
+    # Who accepted each call. Two agents' accepts of one call is a fault; two agents
+    # shown one offer is not something a client can judge (an offer withdrawn from
+    # one socket and made on another may arrive in either order): the tables can.
+    accepted_by: dict[int, str] = field(default_factory=dict)
+    double_accepts: int = 0
     # (call id, perf_counter of the offer, since when the agent was idle or None).
     offers_seen: list[tuple[int, float, float | None]] = field(default_factory=list)
 
@@ -190,11 +192,6 @@ class SimAgent:
         elif self.state != "offered":
             # An offer's state comes just before the offer itself, which reads this.
             self.idle_since = None
-        offer = m.get("offer")
-        held = [c for c, who in self.ledger.holding.items() if who == self.name]
-        for call_id in held:
-            if offer is None or offer["call_id"] != call_id:
-                del self.ledger.holding[call_id]
         call = m.get("call")
         if self.state == "wrap_up" and call is not None and call["id"] not in self.wrapped:
             self.wrapped.add(call["id"])
@@ -211,11 +208,6 @@ class SimAgent:
         self.steps.mark(call_id, "offer", now)
         self.ledger.offers_seen.append((call_id, now, self.idle_since))
         self.idle_since = None
-        other = self.ledger.holding.get(call_id)
-        if other is not None and other != self.name:
-            self.ledger.double_offers += 1
-            _log.error("call %s is offered to %s and %s at once", call_id, other, self.name)
-        self.ledger.holding[call_id] = self.name
         b = self.behaviour
         draw = self.rng.random()
         if draw < b.ignore:
@@ -232,7 +224,10 @@ class SimAgent:
             call_id = m["call_id"]
             self.ledger.accepted += 1
             self.steps.mark(call_id, "accept")
-            self.ledger.holding.pop(call_id, None)
+            other = self.ledger.accepted_by.setdefault(call_id, self.name)
+            if other != self.name:
+                self.ledger.double_accepts += 1
+                _log.error("call %s was accepted by %s and by %s", call_id, other, self.name)
             self.call_id = call_id
             self.free.clear()
             if self.behaviour.talk_after_panel and call_id not in self.panels_seen:

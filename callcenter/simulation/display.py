@@ -127,7 +127,7 @@ def summary(s: Summary) -> RenderableType:
 
 def _faults(faults: Sequence[str]) -> list[RenderableType]:
     if not faults:
-        return [Text("no faults: every call accounted for, no double offers or connects")]
+        return [Text("no faults: every call accounted for, none accepted or connected twice")]
     out: list[RenderableType] = [Text("faults:", style="bold red")]
     out.extend(Text("  " + f, style="red") for f in faults)
     return out

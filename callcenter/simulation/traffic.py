@@ -259,8 +259,8 @@ class Traffic:
         counts = self.pbx.counts
         if counts.double_connects:
             found.append(f"{counts.double_connects} calls were told to connect twice")
-        if self.ledger.double_offers:
-            found.append(f"{self.ledger.double_offers} calls were offered to two agents at once")
+        if self.ledger.double_accepts:
+            found.append(f"{self.ledger.double_accepts} calls were accepted by two agents")
         if counts.refused or counts.failed:
             found.append(f"{counts.refused} webhook events refused, {counts.failed} unanswered")
         return found
