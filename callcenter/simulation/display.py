@@ -81,11 +81,13 @@ def summary(s: Summary) -> RenderableType:
         f"{s.transferred} transferred",
     )
     lines.add_row("service level", _pct(s.service_level))
-    bound = "none (strict priority)" if s.bound_seconds is None else f"{s.bound_seconds:.0f} s"
-    lines.add_row(
-        "fairness",
-        f"overtaking bound {bound}; callers overtaken beyond it: {s.overtaken}",
-    )
+    if s.bound_seconds is None:
+        fairness = "strict priority has no bound: a caller waits behind every more valuable one"
+    else:
+        fairness = (
+            f"overtaking bound {s.bound_seconds:.0f} s; callers overtaken beyond it: {s.overtaken}"
+        )
+    lines.add_row("fairness", fairness)
     lines.add_row(
         "learning",
         f"{s.questions_answered} questions answered, {s.questions_skipped} skipped",
