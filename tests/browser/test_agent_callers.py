@@ -16,18 +16,9 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Serve
 from tests.browser.page_helpers import go_available, page_url, sign_in
-from tests.integration.queue_helpers import enqueue, make_agent, make_queue
+from tests.integration.queue_helpers import add_customer, enqueue, make_agent, make_queue
 
 SHARED = "+12125550100"
-
-
-async def _customer(client: TestClient[Any, Any], number: str, name: str, **extra: Any) -> int:
-    resp = await client.post(
-        "/api/customers", json={"customer_number": number, "name": name, **extra}
-    )
-    assert resp.status == 201, await resp.text()
-    customer_id: int = (await resp.json())["id"]
-    return customer_id
 
 
 async def _take_call(page: Page, client: TestClient[Any, Any], external: str, **fields: Any) -> int:
@@ -44,10 +35,10 @@ async def test_the_agent_picks_a_customer_of_a_shared_number_and_sees_their_hist
 ) -> None:
     client = await serve(questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60, offer_timeout_seconds=60)
-    ada = await _customer(
+    ada = await add_customer(
         client, "C1", "Ada Lovelace", phones=[SHARED], shared_phones=[SHARED], lifetime_value=30000
     )
-    await _customer(client, "C2", "Byron Lovelace", phones=[SHARED], shared_phones=[SHARED])
+    await add_customer(client, "C2", "Byron Lovelace", phones=[SHARED], shared_phones=[SHARED])
     await pool.execute(
         "INSERT INTO interactions (customer_id, channel, started_at, ended_at, agent, outcome,"
         " notes) VALUES ($1, 'phone', now() - interval '3 days', now() - interval '3 days',"
@@ -100,8 +91,8 @@ async def test_the_agent_searches_for_a_withheld_caller_and_picks_them(
 ) -> None:
     client = await serve(questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60, offer_timeout_seconds=60)
-    ada = await _customer(client, "C1001", "Ada Lovelace", phones=["+16465550199"])
-    await _customer(client, "C1002", "Charles Babbage")
+    ada = await add_customer(client, "C1001", "Ada Lovelace", phones=["+16465550199"])
+    await add_customer(client, "C1002", "Charles Babbage")
     _, token = await make_agent(client, "grace")
     await page.set_viewport_size({"width": 1280, "height": 800})
     await sign_in(page, page_url(client), token)

@@ -65,6 +65,32 @@ async def enqueue(
     return body
 
 
+async def add_customer(client: TestClient[Any, Any], number: str, name: str, **extra: Any) -> int:
+    """A customer made through the API (``extra``: phones, figures ...); its id."""
+    resp = await client.post(
+        "/api/customers", json={"customer_number": number, "name": name, **extra}
+    )
+    assert resp.status == 201, await resp.text()
+    customer_id: int = (await resp.json())["id"]
+    return customer_id
+
+
+async def take_call(
+    client: TestClient[Any, Any], token: str, external: str, **fields: Any
+) -> tuple[Panel, dict[str, Any], dict[str, Any]]:
+    """An available agent's panel, a call handed in with ``fields``, accepted: the
+    panel, the hand-in's answer and the assist panel message."""
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.state("available")
+    answer = await enqueue(client, external, **fields)
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    shown = await panel.until(lambda m: m["type"] == "panel")
+    assert shown["call_id"] == answer["call"]["id"]
+    return panel, answer, shown
+
+
 class Panel:
     """A scripted agent panel on ``/ws/agent`` that remembers every message it got."""
 

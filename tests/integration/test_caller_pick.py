@@ -13,37 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiohttp.test_utils import TestClient
 
 from tests.conftest import AppFactory
-from tests.integration.queue_helpers import FAST, Panel, enqueue, make_agent, make_queue
+from tests.integration.queue_helpers import (
+    FAST,
+    Panel,
+    add_customer,
+    enqueue,
+    make_agent,
+    make_queue,
+    take_call,
+)
 
 SHARED = "+12125550100"
 OTHER = "+16465550199"
-
-
-async def _customer(client: TestClient[Any, Any], number: str, name: str, **extra: Any) -> int:
-    resp = await client.post(
-        "/api/customers", json={"customer_number": number, "name": name, **extra}
-    )
-    assert resp.status == 201, await resp.text()
-    customer_id: int = (await resp.json())["id"]
-    return customer_id
-
-
-async def _on_call(
-    client: TestClient[Any, Any], token: str, external: str, **fields: Any
-) -> tuple[Panel, int, dict[str, Any]]:
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
-    answer = await enqueue(client, external, **fields)
-    offer = await panel.until(lambda m: m["type"] == "offer")
-    await panel.send(type="accept", offer_id=offer["offer_id"])
-    shown = await panel.until(lambda m: m["type"] == "panel")
-    call_id: int = answer["call"]["id"]
-    assert shown["call_id"] == call_id
-    return panel, call_id, shown
 
 
 async def _answer(panel: Panel, ref: str) -> dict[str, Any]:
@@ -57,18 +40,20 @@ async def test_a_shared_number_lists_its_customers_and_the_pick_brings_the_histo
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
-    ada = await _customer(
+    ada = await add_customer(
         client, "C1", "Ada Lovelace", phones=[SHARED], shared_phones=[SHARED], lifetime_value=30000
     )
-    bob = await _customer(client, "C2", "Bob Lovelace", phones=[SHARED], shared_phones=[SHARED])
+    bob = await add_customer(client, "C2", "Bob Lovelace", phones=[SHARED], shared_phones=[SHARED])
     _, token = await make_agent(client, "grace")
     # Ada called before: that contact is her history.
-    panel, first, _ = await _on_call(client, token, "pbx-0", customer_number="C1")
+    panel, answer, _ = await take_call(client, token, "pbx-0", customer_number="C1")
+    first = answer["call"]["id"]
     await panel.send(type="wrap_up", call_id=first, notes="asked about her card", ref="w0")
     assert (await _answer(panel, "w0"))["type"] == "ack"
     await panel.close()
 
-    panel, call_id, shown = await _on_call(client, token, "pbx-1", ani=SHARED)
+    panel, answer, shown = await take_call(client, token, "pbx-1", ani=SHARED)
+    call_id = answer["call"]["id"]
     assert shown["recognised"]["by"] == "multiple"
     assert shown["customer"] is None
     listed = {c["id"]: c for c in shown["candidates"]}
@@ -118,10 +103,11 @@ async def test_a_withheld_caller_is_searched_for_and_picked(
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
-    ada = await _customer(client, "C1001", "Ada Lovelace", phones=[OTHER])
-    await _customer(client, "C1002", "Charles Babbage")
+    ada = await add_customer(client, "C1001", "Ada Lovelace", phones=[OTHER])
+    await add_customer(client, "C1002", "Charles Babbage")
     _, token = await make_agent(client, "grace")
-    panel, call_id, shown = await _on_call(client, token, "pbx-1", ani="anonymous")
+    panel, answer, shown = await take_call(client, token, "pbx-1", ani="anonymous")
+    call_id = answer["call"]["id"]
     assert shown["recognised"]["by"] == "withheld" and shown["candidates"] == []
 
     for ref, query in (("n", "lovel"), ("c", "C1001"), ("t", "(646) 555-0199")):
@@ -151,7 +137,8 @@ async def test_a_first_callers_customer_is_created_from_the_call(
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
     _, token = await make_agent(client, "grace")
-    panel, call_id, shown = await _on_call(client, token, "pbx-1", ani=OTHER)
+    panel, answer, shown = await take_call(client, token, "pbx-1", ani=OTHER)
+    call_id = answer["call"]["id"]
     assert shown["recognised"]["by"] == "unknown"
     provisional = shown["customer"]["id"]
 
@@ -178,11 +165,12 @@ async def test_bad_searches_and_picks_get_clear_errors_and_the_socket_stays_open
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
-    stranger = await _customer(client, "C9", "Someone Else")
-    known = await _customer(client, "C1", "Ada Lovelace", phones=[OTHER])
+    stranger = await add_customer(client, "C9", "Someone Else")
+    known = await add_customer(client, "C1", "Ada Lovelace", phones=[OTHER])
     _, token = await make_agent(client, "grace")
     _, bob_token = await make_agent(client, "bob")
-    panel, call_id, _ = await _on_call(client, token, "pbx-1", ani="anonymous")
+    panel, answer, _ = await take_call(client, token, "pbx-1", ani="anonymous")
+    call_id = answer["call"]["id"]
 
     cases = [
         ({"query": ""}, 422, "query"),
@@ -243,9 +231,10 @@ async def test_a_caller_recognised_by_phone_is_not_searched_for(
 ) -> None:
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
-    await _customer(client, "C1", "Ada Lovelace", phones=[OTHER])
+    await add_customer(client, "C1", "Ada Lovelace", phones=[OTHER])
     _, token = await make_agent(client, "grace")
-    panel, call_id, _ = await _on_call(client, token, "pbx-1", ani=OTHER)
+    panel, answer, _ = await take_call(client, token, "pbx-1", ani=OTHER)
+    call_id = answer["call"]["id"]
     await panel.send(type="find_caller", call_id=call_id, query="lovelace", ref="r")
     error = await _answer(panel, "r")
     assert (error["status"], error["field"]) == (409, "call_id")

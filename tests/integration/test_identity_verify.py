@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiohttp.test_utils import TestClient
 
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import (
@@ -21,26 +20,11 @@ from tests.integration.queue_helpers import (
     make_agent,
     make_customer,
     make_queue,
+    take_call,
 )
 
 HOME = "+12125550100"
 NEW_PHONE = "+442079460018"
-
-
-async def _on_call(
-    client: TestClient[Any, Any], token: str, external: str, **fields: Any
-) -> tuple[Panel, dict[str, Any], dict[str, Any]]:
-    """An available agent's panel, a call handed in with ``fields``, accepted: the
-    panel, the hand-in's answer and the assist panel message."""
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
-    answer = await enqueue(client, external, **fields)
-    offer = await panel.until(lambda m: m["type"] == "offer")
-    await panel.send(type="accept", offer_id=offer["offer_id"])
-    shown = await panel.until(lambda m: m["type"] == "panel")
-    assert shown["call_id"] == answer["call"]["id"]
-    return panel, answer, shown
 
 
 async def _phone_rows(pool: asyncpg.Pool[Any], phone: str) -> list[tuple[Any, ...]]:
@@ -60,7 +44,7 @@ async def test_a_typed_number_serves_this_call_only_until_the_agent_confirms(
     ada_customer = await make_customer(client, "C1001", 30000, HOME)
     _, token = await make_agent(client, "ada")
 
-    panel, answer, shown = await _on_call(
+    panel, answer, shown = await take_call(
         client, token, "pbx-1", ani="+44 20 7946 0018", customer_number="C1001"
     )
     call_id = answer["call"]["id"]
@@ -132,7 +116,7 @@ async def test_another_agents_call_cannot_be_verified_and_answers_like_a_missing
     await make_customer(client, "C1001", 30000, HOME)
     _, ada = await make_agent(client, "ada")
     _, bob = await make_agent(client, "bob")
-    panel, answer, _ = await _on_call(client, ada, "pbx-1", ani=NEW_PHONE, customer_number="C1001")
+    panel, answer, _ = await take_call(client, ada, "pbx-1", ani=NEW_PHONE, customer_number="C1001")
     call_id = answer["call"]["id"]
 
     bobs = await Panel.open(client, bob)
@@ -165,7 +149,7 @@ async def test_a_conflict_is_served_for_this_call_and_nothing_is_relinked(
     typed = await make_customer(client, "B1", 30000, "+16465550199")
     _, token = await make_agent(client, "ada")
 
-    panel, answer, shown = await _on_call(client, token, "pbx-1", ani=HOME, customer_number="B1")
+    panel, answer, shown = await take_call(client, token, "pbx-1", ani=HOME, customer_number="B1")
     call_id = answer["call"]["id"]
     assert answer["identify"] == "conflict"
     assert shown["customer"]["id"] == typed
@@ -196,7 +180,7 @@ async def test_a_caller_nobody_is_served_as_has_nobody_to_confirm(
     client = await app_factory(**FAST, questions_file=None)
     await make_queue(client, "general", wrap_up_seconds=60)
     _, token = await make_agent(client, "ada")
-    panel, answer, shown = await _on_call(client, token, "pbx-1", ani="anonymous")
+    panel, answer, shown = await take_call(client, token, "pbx-1", ani="anonymous")
     assert shown["recognised"]["by"] == "withheld"
     await panel.send(type="verify", call_id=answer["call"]["id"], ref="v")
     refused = await panel.until(lambda m: m["type"] in ("ack", "error"))
