@@ -18,6 +18,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from callcenter.simulation.figures import quantile
+
 FINAL = frozenset({"completed", "abandoned", "transferred"})
 
 
@@ -77,13 +79,6 @@ class Summary:
         data = asdict(self)
         data["value_served"] = str(self.value_served)
         return data
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def tier_figures(
@@ -159,8 +154,9 @@ def summarise(
         for f in facts
         if f.connected_at is not None and (f.wait or 0.0) <= targets.get(f.queue, 20.0)
     )
-    p50 = percentile(offer_delays, 50)
-    p99 = percentile(offer_delays, 99)
+    delays = sorted(offer_delays)
+    p50 = quantile(delays, 0.50)
+    p99 = quantile(delays, 0.99)
     return Summary(
         seconds=round(seconds, 1),
         policy=policy,

@@ -13,8 +13,9 @@ import pytest
 from callcenter.agent_assist.knowledge.questions import AnswerKind, QuestionFields, check_answer
 from callcenter.config import DEFAULT_TIER_THRESHOLDS
 from callcenter.simulation.distributions import answer_for, lognormal, patience
+from callcenter.simulation.figures import quantile
 from callcenter.simulation.population import Customer, build
-from callcenter.simulation.summary import CallFact, overtaken, percentile, tier_figures
+from callcenter.simulation.summary import CallFact, overtaken, tier_figures
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
@@ -114,6 +115,6 @@ def test_overtaking_beyond_the_bound_is_found_and_within_it_is_not() -> None:
 
 
 def test_percentile_is_a_value_that_was_seen() -> None:
-    assert percentile([], 99) is None
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
-    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+    assert quantile([], 0.99) is None
+    assert quantile(sorted([3.0, 1.0, 2.0]), 0.50) == 2.0
+    assert quantile([float(i) for i in range(1, 101)], 0.99) == 99.0
