@@ -61,16 +61,9 @@ class Behaviour:
 class AgentLedger:
     """What the agents did, for the summary and its test."""
 
-    offers: int = 0
     offered: list[tuple[int, int, str]] = field(default_factory=list)  # offer, call, agent
-    accepted: int = 0
-    rejected: int = 0
-    ignored: int = 0
-    wrapped: int = 0
     answered: dict[int, str] = field(default_factory=dict)  # call id -> question key
     skipped: dict[int, str] = field(default_factory=dict)
-    verified: int = 0
-    races: int = 0  # messages that crossed a hang-up or an expiry (RACES)
     errors: list[str] = field(default_factory=list)
     value_served: Decimal = Decimal(0)
     # Who accepted each call. Two agents' accepts of one call is a fault; two agents
@@ -178,7 +171,6 @@ class SimAgent:
                 self.free.set()  # nothing more will come of this call
             if m.get("status") in (404, 409) and m.get("ref") in RACES:
                 # The caller hung up, or the offer rang out, before the message came.
-                self.ledger.races += 1
                 return
             self.ledger.errors.append(f"{self.name}: {m.get('status')} {m.get('detail')}")
 
@@ -202,7 +194,6 @@ class SimAgent:
 
     async def _on_offer(self, m: dict[str, Any]) -> None:
         call_id, offer_id = m["call_id"], m["offer_id"]
-        self.ledger.offers += 1
         now = time.perf_counter()
         self.ledger.offered.append((offer_id, call_id, self.name))
         self.steps.mark(call_id, "offer", now)
@@ -211,10 +202,8 @@ class SimAgent:
         b = self.behaviour
         draw = self.rng.random()
         if draw < b.ignore:
-            self.ledger.ignored += 1
             return
         if draw < b.ignore + b.reject:
-            self.ledger.rejected += 1
             await self._send({"type": "reject", "offer_id": offer_id, "ref": "reject"})
             return
         await self._send({"type": "accept", "offer_id": offer_id, "ref": "accept"})
@@ -222,7 +211,6 @@ class SimAgent:
     def _on_ack(self, m: dict[str, Any]) -> None:
         if m.get("to") == "accept" and m.get("call_id") is not None:
             call_id = m["call_id"]
-            self.ledger.accepted += 1
             self.steps.mark(call_id, "accept")
             other = self.ledger.accepted_by.setdefault(call_id, self.name)
             if other != self.name:
@@ -234,10 +222,7 @@ class SimAgent:
                 self.awaiting_panel.add(call_id)
             else:
                 self._talk(call_id)
-        elif m.get("to") == "verify":
-            self.ledger.verified += 1
         elif m.get("to") == "wrap_up" and m.get("call_id") is not None:
-            self.ledger.wrapped += 1
             self.steps.mark(m["call_id"], "wrap_up")
             if m["call_id"] == self.call_id:
                 self.free.set()

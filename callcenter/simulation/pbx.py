@@ -66,7 +66,6 @@ class PbxCall:
     ended_by: str | None = None  # caller, agent, cutoff
     connected_at: float | None = None  # perf_counter of the connect command
     connects: int = 0  # connect commands received: more than one is a fault
-    digits_sent: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -89,8 +88,6 @@ class PbxCounts:
     failed: int = 0  # events that got no answer at all
     abandoned: int = 0
     connected: int = 0
-    ended: int = 0
-    cut_off: int = 0
     double_connects: int = 0
 
 
@@ -231,7 +228,6 @@ class Pbx:
             # Typing takes a moment; the call already waits in its queue meanwhile.
             await self._sleep_or_connected(call, self.rng.uniform(1.5, 4.0))
             if call.phase == "waiting":
-                call.digits_sent = True
                 typed = {"type": "call.digits", "call_id": call.call_id}
                 answer = await self._send(typed | {"digits": call.caller.typed})
                 if answer is not None:
@@ -265,18 +261,14 @@ class Pbx:
         if call.phase == "ended":  # the agent's hang-up crossed ours
             return
         self._ended(call, who, outcome=state)
-        if was_waiting and state == "abandoned":
-            if who == "cutoff":
-                self.counts.cut_off += 1
-            else:
-                self.counts.abandoned += 1
+        if was_waiting and state == "abandoned" and who != "cutoff":
+            self.counts.abandoned += 1
 
     def _ended(self, call: PbxCall, who: str, *, outcome: str | None) -> None:
         call.phase = "ended"
         call.ended_by = who
         call.outcome = outcome or call.outcome
         call.gone.set()
-        self.counts.ended += 1
 
     def _note(self, call: PbxCall, answer: dict[str, Any]) -> None:
         summary = answer.get("call") or {}
