@@ -150,12 +150,17 @@ class DayBuckets:
                     f.left += agg.left
         return out
 
-    def totals(self, start: float) -> dict[Key, Agg]:
-        """Every key's sums over the buckets from the one holding ``start`` on."""
+    def totals(self, start: float, *, remember: bool = False) -> dict[Key, Agg]:
+        """Every key's sums over the buckets from the one holding ``start`` on.
+
+        ``remember``: keep the settled part's sum for the next reading from the same
+        start (the day's, which only grows). A rolling window starts one bucket later
+        every 10 s: remembered, its sums piled up all day, one per bucket, never read.
+        """
         first = self.index(start)
         final_keys = [b for b in self._final if b >= first]
         last = max(final_keys, default=first - 1)
-        cached = self._cache.get(first)
+        cached = self._cache.get(first) if remember else None
         if cached is None or cached[0] > last:
             base: dict[Key, Agg] = {}
             _merge(base, (self._final[b] for b in sorted(final_keys)))
@@ -163,7 +168,8 @@ class DayBuckets:
             prev_last, prev = cached
             base = prev
             _merge(base, (self._final[b] for b in final_keys if b > prev_last))
-        self._cache[first] = (last, base)
+        if remember:
+            self._cache[first] = (last, base)
         out: dict[Key, Agg] = {k: v.copy() for k, v in base.items()}
         _merge(out, (bucket for b, bucket in self._fresh.items() if b >= first))
         return out

@@ -111,7 +111,7 @@ class DashboardStats:
         self.buckets.forget_before(oldest)
         at = datetime.fromtimestamp(db_now, UTC)
         window = self.buckets.totals(db_now - self.window_seconds)
-        today = self.buckets.totals(midnight.timestamp())
+        today = self.buckets.totals(midnight.timestamp(), remember=True)
 
         groups = {(r["queue"], r["tier"]): r for r in await conn.fetch(Q["waiting_groups"])}
         rules = {q.name: directory.policy(q) for q in queues}

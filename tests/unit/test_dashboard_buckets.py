@@ -73,3 +73,14 @@ async def test_a_dashboard_that_cannot_keep_up_is_closed_not_waited_for() -> Non
     sock.send_json('{"type":"change"}')  # a dropped socket takes nothing more
     await asyncio.sleep(0)
     assert sock.writer.cancelled() or sock.writer.done()
+
+
+def test_a_rolling_window_leaves_nothing_behind_and_the_day_is_remembered() -> None:
+    b = DayBuckets(bucket_seconds=10, settle_seconds=10)
+    b.fold(1700.0, 1000.0, [(n, K, Agg(answered=1)) for n in range(100, 160)])
+    for start in range(1000, 1600, 10):  # a window one bucket later at every reading
+        assert b.totals(float(start))[K].answered == 160 - start // 10
+    assert b._cache == {}  # was one sum per reading, kept all day
+    assert b.totals(1000.0, remember=True)[K].answered == 60
+    assert b.totals(1000.0, remember=True)[K].answered == 60
+    assert list(b._cache) == [100]
