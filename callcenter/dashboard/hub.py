@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel
 
 from callcenter.dashboard.models import (
     Board,
@@ -90,9 +89,6 @@ class DashboardSocket:
                 self.ws.close(code=4008, message=b"too slow; reconnect")
             )
 
-    def send(self, message: BaseModel) -> None:
-        self.send_json(message.model_dump_json())
-
     async def _write(self) -> None:
         while True:
             text = await self._outbox.get()
@@ -131,7 +127,6 @@ class DashboardHub:
         self._snapshot_cache: tuple[Board, list[ChartPoint], str] | None = None
         self._stale = asyncio.Event()
         self._read_lock = asyncio.Lock()
-        self.readings = 0
         self.supervisor = Supervisor("dashboard hub", duty="dashboards are not updated")
 
     @contextlib.asynccontextmanager
@@ -158,7 +153,6 @@ class DashboardHub:
         """A fresh board (one reading at a time: the day's buckets are shared)."""
         async with self._read_lock, self.pool.acquire() as conn:
             board = await self.stats.read(conn)
-            self.readings += 1
             return board
 
     async def current(self) -> Board:
