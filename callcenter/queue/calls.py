@@ -384,35 +384,36 @@ class CallDesk:
         action log with the change, and its ``who`` is kept on the call so the
         dashboard says who moved it (null when the tier's credit is back).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["call"], call_id)
-            if row is None:
-                raise NotFound(f"no call with id {call_id}")
-            if row["state"] != CallState.waiting:
-                raise Conflict(f"call {call_id} is not waiting ({row['state']})")
-            queue = await self.directory.get(conn, row["queue"])
-            rule = self.directory.policy(queue)
-            if credit_seconds is not None and not (
-                rule.min_credit <= credit_seconds <= rule.max_credit
-            ):
-                raise Unprocessable(
-                    f"credit must be between {rule.min_credit:g} and {rule.max_credit:g} "
-                    f"seconds in queue {queue.name!r}",
-                    field="credit_seconds",
-                )
-            explicit = credit_seconds is not None
-            credit = policy.credit(rule, row["tier"], credit_seconds)
-            await conn.execute(
-                Q["set_key"], call_id, credit, explicit, None, None, None, queue.offset_seconds
-            )
-            by = audit.who if audit is not None and explicit else None
-            await conn.execute(Q["set_bumped_by"], call_id, by)
-            if audit is not None:
-                await actions.record(
-                    conn, audit, call_id=call_id, queue=queue.name, credit_seconds=credit
-                )
-            await self.bus.publish(conn, [Event("queue", queue.name)])
         async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(Q["call"], call_id)
+                if row is None:
+                    raise NotFound(f"no call with id {call_id}")
+                if row["state"] != CallState.waiting:
+                    raise Conflict(f"call {call_id} is not waiting ({row['state']})")
+                queue = await self.directory.get(conn, row["queue"])
+                rule = self.directory.policy(queue)
+                if credit_seconds is not None and not (
+                    rule.min_credit <= credit_seconds <= rule.max_credit
+                ):
+                    raise Unprocessable(
+                        f"credit must be between {rule.min_credit:g} and {rule.max_credit:g} "
+                        f"seconds in queue {queue.name!r}",
+                        field="credit_seconds",
+                    )
+                explicit = credit_seconds is not None
+                credit = policy.credit(rule, row["tier"], credit_seconds)
+                await conn.execute(
+                    Q["set_key"], call_id, credit, explicit, None, None, None, queue.offset_seconds
+                )
+                by = audit.who if audit is not None and explicit else None
+                await conn.execute(Q["set_bumped_by"], call_id, by)
+                if audit is not None:
+                    await actions.record(
+                        conn, audit, call_id=call_id, queue=queue.name, credit_seconds=credit
+                    )
+                await self.bus.publish(conn, [Event("queue", queue.name)])
+            # The answer is read on the same connection, after the commit.
             return await self.get(conn, call_id)
 
     async def move(self, call_id: int, target: str, audit: Audit) -> Call:
