@@ -38,6 +38,13 @@ def shipped_bank() -> Path:
     return Path(str(resources.files("callcenter").joinpath("data", "assist.yaml")))
 
 
+#: E.164 prefixes of premium-rate and shared-cost ranges refused as callback
+#: numbers by default, on top of the numbers ``phonenumbers`` itself types as
+#: premium-rate or shared-cost: US/CA 900 and 976, UK 09 and 087, DE 0900 and
+#: 0137, FR 089.
+DEFAULT_REFUSED_PREFIXES = ("+1900", "+1976", "+449", "+4487", "+49900", "+49137", "+3389")
+
+
 class Settings(BaseSettings):
     """Every setting of the service; the README has a table of them."""
 
@@ -222,6 +229,19 @@ class Settings(BaseSettings):
         default=1.0, ge=0, le=60, description="Pause after the first failed hang-up; doubles."
     )
 
+    callback_ring_seconds: float = Field(
+        default=30.0,
+        ge=5,
+        le=120,
+        description="How long a callback rings the caller before it counts as not answered.",
+    )
+    callback_refused_prefixes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSED_PREFIXES),
+        max_length=200,
+        description="E.164 prefixes a callback never rings (premium-rate and shared-cost "
+        "ranges beyond those the phone-number library classifies), a JSON list.",
+    )
+
     public_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
@@ -300,6 +320,14 @@ class Settings(BaseSettings):
     def _no_file(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("callback_refused_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not re.fullmatch(r"\+[0-9]{1,15}", prefix):
+                raise ValueError(f"{prefix!r} is not an E.164 prefix (+ and digits)")
+        return value
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -371,6 +399,7 @@ _ACCEPTS: dict[str, str] = {
     'the lowest 0 or below, e.g. {"gold": 5000, "standard": 0}',
     "allowed_hosts": 'a JSON list of host names, e.g. ["cc.example.com"] (["*"]: any)',
     "allowed_origins": 'a JSON list of origins, e.g. ["https://desk.example.com"]',
+    "callback_refused_prefixes": 'a JSON list of E.164 prefixes, e.g. ["+1900", "+449"]',
     "public_url": "an http:// or https:// URL with a host and no query, "
     "e.g. https://cc.example.com",
     "ari_url": "an http:// or https:// URL with a host, no credentials and no query, "

@@ -37,6 +37,7 @@ from callcenter.queue.ewt import QueueRates, estimated_wait
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.models import (
     Call,
+    CallbackState,
     CallIn,
     CallState,
     EndOutcome,
@@ -45,6 +46,7 @@ from callcenter.queue.models import (
     QueueCalls,
     QueueList,
     QueueSummary,
+    Resumed,
     WaitingCall,
 )
 from callcenter.queue.rates import Bucket, RateWindow
@@ -145,6 +147,7 @@ class CallDesk:
                 payloads([Event("queue", queue.name)]),
                 *(peer or (None, None)),
                 *_pending_link(resolution),
+                queue.redial_window_seconds,
             )
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
@@ -153,6 +156,18 @@ class CallDesk:
                 )
             if self.metrics is not None:
                 self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
+            resumed = None
+            if row["resumed_from"] is not None:
+                # A redial took an older place than its arrival: count where that is.
+                resumed = Resumed(
+                    call_id=row["resumed_from"],
+                    waited_before_seconds=row["waited_before_seconds"],
+                )
+                position = await conn.fetchval(
+                    Q["position"], queue.name, row["service_key"], row["id"]
+                )
+                ahead = position - 1
+                ewt = estimated_wait(ahead, rates)
             # The answer is the call as this statement stored it: nothing to read back.
             call = Call(
                 id=row["id"],
@@ -175,6 +190,7 @@ class CallDesk:
                 position=ahead + 1,
                 estimated_wait_seconds=ewt,
                 ewt_at_enqueue=ewt,
+                resumed=resumed,
             )
             return EnqueueAnswer(created=True, identify=resolution.outcome, call=call)
 
@@ -686,6 +702,8 @@ class CallDesk:
             estimated_wait_seconds=ewt,
             ewt_at_enqueue=row["ewt_at_enqueue"],
             bumped_by=row["bumped_by"],
+            callback=callback_state(row),
+            resumed=resumed_from(row),
         )
 
     async def call(self, call_id: int) -> Call:
@@ -719,6 +737,8 @@ class CallDesk:
                 waited_seconds=float(r["waited"]),
                 estimated_wait_seconds=estimated_wait(i, rates),
                 offered_to=r["offered_to"],
+                callback=r["callback"],
+                resumed=r["resumed"],
             )
             for i, r in enumerate(rows)
         ]
@@ -764,4 +784,26 @@ def caller_summary(row: asyncpg.Record) -> CustomerSummary | None:
         name=row["customer_name"] or "",
         tier=row["tier"] or "",
         provisional=bool(row["provisional"]),
+    )
+
+
+def callback_state(row: asyncpg.Record) -> CallbackState | None:
+    """A virtual call's callback, from a call row (``callback_*`` columns)."""
+    if row["callback_number"] is None:
+        return None
+    return CallbackState(
+        number=row["callback_number"],
+        requested_at=row["callback_requested_at"],
+        attempts=row["callback_attempts"],
+        retry_at=row["callback_retry_at"],
+        answered_at=row["callback_answered_at"],
+    )
+
+
+def resumed_from(row: asyncpg.Record) -> Resumed | None:
+    """The dropped call a redial resumed, from a call row."""
+    if row["resumed_from"] is None:
+        return None
+    return Resumed(
+        call_id=row["resumed_from"], waited_before_seconds=row["waited_before_seconds"] or 0.0
     )

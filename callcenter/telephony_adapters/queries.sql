@@ -6,7 +6,11 @@
 -- What the gateway needs before it applies a peer's event, in one round trip:
 -- our call for the peer's call id $1 (our external_id), if any, with its
 -- state and agent, and whether a hang-up came for it before any incoming.
-SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone
+-- A callback call (the caller hung up to be rung back) says so, and whether the
+-- caller picked up its current ring.
+SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
+       c.callback_number IS NOT NULL AS callback,
+       c.callback_answered_at IS NOT NULL AS answered
   FROM (VALUES (1)) AS one (x)
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1
@@ -93,6 +97,10 @@ SELECT c.id
  ORDER BY c.connected_at
  LIMIT 200
 
+-- callback_agent --
+-- The agent a ring of a callback was for (its claim $1, of call $2).
+SELECT agent_id FROM callback_attempts WHERE bridge_id = $1 AND call_id = $2
+
 -- agent_endpoint --
 SELECT id, name, endpoint FROM agents WHERE id = $1
 
@@ -103,8 +111,14 @@ UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE call_id = $1 AND state <> 'failed'
 
 -- release_subject --
--- An ended call as the releaser decides on it.
-SELECT id, external_id, peer, peer_call_id, state, end_reason
+-- An ended call as the releaser decides on it. A callback call's caller is on
+-- a line only once they picked up its ring (answered), and that line is the
+-- ring's own (leg).
+SELECT id, external_id, peer, peer_call_id, state, end_reason,
+       callback_number IS NOT NULL AS callback,
+       callback_answered_at IS NOT NULL AS answered,
+       (SELECT a.leg FROM callback_attempts a WHERE a.call_id = calls.id
+         ORDER BY a.id DESC LIMIT 1) AS leg
   FROM calls WHERE id = $1 AND ended_at IS NOT NULL
 
 -- claim_release --
@@ -164,13 +178,15 @@ SELECT now()
 -- What an adapter compares with its peer after a reconnect (ARI): the calls of
 -- peer $1 that are not over, by the peer's call id. Waiting (the small waiting
 -- table) or connected (the partial index on connected calls).
+-- A callback call is left out: its caller hung up on purpose, and the leg
+-- that rings them back is not the call's own.
 SELECT c.peer_call_id
   FROM waiting_calls w JOIN calls c ON c.id = w.call_id
- WHERE c.peer = $1
+ WHERE c.peer = $1 AND c.callback_number IS NULL
 UNION ALL
 SELECT c.peer_call_id
   FROM calls c
- WHERE c.state = 'connected' AND c.peer = $1
+ WHERE c.state = 'connected' AND c.peer = $1 AND c.callback_number IS NULL
 
 -- ended_calls_of_peer --
 -- Which of these calls ($1: our external ids, found by their unique index)
