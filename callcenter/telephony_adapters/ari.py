@@ -78,6 +78,7 @@ from callcenter.errors import (
     AgentNotReached,
     CallCenterError,
     MalformedEvent,
+    PeerFailed,
     PeerRequestFailed,
     Unprocessable,
 )
@@ -101,6 +102,7 @@ from callcenter.telephony_adapters.base import (
     Hangup,
     Incoming,
     PeerCall,
+    Ring,
 )
 from callcenter.telephony_adapters.dtmf import DigitCollector
 from callcenter.telephony_adapters.gateway import CallView, TelephonyGateway
@@ -231,6 +233,8 @@ class AriAdapter:
     """The ARI client, and the ``Connector`` of peer ``ari``."""
 
     peer = ARI
+    #: Not yet: its callers are never offered a callback, so nothing asks it to ring one.
+    rings_back = False
 
     def __init__(
         self,
@@ -597,6 +601,12 @@ class AriAdapter:
                 self._legs.pop(leg.channel_id, None)
                 self._spawn(self._release_leg(leg), f"release agent leg {leg.channel_id}")
             raise
+
+    async def ring_back(
+        self, call: PeerCall, agent: AgentEndpoint, number: str, ring_seconds: float
+    ) -> Ring:
+        """This peer does not ring callers back (``rings_back`` is false)."""
+        raise PeerFailed(f"{self.peer} does not ring callers back")
 
     async def hangup(self, call: PeerCall) -> None:
         """End the caller's channel; its events then end the call and release any agent leg."""

@@ -180,6 +180,9 @@ class Connector(Protocol):
     """
 
     peer: str
+    #: The peer can ring a caller back (``ring_back``): only then are its
+    #: waiting callers offered a callback.
+    rings_back: bool
 
     async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
         """Connect the waiting caller to the agent's endpoint."""

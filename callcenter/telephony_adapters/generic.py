@@ -312,6 +312,7 @@ class GenericConnector:
     """Posts signed ``connect`` and ``hangup`` commands to the PBX's callback URL."""
 
     peer = GENERIC
+    rings_back = True
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ from callcenter.telephony_adapters.base import (
     Hangup,
     Incoming,
     PeerCall,
+    Ring,
     send_failure,
 )
 from callcenter.telephony_adapters.gateway import CallView
@@ -429,6 +430,8 @@ class TwilioConnector:
     """Connects callers with Twilio's REST API: update the caller's call with new TwiML."""
 
     peer = TWILIO
+    #: Not yet: its callers are never offered a callback, so nothing asks it to ring one.
+    rings_back = False
 
     def __init__(
         self,
@@ -459,6 +462,12 @@ class TwilioConnector:
             action += f"?{urlencode({'bridge': call.bridge_id})}"
         twiml = dial_twiml(agent.endpoint, action=action)
         await self._update(call.peer_call_id, {"Twiml": twiml})
+
+    async def ring_back(
+        self, call: PeerCall, agent: AgentEndpoint, number: str, ring_seconds: float
+    ) -> Ring:
+        """This peer does not ring callers back (``rings_back`` is false)."""
+        raise PeerFailed(f"{self.peer} does not ring callers back")
 
     async def hangup(self, call: PeerCall) -> None:
         await self._update(call.peer_call_id, {"Status": "completed"})
