@@ -582,13 +582,14 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
        a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.credit_seconds, o.credit_explicit,
-       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
+       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional,
+       o.callback_number, o.resumed_from, o.waited_before_seconds
   FROM agents a
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
              c.tier, c.credit_seconds, c.credit_explicit,
              c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
-             cu.provisional
+             cu.provisional, c.callback_number, c.resumed_from, c.waited_before_seconds
         FROM waiting_calls w
         JOIN calls c ON c.id = w.call_id
         LEFT JOIN customers cu ON cu.id = c.customer_id

@@ -523,7 +523,8 @@ class TelephonyGateway:
         dials to connect it) and, for a caller holding, whether to offer a callback."""
         call = view.call
         # A callback is offered only by a peer that can ring the caller back.
-        if view.holding and call is not None and view.peer in self.connectors:
+        connector = self.connectors.get(view.peer)
+        if view.holding and call is not None and connector is not None and connector.rings_back:
             queue = await self.desk.directory.get(conn, call.queue)
             rule = queue.callback
             if rule is not None and policy.callback_offered(

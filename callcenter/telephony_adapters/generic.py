@@ -149,6 +149,11 @@ class GenericCall(BaseModel):
     estimated_wait_seconds: float | None
     tier: str | None
     customer_known: bool = Field(description="The caller is a known customer.")
+    resumed: bool = Field(
+        default=False,
+        description="A redial that took back the place of the caller's dropped call "
+        '(a PBX may say "welcome back, you kept your place").',
+    )
 
 
 class GenericAgent(BaseModel):
@@ -287,6 +292,7 @@ def _reply(view: CallView, *, gather_unknown: bool) -> GenericReply:
         estimated_wait_seconds=call.estimated_wait_seconds,
         tier=call.tier,
         customer_known=view.known_caller,
+        resumed=call.resumed is not None,
     )
     reply = GenericReply(action="wait", call_id=view.peer_call_id, call=summary, note=view.note)
     if call.callback is not None and call.state is CallState.waiting:

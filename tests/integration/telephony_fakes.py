@@ -169,6 +169,10 @@ class FakePBX:
     """Receives the generic adapter's commands; refuses any with a bad signature.
 
     ``fail``: the next commands are answered 503 (and not recorded).
+    A ``callback`` command rings the caller: its answer is the next of
+    ``rings`` (``answered`` when none is left), given once ``ring_gate`` is
+    set (the ring lasts until a test says it is over); ``ringing`` is set
+    while it waits there.
     """
 
     secret: str = GENERIC_SECRET
@@ -176,6 +180,9 @@ class FakePBX:
     bad_signatures: int = 0
     fail: int = 0
     refused: int = 0
+    rings: list[str] = field(default_factory=list)
+    ring_gate: asyncio.Event | None = None
+    ringing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -199,5 +206,12 @@ class FakePBX:
             self.fail -= 1
             self.refused += 1
             return web.json_response({"error": "busy"}, status=503)
-        self.commands.append(await request.json())
+        command = await request.json()
+        self.commands.append(command)
+        if command.get("action") == "callback":
+            self.ringing.set()
+            if self.ring_gate is not None:
+                await self.ring_gate.wait()
+            result = self.rings.pop(0) if self.rings else "answered"
+            return web.json_response({"result": result})
         return web.json_response({"ok": True})
