@@ -96,7 +96,8 @@ SELECT q.name AS queue, h.*
             extract(epoch FROM now() - w.enqueued_at)::float8 AS waited,
             c.external_id, c.ani, c.tier, c.credit_seconds, c.credit_explicit, c.bumped_by,
             c.customer_id, cu.customer_number, cu.name AS customer_name, cu.provisional,
-            greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8 AS value
+            greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8 AS value,
+            c.callback_number IS NOT NULL AS callback, c.resumed_from IS NOT NULL AS resumed
        FROM waiting_calls w
        JOIN calls c ON c.id = w.call_id
        LEFT JOIN customers cu ON cu.id = c.customer_id
