@@ -111,14 +111,18 @@ SELECT q.name AS queue, h.*
 -- The bound, checked on what waits now: calls with a call ahead of them that
 -- arrived more than the queue's bound ($2[i] seconds for queue $1[i]) later.
 -- The value policy promises none; a count above 0 is a fault to look into.
+-- A redial that resumed a dropped call arrived, for the bound, when that call did.
 SELECT t.queue,
        (SELECT count(*) FROM (
-            SELECT w.enqueued_at,
-                   max(w.enqueued_at) OVER (ORDER BY w.service_key, w.call_id
-                                            ROWS BETWEEN UNBOUNDED PRECEDING
-                                                     AND 1 PRECEDING) AS latest_ahead
-              FROM waiting_calls w WHERE w.queue = t.queue) o
-         WHERE o.latest_ahead > o.enqueued_at + make_interval(secs => t.bound))::int AS overtaken
+            SELECT a.arrival,
+                   max(a.arrival) OVER (ORDER BY a.service_key, a.call_id
+                                        ROWS BETWEEN UNBOUNDED PRECEDING
+                                                 AND 1 PRECEDING) AS latest_ahead
+              FROM (SELECT w.call_id, w.service_key,
+                           coalesce(c.resumed_arrival, w.enqueued_at) AS arrival
+                      FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+                     WHERE w.queue = t.queue) a) o
+         WHERE o.latest_ahead > o.arrival + make_interval(secs => t.bound))::int AS overtaken
   FROM unnest($1::text[], $2::float8[]) AS t (queue, bound)
 
 -- agents --

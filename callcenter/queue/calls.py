@@ -159,10 +159,7 @@ class CallDesk:
             resumed = None
             if row["resumed_from"] is not None:
                 # A redial took an older place than its arrival: count where that is.
-                resumed = Resumed(
-                    call_id=row["resumed_from"],
-                    waited_before_seconds=row["waited_before_seconds"],
-                )
+                resumed = resumed_from(row)
                 position = await conn.fetchval(
                     Q["position"], queue.name, row["service_key"], row["id"]
                 )
@@ -805,5 +802,7 @@ def resumed_from(row: asyncpg.Record) -> Resumed | None:
     if row["resumed_from"] is None:
         return None
     return Resumed(
-        call_id=row["resumed_from"], waited_before_seconds=row["waited_before_seconds"] or 0.0
+        call_id=row["resumed_from"],
+        waited_before_seconds=row["waited_before_seconds"] or 0.0,
+        arrived_at=row["resumed_arrival"],
     )

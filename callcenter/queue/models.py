@@ -311,6 +311,9 @@ class Resumed(BaseModel):
 
     call_id: int = Field(description="Our id of the abandoned call whose place it took.")
     waited_before_seconds: float = Field(description="How long the caller had waited before.")
+    arrived_at: datetime = Field(
+        description="The arrival its place counts from: the first call's, not this one's."
+    )
 
 
 class EnqueueAnswer(BaseModel):

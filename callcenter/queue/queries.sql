@@ -70,7 +70,8 @@ WITH prior AS (
             $9, $14, $15, $16, $17,
             (SELECT id FROM prior), (SELECT arrival FROM prior), (SELECT waited FROM prior))
     ON CONFLICT (external_id) DO NOTHING
-    RETURNING id, queue, service_key, enqueued_at, resumed_from, waited_before_seconds
+    RETURNING id, queue, service_key, enqueued_at, resumed_from, resumed_arrival,
+              waited_before_seconds
 ), waiting AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
@@ -80,7 +81,7 @@ WITH prior AS (
 ), notified AS (
     SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
 )
-SELECT id, service_key, enqueued_at, resumed_from, waited_before_seconds,
+SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
        (SELECT count(*) FROM notified) AS notified
   FROM new_call
 
@@ -131,7 +132,7 @@ SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.ti
        c.bumped_by, w.offered_to, w.offer_id, w.offer_expires_at,
        cu.customer_number, cu.name AS customer_name, cu.provisional,
        c.callback_number, c.callback_requested_at, c.callback_attempts, c.callback_retry_at,
-       c.callback_answered_at, c.resumed_from, c.waited_before_seconds
+       c.callback_answered_at, c.resumed_from, c.resumed_arrival, c.waited_before_seconds
   FROM calls c
   LEFT JOIN waiting_calls w ON w.call_id = c.id
   LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -583,13 +584,14 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.credit_seconds, o.credit_explicit,
        o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional,
-       o.callback_number, o.resumed_from, o.waited_before_seconds
+       o.callback_number, o.resumed_from, o.resumed_arrival, o.waited_before_seconds
   FROM agents a
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
              c.tier, c.credit_seconds, c.credit_explicit,
              c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
-             cu.provisional, c.callback_number, c.resumed_from, c.waited_before_seconds
+             cu.provisional, c.callback_number, c.resumed_from, c.resumed_arrival,
+             c.waited_before_seconds
         FROM waiting_calls w
         JOIN calls c ON c.id = w.call_id
         LEFT JOIN customers cu ON cu.id = c.customer_id

@@ -177,6 +177,10 @@ class SimAgent:
     def _on_state(self, m: dict[str, Any]) -> None:
         agent = m["agent"]
         self.state = agent["state"]
+        if self.state == "available" and self.call_id is not None and m.get("call") is None:
+            # A callback nobody answered: the service freed us before any talk.
+            self.call_id = None
+            self.free.set()
         if self.state == "available" and m.get("offer") is None:
             if self.idle_since is None:
                 self.idle_since = time.perf_counter()
