@@ -7,16 +7,22 @@ how long the caller had waited before.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Page, expect
 from pydantic import SecretStr
 
 from tests.browser.conftest import Serve
 from tests.browser.page_helpers import page_url, sign_in
-from tests.integration.queue_helpers import make_agent, make_customer, make_queue
-from tests.integration.telephony_fakes import GENERIC_SECRET, post_generic
+from tests.integration.queue_helpers import make_customer, make_queue
+from tests.integration.telephony_fakes import GENERIC_SECRET, FakePBX, post_generic
+from tests.integration.telephony_helpers import make_agent_with_endpoint
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
 def _event(kind: str, call_id: str, **fields: str) -> bytes:
@@ -24,13 +30,14 @@ def _event(kind: str, call_id: str, **fields: str) -> bytes:
 
 
 async def test_the_offer_says_a_callback_rings_the_caller_and_a_redial_kept_its_place(
-    serve: Serve, page: Page, tmp_path: Path
+    serve: Serve, page: Page, tmp_path: Path, aiohttp_server: ServerFactory
 ) -> None:
+    pbx = FakePBX(ring_gate=asyncio.Event())
+    pbx_server = await aiohttp_server(pbx.app(), host="127.0.0.1")
     client = await serve(
         questions_file=None,
         generic_webhook_secret=SecretStr(GENERIC_SECRET),
-        # Never reached: the test rejects the offers instead of accepting them.
-        generic_callback_url="http://127.0.0.1:9/pbx/commands",
+        generic_callback_url=str(pbx_server.make_url("/pbx/commands")),
     )
     await make_queue(client, "general", callback={"after_seconds": 0}, redial_window_seconds=300)
     await make_customer(client, "C-9", 30000, "+12125550109")
@@ -42,7 +49,7 @@ async def test_the_offer_says_a_callback_rings_the_caller_and_a_redial_kept_its_
     assert status == 200
     await post_generic(client, _event("call.hangup", "pbx-9"))
 
-    _, token = await make_agent(client, "ada")
+    _, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
     await page.set_viewport_size({"width": 1280, "height": 800})
     await sign_in(page, page_url(client), token)
     await page.click("#go-available")
@@ -67,3 +74,20 @@ async def test_the_offer_says_a_callback_rings_the_caller_and_a_redial_kept_its_
     await expect(keep).to_contain_text("Called back after a drop (waited 0:0")
     await expect(keep).to_contain_text("they kept their place.")
     await page.screenshot(path=str(tmp_path / "offer-redial.png"))
+    await page.locator("#reject").click()
+
+    # The callback accepted: the panel says the caller is being rung, then that they answered.
+    status, _ = await post_generic(client, _event("call.callback_requested", "pbx-11"))
+    assert status == 200
+    await post_generic(client, _event("call.hangup", "pbx-11"))
+    await page.click("#go-available")
+    await expect(keep).to_contain_text("Callback: the caller is not on the line")
+    await page.locator("#accept").click()
+    line = page.locator("#call-keep")
+    await expect(line).to_have_text(
+        "Callback: ringing the caller at +12125550110; they come on the line when they answer."
+    )
+    await page.screenshot(path=str(tmp_path / "callback-ringing.png"))
+    assert pbx.ring_gate is not None
+    pbx.ring_gate.set()
+    await expect(line).to_have_text("Callback: the caller answered at +12125550110.")
