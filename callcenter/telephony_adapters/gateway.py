@@ -423,6 +423,14 @@ class TelephonyGateway:
         return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
 
     async def _callback(self, conn: Conn, peer: str, event: CallbackRequest) -> CallView:
+        connector = self.connectors.get(peer)
+        if connector is None or not connector.rings_back:
+            # Kept, the call would wait for a ring that never comes.
+            raise Conflict(
+                f"{peer} cannot ring callers back here: no callback is offered or taken "
+                "(see docs/telephony.md, callbacks)",
+                field="type",
+            )
         found = await _peer_call(conn, external_id(peer, event.peer_call_id))
         if found["id"] is None:
             raise NotFound(

@@ -288,6 +288,19 @@ async def test_bad_callback_requests_are_refused_naming_the_field_and_change_not
     assert resp.status == 422 and "timezone" in await resp.text()
 
 
+async def test_a_peer_that_cannot_ring_back_offers_no_callback_and_takes_none(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    # No callback URL: the service cannot command this PBX, so it cannot ring anyone.
+    client = await app_factory(**(FAST | {"generic_webhook_secret": SecretStr(GENERIC_SECRET)}))
+    await make_queue(client, "general", callback=RULE)
+    reply = await _arrive(client, "pbx-70", "+12125550170")
+    assert reply["offer_callback"] is False
+    status, body = await post_generic(client, _event("call.callback_requested", "pbx-70"))
+    assert status == 409 and body["field"] == "type", body
+    assert await pool.fetchval("SELECT count(*) FROM calls WHERE callback_number IS NOT NULL") == 0
+
+
 async def test_no_callback_is_offered_outside_the_rule(
     app_factory: AppFactory, aiohttp_server: ServerFactory
 ) -> None:
