@@ -73,6 +73,8 @@ _SYSTEM_ENDS = {
     "max_wait": "the queue's maximum wait passed",
     "connect_failed": "the telephony peer could not connect it",
     "callback_failed": "nobody answered its callback",
+    "rang_again": "the caller rang in again while waiting for the callback; the new call "
+    "took its place",
 }
 
 #: How a ring of a callback ended (``callback_attempts.result``; null: still ringing).

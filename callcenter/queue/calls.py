@@ -54,6 +54,10 @@ from callcenter.queue.sql import Q
 
 _log = logging.getLogger(__name__)
 
+#: The end reason of a call waiting for its callback whose caller rang in again
+#: (the new call took its place).
+RANG_AGAIN = "rang_again"
+
 #: Seconds a queue's rates reading is reused (see ``CallDesk._rates``).
 RATES_TTL = 1.0
 
@@ -148,6 +152,7 @@ class CallDesk:
                 *(peer or (None, None)),
                 *_pending_link(resolution),
                 queue.redial_window_seconds,
+                queue.callback is not None,
             )
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
@@ -157,6 +162,13 @@ class CallDesk:
             if self.metrics is not None:
                 self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
             resumed = None
+            if row["resumed_state"] == CallState.waiting:
+                # The caller rang in again while waiting for their callback: this call
+                # has its place now, and the virtual call it replaces ends.
+                await self._finish(
+                    conn, row["resumed_from"], EndOutcome.abandoned, RANG_AGAIN,
+                    CallState.waiting, None,
+                )  # fmt: skip
             if row["resumed_from"] is not None:
                 # A redial took an older place than its arrival: count where that is.
                 resumed = resumed_from(row)

@@ -48,16 +48,20 @@ RETURNING (xmax = 0) AS created
 -- $18: the queue's redial window (null: off). A customer's call abandoned in
 -- this queue within it, that no other call resumed yet, gives its arrival to
 -- this one's key (``resumed_arrival``), so the redial takes its old place.
+-- $19: the queue offers callbacks; then a call of the same customer waiting
+-- for its callback (not being rung) is taken over the same way: the caller
+-- rang in again, and the caller layer ends the virtual call it replaces.
 WITH prior AS (
-    SELECT p.id, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
-           extract(epoch FROM p.ended_at - p.enqueued_at)::float8
+    SELECT p.id, p.state, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
+           extract(epoch FROM coalesce(p.ended_at, now()) - p.enqueued_at)::float8
              + coalesce(p.waited_before_seconds, 0) AS waited
       FROM calls p
-     WHERE $18::float8 IS NOT NULL AND $4::bigint IS NOT NULL
-       AND p.customer_id = $4 AND p.queue = $2 AND p.state = 'abandoned'
-       AND p.ended_at > now() - make_interval(secs => $18::float8)
+     WHERE $4::bigint IS NOT NULL AND p.customer_id = $4 AND p.queue = $2
+       AND ((p.state = 'abandoned' AND $18::float8 IS NOT NULL
+             AND p.ended_at > now() - make_interval(secs => $18::float8))
+            OR (p.state = 'waiting' AND $19::boolean AND p.callback_number IS NOT NULL))
        AND NOT EXISTS (SELECT 1 FROM calls r WHERE r.resumed_from = p.id)
-     ORDER BY p.ended_at DESC
+     ORDER BY p.state = 'waiting' DESC, p.ended_at DESC
      LIMIT 1
 ), new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
@@ -82,7 +86,7 @@ WITH prior AS (
     SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
 )
 SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified
   FROM new_call
 
 -- call_id_by_external --

@@ -403,3 +403,31 @@ async def test_a_virtual_call_never_gives_up_at_the_maximum_wait(
         await pool.fetchval("SELECT state FROM calls WHERE id = $1", virtual["call"]["id"])
         == "waiting"
     )
+
+
+async def test_a_caller_who_rings_again_while_waiting_for_their_callback_takes_its_place(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    pbx = FakePBX()
+    client = await _service(app_factory, aiohttp_server, pbx, callback=RULE)
+    await make_customer(client, "C-W", 100, "+12125550180")
+    virtual = await _arrive(client, "pbx-80", "+12125550180")
+    await _take_callback(client, "pbx-80")
+    await post_generic(client, _event("call.hangup", "pbx-80"))
+    behind = await _arrive(client, "pbx-81", "+12125550181")
+    key = await pool.fetchval("SELECT service_key FROM calls WHERE id = $1", virtual["call"]["id"])
+
+    again = await _arrive(client, "pbx-82", "+12125550180")
+    assert again["call"]["resumed"] is True and again["action"] == "wait"
+    assert await _order(client) == [again["call"]["id"], behind["call"]["id"]]
+    assert (
+        await pool.fetchval("SELECT service_key FROM calls WHERE id = $1", again["call"]["id"])
+        == key
+    )
+    old = await pool.fetchrow(
+        "SELECT state, end_reason FROM calls WHERE id = $1", virtual["call"]["id"]
+    )
+    assert dict(old) == {"state": "abandoned", "end_reason": "rang_again"}
+    # Nobody is rung for the old call, and no hang-up is sent for a line nobody is on.
+    await eventually(lambda: _released(pool, virtual["call"]["id"], "not_needed"))
+    assert pbx.commands == []
