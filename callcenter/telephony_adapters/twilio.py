@@ -361,9 +361,9 @@ def _offer(view: CallView, urls: _Urls) -> str | None:
 def wait_twiml(call: Call | None, settings: Settings, *, offer: str | None = None) -> VoiceResponse:
     """Position and estimate from our queue (not Twilio's), then hold music.
 
-    ``offer``: the caller is offered a callback; the music plays inside a
-    one-key ``<Gather>`` posting there, so a key at any moment takes it and the
-    loop goes on as before without one.
+    ``offer``: the caller is offered a callback (while they hold); the music
+    plays inside a one-key ``<Gather>`` posting there, so a key at any moment
+    takes it and the loop goes on as before without one.
     """
     response = VoiceResponse()
     lang = settings.twilio_language
@@ -383,7 +383,7 @@ def wait_twiml(call: Call | None, settings: Settings, *, offer: str | None = Non
         response.say("Sorry, nobody can take your call now. Goodbye.", language=lang)
         response.hangup()
         return response
-    if offer is not None:
+    if offer is not None and call is not None and call.state is CallState.waiting:
         gather = response.gather(
             action=offer,
             method="POST",
@@ -436,7 +436,8 @@ def confirm_twiml(
     if refused is not None:
         response.say(refused, language=lang)
     if tried <= CALLBACK_TRIES:
-        typed = typed or call.ani is None
+        calling = spoken_number(call.ani or "")
+        typed = typed or not calling  # withheld, or no digits to read out (anonymous)
         extra = {"try": str(tried)} | ({"typed": "1"} if typed else {})
         gather = response.gather(
             action=urls.callback("confirm", **extra),
@@ -452,9 +453,8 @@ def confirm_twiml(
                 language=lang,
             )
         else:
-            assert call.ani is not None
             gather.say(
-                f"We will call you back at {spoken_number(call.ani)}. To confirm, press 1. "
+                f"We will call you back at {calling}. To confirm, press 1. "
                 "For another number, enter it, then press the pound key.",
                 language=lang,
             )
@@ -608,9 +608,12 @@ async def twilio_callback(request: web.Request) -> web.StreamResponse:
     view = await gateway.view(TWILIO, sid)
     if not view.holding or view.call is None:
         return _twiml(wait_twiml(view.call, settings))
-    if step == "offer" and digits != CALLBACK_KEY:
-        return _twiml(_back_to_waiting(urls))  # another key: the offer is not taken
-    return _twiml(confirm_twiml(view.call, urls, settings, tried=tried, typed=typed))
+    if step == "offer":
+        if digits != CALLBACK_KEY:
+            return _twiml(_back_to_waiting(urls))  # another key: the offer is not taken
+        return _twiml(confirm_twiml(view.call, urls, settings, tried=1, typed=False))
+    # A confirmation with no digits (Twilio posts none; counted as a try all the same).
+    return _twiml(confirm_twiml(view.call, urls, settings, tried=tried + 1, typed=typed))
 
 
 def _back_to_waiting(urls: _Urls) -> VoiceResponse:

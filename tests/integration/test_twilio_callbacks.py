@@ -350,6 +350,8 @@ async def test_a_callback_keeps_the_callers_place_rings_them_back_and_bridges(
                     _form(sids[queue][i], callers[i], CallStatus="completed"),
                 )
             else:
+                # The agent is told the caller is not on the line: we ring them.
+                assert offer["callback"] == callers[i]
                 await ring_back(call_id, call, agent)
             await _state(pool, call_id, "completed")
         await panel.close()
@@ -445,8 +447,20 @@ async def test_a_callback_nobody_answers_frees_the_agent_rings_again_then_fails(
     ]
     call = await (await client.get(f"/api/calls/{call_id}")).json()
     assert call["callback"]["attempts"] == 2
-    timeline = await client.get(f"/api/calls/{call_id}/timeline")
-    assert timeline.status == 200 and "callback_failed" in await timeline.text()
+    # Every ring is in the call's timeline; nobody is asked to hang up a line nobody is on.
+    events = (await (await client.get(f"/api/calls/{call_id}/timeline")).json())["events"]
+    rings = [e for e in events if e["kind"] == "callback_rang"]
+    assert len(rings) == 2 and all("nobody answered" in e["text"] for e in rings), rings
+    assert [e["kind"] for e in events].count("callback_requested") == 1
+    ended = [e for e in events if e["kind"] == "ended"]
+    assert len(ended) == 1 and "nobody answered its callback" in ended[0]["text"], ended
+
+    async def released() -> bool:
+        state = await pool.fetchval("SELECT state FROM call_releases WHERE call_id = $1", call_id)
+        return bool(state == "not_needed")
+
+    await eventually(released)
+    assert fake.updates == []
 
     # The caller picks up the first ring just as it was reported lost: let go, politely.
     status, text = await post_twilio(
@@ -457,7 +471,7 @@ async def test_a_callback_nobody_answers_frees_the_agent_rings_again_then_fails(
     await panel.close()
 
 
-async def test_a_ring_twilio_refuses_to_place_counts_as_not_answered(
+async def test_rings_twilio_refuses_or_never_bridges_count_as_not_answered(
     app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
 ) -> None:
     fake = FakeTwilioAPI(refuse_create=1)
@@ -474,9 +488,20 @@ async def test_a_ring_twilio_refuses_to_place_counts_as_not_answered(
     attempt = await pool.fetchrow("SELECT result, cause FROM callback_attempts")
     assert attempt["result"] == "failed" and "21211" in attempt["cause"]
     assert fake.created == []
-    # The second ring goes out.
+    # The second ring goes out. Twilio could not fetch its answer URL (our service was
+    # unreachable), played its error and hung up: completed, yet never bridged. That
+    # is a ring that reached nobody, the last one: callback_failed, the agent freed.
     assert await accept_next_offer(panel) == call_id
-    assert (await _created(fake, 1))["To"] == caller
+    create = await _created(fake, 1)
+    assert create["To"] == caller
+    await _leg_status(client, create, "completed", CallDuration="4", SipResponseCode="200")
+    await _state(pool, call_id, "abandoned")
+    await panel.state("available")
+    row = await _call(pool, sid)
+    assert row["end_reason"] == "callback_failed"
+    results = await pool.fetch("SELECT result, cause FROM callback_attempts ORDER BY id")
+    assert [r["result"] for r in results] == ["failed", "failed"]
+    assert "never bridged" in results[1]["cause"]
     await panel.close()
 
 
