@@ -380,6 +380,7 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
                     account_sid=settings.twilio_account_sid,
                     auth_token=settings.twilio_auth_token.get_secret_value(),
                     public_url=settings.public_url,
+                    callback_from=settings.twilio_callback_from,
                 )
             )
         bridger = Bridger(

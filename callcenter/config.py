@@ -298,6 +298,12 @@ class Settings(BaseSettings):
     twilio_language: str = Field(
         default="en-US", max_length=16, description="Language of <Say> and <Gather>."
     )
+    twilio_callback_from: str | None = Field(
+        default=None,
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+        description="The caller ID (E.164, a number of the Twilio account) callbacks ring "
+        "callers from. Absent: Twilio callers are never offered a callback.",
+    )
 
     retention_days: int = Field(
         default=365,
@@ -408,6 +414,7 @@ _ACCEPTS: dict[str, str] = {
     "twilio_api_base": "an http:// or https:// URL with a host and no query",
     "twilio_hold_music_url": "an http:// or https:// URL",
     "twilio_account_sid": "AC followed by 32 hexadecimal digits",
+    "twilio_callback_from": "an E.164 number of the Twilio account, e.g. +14155550100",
     "ari_app": "1 to 64 letters, digits, '_', '.' or '-'",
     "telephony_default_queue": "a queue name: lower-case letters, digits, '_' or '-'",
 }

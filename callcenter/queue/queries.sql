@@ -635,15 +635,18 @@ RETURNING id
 -- The peer could not connect the caller to the agent who accepted: the call
 -- goes back to waiting with its original key (and arrival), and the agent,
 -- whose phone could not be reached, gets no offers until it says available.
+-- A callback the caller had picked up (Twilio dials the agent only then) is a
+-- virtual call again: not answered, and no maximum wait (nobody holds).
 WITH c AS (
-    UPDATE calls SET state = 'waiting', agent_id = NULL, connected_at = NULL
+    UPDATE calls SET state = 'waiting', agent_id = NULL, connected_at = NULL,
+                     callback_answered_at = NULL
      WHERE id = $1 AND state = 'connected' AND agent_id = $2
-    RETURNING id, queue, service_key, enqueued_at
+    RETURNING id, queue, service_key, enqueued_at, callback_number IS NOT NULL AS callback
 ), w AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
            enqueued_at + make_interval(secs => $3),
-           enqueued_at + make_interval(secs => $4)
+           CASE WHEN NOT callback THEN enqueued_at + make_interval(secs => $4) END
       FROM c
 ), a AS (
     UPDATE agents SET state = 'not_responding', state_since = now(), idle_since = NULL,
