@@ -679,11 +679,18 @@ SELECT (SELECT id FROM c) IS NOT NULL AS requested, callback_number, state, queu
 -- callback_ringing --
 -- The bridger rings the caller of callback call $1 for its claim $2 (agent $3,
 -- number $4): one attempt more, recorded. Answers the attempt's number (1 = first).
+-- A ring still open from an earlier claim (its instance died mid-ring, and the
+-- claim was taken over) is closed: this one takes over.
 WITH attempt AS (
     INSERT INTO callback_attempts (call_id, bridge_id, agent_id, number)
     VALUES ($1, $2, $3, $4)
     ON CONFLICT (bridge_id) DO NOTHING
     RETURNING id
+), superseded AS (
+    UPDATE callback_attempts
+       SET result = 'cancelled', cause = 'a new ring took over', ended_at = now()
+     WHERE call_id = $1 AND result IS NULL AND bridge_id <> $2
+       AND EXISTS (SELECT 1 FROM attempt)
 )
 UPDATE calls SET callback_attempts = callback_attempts + (SELECT count(*) FROM attempt)::int,
                  callback_answered_at = NULL

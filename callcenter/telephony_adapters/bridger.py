@@ -126,6 +126,21 @@ class Bridger(CallWorker):
             if not peers:
                 return 0
             ids = [r["id"] for r in await conn.fetch(Q["unbridged_calls"], peers)]
+            # A ring's report is due within the ring's own limit; twice that, it is lost.
+            stale = await conn.fetch(Q["stale_rings"], 2 * self.ring_back_seconds, peers)
+        for ring in stale:
+            _log.error(
+                "callback of call %s: no report of its ring %s; counting it not answered",
+                ring["call_id"],
+                ring["bridge_id"],
+            )
+            await self.gateway.callback_missed(
+                ring["peer"],
+                ring["peer_call_id"],
+                ring["bridge_id"],
+                "failed",
+                "no report of the ring",
+            )
         for call_id in ids:
             await self.bridge(call_id)
         return len(ids)

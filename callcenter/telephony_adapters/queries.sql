@@ -101,6 +101,22 @@ SELECT c.id
 -- The agent a ring of a callback was for (its claim $1, of call $2).
 SELECT agent_id FROM callback_attempts WHERE bridge_id = $1 AND call_id = $2
 
+-- stale_rings --
+-- Rings of callbacks started more than $1 seconds ago that nobody reported on
+-- (the command's answer was lost, its instance died, the peer never called
+-- back) while the call still sits with the agent unanswered: the agent would
+-- wait for ever. Of peers $2 only.
+SELECT a.call_id, a.bridge_id, c.peer, c.peer_call_id
+  FROM callback_attempts a
+  JOIN calls c ON c.id = a.call_id
+ WHERE a.result IS NULL AND a.started_at < now() - make_interval(secs => $1)
+   AND a.id = (SELECT max(l.id) FROM callback_attempts l WHERE l.call_id = a.call_id)
+   AND c.state = 'connected' AND c.agent_id = a.agent_id
+   AND c.callback_answered_at IS NULL
+   AND c.peer = ANY ($2::text[])
+ ORDER BY a.started_at
+ LIMIT 100
+
 -- agent_endpoint --
 SELECT id, name, endpoint FROM agents WHERE id = $1
 

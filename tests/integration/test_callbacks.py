@@ -17,6 +17,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from callcenter import app_keys
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import FAST, eventually, make_customer, make_queue
 from tests.integration.telephony_fakes import GENERIC_SECRET, FakePBX, post_generic
@@ -431,3 +432,57 @@ async def test_a_caller_who_rings_again_while_waiting_for_their_callback_takes_i
     # Nobody is rung for the old call, and no hang-up is sent for a line nobody is on.
     await eventually(lambda: _released(pool, virtual["call"]["id"], "not_needed"))
     assert pbx.commands == []
+
+
+async def test_a_ring_nobody_ever_reports_on_frees_the_agent_instead_of_holding_them(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    # The PBX never answers the callback command: its outcome is unknown, so it is
+    # not rung again, and the call stays with the agent until the watchdog.
+    pbx = FakePBX(ring_gate=asyncio.Event())
+    server = await aiohttp_server(pbx.app(), host="127.0.0.1")
+    client = await app_factory(
+        **(
+            FAST
+            | {
+                "generic_webhook_secret": SecretStr(GENERIC_SECRET),
+                "generic_callback_url": str(server.make_url("/pbx/commands")),
+                "connect_timeout_seconds": 0.5,
+                "callback_ring_seconds": 5.0,
+            }
+        )
+    )
+    await make_queue(client, "general", callback=RULE)
+    reply = await _arrive(client, "pbx-90", "+12125550190")
+    call_id = reply["call"]["id"]
+    await _take_callback(client, "pbx-90")
+    agent_id, token = await make_agent_with_endpoint(client, "fe", "sip:fe@pbx.example")
+    panel = await available_panel(client, token)
+    assert await accept_next_offer(panel) == call_id
+
+    async def unknown() -> bool:
+        error = await pool.fetchval(
+            "SELECT last_error FROM call_bridges WHERE call_id = $1", call_id
+        )
+        return error is not None and error.startswith("outcome unknown")
+
+    await eventually(unknown, timeout=15)
+    bridger = client.app[app_keys.BRIDGER]
+    await bridger.catch_up()  # too early: nothing changes
+    assert await _agent_state(pool, agent_id) == "on_call"
+    await pool.execute(
+        "UPDATE callback_attempts SET started_at = started_at - interval '1 hour'"
+        " WHERE call_id = $1",
+        call_id,
+    )
+    await bridger.catch_up()
+    assert await _agent_state(pool, agent_id) == "available"
+    row = await pool.fetchrow(
+        "SELECT a.result, a.cause, c.state FROM callback_attempts a JOIN calls c"
+        " ON c.id = a.call_id WHERE a.call_id = $1",
+        call_id,
+    )
+    assert dict(row) == {"result": "failed", "cause": "no report of the ring", "state": "waiting"}
+    assert pbx.ring_gate is not None
+    pbx.ring_gate.set()
+    await panel.close()
