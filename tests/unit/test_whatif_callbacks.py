@@ -9,7 +9,7 @@ each call's waiting spells (a callback out for its retry delay is not waiting).
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +23,9 @@ from callcenter.queue.policy import (
 )
 from callcenter.simulation.des import EPOCH, Callbacks, Outcome, serve
 from callcenter.simulation.figures import tier_figures
+from callcenter.simulation.history import HistoryCall
+from callcenter.simulation.whatif import WhatIfError
+from callcenter.simulation.whatif_run import CallbackOptions, history_plan, replay_history
 from callcenter.simulation.workload import Traffic, Workload, synthetic
 
 TIERS = ("platinum", "gold", "silver", "standard")
@@ -283,3 +286,47 @@ def test_callbacks_off_change_nothing_and_both_runs_see_the_same_callers() -> No
     assert len(load.callback_draw) == len(load.ring_draw) == len(load)
     assert all(0.0 < d <= 1.0 for d in load.callback_draw + load.ring_draw)
     assert load.callback_draw != load.ring_draw
+
+
+def _history(n: int) -> list[HistoryCall]:
+    """``n`` calls a second apart, each held 100 s by an agent; every third hung up after 30 s."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    calls = []
+    for i in range(n):
+        at = start + timedelta(seconds=i)
+        answered = i % 3 != 0
+        calls.append(
+            HistoryCall(
+                id=i + 1,
+                queue="general",
+                tier="gold" if i % 2 else None,
+                state="ended",
+                enqueued_at=at,
+                connected_at=at + timedelta(seconds=5) if answered else None,
+                ended_at=at + timedelta(seconds=105 if answered else 30),
+                wrapped_up_at=None,
+                net_value=100.0,
+            )
+        )
+    return calls
+
+
+def test_a_replay_of_history_runs_with_and_without_callbacks() -> None:
+    common = {
+        "since": "7d", "queue": None, "agents": 2, "policy_names": ["fifo"],
+        "credits": None, "target": "80/20", "seed": 1, "runs": 2,
+    }  # fmt: skip
+    calls = _history(30)
+    options = CallbackOptions(after=0.0, take=1.0, compare=True, tiers="unidentified")
+    hp = history_plan(calls, TIERS, **common, callbacks=options)
+    comparison, _, outcomes = replay_history(hp)
+    assert comparison.without_callbacks is not None
+    rows = {row.tier: row.figures for row in comparison.reports[0].tiers}
+    unidentified = rows["unidentified"]["callbacks"]
+    assert unidentified is not None and unidentified.mean > 0
+    assert rows["gold"]["offered"] is not None and rows["gold"]["offered"].mean == 0
+    # The replay's draws are per caller: the same in every run of the same seed.
+    assert replay_history(hp)[2][0][0].taken == outcomes[0][0].taken
+    bad = CallbackOptions(after=0.0, tiers="diamond")
+    with pytest.raises(WhatIfError, match=r"^--callback-tiers: unknown tier 'diamond'"):
+        history_plan(calls, TIERS, **common, callbacks=bad)
