@@ -72,7 +72,6 @@ class PbxCall:
     connected_at: float | None = None  # perf_counter of the connect command
     connects: int = 0  # connect commands received: more than one is a fault
     callback: bool = False  # took a callback: hung up, waits for the service's ring
-    rings: int = 0  # callback rings received
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,9 +95,6 @@ class PbxCounts:
     abandoned: int = 0
     connected: int = 0
     double_connects: int = 0
-    callbacks: int = 0  # callers who took a callback
-    rings: int = 0  # the service's callback rings
-    rings_answered: int = 0
 
 
 class Pbx:
@@ -184,12 +180,7 @@ class Pbx:
                 self.counts.double_connects += 1
                 _log.error("call %s was told to connect %d times", call_id, call.connects)
             if call.phase != "talking":
-                call.phase = "talking"
-                call.connected_at = time.perf_counter()
-                if call.id is not None:
-                    self.steps.mark(call.id, "connect", call.connected_at)
-                self.counts.connected += 1
-                call.connected.set()
+                self._talking(call)
             return web.json_response({"ok": True})
         if action == "hangup":
             if call.id is not None:
@@ -204,19 +195,20 @@ class Pbx:
         """The service rings a caller who took a callback: they pick up, or not."""
         if not call.callback or call.phase != "callback":
             return "failed"
-        call.rings += 1
-        self.counts.rings += 1
         await asyncio.sleep(self.rng.uniform(2.0, 6.0))
         if call.phase != "callback" or self.rng.random() >= self.callback_answer:
             return "no_answer"
-        self.counts.rings_answered += 1
+        self._talking(call)
+        return "answered"
+
+    def _talking(self, call: PbxCall) -> None:
+        """The caller is connected to the agent (a connect, or a callback picked up)."""
         call.phase = "talking"
         call.connected_at = time.perf_counter()
         if call.id is not None:
             self.steps.mark(call.id, "connect", call.connected_at)
         self.counts.connected += 1
         call.connected.set()
-        return "answered"
 
     def _signed(self, header: str, body: bytes) -> bool:
         parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
@@ -304,7 +296,6 @@ class Pbx:
             return
         call.callback = True
         call.phase = "callback"
-        self.counts.callbacks += 1
         # They hang up: the service keeps the call in its place.
         await self._send({"type": "call.hangup", "call_id": call.call_id})
 

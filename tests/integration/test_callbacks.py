@@ -38,8 +38,14 @@ def _event(kind: str, call_id: str, **fields: Any) -> bytes:
 
 
 async def _service(
-    app_factory: AppFactory, aiohttp_server: ServerFactory, pbx: FakePBX, **queue: Any
+    app_factory: AppFactory,
+    aiohttp_server: ServerFactory,
+    pbx: FakePBX,
+    settings: dict[str, Any] | None = None,
+    **queue: Any,
 ) -> TestClient[Any, Any]:
+    """The service with the fake PBX as its callback URL (``settings``: more changes),
+    and queue ``general`` configured with ``queue``."""
     server = await aiohttp_server(pbx.app(), host="127.0.0.1")
     client = await app_factory(
         **(
@@ -49,6 +55,7 @@ async def _service(
                 "generic_callback_url": str(server.make_url("/pbx/commands")),
                 "connect_backoff_seconds": 0.05,
             }
+            | (settings or {})
         )
     )
     await make_queue(client, "general", **queue)
@@ -440,19 +447,8 @@ async def test_a_ring_nobody_ever_reports_on_frees_the_agent_instead_of_holding_
     # The PBX never answers the callback command: its outcome is unknown, so it is
     # not rung again, and the call stays with the agent until the watchdog.
     pbx = FakePBX(ring_gate=asyncio.Event())
-    server = await aiohttp_server(pbx.app(), host="127.0.0.1")
-    client = await app_factory(
-        **(
-            FAST
-            | {
-                "generic_webhook_secret": SecretStr(GENERIC_SECRET),
-                "generic_callback_url": str(server.make_url("/pbx/commands")),
-                "connect_timeout_seconds": 0.5,
-                "callback_ring_seconds": 5.0,
-            }
-        )
-    )
-    await make_queue(client, "general", callback=RULE)
+    quick = {"connect_timeout_seconds": 0.5, "callback_ring_seconds": 5.0}
+    client = await _service(app_factory, aiohttp_server, pbx, quick, callback=RULE)
     reply = await _arrive(client, "pbx-90", "+12125550190")
     call_id = reply["call"]["id"]
     await _take_callback(client, "pbx-90")
