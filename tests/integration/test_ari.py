@@ -876,3 +876,42 @@ async def test_a_reconnect_keeps_callback_calls_and_a_live_callback_leg(
     await fake.until(lambda: agent_leg not in fake.channels)
     assert (await db_call(pool, virtual))["state"] == "waiting"
     await panel.close()
+
+
+async def test_an_agent_phone_that_fails_after_the_caller_answered_frees_both(
+    app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
+) -> None:
+    """The caller picked up, the agent's phone is busy: the caller is hung up (nobody to
+    talk to), and the bridger counts the ring as failed (the lead's semantics: the agent
+    is freed, the call waits out the retry delay in its place)."""
+    client = await callback_service(app_factory, fake)
+    fake.answers["PJSIP/1001"] = False
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    await fake.press(CALLER, "1#")
+    await fake.press(CALLER, "#")
+    await fake.until(lambda: CALLER not in fake.channels)
+    row = await db_call(pool, CALLER)
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await fake.until(lambda: len(originated(fake, "agent")) == 1)
+    leg = originated(fake, "callback")[0].query["channelId"]
+    # The caller had heard music while the agent's phone was tried.
+    assert fake.asked("POST", f"/ari/channels/{leg}/moh")
+    await fake.until(lambda: leg not in fake.channels)
+    assert fake.asked("DELETE", f"/ari/channels/{leg}")
+    await panel.state("available")
+
+    async def missed() -> bool:
+        result = await pool.fetchval(
+            "SELECT result FROM callback_attempts WHERE call_id = $1", row["id"]
+        )
+        return bool(result == "failed")
+
+    await eventually(missed)
+    back = await db_call(pool, CALLER)
+    assert back["state"] == "waiting" and back["callback_answered_at"] is None
+    assert back["service_key"] == row["service_key"]
+    assert not fake.bridges
+    await panel.close()
