@@ -961,6 +961,10 @@ class AriAdapter:
                 # it was answered, finds the call over and hangs this leg up.
                 _log.warning("ARI call %s: the callback was answered after the call ended (%s)",
                              call.id, view.state)  # fmt: skip
+            elif leg.gone:
+                raise CallerNotReached(
+                    "the caller hung up the callback before the agent was rung", result="no_answer"
+                )
             else:
                 await self._ring_agent(call.id, leg.channel_id, agent, number)
         except BaseException:

@@ -915,3 +915,38 @@ async def test_an_agent_phone_that_fails_after_the_caller_answered_frees_both(
     assert back["service_key"] == row["service_key"]
     assert not fake.bridges
     await panel.close()
+
+
+async def test_a_restarted_service_adopts_a_callback_conversation(
+    app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
+) -> None:
+    """The service stops while a rung-back caller talks to the agent; the next one finds
+    the callback leg in the application, keeps it, and ends the call when it hangs up."""
+    client = await callback_service(app_factory, fake)
+    await fake.caller_arrives(CALLER, "+12125550123")
+    await until_state(client, CALLER, "waiting")
+    await fake.press(CALLER, "1#")
+    await fake.press(CALLER, "#")
+    await fake.until(lambda: CALLER not in fake.channels)
+    _, panel = await agent_panel(client, "PJSIP/1001")
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+
+    async def answered() -> bool:
+        return (await db_call(pool, CALLER))["callback_answered_at"] is not None
+
+    await eventually(answered)
+    leg = originated(fake, "callback")[0].query["channelId"]
+    agent_leg = originated(fake, "agent")[0].query["channelId"]
+    await panel.close()
+    await client.close()
+
+    again = await callback_service(app_factory, fake)
+    await fake.wait_connected(2)
+    adapter = again.app[app_keys.ARI]
+    await eventually(lambda: _true(adapter.reconciles > 0))
+    assert (await db_call(pool, CALLER))["state"] == "connected"
+    assert leg in fake.channels and agent_leg in fake.channels
+    await fake.hang_up(leg)
+    await until_state(again, CALLER, "completed")
+    await fake.until(lambda: agent_leg not in fake.channels and not fake.bridges)
