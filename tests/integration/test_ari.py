@@ -950,3 +950,29 @@ async def test_a_restarted_service_adopts_a_callback_conversation(
     await fake.hang_up(leg)
     await until_state(again, CALLER, "completed")
     await fake.until(lambda: agent_leg not in fake.channels and not fake.bridges)
+
+
+async def test_a_caller_identified_into_the_rule_is_offered_then(
+    app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
+) -> None:
+    """Offered when the gateway says so: not at arrival (an unknown caller, the rule is for
+    platinum), but once typed digits identified a platinum customer."""
+    client = await callback_service(app_factory, fake, ari_callback_prompt=PRESS_1)
+    await make_queue(
+        client,
+        "general",
+        callback={**CALLBACK_RULE, "tiers": ["platinum"]},
+        wrap_up_seconds=0,
+    )
+    await make_customer(client, "77001", 30000, "+442079460018")
+    await fake.caller_arrives(CALLER, "anonymous")
+    await until_state(client, CALLER, "waiting")
+    await fake.until(lambda: fake.asked("POST", f"/ari/channels/{CALLER}/moh"))
+    await fake.press(CALLER, "77001#")
+    await fake.until(lambda: fake.asked("POST", f"/ari/channels/{CALLER}/play"))
+    assert (await call_of(client, CALLER) or {})["tier"] == "platinum"
+    # Only now does a lone 1 take it (a withheld number: the caller types one).
+    await fake.press(CALLER, "1#")
+    await fake.press(CALLER, "2125550177#")
+    await fake.until(lambda: CALLER not in fake.channels)
+    assert (await db_call(pool, CALLER))["callback_number"] == "+12125550177"

@@ -734,3 +734,36 @@ async def test_a_cut_ari_socket_keeps_the_callback_conversation(
         await panel.close()
     finally:
         await cutter.close()
+
+
+async def test_a_callback_that_rings_out_ends_callback_failed(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
+    )
+    await make_queue(client, "general", callback={**CALLBACK_RULE, "attempts": 1})
+    ours, caller = await driver.caller("12125550171")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    _, panel = await agent(client, ANSWERING_PHONE)
+    call_id = await accept(panel)
+    leg = await leg_named(driver, f"cc-callback-{call_id}-")
+    # Asterisk ends the ring at the originate's timeout (callback_ring_seconds, 5 s).
+    await until_state(client, caller, "abandoned", timeout=15)
+    ended = await db_call(client, caller)
+    assert ended["end_reason"] == "callback_failed"
+    row = await client.app[app_keys.POOL].fetchrow(
+        "SELECT result, cause FROM callback_attempts WHERE call_id = $1", call_id
+    )
+    assert row["result"] == "no_answer" and "no answer" in row["cause"]
+    await panel.state("available")
+    assert leg not in await driver.channels()
+    assert not [c for c in await driver.channels() if c.startswith("cc-")]
+    await panel.close()
