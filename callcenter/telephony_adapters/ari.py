@@ -66,17 +66,20 @@ offer standing; a repeat is a no-op.
 ``ring_back`` originates the dial string with ``{number}`` filled in
 (``cc-callback-<call id>-<attempt>``, ``appArgs=callback,<call id>,<the call's
 channel>``, ``timeout`` = the ring time). When it enters the application
-(answered), the caller hears music while the agent's endpoint is rung and
-bridged exactly as for ``connect``. A ring that rang out, was busy, could not
-go out or was destroyed is ``CallerNotReached``; an agent who then does not
-answer is ``AgentNotReached`` (the caller, who answered, is hung up; the
-bridger frees the agent and retries later). The hang-up of a bridged callback
-leg (or of the agent) ends the call: the gateway gets the call's own channel's
-``Hangup``. A call ended here while its callback rings has the ring called off
-(``cancelled``); one ended after the caller picked up, but before the agent's
-phone rang, is let go by the bridger. The reconciliation leaves callback calls
-to their legs: a leg still in the application is kept (and adopted after a
-restart), one that vanished while nobody listened ends its call.
+(answered) ``ring_back`` returns at once and the bridger records the answer;
+the caller hears music while the agent's endpoint is rung and bridged exactly
+as for ``connect``. A ring that rang out, was busy, could not go out or was
+destroyed is ``CallerNotReached``. An agent who then does not answer is a
+failed connect (``connect_failed``, as Twilio reports its ``<Dial>``): the
+call is a virtual call again in its place, the agent not responding, and the
+caller, who picked up, is let go until the next agent takes the call. The
+hang-up of an answered callback leg (or of the agent) ends the call: the
+gateway gets the call's own channel's ``Hangup``. A call ended here while its
+callback rings has the ring called off (``cancelled``); one ended just as the
+caller picked up is let go by the bridger, before any agent is rung. The
+reconciliation leaves callback calls to their legs: a leg still in the
+application is kept (and adopted after a restart), one that vanished while
+nobody listened ends its call.
 
 One Asterisk application has one event websocket: a newer connection for the
 same application replaces the older, which then gets ``ApplicationReplaced``
@@ -268,7 +271,7 @@ class CallbackLeg:
     call_channel: str
     channel_id: str
     answered: asyncio.Future[None]
-    #: Answered and bridged with the agent: ``ring_back`` returned, and the
+    #: Answered and handed back to the bridger (``ring_back`` returned): the
     #: leg's hang-up now ends the call.
     bridged: bool = False
     #: Hung up by us because the call ended while it rang.
@@ -922,18 +925,22 @@ class AriAdapter:
         The caller is rung first (``POST /channels`` with the callback dial
         string, ``timeout`` = ``ring_seconds``) into the application as
         ``cc-callback-<call id>-<attempt>``, ``appArgs=callback,<call id>,<the
-        call's channel>``; they hear music on hold while the agent's phone
-        rings. Returns ``Ring(leg=<that channel>, answered=True)`` once both
-        are bridged, or at once when the call ended while the caller's phone
-        rang (the bridger then lets the caller go).
+        call's channel>``. Returns ``Ring(leg=<that channel>, answered=True)``
+        as soon as they picked up (the bridger records the answer, and from
+        then on the leg's hang-up ends the call); they hear music while the
+        agent's endpoint is rung and bridged, as Twilio dials the agent only
+        once its callee answered. An agent who then does not answer
+        (``AgentNotReached``) is reported like a failed connect
+        (``TelephonyGateway.connect_failed``): the call is a virtual call
+        again in its place, the agent *not responding*, and the caller, who
+        picked up, is let go to be rung again by the next agent. When the call
+        ended while the caller's phone rang, no agent is rung: the bridger
+        finds the call over and lets the caller go.
 
         Raises ``CallerNotReached`` when the caller's phone rang out, was
-        busy, could not be rung (``failed``), or the caller hung up before
-        the agent answered; ``AgentNotReached`` when the agent's phone did not
-        answer after the caller did (the caller is hung up: the bridger frees
-        the agent and the call waits out the retry delay, that ring counted
-        as ``failed``). Whatever the failure, the leg is hung up: a ring that
-        may have gone out never rings on.
+        busy, could not be rung (``failed``) or was hung up before the answer
+        was handed back; the leg is then hung up, so a ring that may have gone
+        out never rings on.
         """
         template = self.config.callback_endpoint
         if template is None:
@@ -956,17 +963,10 @@ class AriAdapter:
         try:
             await self._ring_caller(leg, endpoint, number, ring_seconds)
             view = await self.gateway.view(ARI, leg.call_channel)
-            if view.state is not CallState.connected:
-                # Ended while it rang (a supervisor): no agent to ring. The bridger hears
-                # it was answered, finds the call over and hangs this leg up.
-                _log.warning("ARI call %s: the callback was answered after the call ended (%s)",
-                             call.id, view.state)  # fmt: skip
-            elif leg.gone:
+            if leg.gone:
                 raise CallerNotReached(
-                    "the caller hung up the callback before the agent was rung", result="no_answer"
+                    "the caller hung up the callback at once", result="no_answer"
                 )
-            else:
-                await self._ring_agent(call.id, leg.channel_id, agent, number)
         except BaseException:
             if not leg.answered.done():
                 leg.answered.cancel()
@@ -975,8 +975,39 @@ class AriAdapter:
                 self._spawn(self._quietly(self.rest.hangup(leg.channel_id)),
                             f"release callback leg {leg.channel_id}")  # fmt: skip
             raise
+        # From here the leg's hang-up ends the call.
         leg.bridged = True
+        if view.state is CallState.connected:
+            work = self._connect_callback(leg, agent, number, call.bridge_id)
+            self._spawn(work, f"connect callback {leg.channel_id}")
+        else:
+            # Ended while it rang (a supervisor): no agent to ring. The bridger hears
+            # it was answered, finds the call over and hangs this leg up.
+            _log.warning("ARI call %s: the callback was answered after the call ended (%s)",
+                         call.id, view.state)  # fmt: skip
         return Ring(leg=leg.channel_id, answered=True)
+
+    async def _connect_callback(
+        self, leg: CallbackLeg, agent: AgentEndpoint, number: str, bridge_id: int | None
+    ) -> None:
+        """Ring the agent for a caller who picked up their callback, and bridge the two."""
+        try:
+            await self._ring_agent(leg.call_id, leg.channel_id, agent, number)
+        except CallerNotReached:
+            return  # the caller hung up first: their leg's hang-up ended the call
+        except (AgentNotReached, PeerRequestFailed) as exc:
+            _log.warning("ARI call %s: the agent's endpoint failed after the caller answered "
+                         "the callback (%s); putting it back", leg.call_id, exc.detail)  # fmt: skip
+            # Not the caller's doing: their hang-up, which comes now, must not end the call.
+            self._drop_callback_leg(leg)
+            leg.bridged = False
+            await self.gateway.connect_failed(
+                ARI, leg.call_channel, f"callback: {exc.detail}", bridge_id=bridge_id
+            )
+            await self._quietly(self.rest.hangup(leg.channel_id))
+            return
+        _log.info("ARI call %s: the rung-back caller %s is bridged with %s", leg.call_id,
+                  leg.channel_id, agent.name)  # fmt: skip
 
     async def _ring_caller(
         self, leg: CallbackLeg, endpoint: str, number: str, ring_seconds: float

@@ -98,11 +98,9 @@ class Bridger(CallWorker):
         #: so a phone that rings out is reported by the peer (``AgentNotReached``)
         #: before this limit cuts the connect off with an outcome it cannot know.
         self.connect_seconds = 2 * timeout_seconds + ring_seconds
-        #: A callback rings the caller for this long; its command gets the same margins,
-        #: and the agent's ring too: a peer that rings the agent once the caller answered
-        #: (ARI) must not be cut off with an unknown outcome while the agent's phone rings.
+        #: A callback rings the caller for this long; its command gets the same margins.
         self.callback_ring_seconds = callback_ring_seconds
-        self.ring_back_seconds = 2 * timeout_seconds + callback_ring_seconds + ring_seconds
+        self.ring_back_seconds = 2 * timeout_seconds + callback_ring_seconds
         self.lease_seconds += max(self.connect_seconds, self.ring_back_seconds) - timeout_seconds
 
     async def handle(self, call_id: int) -> str | None:

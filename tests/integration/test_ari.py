@@ -878,12 +878,12 @@ async def test_a_reconnect_keeps_callback_calls_and_a_live_callback_leg(
     await panel.close()
 
 
-async def test_an_agent_phone_that_fails_after_the_caller_answered_frees_both(
+async def test_an_agent_phone_that_fails_after_the_caller_answered_puts_the_call_back(
     app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
 ) -> None:
-    """The caller picked up, the agent's phone is busy: the caller is hung up (nobody to
-    talk to), and the bridger counts the ring as failed (the lead's semantics: the agent
-    is freed, the call waits out the retry delay in its place)."""
+    """The caller picked up, the agent's phone is busy: as a failed connect (and as on
+    Twilio), the call is a virtual call again in its place, the agent not responding, and
+    the caller, who has nobody to talk to, is let go until the next agent takes it."""
     client = await callback_service(app_factory, fake)
     fake.answers["PJSIP/1001"] = False
     await fake.caller_arrives(CALLER, "+12125550123")
@@ -895,24 +895,23 @@ async def test_an_agent_phone_that_fails_after_the_caller_answered_frees_both(
     _, panel = await agent_panel(client, "PJSIP/1001")
     offer = await panel.until(lambda m: m["type"] == "offer")
     await panel.send(type="accept", offer_id=offer["offer_id"])
-    await fake.until(lambda: len(originated(fake, "agent")) == 1)
+    await panel.state("not_responding")
     leg = originated(fake, "callback")[0].query["channelId"]
-    # The caller had heard music while the agent's phone was tried.
+    assert len(originated(fake, "agent")) == 1
+    # The caller had heard music while the agent's phone was tried; now they are let go.
     assert fake.asked("POST", f"/ari/channels/{leg}/moh")
     await fake.until(lambda: leg not in fake.channels)
     assert fake.asked("DELETE", f"/ari/channels/{leg}")
-    await panel.state("available")
 
-    async def missed() -> bool:
-        result = await pool.fetchval(
-            "SELECT result FROM callback_attempts WHERE call_id = $1", row["id"]
-        )
-        return bool(result == "failed")
+    async def back() -> bool:
+        now = await db_call(pool, CALLER)
+        return now["state"] == "waiting" and await waiting_ids(client) == [f"ari:{CALLER}"]
 
-    await eventually(missed)
-    back = await db_call(pool, CALLER)
-    assert back["state"] == "waiting" and back["callback_answered_at"] is None
-    assert back["service_key"] == row["service_key"]
+    await eventually(back)
+    again = await db_call(pool, CALLER)
+    assert again["callback_answered_at"] is None and again["service_key"] == row["service_key"]
+    results = await pool.fetch("SELECT result FROM callback_attempts WHERE call_id = $1", row["id"])
+    assert [r["result"] for r in results] == ["answered"]
     assert not fake.bridges
     await panel.close()
 
@@ -936,6 +935,7 @@ async def test_a_restarted_service_adopts_a_callback_conversation(
         return (await db_call(pool, CALLER))["callback_answered_at"] is not None
 
     await eventually(answered)
+    await fake.until(lambda: any(len(b["channels"]) == 2 for b in fake.bridges.values()))
     leg = originated(fake, "callback")[0].query["channelId"]
     agent_leg = originated(fake, "agent")[0].query["channelId"]
     await panel.close()

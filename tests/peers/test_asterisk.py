@@ -665,7 +665,7 @@ async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_calle
 
     await until(let_go, "the caller and the agent's ringing phone are let go")
     ended = await db_call(client2, caller)
-    assert ended["state"] == "transferred" and ended["callback_answered_at"] is None
+    assert ended["state"] == "transferred" and ended["callback_answered_at"] is not None
     assert not await driver.bridges()
     await panel.close()
 
@@ -705,7 +705,12 @@ async def test_a_cut_ari_socket_keeps_the_callback_conversation(
         async def answered() -> bool:
             return (await db_call(client, served))["callback_answered_at"] is not None
 
-        await until(answered, "the callback is answered and bridged")
+        await until(answered, "the callback is answered")
+
+        async def bridged() -> bool:
+            return bool(await driver.bridged_with(leg))
+
+        await until(bridged, "the rung-back caller is bridged with the agent")
         agent_leg = (await driver.bridged_with(leg))[0]
 
         cutter.cut()
