@@ -772,3 +772,42 @@ async def test_a_callback_that_rings_out_ends_callback_failed(
     assert leg not in await driver.channels()
     assert not [c for c in await driver.channels() if c.startswith("cc-")]
     await panel.close()
+
+
+async def test_an_agent_phone_busy_after_the_caller_answered_puts_the_callback_back(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550172")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    key = (await db_call(client, caller))["service_key"]
+    _, panel = await agent(client, "Local/busy@agents")
+    call_id = await accept(panel)
+    await panel.state("not_responding")
+
+    async def back() -> bool:
+        row = await db_call(client, caller)
+        return row["state"] == "waiting" and row["callback_answered_at"] is None
+
+    await until(back, "the call is a virtual call again")
+    assert (await db_call(client, caller))["service_key"] == key
+    assert await waiting_ids(client) == [f"ari:{caller}"]
+    result = await client.app[app_keys.POOL].fetchval(
+        "SELECT result FROM callback_attempts WHERE call_id = $1", call_id
+    )
+    assert result == "answered"
+
+    async def let_go() -> bool:
+        return not [c for c in await driver.channels() if c.startswith("cc-")]
+
+    await until(let_go, "the rung-back caller and the agent's leg are let go")
+    await panel.close()
