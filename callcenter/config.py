@@ -190,6 +190,41 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest pause between attempts to reconnect the ARI event websocket.",
     )
+    ari_callback_endpoint: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*/\S+$",
+        description="Dial string that rings a caller back, e.g. PJSIP/{number}@trunk "
+        "({number}: the E.164 number, {digits}: the same without +). Set: Asterisk callers are "
+        "offered callbacks (where the queue's rule says so); unset: never.",
+    )
+    ari_callback_caller_id: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Caller id a callback rings with (the contact center's number); "
+        "unset: what the trunk sets.",
+    )
+    ari_callback_prompt: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^[a-z]+:\S+$",
+        description="ARI media played when a caller is offered a callback, e.g. "
+        "sound:custom/press-1-callback; unset: the offer stands silently.",
+    )
+    ari_callback_confirm_prompt: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^[a-z]+:\S+$",
+        description="ARI media played once the caller took the callback (# or silence: the "
+        "calling number; another number then #: that one); unset: silence.",
+    )
+    ari_callback_confirm_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        le=60,
+        description="After taking the callback, this long without a key confirms the number "
+        "(counted from the end of the confirm prompt and from each key).",
+    )
 
     # -- telephony ---------------------------------------------------------------
     telephony_default_queue: str = Field(
@@ -360,6 +395,31 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator(
+        "ari_callback_endpoint",
+        "ari_callback_caller_id",
+        "ari_callback_prompt",
+        "ari_callback_confirm_prompt",
+        mode="before",
+    )
+    @classmethod
+    def _unset_if_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ari_callback_endpoint")
+    @classmethod
+    def _check_callback_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            value.format(number="+1", digits="1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"only {{number}} and {{digits}} may be filled in ({exc!r}); "
+                "write a literal brace twice"
+            ) from None
+        return value
+
     @field_validator("ari_url")
     @classmethod
     def _check_ari_url(cls, value: str | None) -> str | None:
@@ -416,6 +476,10 @@ _ACCEPTS: dict[str, str] = {
     "twilio_account_sid": "AC followed by 32 hexadecimal digits",
     "twilio_callback_from": "an E.164 number of the Twilio account, e.g. +14155550100",
     "ari_app": "1 to 64 letters, digits, '_', '.' or '-'",
+    "ari_callback_endpoint": "an Asterisk dial string, Tech/resource, with {number} or {digits} "
+    "for the number to ring, e.g. PJSIP/{number}@trunk",
+    "ari_callback_prompt": "an ARI media URI, e.g. sound:custom/press-1-callback",
+    "ari_callback_confirm_prompt": "an ARI media URI, e.g. sound:custom/callback-confirm",
     "telephony_default_queue": "a queue name: lower-case letters, digits, '_' or '-'",
 }
 
