@@ -33,6 +33,7 @@ WITH rows AS (
      WHERE c.queue = ANY ($3::text[]) AND c.connected_at >= $1 AND c.agent_id IS NOT NULL
     UNION ALL
     -- Ended while waiting (never answered): abandoned, or transferred from the queue.
+    -- A callback whose caller rang in again did not leave: the new call has its place.
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM c.ended_at) / $2)::bigint,
            0, 0, 0, 0, (c.state = 'abandoned')::int,
@@ -43,6 +44,7 @@ WITH rows AS (
       FROM calls c
       LEFT JOIN customers cu ON cu.id = c.customer_id
      WHERE c.queue = ANY ($3::text[]) AND c.ended_at >= $1 AND c.connected_at IS NULL
+       AND c.end_reason IS DISTINCT FROM 'rang_again'
     UNION ALL
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM a.answered_at) / $2)::bigint,

@@ -51,6 +51,11 @@ async def request(desk: CallDesk, conn: Conn, call_id: int, number: str) -> bool
         if row is None:
             raise NotFound(f"no call with id {call_id}", field="call_id")
         if not row["requested"] and row["callback_number"] is None:
+            # A second opt-in that waited on the first's lock read the call as it was
+            # before: a fresh look sees the first one's number (a repeat, a no-op).
+            row = await conn.fetchrow(Q["callback_of_call"], call_id)
+            assert row is not None
+        if not row["requested"] and row["callback_number"] is None:
             raise Conflict(
                 f"call {call_id} is {row['state']}: a callback is taken only while the "
                 "caller waits",
@@ -74,6 +79,12 @@ async def ringing(conn: Conn, call_id: int, bridge_id: int, agent_id: int, numbe
     if attempt is None:
         raise NotFound(f"no call with id {call_id}", field="call_id")
     return attempt
+
+
+async def not_rung(conn: Conn, call_id: int, bridge_id: int, cause: str) -> None:
+    """Ring ``bridge_id`` never went out: recorded as called off and not counted as an
+    attempt (the caller's phone never rang; the telephony room puts the call back)."""
+    await conn.execute(Q["callback_not_rung"], call_id, bridge_id, cause[:500])
 
 
 async def record_leg(conn: Conn, bridge_id: int, leg: str) -> None:

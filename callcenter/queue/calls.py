@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,26 +134,42 @@ class CallDesk:
             ani = resolution.phone or (data.ani or None)
             recognised = identity.recognised_by(resolution)
             ewt = estimated_wait(ahead, rates)
-            row = await conn.fetchrow(
-                Q["enqueue"],
-                data.call_id,
-                queue.name,
-                ani,
-                customer.id if customer is not None else None,
-                recognised,
-                tier,
-                credit,
-                queue.offset_seconds,
-                ewt,
-                queue.overflow_after_seconds,
-                queue.max_wait_seconds,
-                CHANNEL,
-                payloads([Event("queue", queue.name)]),
-                *(peer or (None, None)),
-                *_pending_link(resolution),
-                queue.redial_window_seconds,
-                queue.callback is not None,
-            )
+            # A caller recognised by their phone may take back a place: a dropped
+            # call's (redial), or their own callback's, locked first so nobody is
+            # offered or rung that call while this one takes it over.
+            trusted = customer is not None and recognised == "phone"
+            takeover = trusted and queue.callback is not None
+            async with conn.transaction() if takeover else nullcontext():
+                if takeover:
+                    assert customer is not None
+                    await conn.fetch(Q["lock_waiting_callback"], customer.id, queue.name)
+                row = await conn.fetchrow(
+                    Q["enqueue"],
+                    data.call_id,
+                    queue.name,
+                    ani,
+                    customer.id if customer is not None else None,
+                    recognised,
+                    tier,
+                    credit,
+                    queue.offset_seconds,
+                    ewt,
+                    queue.overflow_after_seconds,
+                    queue.max_wait_seconds,
+                    CHANNEL,
+                    payloads([Event("queue", queue.name)]),
+                    *(peer or (None, None)),
+                    *_pending_link(resolution),
+                    queue.redial_window_seconds if trusted else None,
+                    takeover,
+                )
+                if row is not None and row["resumed_state"] == CallState.waiting:
+                    # The caller rang in again while waiting for their callback: this
+                    # call has its place now, and the virtual call it replaces ends.
+                    await self._finish(
+                        conn, row["resumed_from"], EndOutcome.abandoned, RANG_AGAIN,
+                        CallState.waiting, None,
+                    )  # fmt: skip
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
                 return EnqueueAnswer(
@@ -162,13 +178,6 @@ class CallDesk:
             if self.metrics is not None:
                 self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
             resumed = None
-            if row["resumed_state"] == CallState.waiting:
-                # The caller rang in again while waiting for their callback: this call
-                # has its place now, and the virtual call it replaces ends.
-                await self._finish(
-                    conn, row["resumed_from"], EndOutcome.abandoned, RANG_AGAIN,
-                    CallState.waiting, None,
-                )  # fmt: skip
             if row["resumed_from"] is not None:
                 # A redial took an older place than its arrival: count where that is.
                 resumed = resumed_from(row)
@@ -471,7 +480,8 @@ class CallDesk:
                 )
                 if moved is None:
                     raise Conflict(
-                        f"call {call_id} is being offered to an agent right now; try again",
+                        f"call {call_id} is being offered to an agent right now, or set "
+                        "aside until its callback is rung again; try again",
                         field="call_id",
                     )
                 await actions.record(

@@ -107,7 +107,8 @@ class CallbackRule(_Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a name that is a folder of the zone database ("America").
             raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Berlin)") from None
         return value
 

@@ -48,9 +48,15 @@ RETURNING (xmax = 0) AS created
 -- $18: the queue's redial window (null: off). A customer's call abandoned in
 -- this queue within it, that no other call resumed yet, gives its arrival to
 -- this one's key (``resumed_arrival``), so the redial takes its old place.
--- $19: the queue offers callbacks; then a call of the same customer waiting
--- for its callback (not being rung) is taken over the same way: the caller
--- rang in again, and the caller layer ends the virtual call it replaces.
+-- $19: a call of the same customer waiting for its callback (not being rung)
+-- is taken over the same way: the caller rang in again, and ``incoming`` ends
+-- the virtual call it replaces, in the same transaction.
+-- Both only for a caller recognised by their phone: a customer number typed on a
+-- keypad serves that one call, and must not take over someone's place.
+-- $19 is on only inside the caller's transaction that locked that virtual
+-- call first (``lock_waiting_callback``: waiting row, then call, as always).
+-- Two redials at once: the second skips the dropped call the first has locked
+-- (NO KEY: a row pointing at the call, a release being claimed, does not block).
 WITH prior AS (
     SELECT p.id, p.state, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
            extract(epoch FROM coalesce(p.ended_at, now()) - p.enqueued_at)::float8
@@ -63,6 +69,7 @@ WITH prior AS (
        AND NOT EXISTS (SELECT 1 FROM calls r WHERE r.resumed_from = p.id)
      ORDER BY p.state = 'waiting' DESC, p.ended_at DESC
      LIMIT 1
+       FOR NO KEY UPDATE OF p SKIP LOCKED
 ), new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
                        credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id,
@@ -194,7 +201,9 @@ WITH w AS (
     UPDATE waiting_calls
        SET queue = $2,
            widen_at = enqueued_at + make_interval(secs => $3),
-           give_up_at = enqueued_at + make_interval(secs => $4)
+           -- A virtual call has no maximum wait: nobody holds.
+           give_up_at = CASE WHEN (SELECT callback_number FROM calls WHERE id = $1) IS NULL
+                             THEN enqueued_at + make_interval(secs => $4) END
      WHERE call_id = $1 AND offered_to IS NULL
     RETURNING call_id
 )
@@ -240,6 +249,7 @@ SELECT q.name,
                <= make_interval(secs => q.service_level_seconds)) AS answered_in_sl,
        (SELECT count(*) FROM calls c
          WHERE c.queue = q.name AND c.state = 'abandoned'
+           AND c.end_reason IS DISTINCT FROM 'rang_again'
            AND c.ended_at > now() - make_interval(secs => $1)) AS abandoned
   FROM queues q
  ORDER BY q.name
@@ -676,6 +686,23 @@ WITH w AS MATERIALIZED (
 SELECT (SELECT id FROM c) IS NOT NULL AS requested, callback_number, state, queue
   FROM calls WHERE id = $1
 
+-- lock_waiting_callback --
+-- The customer's ($1) calls in queue $2 that wait for their callback, locked
+-- (waiting row first, then the call) so that none is offered, accepted or rung
+-- while a new call of theirs takes its place.
+WITH v AS MATERIALIZED (
+    SELECT id FROM calls
+     WHERE customer_id = $1 AND queue = $2 AND state = 'waiting' AND callback_number IS NOT NULL
+), w AS MATERIALIZED (
+    SELECT call_id FROM waiting_calls WHERE call_id IN (SELECT id FROM v) FOR UPDATE
+)
+SELECT c.id FROM calls c
+ WHERE c.id IN (SELECT id FROM v) AND c.state = 'waiting' AND (SELECT count(*) FROM w) >= 0
+   FOR UPDATE
+
+-- callback_of_call --
+SELECT false AS requested, callback_number, state, queue FROM calls WHERE id = $1
+
 -- callback_ringing --
 -- The bridger rings the caller of callback call $1 for its claim $2 (agent $3,
 -- number $4): one attempt more, recorded. Answers the attempt's number (1 = first).
@@ -696,6 +723,18 @@ UPDATE calls SET callback_attempts = callback_attempts + (SELECT count(*) FROM a
                  callback_answered_at = NULL
  WHERE id = $1
 RETURNING callback_attempts
+
+-- callback_not_rung --
+-- Ring $2 of call $1 never went out (the peer refused the command, or could not
+-- be reached): it is closed as called off ($3 why) and not counted, since the
+-- caller's phone never rang.
+WITH closed AS (
+    UPDATE callback_attempts SET result = 'cancelled', cause = $3, ended_at = now()
+     WHERE bridge_id = $2 AND call_id = $1 AND result IS NULL
+    RETURNING call_id
+)
+UPDATE calls SET callback_attempts = greatest(callback_attempts - 1, 0)
+  FROM closed WHERE calls.id = closed.call_id
 
 -- callback_leg --
 UPDATE callback_attempts SET leg = $2 WHERE bridge_id = $1 AND leg IS NULL

@@ -227,9 +227,11 @@ class Bridger(CallWorker):
         """Ring the caller of a callback and bridge them to the agent who accepted.
 
         One attempt per accept, never repeated: a ring that may have gone out
-        is not rung twice (the caller would hear two phones). Not answered, or
-        not placed at all, frees the agent and the call waits out the queue's
-        retry delay in its place (``TelephonyGateway.callback_missed``).
+        is not rung twice (the caller would hear two phones). Not answered
+        (``CallerNotReached``) frees the agent and the call waits out the
+        queue's retry delay in its place (``TelephonyGateway.callback_missed``).
+        A command that never went out (refused, unreachable) uses up none of
+        the caller's attempts: the call goes back as after a failed connect.
         Returns ``answered``, ``ringing`` (the peer reports later), ``missed``,
         ``gone`` (the call ended while it rang; the caller is let go) or
         ``unknown``.
@@ -255,9 +257,13 @@ class Bridger(CallWorker):
         except (PeerOutcomeUnknown, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return await self._outcome_unknown(bridge_id, call, agent, error)
-        except Exception as exc:  # it could not ring at all: the same as a ring not answered
+        except Exception as exc:  # the command never went out, or the peer refused it
+            # The caller's phone did not ring: no attempt of theirs is used up. The call
+            # goes back in its place as after a failed connect (the agent not responding).
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return await self._ring_missed(bridge_id, call, "failed", error)
+            async with self.desk.pool.acquire() as conn:
+                await callbacks.not_rung(conn, call.id, bridge_id, error)
+            return await self._give_up(bridge_id, call, agent.agent_id, error)
         async with self.desk.pool.acquire() as conn:
             if ring.leg is not None:
                 await callbacks.record_leg(conn, bridge_id, ring.leg)

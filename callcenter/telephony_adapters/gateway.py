@@ -409,7 +409,14 @@ class TelephonyGateway:
                     peer_call_id=event.peer_call_id,
                     note="hang-up before the call was handed in: recorded",
                 )
-        if found["callback"] and not found["answered"]:
+        if (
+            found["callback"]
+            and not found["answered"]
+            and not (
+                found["state"] == CallState.connected
+                and await conn.fetchval(Q["ring_outcome_unknown"], found["id"]) is not None
+            )
+        ):
             # The caller hung up to be rung back (or before picking up the ring):
             # the call keeps its place; a ring nobody answers is reported as such.
             call = await self.desk.get(conn, found["id"])
@@ -500,6 +507,31 @@ class TelephonyGateway:
             if self._events is not None:
                 self._events.labels(peer, "callback_ring", outcome).inc()
             note = None if outcome != "stale" else "a report about a ring that is over already"
+            return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
+
+    async def callback_leg_ended(
+        self, peer: str, peer_call_id: str, bridge_id: int, cause: str | None
+    ) -> CallView:
+        """The outbound leg of ring ``bridge_id`` hung up (a peer that names its rings).
+
+        It ends the call, as the caller's hang-up does, only while that ring is
+        the call's latest and its caller is on the line: a late report about an
+        earlier ring (whose caller was let go, the call rung again since) must
+        not end the conversation of the current one.
+        """
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            if found["id"] is None:
+                raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
+            latest = await conn.fetchval(Q["latest_ring"], found["id"])
+            state = CallState(found["state"])
+            if latest == bridge_id and found["answered"] and state is CallState.connected:
+                reason = _storable_text(cause)
+                call = await self._close(conn, found["id"], state, reason)
+                return CallView(peer=peer, peer_call_id=peer_call_id, call=call)
+            call = await self.desk.get(conn, found["id"])
+            note = f"a report about ring {bridge_id}, not the call's current one: nothing changes"
             return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
 
     # -- helpers ---------------------------------------------------------------

@@ -75,7 +75,12 @@ UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE id = $1 AND state = 'claimed'
 
 -- failed_bridges_of_call --
-SELECT count(*) FROM call_bridges WHERE call_id = $1 AND state = 'failed'
+-- Connects that failed; a callback's ring nobody answered is not one (the
+-- queue's callback attempts count those).
+SELECT count(*) FROM call_bridges b
+ WHERE b.call_id = $1 AND b.state = 'failed'
+   AND NOT EXISTS (SELECT 1 FROM callback_attempts a
+                    WHERE a.bridge_id = b.id AND a.result IN ('no_answer', 'failed'))
 
 -- expire_claims --
 -- Claims whose instance stopped renewing them (it died mid-connect): given up,
@@ -97,19 +102,32 @@ SELECT c.id
  ORDER BY c.connected_at
  LIMIT 200
 
+-- ring_outcome_unknown --
+-- The call's live claim is a ring whose command got no answer (see
+-- bridge_outcome_unknown): the caller may be on the line.
+SELECT 1 FROM call_bridges
+ WHERE call_id = $1 AND state = 'connected' AND last_error LIKE 'outcome unknown%'
+
+-- latest_ring --
+SELECT bridge_id FROM callback_attempts WHERE call_id = $1 ORDER BY id DESC LIMIT 1
+
 -- callback_agent --
 -- The agent a ring of a callback was for (its claim $1, of call $2).
 SELECT agent_id FROM callback_attempts WHERE bridge_id = $1 AND call_id = $2
 
 -- stale_rings --
 -- Rings of callbacks started more than $1 seconds ago that nobody reported on
--- (the command's answer was lost, its instance died, the peer never called
--- back) while the call still sits with the agent unanswered: the agent would
--- wait for ever. Of peers $2 only.
+-- (a peer that reports later never did) while the call still sits with the
+-- agent unanswered: the agent would wait for ever. Of peers $2 only.
+-- A ring whose command got no answer is left alone: it may have reached the
+-- caller, who may be talking to the agent now (the peer's hang-up, or the
+-- agent's end, closes it).
 SELECT a.call_id, a.bridge_id, c.peer, c.peer_call_id
   FROM callback_attempts a
   JOIN calls c ON c.id = a.call_id
+  JOIN call_bridges b ON b.id = a.bridge_id
  WHERE a.result IS NULL AND a.started_at < now() - make_interval(secs => $1)
+   AND coalesce(b.last_error, '') NOT LIKE 'outcome unknown%'
    AND a.id = (SELECT max(l.id) FROM callback_attempts l WHERE l.call_id = a.call_id)
    AND c.state = 'connected' AND c.agent_id = a.agent_id
    AND c.callback_answered_at IS NULL

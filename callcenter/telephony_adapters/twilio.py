@@ -691,9 +691,10 @@ async def twilio_callback_dial(request: web.Request) -> web.StreamResponse:
     dial_status = params.get("DialCallStatus", "")
     call_status = params.get("CallStatus", "")
     if call_status in TERMINAL_STATUSES:
-        # The caller hung up (while the agent rang, or after talking): the call ends.
-        await gateway.handle(
-            TWILIO, Hangup(sid, cause=f"{call_status} while dialing the agent ({dial_status})")
+        # The caller hung up (while the agent rang, or after talking): the call ends,
+        # if this ring is still the call's (a late report about an earlier one is not).
+        await gateway.callback_leg_ended(
+            TWILIO, sid, bridge_id, f"{call_status} while dialing the agent ({dial_status})"
         )
     elif dial_status in DIAL_MISSED:
         view = await gateway.connect_failed(
@@ -737,8 +738,8 @@ async def twilio_callback_status(request: web.Request) -> web.StreamResponse:
         view = await gateway.callback_missed(
             TWILIO, sid, bridge_id, "failed", "completed, never bridged (answer URL failed?)"
         )
-        if view.note is not None:  # it had been answered: that ring is not missed
-            await gateway.handle(TWILIO, Hangup(sid, cause="completed"))
+        if view.note is not None:  # it had been answered: the conversation is over
+            await gateway.callback_leg_ended(TWILIO, sid, bridge_id, "completed")
     return _twiml(VoiceResponse())
 
 

@@ -441,11 +441,12 @@ async def test_a_caller_who_rings_again_while_waiting_for_their_callback_takes_i
     assert pbx.commands == []
 
 
-async def test_a_ring_nobody_ever_reports_on_frees_the_agent_instead_of_holding_them(
+async def test_a_ring_whose_outcome_is_unknown_stays_with_the_agent_until_a_hang_up(
     app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
 ) -> None:
-    # The PBX never answers the callback command: its outcome is unknown, so it is
-    # not rung again, and the call stays with the agent until the watchdog.
+    # The PBX never answers the callback command: the caller may be talking to the
+    # agent already, so the ring is neither repeated nor counted as not answered, and
+    # the PBX's hang-up (or the agent's end) closes the call.
     pbx = FakePBX(ring_gate=asyncio.Event())
     quick = {"connect_timeout_seconds": 0.5, "callback_ring_seconds": 5.0}
     client = await _service(app_factory, aiohttp_server, pbx, quick, callback=RULE)
@@ -463,22 +464,70 @@ async def test_a_ring_nobody_ever_reports_on_frees_the_agent_instead_of_holding_
         return error is not None and error.startswith("outcome unknown")
 
     await eventually(unknown, timeout=15)
-    bridger = client.app[app_keys.BRIDGER]
-    await bridger.catch_up()  # too early: nothing changes
-    assert await _agent_state(pool, agent_id) == "on_call"
     await pool.execute(
         "UPDATE callback_attempts SET started_at = started_at - interval '1 hour'"
         " WHERE call_id = $1",
         call_id,
     )
-    await bridger.catch_up()
-    assert await _agent_state(pool, agent_id) == "available"
-    row = await pool.fetchrow(
-        "SELECT a.result, a.cause, c.state FROM callback_attempts a JOIN calls c"
-        " ON c.id = a.call_id WHERE a.call_id = $1",
-        call_id,
-    )
-    assert dict(row) == {"result": "failed", "cause": "no report of the ring", "state": "waiting"}
+    await client.app[app_keys.BRIDGER].catch_up()  # the watchdog leaves it alone
+    assert await _agent_state(pool, agent_id) == "on_call"
+    assert len([c for c in pbx.commands if c["action"] == "callback"]) == 1
+    status, ended = await post_generic(client, _event("call.hangup", "pbx-90"))
+    assert status == 200 and ended["call"]["state"] == "completed"
     assert pbx.ring_gate is not None
     pbx.ring_gate.set()
+    await panel.close()
+
+
+async def test_a_typed_customer_number_takes_over_no_place(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    # Anyone can read a customer number off a letter: typed, it serves that one call,
+    # and must not end the customer's callback nor take their dropped call's place.
+    pbx = FakePBX()
+    client = await _service(
+        app_factory, aiohttp_server, pbx, callback=RULE, redial_window_seconds=300
+    )
+    await make_customer(client, "C-T", 100, "+12125550185")
+    virtual = await _arrive(client, "pbx-85", "+12125550185")
+    await _take_callback(client, "pbx-85")
+    dropped = await _arrive(client, "pbx-86", "+12125550186")
+    await post_generic(client, _event("call.hangup", "pbx-86"))
+    status, typed = await post_generic(
+        client,
+        _event("call.incoming", "pbx-87", **{"from": "anonymous", "customer_number": "C-T"}),
+    )
+    assert status == 200 and typed["call"]["customer_known"] is True
+    assert typed["call"]["resumed"] is False
+    assert (
+        await pool.fetchval("SELECT state FROM calls WHERE id = $1", virtual["call"]["id"])
+        == "waiting"
+    )
+    assert dropped["call"]["id"] not in await pool.fetch("SELECT resumed_from FROM calls")
+
+
+async def test_a_ring_the_pbx_refused_uses_up_none_of_the_callers_attempts(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    # The PBX answers 503 to the callback command: the caller's phone never rang, so
+    # the call goes back in its place as after a failed connect, attempts untouched.
+    pbx = FakePBX(fail=1)
+    client = await _service(app_factory, aiohttp_server, pbx, callback=RULE)
+    reply = await _arrive(client, "pbx-95", "+12125550195")
+    call_id = reply["call"]["id"]
+    await _take_callback(client, "pbx-95")
+    _, token = await make_agent_with_endpoint(client, "gi", "sip:gi@pbx.example")
+    panel = await available_panel(client, token)
+    assert await accept_next_offer(panel) == call_id
+    await panel.until(lambda m: m["type"] == "state" and m["agent"]["state"] == "not_responding")
+    row = await pool.fetchrow(
+        "SELECT state, callback_attempts, callback_retry_at FROM calls WHERE id = $1", call_id
+    )
+    assert dict(row) == {"state": "waiting", "callback_attempts": 0, "callback_retry_at": None}
+    ring = await pool.fetchrow("SELECT result FROM callback_attempts WHERE call_id = $1", call_id)
+    assert ring["result"] == "cancelled"
+    # Back in the queue at once with its key: the next accept rings the caller.
+    await panel.send(type="available")
+    assert await accept_next_offer(panel) == call_id
+    await eventually(lambda: _has(pbx, "callback"))
     await panel.close()

@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from callcenter import app_keys
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import FAST, eventually
 from tests.integration.telephony_fakes import (
@@ -533,14 +534,22 @@ async def test_an_agent_who_misses_a_picked_up_callback_puts_the_call_back_in_it
     assert status == 200 and _verbs(text) == ["Say", "Hangup"], text
     assert "call you back" in (_xml(text).findtext("Say") or "")
     await panel.state("not_responding")
-    await _leg_status(client, create, "completed", CallDuration="30")
     row = await _call(pool, sid)
     assert row["state"] == "waiting" and row["callback_answered_at"] is None
     assert row["waiting_key"] == key and row["give_up_at"] is None
-    # Said available again, the agent gets it once more: a new ring.
+    # Said available again, the agent gets it once more: a new ring, picked up.
     await panel.send(type="available")
     assert await accept_next_offer(panel) == call_id
-    assert (await _created(fake, 2))["To"] == caller
+    second = await _created(fake, 2)
+    assert second["To"] == caller
+    await _ring_answered(client, second, "ada")
+    # The first ring's end is reported only now (its apology was long): it must not
+    # end the conversation of the second.
+    await _leg_status(client, create, "completed", CallDuration="30")
+    row = await _call(pool, sid)
+    assert row["state"] == "connected" and row["callback_answered_at"] is not None
+    await _leg_status(client, second, "completed", CallDuration="40")
+    assert (await _call(pool, sid))["state"] == "completed"
     await panel.close()
 
 
@@ -701,4 +710,40 @@ async def test_a_supervisor_ending_a_bridged_callback_hangs_up_its_outbound_leg(
     await _leg_status(client, create, "completed", CallDuration="40")
     row = await _call(pool, sid)
     assert (row["state"], row["end_reason"]) == ("completed", "supervisor")
+    await panel.close()
+
+
+async def test_a_ring_twilio_never_reports_on_frees_the_agent_after_the_watchdog(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    # The call was created at Twilio, but no status callback ever comes: after twice
+    # the ring's limit the bridger's catch-up counts the ring as not answered.
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _app(app_factory, api)
+    await _queue(client)
+    agent_id, ada = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    sid, caller = call_sid(700), "+12125550170"
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    await _opt_in(client, sid, caller)
+    await _caller_left(client, sid, caller)
+    panel = await available_panel(client, ada)
+    call_id = await accept_next_offer(panel)
+    await _created(fake, 1)
+    bridger = client.app[app_keys.BRIDGER]
+    await bridger.catch_up()  # the ring is young: nothing changes
+    state = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+    assert state == "on_call"
+    await pool.execute(
+        "UPDATE callback_attempts SET started_at = started_at - interval '1 hour'"
+        " WHERE call_id = $1",
+        call_id,
+    )
+    await bridger.catch_up()
+    await panel.state("available")
+    ring = await pool.fetchrow(
+        "SELECT result, cause FROM callback_attempts WHERE call_id = $1", call_id
+    )
+    assert dict(ring) == {"result": "failed", "cause": "no report of the ring"}
+    assert (await _call(pool, sid))["state"] == "waiting"
     await panel.close()

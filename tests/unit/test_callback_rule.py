@@ -54,7 +54,13 @@ def test_the_config_reads_hours_in_its_time_zone_and_refuses_bad_ones() -> None:
     assert rule.hours == (time(9, 0), time(17, 0)) and rule.after_seconds == 30
     # 07:30 UTC in December is 08:30 in Berlin: still closed.
     assert config.local_time(datetime(2026, 12, 4, 7, 30, tzinfo=UTC)) == time(8, 30)
-    for bad in ({"hours": "9-17"}, {"hours": "10:00-10:00"}, {"timezone": "Mars/Base"}):
+    for bad in (
+        {"hours": "9-17"},
+        {"hours": "10:00-10:00"},
+        {"timezone": "Mars/Base"},
+        {"timezone": "America"},  # a folder of the zone database, not a zone
+        {"timezone": "../etc"},
+    ):
         with pytest.raises(ValidationError):
             RuleConfig.model_validate(bad)
     with pytest.raises(ValidationError):
