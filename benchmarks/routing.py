@@ -75,7 +75,8 @@ DB = "bench_routing"
 PGDATA = WORK / "pgdata-routing"
 
 
-async def fill_backlog(url: str, n: int) -> None:
+async def fill_backlog(url: str, n: int, virtual: float = 0.0) -> None:
+    """``n`` calls waiting in a queue nobody serves; ``virtual`` of them callbacks."""
     conn = await asyncpg.connect(url)
     await conn.execute("INSERT INTO queues (name) VALUES ('backlog') ON CONFLICT DO NOTHING")
     await conn.execute(
@@ -88,6 +89,12 @@ async def fill_backlog(url: str, n: int) -> None:
            SELECT id, 'backlog', service_key, enqueued_at FROM c""",
         n,
     )
+    if virtual > 0:
+        await conn.execute(
+            """UPDATE calls SET callback_number = '+12125550100', callback_requested_at = now()
+                WHERE queue = 'backlog' AND (id * 7919) % 1000 < $1""",
+            round(virtual * 1000),
+        )
     await conn.execute("VACUUM ANALYZE waiting_calls")
     await conn.close()
 
@@ -138,11 +145,23 @@ class Agents:
                         self.error_samples.append(m["detail"])
 
 
-async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float], int]:
-    """Open-loop enqueues at ``rate``; returns send time by call id, and failures."""
+async def load(
+    base: str, rate: float, duration: float, virtual: float = 0.0, url: str | None = None
+) -> tuple[dict[int, float], int]:
+    """Open-loop enqueues at ``rate``; returns send time by call id, and failures.
+
+    ``virtual``: that share of the calls is turned into a callback (a virtual
+    call) as soon as its enqueue answers, by this process on ``url`` (what the
+    telephony gateway writes when a caller takes one; those calls have no peer,
+    so nobody is rung when they are accepted). Most are offered before that
+    lands at this run's speed: what it shows is that the claim's cost does not
+    change, not a caller's wait.
+    """
     sent_at: dict[int, float] = {}
     failures = 0
     connector = aiohttp.TCPConnector(limit=64)
+    every = round(1 / virtual) if virtual > 0 else 0
+    marker = await asyncpg.create_pool(url, min_size=1, max_size=4) if every and url else None
     async with aiohttp.ClientSession(connector=connector, headers=AUTH) as http:
 
         async def one(n: int) -> None:
@@ -156,6 +175,13 @@ async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float
                         failures += 1
                         return
                     sent_at[data["call"]["id"]] = t0
+                if marker is not None and n % every == 0:
+                    await marker.execute(
+                        "UPDATE calls SET callback_number = $2, callback_requested_at = now() "
+                        "WHERE id = $1 AND state = 'waiting' AND callback_number IS NULL",
+                        data["call"]["id"],
+                        body["ani"],
+                    )
             except aiohttp.ClientError:
                 failures += 1
 
@@ -175,6 +201,8 @@ async def load(base: str, rate: float, duration: float) -> tuple[dict[int, float
                 n += 1
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
+    if marker is not None:
+        await marker.close()
     return sent_at, failures
 
 
@@ -374,7 +402,7 @@ async def main(args: argparse.Namespace) -> None:
     service = None
     try:
         url = await fresh_database(server_url, DB)
-        await fill_backlog(url, args.backlog)
+        await fill_backlog(url, args.backlog, args.virtual)
         if args.statements:
             conn = await asyncpg.connect(url)
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -418,7 +446,9 @@ async def main(args: argparse.Namespace) -> None:
         load_at_start = load_average()
         warm_start = time.perf_counter()
         starting = asyncio.create_task(measure_from_now())
-        all_sent, failures = await load(base, args.rate, args.warmup + args.duration)
+        all_sent, failures = await load(
+            base, args.rate, args.warmup + args.duration, args.virtual, url
+        )
         meter.end = meter.read()
         await starting
         started = warm_start + args.warmup
@@ -490,6 +520,7 @@ async def main(args: argparse.Namespace) -> None:
             f"enqueue failures {failures} |"
         )
         print(f"| agents / waiting backlog | {args.agents} / {args.backlog} |")
+        print(f"| virtual calls (callbacks) | {args.virtual:.0%} of backlog and stream |")
         print(
             f"| enqueue→offer p50 / p90 / p99 / max | {pct(latencies, 50):.1f} / "
             f"{pct(latencies, 90):.1f} / {pct(latencies, 99):.1f} / {max(latencies):.1f} ms |"
@@ -550,6 +581,12 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--series", action="store_true", help="print p50/max latency by second to stderr"
+    )
+    parser.add_argument(
+        "--virtual",
+        type=float,
+        default=0.0,
+        help="share of the backlog and of the stream made callbacks (virtual calls)",
     )
     parser.add_argument(
         "--statements",

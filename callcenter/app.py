@@ -362,6 +362,7 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             desk,
             default_queue=settings.telephony_default_queue,
             events=telephony_events_counter(registry),
+            refused_prefixes=settings.callback_refused_prefixes,
         )
         if settings.generic_callback_url and settings.generic_webhook_secret is not None:
             gateway.register(
@@ -379,6 +380,7 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
                     account_sid=settings.twilio_account_sid,
                     auth_token=settings.twilio_auth_token.get_secret_value(),
                     public_url=settings.public_url,
+                    callback_from=settings.twilio_callback_from,
                 )
             )
         bridger = Bridger(
@@ -392,6 +394,7 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
             max_requeues=settings.connect_max_requeues,
             catch_up_seconds=settings.sweep_seconds * 5,
             results=bridges_counter(registry),
+            callback_ring_seconds=settings.callback_ring_seconds,
         )
         releaser = Releaser(
             desk,

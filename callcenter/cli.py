@@ -750,6 +750,37 @@ def simulate(
         Path | None,
         typer.Option(help="With --from-history: the data folder (e.g. var/demo for the demo's)."),
     ] = None,
+    callback_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Callbacks on: offered to a caller whose estimated wait at arrival is at "
+            "least this many seconds (off by default)."
+        ),
+    ] = None,
+    callback_take: Annotated[
+        float | None, typer.Option(help="Share of offered callers who take it (default 0.5).")
+    ] = None,
+    callback_answer: Annotated[
+        float | None, typer.Option(help="Share of rings the caller answers (default 0.8).")
+    ] = None,
+    callback_attempts: Annotated[
+        int | None, typer.Option(help="Rings before a callback fails (default 3).")
+    ] = None,
+    callback_retry: Annotated[
+        float | None, typer.Option(help="Seconds between unanswered rings (default 120).")
+    ] = None,
+    callback_ring: Annotated[
+        float | None,
+        typer.Option(help="Seconds an unanswered ring holds the agent (default 30)."),
+    ] = None,
+    callback_tiers: Annotated[
+        str | None,
+        typer.Option(help="Offer it only to these tiers, e.g. platinum,gold (default all)."),
+    ] = None,
+    compare_callbacks: Annotated[
+        bool,
+        typer.Option(help="Each policy without and with callbacks, side by side, same calls."),
+    ] = False,
 ) -> None:
     """Serve the same simulated calls under fifo, strict and value, side by side."""
     if ctx.invoked_subcommand is not None:
@@ -757,8 +788,14 @@ def simulate(
     import json
 
     from callcenter.simulation.whatif import WhatIfError
-    from callcenter.simulation.whatif_report import bound_line, comparison_table
+    from callcenter.simulation.whatif_report import (
+        bound_line,
+        callback_effect_table,
+        callback_line,
+        comparison_table,
+    )
     from callcenter.simulation.whatif_run import (
+        CallbackOptions,
         SimulateOptions,
         erlang_reference,
         plan,
@@ -767,9 +804,19 @@ def simulate(
     from callcenter.simulation.whatif_run import simulate as run_simulation
 
     policies = policy or ["all"]
+    callbacks = CallbackOptions(
+        after=callback_after,
+        take=callback_take,
+        answer=callback_answer,
+        attempts=callback_attempts,
+        retry=callback_retry,
+        ring=callback_ring,
+        tiers=callback_tiers,
+        compare=compare_callbacks,
+    )
     if from_history:
         comparison, loads, outcomes, report, title, reference = _replay(
-            since, queue, data_dir, agents, policies, credits, target, seed, runs
+            since, queue, data_dir, agents, policies, credits, target, seed, runs, callbacks
         )
     else:
         options = SimulateOptions(
@@ -784,6 +831,7 @@ def simulate(
             seed=seed,
             runs=runs,
             handle_cv=handle_cv,
+            callbacks=callbacks,
         )
         try:
             checked = plan(options)
@@ -816,7 +864,13 @@ def simulate(
         typer.echo(json.dumps(report, indent=2))
         return
     out = Console()
-    out.print(comparison_table(comparison, title))
+    if comparison.without_callbacks is not None:
+        out.print(callback_effect_table(comparison, title))
+    else:
+        out.print(comparison_table(comparison, title))
+    said = callback_line(comparison)
+    if said is not None:
+        out.print(said, highlight=False)
     if reference:
         out.print(reference, highlight=False)
     for policy_report in comparison.reports:
@@ -833,6 +887,7 @@ def _replay(
     target: str | None,
     seed: int,
     runs: int,
+    callbacks: Any = None,
 ) -> tuple[Any, Any, Any, dict[str, Any], str, str]:
     """The service's own finished calls of the window, replayed under each policy."""
     from callcenter.customers.value import ordered_tiers
@@ -877,6 +932,7 @@ def _replay(
             seed=seed,
             runs=runs,
             queue_credits=configured.credits if configured is not None else None,
+            callbacks=callbacks,
         )
     except WhatIfError as exc:
         raise _what_if_refused(exc) from None

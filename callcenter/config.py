@@ -38,6 +38,13 @@ def shipped_bank() -> Path:
     return Path(str(resources.files("callcenter").joinpath("data", "assist.yaml")))
 
 
+#: E.164 prefixes of premium-rate and shared-cost ranges refused as callback
+#: numbers by default, on top of the numbers ``phonenumbers`` itself types as
+#: premium-rate or shared-cost: US/CA 900 and 976, UK 09 and 087, DE 0900 and
+#: 0137, FR 089.
+DEFAULT_REFUSED_PREFIXES = ("+1900", "+1976", "+449", "+4487", "+49900", "+49137", "+3389")
+
+
 class Settings(BaseSettings):
     """Every setting of the service; the README has a table of them."""
 
@@ -183,6 +190,41 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest pause between attempts to reconnect the ARI event websocket.",
     )
+    ari_callback_endpoint: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*/\S+$",
+        description="Dial string that rings a caller back, e.g. PJSIP/{number}@trunk "
+        "({number}: the E.164 number, {digits}: the same without +). Set: Asterisk callers are "
+        "offered callbacks (where the queue's rule says so); unset: never.",
+    )
+    ari_callback_caller_id: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Caller id a callback rings with (the contact center's number); "
+        "unset: what the trunk sets.",
+    )
+    ari_callback_prompt: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^[a-z]+:\S+$",
+        description="ARI media played when a caller is offered a callback, e.g. "
+        "sound:custom/press-1-callback; unset: the offer stands silently.",
+    )
+    ari_callback_confirm_prompt: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^[a-z]+:\S+$",
+        description="ARI media played once the caller took the callback (# or silence: the "
+        "calling number; another number then #: that one); unset: silence.",
+    )
+    ari_callback_confirm_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        le=60,
+        description="After taking the callback, this long without a key confirms the number "
+        "(counted from the end of the confirm prompt and from each key).",
+    )
 
     # -- telephony ---------------------------------------------------------------
     telephony_default_queue: str = Field(
@@ -220,6 +262,19 @@ class Settings(BaseSettings):
     )
     release_backoff_seconds: float = Field(
         default=1.0, ge=0, le=60, description="Pause after the first failed hang-up; doubles."
+    )
+
+    callback_ring_seconds: float = Field(
+        default=30.0,
+        ge=5,
+        le=120,
+        description="How long a callback rings the caller before it counts as not answered.",
+    )
+    callback_refused_prefixes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSED_PREFIXES),
+        max_length=200,
+        description="E.164 prefixes a callback never rings (premium-rate and shared-cost "
+        "ranges beyond those the phone-number library classifies), a JSON list.",
     )
 
     public_url: str | None = Field(
@@ -278,6 +333,12 @@ class Settings(BaseSettings):
     twilio_language: str = Field(
         default="en-US", max_length=16, description="Language of <Say> and <Gather>."
     )
+    twilio_callback_from: str | None = Field(
+        default=None,
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+        description="The caller ID (E.164, a number of the Twilio account) callbacks ring "
+        "callers from. Absent: Twilio callers are never offered a callback.",
+    )
 
     retention_days: int = Field(
         default=365,
@@ -299,6 +360,14 @@ class Settings(BaseSettings):
     @classmethod
     def _no_file(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("callback_refused_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not re.fullmatch(r"\+[0-9]{1,15}", prefix):
+                raise ValueError(f"{prefix!r} is not an E.164 prefix (+ and digits)")
+        return value
 
     @field_validator("default_region")
     @classmethod
@@ -324,6 +393,31 @@ class Settings(BaseSettings):
             raise ValueError(
                 "the lowest tier threshold must be 0 or below, so every customer has a tier"
             )
+        return value
+
+    @field_validator(
+        "ari_callback_endpoint",
+        "ari_callback_caller_id",
+        "ari_callback_prompt",
+        "ari_callback_confirm_prompt",
+        mode="before",
+    )
+    @classmethod
+    def _unset_if_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ari_callback_endpoint")
+    @classmethod
+    def _check_callback_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            value.format(number="+1", digits="1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"only {{number}} and {{digits}} may be filled in ({exc!r}); "
+                "write a literal brace twice"
+            ) from None
         return value
 
     @field_validator("ari_url")
@@ -371,6 +465,7 @@ _ACCEPTS: dict[str, str] = {
     'the lowest 0 or below, e.g. {"gold": 5000, "standard": 0}',
     "allowed_hosts": 'a JSON list of host names, e.g. ["cc.example.com"] (["*"]: any)',
     "allowed_origins": 'a JSON list of origins, e.g. ["https://desk.example.com"]',
+    "callback_refused_prefixes": 'a JSON list of E.164 prefixes, e.g. ["+1900", "+449"]',
     "public_url": "an http:// or https:// URL with a host and no query, "
     "e.g. https://cc.example.com",
     "ari_url": "an http:// or https:// URL with a host, no credentials and no query, "
@@ -379,7 +474,12 @@ _ACCEPTS: dict[str, str] = {
     "twilio_api_base": "an http:// or https:// URL with a host and no query",
     "twilio_hold_music_url": "an http:// or https:// URL",
     "twilio_account_sid": "AC followed by 32 hexadecimal digits",
+    "twilio_callback_from": "an E.164 number of the Twilio account, e.g. +14155550100",
     "ari_app": "1 to 64 letters, digits, '_', '.' or '-'",
+    "ari_callback_endpoint": "an Asterisk dial string, Tech/resource, with {number} or {digits} "
+    "for the number to ring, e.g. PJSIP/{number}@trunk",
+    "ari_callback_prompt": "an ARI media URI, e.g. sound:custom/press-1-callback",
+    "ari_callback_confirm_prompt": "an ARI media URI, e.g. sound:custom/callback-confirm",
     "telephony_default_queue": "a queue name: lower-case letters, digits, '_' or '-'",
 }
 

@@ -173,6 +173,18 @@ class AgentNotReached(PeerFailed):
     title = "Agent's phone did not answer"
 
 
+class CallerNotReached(PeerFailed):
+    """A callback rang the caller and nobody answered (rang out, busy, refused, failed):
+    the agent is freed and the call waits out the queue's retry delay in its place.
+    ``result``: ``no_answer`` (rang out or busy) or ``failed`` (it could not ring)."""
+
+    title = "Caller did not answer the callback"
+
+    def __init__(self, detail: str, *, result: str = "no_answer") -> None:
+        super().__init__(detail)
+        self.result = result
+
+
 class PeerOutcomeUnknown(PeerFailed):
     """A command reached the peer (or may have) but no answer came: it may or may not
     have been carried out, so sending it again or undoing it are both unsafe."""

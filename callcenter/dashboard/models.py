@@ -97,6 +97,10 @@ class WaitingRow(BaseModel):
     offered_to: int | None
     value: float
     why: str = Field(description="Why the call is where it is (what the agent is told too).")
+    callback: bool = Field(
+        default=False, description="A virtual call: the caller is rung back when it is served."
+    )
+    resumed: bool = Field(default=False, description="A redial that kept a dropped call's place.")
 
 
 class AgentRow(BaseModel):

@@ -33,6 +33,7 @@ WITH rows AS (
      WHERE c.queue = ANY ($3::text[]) AND c.connected_at >= $1 AND c.agent_id IS NOT NULL
     UNION ALL
     -- Ended while waiting (never answered): abandoned, or transferred from the queue.
+    -- A callback whose caller rang in again did not leave: the new call has its place.
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM c.ended_at) / $2)::bigint,
            0, 0, 0, 0, (c.state = 'abandoned')::int,
@@ -43,6 +44,7 @@ WITH rows AS (
       FROM calls c
       LEFT JOIN customers cu ON cu.id = c.customer_id
      WHERE c.queue = ANY ($3::text[]) AND c.ended_at >= $1 AND c.connected_at IS NULL
+       AND c.end_reason IS DISTINCT FROM 'rang_again'
     UNION ALL
     SELECT c.queue, coalesce(c.tier, 'unknown'), 0,
            floor(extract(epoch FROM a.answered_at) / $2)::bigint,
@@ -96,7 +98,8 @@ SELECT q.name AS queue, h.*
             extract(epoch FROM now() - w.enqueued_at)::float8 AS waited,
             c.external_id, c.ani, c.tier, c.credit_seconds, c.credit_explicit, c.bumped_by,
             c.customer_id, cu.customer_number, cu.name AS customer_name, cu.provisional,
-            greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8 AS value
+            greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0)::float8 AS value,
+            c.callback_number IS NOT NULL AS callback, c.resumed_from IS NOT NULL AS resumed
        FROM waiting_calls w
        JOIN calls c ON c.id = w.call_id
        LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -110,14 +113,18 @@ SELECT q.name AS queue, h.*
 -- The bound, checked on what waits now: calls with a call ahead of them that
 -- arrived more than the queue's bound ($2[i] seconds for queue $1[i]) later.
 -- The value policy promises none; a count above 0 is a fault to look into.
+-- A redial that resumed a dropped call arrived, for the bound, when that call did.
 SELECT t.queue,
        (SELECT count(*) FROM (
-            SELECT w.enqueued_at,
-                   max(w.enqueued_at) OVER (ORDER BY w.service_key, w.call_id
-                                            ROWS BETWEEN UNBOUNDED PRECEDING
-                                                     AND 1 PRECEDING) AS latest_ahead
-              FROM waiting_calls w WHERE w.queue = t.queue) o
-         WHERE o.latest_ahead > o.enqueued_at + make_interval(secs => t.bound))::int AS overtaken
+            SELECT a.arrival,
+                   max(a.arrival) OVER (ORDER BY a.service_key, a.call_id
+                                        ROWS BETWEEN UNBOUNDED PRECEDING
+                                                 AND 1 PRECEDING) AS latest_ahead
+              FROM (SELECT w.call_id, w.service_key,
+                           coalesce(c.resumed_arrival, w.enqueued_at) AS arrival
+                      FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+                     WHERE w.queue = t.queue) a) o
+         WHERE o.latest_ahead > o.arrival + make_interval(secs => t.bound))::int AS overtaken
   FROM unnest($1::text[], $2::float8[]) AS t (queue, bound)
 
 -- agents --

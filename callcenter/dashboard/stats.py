@@ -297,6 +297,8 @@ def _waiting(rows: Iterable[asyncpg.Record], rates: dict[str, QueueRates]) -> li
                 offered_to=r["offered_to"],
                 value=round(r["value"], 2),
                 why=policy.explain_credit(r["tier"], r["credit_seconds"], r["credit_explicit"]),
+                callback=r["callback"],
+                resumed=r["resumed"],
             )
         )
     return out

@@ -32,6 +32,8 @@ T = load_queries("callcenter.dashboard", "timeline.sql")
 #: Same-instant rows in the order they happen (an offer ends before the next begins).
 _ORDER = {
     "arrived": 0,
+    "resumed": 0,
+    "callback_requested": 1,
     "identify_call": 1,
     "pin_tier": 2,
     "unpin_tier": 2,
@@ -44,6 +46,7 @@ _ORDER = {
     "withdrawn": 4,
     "force_offline": 5,
     "offered": 6,
+    "callback_rang": 6,
     "end_call": 7,
     "ended": 7,
     "learning": 8,
@@ -69,6 +72,18 @@ _RETIER = frozenset({"pin_tier", "unpin_tier", "identify_call"})
 _SYSTEM_ENDS = {
     "max_wait": "the queue's maximum wait passed",
     "connect_failed": "the telephony peer could not connect it",
+    "callback_failed": "nobody answered its callback",
+    "rang_again": "the caller rang in again while waiting for the callback; the new call "
+    "took its place",
+}
+
+#: How a ring of a callback ended (``callback_attempts.result``; null: still ringing).
+_RINGS = {
+    "answered": "the caller answered",
+    "no_answer": "nobody answered",
+    "failed": "it could not ring",
+    "cancelled": "called off",
+    None: "ringing",
 }
 
 
@@ -77,7 +92,7 @@ class TimelineEvent(BaseModel):
     kind: str = Field(
         description="arrived, offered, accepted, rejected, timeout, withdrawn, bump_call, "
         "unbump_call, move_call, pin_tier, unpin_tier, force_offline, identify_call, ended, "
-        "learning, wrapped_up, released"
+        "learning, wrapped_up, released, resumed, callback_requested, callback_rang"
     )
     who: str | None = Field(
         description="Who did it: a person's or token's role:name (from the session, never "
@@ -159,6 +174,18 @@ def _sentence(row: Mapping[str, Any]) -> str:
         return f"wrap-up done by {_agent(row)}"
     if kind == "released":
         return "the caller's line was let go at the telephony peer"
+    if kind == "resumed":
+        waited = detail.get("waited_before_seconds") or 0
+        return (
+            f"called back after a drop (waited {_seconds(waited)} before): "
+            f"resumed the place of call {detail.get('call_id')}"
+        )
+    if kind == "callback_requested":
+        number = detail.get("number")
+        return f"the caller took a callback to {number} and hung up, keeping the place"
+    if kind == "callback_rang":
+        how = _RINGS.get(detail.get("result"), str(detail.get("result")))
+        return f"rang the caller back at {detail.get('number')} for {_agent(row)}: {how}"
     return str(kind).replace("_", " ") + (f" by {who}" if who else "")
 
 

@@ -55,6 +55,25 @@ SELECT c.wrapped_up_at, 'wrapped_up', NULL, c.agent_id, ag.name, NULL, '{}'::jso
   LEFT JOIN agents ag ON ag.id = c.agent_id
  WHERE c.wrapped_up_at IS NOT NULL
 UNION ALL
+-- A redial that resumed the place of the caller's dropped call.
+SELECT c.enqueued_at, 'resumed', 'caller', NULL, NULL, NULL,
+       jsonb_build_object('call_id', c.resumed_from,
+                          'waited_before_seconds', round(c.waited_before_seconds::numeric, 1))
+  FROM c
+ WHERE c.resumed_from IS NOT NULL
+UNION ALL
+-- The caller took a callback, and every ring of it with how it went.
+SELECT c.callback_requested_at, 'callback_requested', 'caller', NULL, NULL, NULL,
+       jsonb_build_object('number', c.callback_number)
+  FROM c
+ WHERE c.callback_requested_at IS NOT NULL
+UNION ALL
+SELECT cb.started_at, 'callback_rang', NULL, cb.agent_id, ag.name, NULL,
+       jsonb_build_object('number', cb.number, 'result', cb.result, 'cause', cb.cause)
+  FROM callback_attempts cb
+  LEFT JOIN agents ag ON ag.id = cb.agent_id
+ WHERE cb.call_id = $1
+UNION ALL
 -- The caller's line let go at the telephony peer (the releaser's record).
 SELECT r.done_at, 'released', NULL, NULL, NULL, NULL, jsonb_build_object('state', r.state)
   FROM call_releases r

@@ -284,6 +284,40 @@ WITH (autovacuum_analyze_scale_factor='1', autovacuum_analyze_threshold='1000');
 
 
 --
+-- Name: callback_attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.callback_attempts (
+    id bigint NOT NULL,
+    call_id bigint NOT NULL,
+    bridge_id bigint NOT NULL,
+    agent_id bigint NOT NULL,
+    number text NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    leg text,
+    result text,
+    cause text,
+    ended_at timestamp with time zone,
+    CONSTRAINT callback_attempts_result_check CHECK ((result = ANY (ARRAY['answered'::text, 'no_answer'::text, 'failed'::text, 'cancelled'::text])))
+)
+WITH (autovacuum_analyze_scale_factor='1', autovacuum_analyze_threshold='1000');
+
+
+--
+-- Name: callback_attempts_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.callback_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.callback_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: calls; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -315,10 +349,20 @@ CREATE TABLE public.calls (
     link_customer_id bigint,
     verified_by text,
     verified_at timestamp with time zone,
+    callback_number text,
+    callback_requested_at timestamp with time zone,
+    callback_attempts integer DEFAULT 0 NOT NULL,
+    callback_retry_at timestamp with time zone,
+    callback_answered_at timestamp with time zone,
+    resumed_from bigint,
+    resumed_arrival timestamp with time zone,
+    waited_before_seconds double precision,
+    CONSTRAINT calls_callback_complete CHECK (((callback_number IS NULL) = (callback_requested_at IS NULL))),
     CONSTRAINT calls_check CHECK (((state = ANY (ARRAY['completed'::text, 'abandoned'::text, 'transferred'::text])) = (ended_at IS NOT NULL))),
     CONSTRAINT calls_external_id_check CHECK (((length(external_id) >= 1) AND (length(external_id) <= 200))),
     CONSTRAINT calls_link_complete CHECK (((link_phone IS NULL) = (link_customer_id IS NULL))),
     CONSTRAINT calls_peer_matches_external_id CHECK ((((peer IS NULL) = (peer_call_id IS NULL)) AND ((peer IS NULL) OR (external_id = ((peer || ':'::text) || peer_call_id))))),
+    CONSTRAINT calls_resumed_complete CHECK (((resumed_from IS NULL) = (resumed_arrival IS NULL))),
     CONSTRAINT calls_state_check CHECK ((state = ANY (ARRAY['waiting'::text, 'connected'::text, 'completed'::text, 'abandoned'::text, 'transferred'::text]))),
     CONSTRAINT calls_verified_complete CHECK (((verified_by IS NULL) = (verified_at IS NULL)))
 )
@@ -634,6 +678,8 @@ CREATE TABLE public.queues (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     wrap_up_max_seconds double precision DEFAULT 120 NOT NULL,
+    callback jsonb,
+    redial_window_seconds double precision,
     CONSTRAINT queues_check CHECK ((overflow_queue IS DISTINCT FROM name)),
     CONSTRAINT queues_max_wait_seconds_check CHECK ((max_wait_seconds > (0)::double precision)),
     CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
@@ -641,6 +687,7 @@ CREATE TABLE public.queues (
     CONSTRAINT queues_offset_seconds_check CHECK (((offset_seconds >= ('-3600'::integer)::double precision) AND (offset_seconds <= (3600)::double precision))),
     CONSTRAINT queues_overflow_after_seconds_check CHECK ((overflow_after_seconds > (0)::double precision)),
     CONSTRAINT queues_policy_check CHECK ((policy = ANY (ARRAY['value'::text, 'strict'::text, 'fifo'::text]))),
+    CONSTRAINT queues_redial_window_seconds_check CHECK (((redial_window_seconds > (0)::double precision) AND (redial_window_seconds <= (86400)::double precision))),
     CONSTRAINT queues_service_level_seconds_check CHECK ((service_level_seconds > (0)::double precision)),
     CONSTRAINT queues_wrap_up_max_seconds_check CHECK (((wrap_up_max_seconds >= (0)::double precision) AND (wrap_up_max_seconds <= (3600)::double precision))),
     CONSTRAINT queues_wrap_up_seconds_check CHECK (((wrap_up_seconds >= (0)::double precision) AND (wrap_up_seconds <= (3600)::double precision)))
@@ -791,6 +838,22 @@ ALTER TABLE ONLY public.call_offers
 
 ALTER TABLE ONLY public.call_releases
     ADD CONSTRAINT call_releases_pkey PRIMARY KEY (call_id);
+
+
+--
+-- Name: callback_attempts callback_attempts_bridge_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.callback_attempts
+    ADD CONSTRAINT callback_attempts_bridge_id_key UNIQUE (bridge_id);
+
+
+--
+-- Name: callback_attempts callback_attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.callback_attempts
+    ADD CONSTRAINT callback_attempts_pkey PRIMARY KEY (id);
 
 
 --
@@ -1022,6 +1085,27 @@ CREATE INDEX call_releases_claimed ON public.call_releases USING btree (lease_un
 
 
 --
+-- Name: callback_attempts_call; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_attempts_call ON public.callback_attempts USING btree (call_id, id);
+
+
+--
+-- Name: callback_attempts_leg; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_attempts_leg ON public.callback_attempts USING btree (leg) WHERE (leg IS NOT NULL);
+
+
+--
+-- Name: calls_callback_retry; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX calls_callback_retry ON public.calls USING btree (callback_retry_at) WHERE (callback_retry_at IS NOT NULL);
+
+
+--
 -- Name: calls_connected; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1054,6 +1138,20 @@ CREATE INDEX calls_queue_ended ON public.calls USING btree (queue, ended_at) WHE
 --
 
 CREATE INDEX calls_queue_enqueued ON public.calls USING btree (queue, enqueued_at);
+
+
+--
+-- Name: calls_redial; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX calls_redial ON public.calls USING btree (customer_id, queue, ended_at DESC) WHERE (state = 'abandoned'::text);
+
+
+--
+-- Name: calls_resumed_from; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX calls_resumed_from ON public.calls USING btree (resumed_from) WHERE (resumed_from IS NOT NULL);
 
 
 --

@@ -19,7 +19,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
 from callcenter.http.auth import Principal, Role, new_token, token_digest
-from callcenter.queue.calls import caller_summary
+from callcenter.queue.calls import caller_summary, resumed_from
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority, QueueWaiting
 from callcenter.queue.policy import explain_credit
@@ -235,4 +235,6 @@ def _offer(row: asyncpg.Record) -> Offer:
             explicit=row["credit_explicit"],
             reason=explain_credit(row["tier"], row["credit_seconds"], row["credit_explicit"]),
         ),
+        callback=row["callback_number"],
+        resumed=resumed_from(row),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +37,7 @@ from callcenter.queue.ewt import QueueRates, estimated_wait
 from callcenter.queue.metrics import QueueMetrics
 from callcenter.queue.models import (
     Call,
+    CallbackState,
     CallIn,
     CallState,
     EndOutcome,
@@ -45,12 +46,17 @@ from callcenter.queue.models import (
     QueueCalls,
     QueueList,
     QueueSummary,
+    Resumed,
     WaitingCall,
 )
 from callcenter.queue.rates import Bucket, RateWindow
 from callcenter.queue.sql import Q
 
 _log = logging.getLogger(__name__)
+
+#: The end reason of a call waiting for its callback whose caller rang in again
+#: (the new call took its place).
+RANG_AGAIN = "rang_again"
 
 #: Seconds a queue's rates reading is reused (see ``CallDesk._rates``).
 RATES_TTL = 1.0
@@ -128,24 +134,42 @@ class CallDesk:
             ani = resolution.phone or (data.ani or None)
             recognised = identity.recognised_by(resolution)
             ewt = estimated_wait(ahead, rates)
-            row = await conn.fetchrow(
-                Q["enqueue"],
-                data.call_id,
-                queue.name,
-                ani,
-                customer.id if customer is not None else None,
-                recognised,
-                tier,
-                credit,
-                queue.offset_seconds,
-                ewt,
-                queue.overflow_after_seconds,
-                queue.max_wait_seconds,
-                CHANNEL,
-                payloads([Event("queue", queue.name)]),
-                *(peer or (None, None)),
-                *_pending_link(resolution),
-            )
+            # A caller recognised by their phone may take back a place: a dropped
+            # call's (redial), or their own callback's, locked first so nobody is
+            # offered or rung that call while this one takes it over.
+            trusted = customer is not None and recognised == "phone"
+            takeover = trusted and queue.callback is not None
+            async with conn.transaction() if takeover else nullcontext():
+                if takeover:
+                    assert customer is not None
+                    await conn.fetch(Q["lock_waiting_callback"], customer.id, queue.name)
+                row = await conn.fetchrow(
+                    Q["enqueue"],
+                    data.call_id,
+                    queue.name,
+                    ani,
+                    customer.id if customer is not None else None,
+                    recognised,
+                    tier,
+                    credit,
+                    queue.offset_seconds,
+                    ewt,
+                    queue.overflow_after_seconds,
+                    queue.max_wait_seconds,
+                    CHANNEL,
+                    payloads([Event("queue", queue.name)]),
+                    *(peer or (None, None)),
+                    *_pending_link(resolution),
+                    queue.redial_window_seconds if trusted else None,
+                    takeover,
+                )
+                if row is not None and row["resumed_state"] == CallState.waiting:
+                    # The caller rang in again while waiting for their callback: this
+                    # call has its place now, and the virtual call it replaces ends.
+                    await self._finish(
+                        conn, row["resumed_from"], EndOutcome.abandoned, RANG_AGAIN,
+                        CallState.waiting, None,
+                    )  # fmt: skip
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
                 return EnqueueAnswer(
@@ -153,6 +177,15 @@ class CallDesk:
                 )
             if self.metrics is not None:
                 self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
+            resumed = None
+            if row["resumed_from"] is not None:
+                # A redial took an older place than its arrival: count where that is.
+                resumed = resumed_from(row)
+                position = await conn.fetchval(
+                    Q["position"], queue.name, row["service_key"], row["id"]
+                )
+                ahead = position - 1
+                ewt = estimated_wait(ahead, rates)
             # The answer is the call as this statement stored it: nothing to read back.
             call = Call(
                 id=row["id"],
@@ -175,6 +208,7 @@ class CallDesk:
                 position=ahead + 1,
                 estimated_wait_seconds=ewt,
                 ewt_at_enqueue=ewt,
+                resumed=resumed,
             )
             return EnqueueAnswer(created=True, identify=resolution.outcome, call=call)
 
@@ -446,7 +480,8 @@ class CallDesk:
                 )
                 if moved is None:
                     raise Conflict(
-                        f"call {call_id} is being offered to an agent right now; try again",
+                        f"call {call_id} is being offered to an agent right now, or set "
+                        "aside until its callback is rung again; try again",
                         field="call_id",
                     )
                 await actions.record(
@@ -686,6 +721,8 @@ class CallDesk:
             estimated_wait_seconds=ewt,
             ewt_at_enqueue=row["ewt_at_enqueue"],
             bumped_by=row["bumped_by"],
+            callback=callback_state(row),
+            resumed=resumed_from(row),
         )
 
     async def call(self, call_id: int) -> Call:
@@ -719,6 +756,8 @@ class CallDesk:
                 waited_seconds=float(r["waited"]),
                 estimated_wait_seconds=estimated_wait(i, rates),
                 offered_to=r["offered_to"],
+                callback=r["callback"],
+                resumed=r["resumed"],
             )
             for i, r in enumerate(rows)
         ]
@@ -764,4 +803,28 @@ def caller_summary(row: asyncpg.Record) -> CustomerSummary | None:
         name=row["customer_name"] or "",
         tier=row["tier"] or "",
         provisional=bool(row["provisional"]),
+    )
+
+
+def callback_state(row: asyncpg.Record) -> CallbackState | None:
+    """A virtual call's callback, from a call row (``callback_*`` columns)."""
+    if row["callback_number"] is None:
+        return None
+    return CallbackState(
+        number=row["callback_number"],
+        requested_at=row["callback_requested_at"],
+        attempts=row["callback_attempts"],
+        retry_at=row["callback_retry_at"],
+        answered_at=row["callback_answered_at"],
+    )
+
+
+def resumed_from(row: asyncpg.Record) -> Resumed | None:
+    """The dropped call a redial resumed, from a call row."""
+    if row["resumed_from"] is None:
+        return None
+    return Resumed(
+        call_id=row["resumed_from"],
+        waited_before_seconds=row["waited_before_seconds"] or 0.0,
+        arrived_at=row["resumed_arrival"],
     )

@@ -54,6 +54,7 @@ class QueueDirectory:
         """Create or replace a queue's config; True if it was created."""
         await self._check_overflow(conn, name, config.overflow_queue)
         self._check_credits(config.credits)
+        self._check_callback_tiers(config)
         created: bool = await conn.fetchval(
             Q["upsert_queue"],
             name,
@@ -67,6 +68,8 @@ class QueueDirectory:
             config.overflow_queue,
             config.service_level_seconds,
             config.wrap_up_max_seconds,
+            config.callback.model_dump() if config.callback is not None else None,
+            config.redial_window_seconds,
         )
         self.invalidate()
         return created
@@ -82,6 +85,17 @@ class QueueDirectory:
                 )
             seen.add(target)
             target = (await self.require(conn, target, field="overflow_queue")).overflow_queue
+
+    def _check_callback_tiers(self, config: QueueConfig) -> None:
+        if config.callback is None or config.callback.tiers is None:
+            return
+        unknown = set(config.callback.tiers) - {*self._tiers, "unknown"}
+        if unknown:
+            raise Unprocessable(
+                f"unknown tier(s) in callback.tiers: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join((*self._tiers, 'unknown'))}",
+                field="callback.tiers",
+            )
 
     def _check_credits(self, credits: Mapping[str, float]) -> None:
         """Known tiers, and a more valuable tier never gets less credit (a missing one: 0)."""

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from callcenter.customers.models import CustomerSummary, Outcome
+from callcenter.queue import policy
 from callcenter.queue.policy import PolicyName
 
 QueueName = Annotated[
@@ -59,6 +68,72 @@ class EndOutcome(StrEnum):
     transferred = "transferred"
 
 
+class CallbackRule(_Strict):
+    """When a caller holding in this queue is offered a callback, and how it is rung.
+
+    The caller who takes it keeps their place: the call stays in the queue
+    with its service key (see ``callcenter.queue.policy``).
+    """
+
+    after_seconds: float = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="Offered when the caller's estimated wait is at least this (0: always).",
+    )
+    tiers: list[Annotated[str, StringConstraints(max_length=40)]] | None = Field(
+        default=None,
+        max_length=20,
+        description='Only callers of these tiers are offered it ("unknown": unidentified '
+        "callers); null: everyone. Offering it first to valuable tiers changes how they "
+        "wait, never when anyone is served.",
+    )
+    hours: str | None = Field(
+        default=None,
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Opening hours in which it is offered, HH:MM-HH:MM local time "
+        "(22:00-06:00 spans midnight); null: always.",
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="The zone of hours.")
+    attempts: int = Field(
+        default=3, ge=1, le=10, description="Rings before the call ends callback_failed."
+    )
+    retry_seconds: float = Field(
+        default=120, ge=1, le=3600, description="Wait after a ring nobody answered."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a name that is a folder of the zone database ("America").
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_hours(self) -> CallbackRule:
+        if self.hours is not None:
+            opens, closes = self.hours.split("-")
+            if opens == closes:
+                raise ValueError("hours must not open and close at the same minute")
+        return self
+
+    def rule(self) -> policy.CallbackRule:
+        """The pure rule ``policy.callback_offered`` applies."""
+        hours = None
+        if self.hours is not None:
+            opens, closes = (time.fromisoformat(t) for t in self.hours.split("-"))
+            hours = (opens, closes)
+        tiers = frozenset(self.tiers) if self.tiers is not None else None
+        return policy.CallbackRule(after_seconds=self.after_seconds, tiers=tiers, hours=hours)
+
+    def local_time(self, now: datetime) -> time:
+        """``now`` on the clock of ``timezone``, as ``hours`` is read."""
+        return now.astimezone(ZoneInfo(self.timezone)).time()
+
+
 class QueueConfig(_Strict):
     """How one queue orders and serves its callers."""
 
@@ -96,6 +171,16 @@ class QueueConfig(_Strict):
     )
     overflow_queue: QueueName | None = None
     service_level_seconds: float = Field(default=20, gt=0)
+    callback: CallbackRule | None = Field(
+        default=None, description="When callers are offered a callback; null: never."
+    )
+    redial_window_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="A customer who calls this queue again within this many seconds of an "
+        "abandoned call resumes that call's place; null: every call starts afresh.",
+    )
 
 
 class Queue(QueueConfig):
@@ -149,12 +234,20 @@ class QueuePatch(_Strict):
     max_wait_seconds: float | None = Field(default=None, gt=0)
     overflow_queue: QueueName | None = None
     service_level_seconds: float | None = Field(default=None, gt=0)
+    callback: CallbackRule | None = None
+    redial_window_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
     @model_validator(mode="after")
     def _changes_something(self) -> QueuePatch:
         if not self.model_fields_set:
             raise ValueError("give at least one field of the queue's configuration")
-        nullable = {"overflow_after_seconds", "max_wait_seconds", "overflow_queue"}
+        nullable = {
+            "overflow_after_seconds",
+            "max_wait_seconds",
+            "overflow_queue",
+            "callback",
+            "redial_window_seconds",
+        }
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -192,6 +285,36 @@ class Call(BaseModel):
     bumped_by: str | None = Field(
         default=None, description="Who set the call's credit by hand (role:name), if anyone."
     )
+    callback: CallbackState | None = Field(
+        default=None,
+        description="The caller chose to be called back: the call waits without them on the "
+        "line, in the same place; null: an ordinary call.",
+    )
+    resumed: Resumed | None = Field(
+        default=None, description="This call resumed the place of the caller's dropped call."
+    )
+
+
+class CallbackState(BaseModel):
+    """A virtual call: the caller hung up to be rung back when an agent accepts."""
+
+    number: str = Field(description="Whom to ring, E.164.")
+    requested_at: datetime
+    attempts: int = Field(description="Rings so far.")
+    retry_at: datetime | None = Field(
+        description="Out of the queue until then, after a ring nobody answered."
+    )
+    answered_at: datetime | None = Field(description="The caller picked up the current ring.")
+
+
+class Resumed(BaseModel):
+    """A redial put back at the place of the call it follows."""
+
+    call_id: int = Field(description="Our id of the abandoned call whose place it took.")
+    waited_before_seconds: float = Field(description="How long the caller had waited before.")
+    arrived_at: datetime = Field(
+        description="The arrival its place counts from: the first call's, not this one's."
+    )
 
 
 class EnqueueAnswer(BaseModel):
@@ -213,6 +336,10 @@ class WaitingCall(BaseModel):
     waited_seconds: float
     estimated_wait_seconds: float | None
     offered_to: int | None
+    callback: bool = Field(
+        default=False, description="A virtual call: the caller is rung back when it is served."
+    )
+    resumed: bool = Field(default=False, description="A redial that resumed a dropped call.")
 
 
 class QueueCalls(BaseModel):
@@ -321,6 +448,14 @@ class Offer(BaseModel):
     tier: str | None
     customer: CustomerSummary | None
     priority: Priority
+    callback: str | None = Field(
+        default=None,
+        description="For a callback, the number the service rings when the agent accepts "
+        "(the caller is not on the line).",
+    )
+    resumed: Resumed | None = Field(
+        default=None, description="The caller called back after a drop and kept their place."
+    )
 
 
 class AgentCreated(BaseModel):

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 #: Default credit in seconds by tier: what a caller of that tier is worth in wait.
@@ -171,3 +171,61 @@ def explain_credit(tier: str | None, credit_seconds: float, explicit: bool) -> s
     if credit_seconds > 0:
         return f"{who}: served as if they had called {credit_seconds:g} s earlier"
     return f"{who}: served in order of arrival"
+
+
+# -- keeping the place: callbacks and redials ----------------------------------
+#
+# A callback does not move a caller: the virtual call keeps the waiting row
+# and the service key it had, so the claim serves it exactly when it would
+# have served the caller holding on, and the overtaking bound above holds
+# unchanged. Offering the callback first to valuable tiers (``tiers``) is
+# therefore fair in the bound's sense: it changes *how* those callers wait,
+# never *when* anyone is served.
+#
+# A redial within the queue's window resumes the abandoned call's place: it is
+# keyed at that call's arrival (``resumed_arrival``) with its credit now, so
+# with the same credit it gets the old key exactly. It never gets a better key
+# by hanging up: the arrival it is keyed at is the old one, not an earlier one,
+# and only a credit that grew (a tier that rose, which moves a waiting call the
+# same way) can place it ahead of where it stood.
+
+
+@dataclass(frozen=True)
+class CallbackRule:
+    """When a waiting caller is offered a callback.
+
+    ``after_seconds``: the caller's estimated wait must be at least this.
+    ``tiers``: only these tiers (``"unknown"`` names unidentified callers);
+    None: everyone. ``hours``: local opening hours ``(opens, closes)`` in which
+    it is offered (``closes`` before ``opens`` spans midnight); None: always.
+    """
+
+    after_seconds: float
+    tiers: frozenset[str] | None = None
+    hours: tuple[time, time] | None = None
+
+
+def callback_offered(
+    rule: CallbackRule | None, tier: str | None, ewt_seconds: float | None, local: time
+) -> bool:
+    """Whether a caller still holding is offered a callback now.
+
+    An unknown wait (no basis for an estimate yet) counts as zero: a callback
+    is promised only when the wait is known to be long, or the rule asks for
+    none (``after_seconds`` 0).
+    """
+    if rule is None:
+        return False
+    if rule.tiers is not None and (tier or "unknown") not in rule.tiers:
+        return False
+    if rule.hours is not None and not within_hours(rule.hours, local):
+        return False
+    return (ewt_seconds or 0.0) >= rule.after_seconds
+
+
+def within_hours(hours: tuple[time, time], local: time) -> bool:
+    """``local`` falls in ``[opens, closes)``; a span that passes midnight wraps."""
+    opens, closes = hours
+    if opens <= closes:
+        return opens <= local < closes
+    return local >= opens or local < closes

@@ -14,15 +14,15 @@
 -- queue_configs --
 SELECT name, policy, credits, offset_seconds, offer_timeout_seconds, wrap_up_seconds,
        overflow_after_seconds, max_wait_seconds, overflow_queue, service_level_seconds,
-       wrap_up_max_seconds
+       wrap_up_max_seconds, callback, redial_window_seconds
   FROM queues
  ORDER BY name
 
 -- upsert_queue --
 INSERT INTO queues (name, policy, credits, offset_seconds, offer_timeout_seconds,
                     wrap_up_seconds, overflow_after_seconds, max_wait_seconds, overflow_queue,
-                    service_level_seconds, wrap_up_max_seconds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    service_level_seconds, wrap_up_max_seconds, callback, redial_window_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (name) DO UPDATE
    SET policy = excluded.policy, credits = excluded.credits,
        offset_seconds = excluded.offset_seconds,
@@ -33,6 +33,8 @@ ON CONFLICT (name) DO UPDATE
        overflow_queue = excluded.overflow_queue,
        service_level_seconds = excluded.service_level_seconds,
        wrap_up_max_seconds = excluded.wrap_up_max_seconds,
+       callback = excluded.callback,
+       redial_window_seconds = excluded.redial_window_seconds,
        updated_at = now()
 RETURNING (xmax = 0) AS created
 
@@ -43,14 +45,44 @@ RETURNING (xmax = 0) AS created
 -- $14, $15: the telephony peer and its call id, when an adapter handed it in.
 -- $16, $17: the phone and customer of a pending link (a typed customer number
 -- from a phone that is not theirs), kept until the agent confirms who calls.
-WITH new_call AS (
+-- $18: the queue's redial window (null: off). A customer's call abandoned in
+-- this queue within it, that no other call resumed yet, gives its arrival to
+-- this one's key (``resumed_arrival``), so the redial takes its old place.
+-- $19: a call of the same customer waiting for its callback (not being rung)
+-- is taken over the same way: the caller rang in again, and ``incoming`` ends
+-- the virtual call it replaces, in the same transaction.
+-- Both only for a caller recognised by their phone: a customer number typed on a
+-- keypad serves that one call, and must not take over someone's place.
+-- $19 is on only inside the caller's transaction that locked that virtual
+-- call first (``lock_waiting_callback``: waiting row, then call, as always).
+-- Two redials at once: the second skips the dropped call the first has locked
+-- (NO KEY: a row pointing at the call, a release being claimed, does not block).
+WITH prior AS (
+    SELECT p.id, p.state, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
+           extract(epoch FROM coalesce(p.ended_at, now()) - p.enqueued_at)::float8
+             + coalesce(p.waited_before_seconds, 0) AS waited
+      FROM calls p
+     WHERE $4::bigint IS NOT NULL AND p.customer_id = $4 AND p.queue = $2
+       AND ((p.state = 'abandoned' AND $18::float8 IS NOT NULL
+             AND p.ended_at > now() - make_interval(secs => $18::float8))
+            OR (p.state = 'waiting' AND $19::boolean AND p.callback_number IS NOT NULL))
+       AND NOT EXISTS (SELECT 1 FROM calls r WHERE r.resumed_from = p.id)
+     ORDER BY p.state = 'waiting' DESC, p.ended_at DESC
+     LIMIT 1
+       FOR NO KEY UPDATE OF p SKIP LOCKED
+), new_call AS (
     INSERT INTO calls (external_id, queue, ani, customer_id, identified_by, tier,
                        credit_seconds, service_key, ewt_at_enqueue, peer, peer_call_id,
-                       link_phone, link_customer_id)
+                       link_phone, link_customer_id, resumed_from, resumed_arrival,
+                       waited_before_seconds)
     VALUES ($1, $2, $3, $4, $5, $6, $7,
-            queue_service_key(now(), $7::float8, $8::float8), $9, $14, $15, $16, $17)
+            queue_service_key(coalesce((SELECT arrival FROM prior), now()), $7::float8,
+                              $8::float8),
+            $9, $14, $15, $16, $17,
+            (SELECT id FROM prior), (SELECT arrival FROM prior), (SELECT waited FROM prior))
     ON CONFLICT (external_id) DO NOTHING
-    RETURNING id, queue, service_key, enqueued_at
+    RETURNING id, queue, service_key, enqueued_at, resumed_from, resumed_arrival,
+              waited_before_seconds
 ), waiting AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
@@ -60,7 +92,8 @@ WITH new_call AS (
 ), notified AS (
     SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
 )
-SELECT id, service_key, enqueued_at, (SELECT count(*) FROM notified) AS notified
+SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
+       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified
   FROM new_call
 
 -- call_id_by_external --
@@ -108,7 +141,9 @@ SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.ti
        c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
        c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
        c.bumped_by, w.offered_to, w.offer_id, w.offer_expires_at,
-       cu.customer_number, cu.name AS customer_name, cu.provisional
+       cu.customer_number, cu.name AS customer_name, cu.provisional,
+       c.callback_number, c.callback_requested_at, c.callback_attempts, c.callback_retry_at,
+       c.callback_answered_at, c.resumed_from, c.resumed_arrival, c.waited_before_seconds
   FROM calls c
   LEFT JOIN waiting_calls w ON w.call_id = c.id
   LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -130,7 +165,8 @@ SELECT id, queue, state, agent_id, customer_id, enqueued_at, connected_at, credi
 SELECT call_id, offered_to, offer_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
 
 -- set_key --
--- A new credit (value changed, supervisor's bump): the key moves, arrival stays.
+-- A new credit (value changed, supervisor's bump): the key moves, arrival stays
+-- (a redial's arrival is the one it resumed).
 -- The waiting row is locked before the call (see lock_call).
 WITH w AS MATERIALIZED (
     SELECT call_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
@@ -139,7 +175,8 @@ WITH w AS MATERIALIZED (
        SET credit_seconds = $2, credit_explicit = $3,
            tier = coalesce($4, tier), customer_id = coalesce($5, customer_id),
            identified_by = coalesce($6, identified_by),
-           service_key = queue_service_key(enqueued_at, $2::float8, $7::float8)
+           service_key = queue_service_key(coalesce(resumed_arrival, enqueued_at), $2::float8,
+                                       $7::float8)
      WHERE id = $1 AND (SELECT count(*) FROM w) >= 0
     RETURNING id, service_key
 )
@@ -164,7 +201,9 @@ WITH w AS (
     UPDATE waiting_calls
        SET queue = $2,
            widen_at = enqueued_at + make_interval(secs => $3),
-           give_up_at = enqueued_at + make_interval(secs => $4)
+           -- A virtual call has no maximum wait: nobody holds.
+           give_up_at = CASE WHEN (SELECT callback_number FROM calls WHERE id = $1) IS NULL
+                             THEN enqueued_at + make_interval(secs => $4) END
      WHERE call_id = $1 AND offered_to IS NULL
     RETURNING call_id
 )
@@ -182,7 +221,8 @@ SELECT 1
 SELECT w.call_id, w.service_key, w.enqueued_at, w.offered_to, w.offer_expires_at,
        c.external_id, c.tier, c.credit_seconds, c.credit_explicit, c.customer_id,
        c.ewt_at_enqueue, cu.customer_number, cu.name AS customer_name, cu.provisional,
-       extract(epoch FROM now() - w.enqueued_at) AS waited
+       extract(epoch FROM now() - w.enqueued_at) AS waited,
+       c.callback_number IS NOT NULL AS callback, c.resumed_from IS NOT NULL AS resumed
   FROM waiting_calls w
   JOIN calls c ON c.id = w.call_id
   LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -209,6 +249,7 @@ SELECT q.name,
                <= make_interval(secs => q.service_level_seconds)) AS answered_in_sl,
        (SELECT count(*) FROM calls c
          WHERE c.queue = q.name AND c.state = 'abandoned'
+           AND c.end_reason IS DISTINCT FROM 'rang_again'
            AND c.ended_at > now() - make_interval(secs => $1)) AS abandoned
   FROM queues q
  ORDER BY q.name
@@ -419,7 +460,7 @@ WITH interaction AS (
 ), ended AS (
     UPDATE calls
        SET state = $2, ended_at = now(), end_reason = $3,
-           interaction_id = (SELECT id FROM interaction)
+           interaction_id = (SELECT id FROM interaction), callback_retry_at = NULL
      WHERE id = $1
 ), agent AS (
     UPDATE agents
@@ -556,13 +597,15 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
        a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.credit_seconds, o.credit_explicit,
-       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
+       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional,
+       o.callback_number, o.resumed_from, o.resumed_arrival, o.waited_before_seconds
   FROM agents a
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
              c.tier, c.credit_seconds, c.credit_explicit,
              c.customer_id, c.ani, cu.customer_number, cu.name AS customer_name,
-             cu.provisional
+             cu.provisional, c.callback_number, c.resumed_from, c.resumed_arrival,
+             c.waited_before_seconds
         FROM waiting_calls w
         JOIN calls c ON c.id = w.call_id
         LEFT JOIN customers cu ON cu.id = c.customer_id
@@ -602,15 +645,18 @@ RETURNING id
 -- The peer could not connect the caller to the agent who accepted: the call
 -- goes back to waiting with its original key (and arrival), and the agent,
 -- whose phone could not be reached, gets no offers until it says available.
+-- A callback the caller had picked up (Twilio dials the agent only then) is a
+-- virtual call again: not answered, and no maximum wait (nobody holds).
 WITH c AS (
-    UPDATE calls SET state = 'waiting', agent_id = NULL, connected_at = NULL
+    UPDATE calls SET state = 'waiting', agent_id = NULL, connected_at = NULL,
+                     callback_answered_at = NULL
      WHERE id = $1 AND state = 'connected' AND agent_id = $2
-    RETURNING id, queue, service_key, enqueued_at
+    RETURNING id, queue, service_key, enqueued_at, callback_number IS NOT NULL AS callback
 ), w AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
            enqueued_at + make_interval(secs => $3),
-           enqueued_at + make_interval(secs => $4)
+           CASE WHEN NOT callback THEN enqueued_at + make_interval(secs => $4) END
       FROM c
 ), a AS (
     UPDATE agents SET state = 'not_responding', state_since = now(), idle_since = NULL,
@@ -621,3 +667,139 @@ SELECT queue FROM c
 
 -- call_queue --
 SELECT queue FROM calls WHERE id = $1
+
+-- request_callback --
+-- The caller of waiting call $1 takes a callback to $2: the call stays in its
+-- place (same waiting row, same key) without the caller on the line, so it
+-- no longer gives up at the queue's maximum wait (that protects a caller who
+-- holds). A second opt-in changes nothing. Answers the number stored.
+WITH w AS MATERIALIZED (
+    SELECT call_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
+), c AS (
+    UPDATE calls SET callback_number = $2, callback_requested_at = now()
+     WHERE id = $1 AND state = 'waiting' AND callback_number IS NULL
+       AND (SELECT count(*) FROM w) >= 0
+    RETURNING id
+), kept AS (
+    UPDATE waiting_calls SET give_up_at = NULL FROM c WHERE waiting_calls.call_id = c.id
+)
+SELECT (SELECT id FROM c) IS NOT NULL AS requested, callback_number, state, queue
+  FROM calls WHERE id = $1
+
+-- lock_waiting_callback --
+-- The customer's ($1) calls in queue $2 that wait for their callback, locked
+-- (waiting row first, then the call) so that none is offered, accepted or rung
+-- while a new call of theirs takes its place.
+WITH v AS MATERIALIZED (
+    SELECT id FROM calls
+     WHERE customer_id = $1 AND queue = $2 AND state = 'waiting' AND callback_number IS NOT NULL
+), w AS MATERIALIZED (
+    SELECT call_id FROM waiting_calls WHERE call_id IN (SELECT id FROM v) FOR UPDATE
+)
+SELECT c.id FROM calls c
+ WHERE c.id IN (SELECT id FROM v) AND c.state = 'waiting' AND (SELECT count(*) FROM w) >= 0
+   FOR UPDATE
+
+-- callback_of_call --
+SELECT false AS requested, callback_number, state, queue FROM calls WHERE id = $1
+
+-- callback_ringing --
+-- The bridger rings the caller of callback call $1 for its claim $2 (agent $3,
+-- number $4): one attempt more, recorded. Answers the attempt's number (1 = first).
+-- A ring still open from an earlier claim (its instance died mid-ring, and the
+-- claim was taken over) is closed: this one takes over.
+WITH attempt AS (
+    INSERT INTO callback_attempts (call_id, bridge_id, agent_id, number)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (bridge_id) DO NOTHING
+    RETURNING id
+), superseded AS (
+    UPDATE callback_attempts
+       SET result = 'cancelled', cause = 'a new ring took over', ended_at = now()
+     WHERE call_id = $1 AND result IS NULL AND bridge_id <> $2
+       AND EXISTS (SELECT 1 FROM attempt)
+)
+UPDATE calls SET callback_attempts = callback_attempts + (SELECT count(*) FROM attempt)::int,
+                 callback_answered_at = NULL
+ WHERE id = $1
+RETURNING callback_attempts
+
+-- callback_not_rung --
+-- Ring $2 of call $1 never went out (the peer refused the command, or could not
+-- be reached): it is closed as called off ($3 why) and not counted, since the
+-- caller's phone never rang.
+WITH closed AS (
+    UPDATE callback_attempts SET result = 'cancelled', cause = $3, ended_at = now()
+     WHERE bridge_id = $2 AND call_id = $1 AND result IS NULL
+    RETURNING call_id
+)
+UPDATE calls SET callback_attempts = greatest(callback_attempts - 1, 0)
+  FROM closed WHERE calls.id = closed.call_id
+
+-- callback_leg --
+UPDATE callback_attempts SET leg = $2 WHERE bridge_id = $1 AND leg IS NULL
+
+-- callback_attempt_of_leg --
+-- The attempt (and its call) a peer's outbound leg $1 belongs to.
+SELECT a.call_id, a.bridge_id, a.agent_id, a.result, c.peer, c.peer_call_id
+  FROM callback_attempts a JOIN calls c ON c.id = a.call_id
+ WHERE a.leg = $1
+
+-- callback_answered --
+-- The caller picked up attempt $2 of call $1: from now on their hang-up ends
+-- the conversation. Only while the call is still connected by that attempt.
+WITH attempt AS (
+    UPDATE callback_attempts SET result = 'answered', ended_at = now()
+     WHERE bridge_id = $2 AND call_id = $1 AND result IS NULL
+    RETURNING call_id
+)
+UPDATE calls SET callback_answered_at = now()
+  FROM attempt
+ WHERE calls.id = attempt.call_id AND calls.state = 'connected'
+RETURNING calls.agent_id
+
+-- callback_attempt_closed --
+-- Attempt $1 ended unanswered ($2: no_answer, failed, cancelled; $3 why).
+UPDATE callback_attempts SET result = $2, cause = $3, ended_at = now()
+ WHERE bridge_id = $1 AND result IS NULL
+RETURNING call_id
+
+-- callback_missed --
+-- Nobody answered the ring of callback call $1 by agent $2: the agent is free
+-- at once (it was not their doing), and the call waits again without a
+-- waiting row until $3 seconds from now (null: never, the last attempt; the
+-- caller then ends it). Only while the call is connected to that agent.
+WITH c AS (
+    UPDATE calls
+       SET state = 'waiting', agent_id = NULL, connected_at = NULL,
+           callback_answered_at = NULL,
+           callback_retry_at = now() + make_interval(secs => $3::float8)
+     WHERE id = $1 AND state = 'connected' AND agent_id = $2
+       AND callback_number IS NOT NULL AND callback_answered_at IS NULL
+    RETURNING id, queue, callback_attempts
+), a AS (
+    UPDATE agents SET state = 'available', state_since = now(), idle_since = now(),
+                      call_id = NULL
+     WHERE id = $2 AND call_id = $1 AND state = 'on_call'
+       AND EXISTS (SELECT 1 FROM c)
+)
+SELECT queue, callback_attempts FROM c
+
+-- callbacks_due --
+-- Callback calls whose retry delay is over go back to their queue with their
+-- key (the claim then finds them where they were); one statement, so a lost
+-- commit leaves them due for the next sweep. The overflow clock counts from
+-- the arrival, as for a requeue; no maximum wait (the caller is not holding).
+WITH due AS (
+    UPDATE calls c SET callback_retry_at = NULL
+      FROM queues q
+     WHERE c.callback_retry_at <= now() AND c.state = 'waiting' AND q.name = c.queue
+    RETURNING c.id, c.queue, c.service_key, c.enqueued_at, q.overflow_after_seconds
+), back AS (
+    INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
+    SELECT id, queue, service_key, enqueued_at,
+           enqueued_at + make_interval(secs => overflow_after_seconds), NULL
+      FROM due
+    ON CONFLICT (call_id) DO NOTHING
+)
+SELECT DISTINCT queue FROM due

@@ -6,7 +6,8 @@ match is one statement (``offer_next``) that locks the agent and the call with
 is woken by events (a call enqueued or moved, an agent's state changed), never
 by polling the queue; a slow sweep covers a lost notification and the clocks
 (offer timeouts, agents gone past their grace period, wrap-up ends, maximum
-waits). An offer's timeout is also armed as a local timer, so it fires on
+waits, callbacks due again after a ring nobody answered). An offer's timeout
+is also armed as a local timer, so it fires on
 time; whichever of timer and sweep comes first returns the call, the other
 finds nothing to do.
 
@@ -43,7 +44,7 @@ from callcenter.customers.audit import Audit
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, EventBus
-from callcenter.queue import actions, agents
+from callcenter.queue import actions, agents, callbacks
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
@@ -359,6 +360,7 @@ class Router:
             events = [Event("agent", str(a)) for a in [*gone, *ready]]
             await self.bus.publish(conn, events + [Event("free", str(a)) for a in ready])
             await self._give_up(conn)
+            await callbacks.due(conn, self.bus)
         self.wake()
 
     async def _give_up(self, conn: Conn) -> None:

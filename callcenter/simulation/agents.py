@@ -65,12 +65,19 @@ class AgentLedger:
     answered: dict[int, str] = field(default_factory=dict)  # call id -> question key
     skipped: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    value_served: Decimal = Decimal(0)
+    # Net value of each answered caller, by call, as the panel showed it. A callback
+    # the caller did not pick up is taken out again: the agent never spoke to them.
+    value_by_call: dict[int, Decimal] = field(default_factory=dict)
     # Who accepted each call. Two agents' accepts of one call is a fault; two agents
     # shown one offer is not something a client can judge (an offer withdrawn from
     # one socket and made on another may arrive in either order): the tables can.
     accepted_by: dict[int, str] = field(default_factory=dict)
     double_accepts: int = 0
+
+    @property
+    def value_served(self) -> Decimal:
+        return sum(self.value_by_call.values(), Decimal(0))
+
     # (call id, perf_counter of the offer, since when the agent was idle or None).
     offers_seen: list[tuple[int, float, float | None]] = field(default_factory=list)
 
@@ -101,6 +108,7 @@ class SimAgent:
         self.free.set()
         self.idle_since: float | None = None
         self.call_id: int | None = None
+        self.ringing: int | None = None  # a callback whose caller has not picked up yet
         self.state = "offline"
         self.question: dict[int, dict[str, Any]] = {}
         self.wrapped: set[int] = set()
@@ -177,6 +185,20 @@ class SimAgent:
     def _on_state(self, m: dict[str, Any]) -> None:
         agent = m["agent"]
         self.state = agent["state"]
+        held = m.get("call")
+        if held is not None and held.get("callback") is not None and self.state == "on_call":
+            # A callback: the service rings the caller until they pick up.
+            self.ringing = held["id"] if held["callback"]["answered_at"] is None else None
+        elif held is not None:
+            self.ringing = None  # an ordinary call, or one that ended (wrap-up)
+        elif self.ringing is not None:
+            # The callback's caller did not pick up: the service freed us before any talk.
+            self.ledger.value_by_call.pop(self.ringing, None)
+            self.paneled.discard(self.ringing)
+            if self.call_id == self.ringing:
+                self.call_id = None
+                self.free.set()
+            self.ringing = None
         if self.state == "available" and m.get("offer") is None:
             if self.idle_since is None:
                 self.idle_since = time.perf_counter()
@@ -250,7 +272,7 @@ class SimAgent:
         if customer is not None and call_id not in self.paneled:
             self.paneled.add(call_id)
             net = Decimal(str(customer["lifetime_value"])) - Decimal(str(customer["cost_to_serve"]))
-            self.ledger.value_served += net
+            self.ledger.value_by_call[call_id] = net
         recognised = m.get("recognised") or {}
         if recognised.get("pending_link") and chance(self.rng, self.behaviour.verify):
             verify = {"type": "verify", "call_id": call_id, "ref": "verify"}

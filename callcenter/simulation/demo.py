@@ -158,7 +158,7 @@ async def run(options: DemoOptions, console: Console) -> Summary | None:
                 console.print(f"ready in {time.monotonic() - began:.1f} s; calls are flowing\n")
                 await _drive(traffic, options.duration, stop, console)
                 console.print("stopping: hanging up the calls still up; the agents wrap up …")
-                await traffic.finish()
+                await traffic.finish(api=api)
                 result = traffic.summary(await traffic.facts(api))
                 record = result.as_json() | {"ledger": traffic.ledger_json()}
     finally:

@@ -93,6 +93,11 @@ def summary(s: Summary) -> RenderableType:
         f"{s.questions_answered} questions answered, {s.questions_skipped} skipped",
     )
     lines.add_row("value served", f"{s.value_served:,.2f} (net value of the callers answered)")
+    lines.add_row(
+        "kept places",
+        f"{s.callbacks} callbacks taken ({s.callbacks_answered} rung back and answered, "
+        f"{s.callbacks_failed} not reached: in abandoned), {s.resumed} redials resumed",
+    )
     if s.offer_delay_p50_ms is not None:
         lines.add_row(
             "offer delay",

@@ -10,6 +10,12 @@ two choices stated because they change the numbers:
 * **ASA and the wait percentiles** are over answered calls (the time to
   answer); a caller who hung up shows in the abandon rate and in value
   abandoned instead.
+* **a callback** is answered when the caller picks up the ring that reached
+  them, so its wait counts the whole time to the conversation: to its turn,
+  the ring, and any retry delays. Counting only to the agent taking it would
+  flatter callbacks by the ring and the retries the caller still waits out.
+  A callback whose last ring nobody answered (``callback_failed``) is counted
+  apart from the callers who hung up holding, and misses the target like them.
 
 Pure: a workload and an outcome in, numbers out.
 """
@@ -32,7 +38,7 @@ class TierFigures:
     tier: str
     calls: int
     answered: int
-    abandoned: int
+    abandoned: int  # hung up while holding
     abandon_rate: float | None
     asa: float | None  # seconds, over answered calls
     service_level: float | None  # answered within target / all calls
@@ -40,7 +46,16 @@ class TierFigures:
     wait_p95: float | None
     wait_max: float | None
     value_answered: float
-    value_abandoned: float
+    value_abandoned: float  # of every call not answered: hung up, or callback failed
+    # Callbacks (all 0 in a run without them):
+    offered: int  # callers offered a callback
+    callbacks: int  # callers who took it (virtual calls)
+    answered_on_ring: int  # callbacks answered: the caller picked up a ring
+    callback_failed: int  # callbacks whose last ring nobody answered
+    callback_failed_rate: float | None  # ÷ calls
+    lost_rate: float | None  # not answered ÷ calls: hung up or callback failed
+    rings: int  # rings made, answered or not
+    ring_agent_seconds: float  # agent time spent ringing
 
 
 def quantile(ordered: Sequence[float], p: float) -> float | None:
@@ -64,8 +79,11 @@ def tier_figures(
     within = [0] * len(tiers)
     value_answered = [0.0] * len(tiers)
     value_abandoned = [0.0] * len(tiers)
+    tally = [_Callbacks() for _ in tiers]
     arrival = workload.arrival
     answered_at = outcome.answered_at
+    failed_at = outcome.failed_at
+    taken = outcome.taken
     indices = range(len(workload)) if calls is None else calls
     for i in indices:
         k = workload.tier[i]
@@ -77,8 +95,18 @@ def tier_figures(
             within[k] += wait <= target
             value_answered[k] += workload.value[i]
         else:
-            abandoned[k] += 1
             value_abandoned[k] += workload.value[i]
+            if failed_at[i] != failed_at[i]:  # nan: not a failed callback
+                abandoned[k] += 1
+        if taken and taken[i]:
+            t = tally[k]
+            t.callbacks += 1
+            t.answered_on_ring += answer == answer
+            t.failed += failed_at[i] == failed_at[i]
+            t.rings += len(outcome.rings_at.get(i, ()))
+            t.ring_seconds += outcome.ring_seconds.get(i, 0.0)
+        if outcome.offered and outcome.offered[i]:
+            tally[k].offered += 1
     rows = [
         _row(
             tiers[k],
@@ -88,6 +116,7 @@ def tier_figures(
             waits[k],
             value_answered[k],
             value_abandoned[k],
+            tally[k],
         )
         for k in range(len(tiers))
     ]
@@ -100,9 +129,33 @@ def tier_figures(
             [w for tier_waits in waits for w in tier_waits],
             sum(value_answered),
             sum(value_abandoned),
+            _Callbacks.total(tally),
         )
     )
     return rows
+
+
+@dataclass
+class _Callbacks:
+    """A tier's callback counts while they are tallied."""
+
+    offered: int = 0
+    callbacks: int = 0
+    answered_on_ring: int = 0
+    failed: int = 0
+    rings: int = 0
+    ring_seconds: float = 0.0
+
+    @staticmethod
+    def total(parts: Sequence[_Callbacks]) -> _Callbacks:
+        return _Callbacks(
+            offered=sum(p.offered for p in parts),
+            callbacks=sum(p.callbacks for p in parts),
+            answered_on_ring=sum(p.answered_on_ring for p in parts),
+            failed=sum(p.failed for p in parts),
+            rings=sum(p.rings for p in parts),
+            ring_seconds=sum(p.ring_seconds for p in parts),
+        )
 
 
 def _row(
@@ -113,6 +166,7 @@ def _row(
     waits: list[float],
     value_answered: float,
     value_abandoned: float,
+    cb: _Callbacks,
 ) -> TierFigures:
     waits.sort()
     answered = len(waits)
@@ -129,6 +183,14 @@ def _row(
         wait_max=waits[-1] if waits else None,
         value_answered=value_answered,
         value_abandoned=value_abandoned,
+        offered=cb.offered,
+        callbacks=cb.callbacks,
+        answered_on_ring=cb.answered_on_ring,
+        callback_failed=cb.failed,
+        callback_failed_rate=cb.failed / calls if calls else None,
+        lost_rate=(calls - answered) / calls if calls else None,
+        rings=cb.rings,
+        ring_agent_seconds=cb.ring_seconds,
     )
 
 

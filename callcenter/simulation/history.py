@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callcenter.db.sql import load_queries
-from callcenter.simulation.workload import Workload
+from callcenter.simulation.workload import Workload, uniforms
 
 Q = load_queries("callcenter.simulation", "history.sql")
 
@@ -162,4 +162,6 @@ def replay(calls: Sequence[HistoryCall], tiers: Sequence[str], seed: int) -> Wor
         patience=patiences,
         handle=handle,
         value=value,
+        callback_draw=uniforms(random.Random(f"{seed}:callback"), len(arrival)),
+        ring_draw=uniforms(random.Random(f"{seed}:ring"), len(arrival)),
     )

@@ -8,8 +8,13 @@ commands on its own callback URL. The signature is computed here, from the
 documented scheme, rather than with the service's helper: a peer has its own
 code, and a run that passes is then proof the scheme is what the docs say.
 
-Each caller hangs up when their patience runs out while waiting; once
-connected, they talk until they or the agent end the call. The PBX keeps a
+Each caller hangs up when their patience runs out while waiting (and some
+ring again a little later, which may give them their place back); once
+connected, they talk until they or the agent end the call. Offered a
+callback (``offer_callback`` in an answer), some take it: they send
+``call.callback_requested`` and hang up, and the service keeps their place;
+when it sends ``callback``, the PBX rings them for a few seconds and answers
+``answered`` (they talk as any connected caller) or ``no_answer``. The PBX keeps a
 ledger of every call the service answered 2xx for, which a run's summary and
 its test hold against the database.
 """
@@ -66,6 +71,7 @@ class PbxCall:
     ended_by: str | None = None  # caller, agent, cutoff
     connected_at: float | None = None  # perf_counter of the connect command
     connects: int = 0  # connect commands received: more than one is a fault
+    callback: bool = False  # took a callback: hung up, waits for the service's ring
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -104,8 +110,17 @@ class Pbx:
         mean_talk: float,
         clock: Callable[[], float] = time.time,
         steps: Steps | None = None,
+        callback_take: float = 0.5,
+        callback_answer: float = 0.85,
+        redial: float = 0.3,
     ) -> None:
         self.steps = steps or Steps()
+        #: Of the callers offered a callback, the share who take it; of the rings,
+        #: the share the caller picks up.
+        self.callback_take = callback_take
+        self.callback_answer = callback_answer
+        #: The share of callers whose patience ran out who ring again a little later.
+        self.redial = redial
         self.base_url = base_url.rstrip("/")
         self.secret = secret.encode()
         self.rng = rng
@@ -165,19 +180,35 @@ class Pbx:
                 self.counts.double_connects += 1
                 _log.error("call %s was told to connect %d times", call_id, call.connects)
             if call.phase != "talking":
-                call.phase = "talking"
-                call.connected_at = time.perf_counter()
-                if call.id is not None:
-                    self.steps.mark(call.id, "connect", call.connected_at)
-                self.counts.connected += 1
-                call.connected.set()
+                self._talking(call)
             return web.json_response({"ok": True})
         if action == "hangup":
             if call.id is not None:
                 self.steps.mark(call.id, "release")
             self._ended(call, "agent", outcome=None)
             return web.json_response({"ok": True})
+        if action == "callback":
+            return web.json_response({"result": await self._ring(call)})
         return web.json_response({"detail": f"unknown action {action!r}"}, status=400)
+
+    async def _ring(self, call: PbxCall) -> str:
+        """The service rings a caller who took a callback: they pick up, or not."""
+        if not call.callback or call.phase != "callback":
+            return "failed"
+        await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+        if call.phase != "callback" or self.rng.random() >= self.callback_answer:
+            return "no_answer"
+        self._talking(call)
+        return "answered"
+
+    def _talking(self, call: PbxCall) -> None:
+        """The caller is connected to the agent (a connect, or a callback picked up)."""
+        call.phase = "talking"
+        call.connected_at = time.perf_counter()
+        if call.id is not None:
+            self.steps.mark(call.id, "connect", call.connected_at)
+        self.counts.connected += 1
+        call.connected.set()
 
     def _signed(self, header: str, body: bytes) -> bool:
         parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
@@ -232,17 +263,41 @@ class Pbx:
                 answer = await self._send(typed | {"digits": call.caller.typed})
                 if answer is not None:
                     self._note(call, answer)
+        if call.phase == "waiting" and answer is not None and answer.get("offer_callback"):
+            await self._maybe_callback(call)
+        if call.phase == "callback":
+            await call.connected.wait()  # no patience: the service rings when it is time
         left = call.patience - (time.perf_counter() - call.sent_at)
         if call.phase == "waiting" and left > 0:
             await self._sleep_or_connected(call, left)
         if call.phase == "waiting":
             await self.hang_up(call, "caller")
+            if call.outcome == "abandoned" and self.rng.random() < self.redial:
+                # They think better of it and ring again (their place may wait for them).
+                await asyncio.sleep(self.rng.uniform(3.0, 15.0))
+                self.place(f"{call.call_id}-again", call.caller, call.queue)
             return
         if call.phase == "talking":
             try:
                 await asyncio.wait_for(call.gone.wait(), timeout=call.talk)
             except TimeoutError:
                 await self.hang_up(call, "caller")
+
+    async def _maybe_callback(self, call: PbxCall) -> None:
+        """Offered a callback, the caller listens to the prompt and may take it (one
+        whose number is withheld would have to type one; the simulated ones do not)."""
+        if not call.caller.ani.startswith("+") or self.rng.random() >= self.callback_take:
+            return
+        await self._sleep_or_connected(call, self.rng.uniform(2.0, 5.0))
+        if call.phase != "waiting":
+            return
+        taken = await self._send({"type": "call.callback_requested", "call_id": call.call_id})
+        if taken is None or taken.get("callback") is None or call.phase != "waiting":
+            return
+        call.callback = True
+        call.phase = "callback"
+        # They hang up: the service keeps the call in its place.
+        await self._send({"type": "call.hangup", "call_id": call.call_id})
 
     async def _sleep_or_connected(self, call: PbxCall, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -307,7 +362,15 @@ class Pbx:
     # -- the end of a run ----------------------------------------------------------
 
     def live(self) -> list[PbxCall]:
-        return [c for c in self.calls.values() if c.phase != "ended"]
+        return [c for c in self.calls.values() if c.phase not in ("ended", "callback")]
+
+    def cut_off(self, call: PbxCall) -> None:
+        """The run ends before this caller's callback: a ring now goes unanswered."""
+        self._ended(call, "cutoff", outcome=None)
+
+    def waiting_for_callback(self) -> list[PbxCall]:
+        """Callers who took a callback and were not rung back (yet)."""
+        return [c for c in self.calls.values() if c.phase == "callback"]
 
     async def hang_up_all(self) -> None:
         """Drop every call still up: waiting callers and calls in conversation."""

@@ -35,6 +35,16 @@ class CallFact:
     connected_at: datetime | None
     ended_at: datetime | None
     cut_off: bool  # still waiting when the run ended; the PBX hung it up then
+    callback: bool = False  # the caller took a callback (a virtual call)
+    callback_answered: bool = False  # ...and picked up the service's ring
+    end_reason: str | None = None
+    resumed: bool = False  # a redial that took back a dropped call's place
+    # The arrival its place counts from (a resumed redial's is its first call's).
+    arrived_at: datetime | None = None
+
+    @property
+    def arrival(self) -> datetime:
+        return self.arrived_at or self.enqueued_at
 
     @property
     def wait(self) -> float | None:
@@ -71,6 +81,10 @@ class Summary:
     questions_answered: int
     questions_skipped: int
     value_served: Decimal
+    callbacks: int  # callers who took a callback
+    callbacks_answered: int  # of those, rung back and picked up
+    callbacks_failed: int  # ended callback_failed: nobody answered the rings (in abandoned)
+    resumed: int  # redials that took back a dropped call's place
     offer_delay_p50_ms: float | None
     offer_delay_p99_ms: float | None
     faults: list[str] = field(default_factory=list)
@@ -110,15 +124,16 @@ def tier_figures(
 def overtaken(facts: Sequence[CallFact], bound: float) -> int:
     """Callers answered (or given up) after a caller of their queue who arrived
     more than ``bound`` seconds later was answered: what the value policy
-    promises never happens. (A call ringing an agent who lets it ring out is
+    promises never happens. A redial that resumed a dropped call arrived when
+    that call did. (A call ringing an agent who lets it ring out is
     not waiting, so a long missed ring can show up here too.)"""
     count = 0
     by_queue: dict[str, list[CallFact]] = {}
     for f in facts:
         by_queue.setdefault(f.queue, []).append(f)
     for calls in by_queue.values():
-        calls.sort(key=lambda f: f.enqueued_at)
-        arrivals = [f.enqueued_at.timestamp() for f in calls]
+        calls.sort(key=lambda f: f.arrival)
+        arrivals = [f.arrival.timestamp() for f in calls]
         # The earliest answer among calls from index i on.
         earliest = [math.inf] * (len(calls) + 1)
         for i in range(len(calls) - 1, -1, -1):
@@ -128,7 +143,7 @@ def overtaken(facts: Sequence[CallFact], bound: float) -> int:
             left = f.connected_at or f.ended_at
             if left is None:
                 continue
-            later = bisect.bisect_right(arrivals, f.enqueued_at.timestamp() + bound)
+            later = bisect.bisect_right(arrivals, f.arrival.timestamp() + bound)
             if earliest[later] < left.timestamp():
                 count += 1
     return count
@@ -173,6 +188,10 @@ def summarise(
         questions_answered=questions_answered,
         questions_skipped=questions_skipped,
         value_served=value_served,
+        callbacks=sum(1 for f in facts if f.callback),
+        callbacks_answered=sum(1 for f in facts if f.callback_answered),
+        callbacks_failed=sum(1 for f in facts if f.end_reason == "callback_failed"),
+        resumed=sum(1 for f in facts if f.resumed),
         offer_delay_p50_ms=None if p50 is None else round(p50 * 1000, 1),
         offer_delay_p99_ms=None if p99 is None else round(p99 * 1000, 1),
         faults=list(faults),

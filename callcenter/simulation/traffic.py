@@ -24,17 +24,31 @@ import aiohttp
 from callcenter.queue.policy import PolicyName, make_policy
 from callcenter.simulation.agents import AgentLedger, Behaviour, SimAgent
 from callcenter.simulation.distributions import gap, pick_weighted
-from callcenter.simulation.pbx import Pbx
+from callcenter.simulation.pbx import Pbx, PbxCall
 from callcenter.simulation.population import Population
 from callcenter.simulation.summary import CallFact, Summary, summarise
 
 _log = logging.getLogger(__name__)
 
 #: The shape of the floor: queues, who serves which, and where calls go.
+#: Callers expected to wait 10 s or more are offered a callback (they keep their
+#: place); a ring nobody answers is tried once more 15 s later.
+CALLBACK = {"after_seconds": 10, "attempts": 2, "retry_seconds": 15}
 QUEUES: dict[str, dict[str, Any]] = {
     # Overflow: after this wait, agents who list the queue as overflow may take the call.
-    "general": {"service_level_seconds": 20, "overflow_after_seconds": 30},
-    "billing": {"service_level_seconds": 30, "overflow_after_seconds": 40},
+    # A caller who drops and rings again within 2 minutes gets their place back.
+    "general": {
+        "service_level_seconds": 20,
+        "overflow_after_seconds": 30,
+        "callback": CALLBACK,
+        "redial_window_seconds": 120,
+    },
+    "billing": {
+        "service_level_seconds": 30,
+        "overflow_after_seconds": 40,
+        "callback": CALLBACK,
+        "redial_window_seconds": 120,
+    },
 }
 CALL_MIX: tuple[tuple[str, float], ...] = (("general", 0.7), ("billing", 0.3))
 
@@ -217,12 +231,21 @@ class Traffic:
             queue = pick_weighted(self.rng, CALL_MIX)
             self.pbx.place(f"demo-{self.run_id}-{n}", caller, queue)
 
-    async def finish(self, drain_seconds: float = 20.0) -> None:
-        """The end of the run: every call still up is dropped, agents wrap up and leave."""
+    async def finish(self, drain_seconds: float = 20.0, api: Api | None = None) -> None:
+        """The end of the run: every call still up is dropped, agents wrap up and leave.
+
+        ``api``: the callers still waiting for their callback are not on any line,
+        so no hang-up reaches the service for them; their calls are ended through
+        the API instead (abandoned, the demo ended), as a supervisor would.
+        """
         self.ended = time.monotonic()
         for agent in self.agents:
             agent.wind_down()  # wrap up at once from now on, and ask for no more calls
         await self.pbx.hang_up_all()
+        if api is not None:
+            await asyncio.gather(
+                *(self._end_callback(api, c) for c in self.pbx.waiting_for_callback())
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(a.free.wait() for a in self.agents)), drain_seconds
@@ -231,6 +254,26 @@ class Traffic:
         await asyncio.wait(self._agent_tasks, timeout=10)
         for task in self._agent_tasks:
             task.cancel()
+
+    async def _end_callback(self, api: Api, call: PbxCall) -> None:
+        """End a callback the run did not get to; one that is ringing right now is
+        waited out (its ring comes back unanswered: the caller is cut off)."""
+        self.pbx.cut_off(call)
+        if call.id is None:
+            return
+        for _ in range(40):
+            found = await api.call("GET", f"/api/calls/{call.id}")
+            if found["state"] != "waiting" and found["state"] != "connected":
+                return
+            if found["state"] == "waiting":
+                with contextlib.suppress(RuntimeError):  # it moved meanwhile: look again
+                    await api.call(
+                        "POST",
+                        f"/api/calls/{call.id}/end",
+                        {"outcome": "abandoned", "reason": "the demo ended before its callback"},
+                    )
+                    return
+            await asyncio.sleep(0.25)
 
     async def facts(self, api: Api) -> list[CallFact]:
         """Every call of the run, read back from the service."""
@@ -250,6 +293,11 @@ class Traffic:
                 connected_at=_time(data["connected_at"]),
                 ended_at=_time(data["ended_at"]),
                 cut_off=data["id"] in cut and data["connected_at"] is None,
+                callback=data["callback"] is not None,
+                callback_answered=(data["callback"] or {}).get("answered_at") is not None,
+                end_reason=data["end_reason"],
+                resumed=data["resumed"] is not None,
+                arrived_at=_time((data["resumed"] or {}).get("arrived_at")),
             )
 
         return list(await asyncio.gather(*(one(i) for i in sorted(set(ids)))))

@@ -15,12 +15,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from callcenter.queue.policy import PolicyName, QueuePolicy, make_policy
 from callcenter.simulation.confidence import Estimate, estimate
-from callcenter.simulation.des import Outcome, serve
+from callcenter.simulation.des import Callbacks, Outcome, serve
 from callcenter.simulation.figures import TierFigures, tier_figures
 from callcenter.simulation.workload import Workload
 
@@ -29,6 +29,15 @@ METRICS: tuple[str, ...] = tuple(f.name for f in fields(TierFigures) if f.name !
 
 #: The figures also given as a difference from the first policy, run by run.
 PAIRED: tuple[str, ...] = ("asa", "service_level", "abandon_rate", "value_abandoned")
+
+#: The figures given as the difference callbacks make to the same policy, run by run.
+CALLBACK_EFFECT: tuple[str, ...] = (
+    "service_level",
+    "abandon_rate",
+    "lost_rate",
+    "asa",
+    "value_abandoned",
+)
 
 
 class WhatIfError(ValueError):
@@ -48,6 +57,9 @@ class TierEstimate:
     tier: str
     figures: dict[str, Estimate | None]  # by METRICS name; None where no run had it
     versus_first: dict[str, Estimate | None]  # by PAIRED name; empty for the first policy
+    # With --compare-callbacks: these figures minus the same policy's without
+    # callbacks, by CALLBACK_EFFECT name, run by run on the same calls; else empty.
+    versus_without_callbacks: dict[str, Estimate | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,27 @@ class Comparison:
     agents: int
     target: float
     reports: list[PolicyReport]  # the first is what ``versus_first`` compares with
+    # The callback model the reports ran with (None: no callbacks), and with
+    # --compare-callbacks the same policies on the same calls without them.
+    callbacks: dict[str, Any] | None = None
+    without_callbacks: list[PolicyReport] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def callbacks_json(cb: Callbacks) -> dict[str, Any]:
+    """The callback model as the JSON and the title state it."""
+    return {
+        "after_seconds": cb.rule.after_seconds,
+        "tiers": sorted(cb.rule.tiers) if cb.rule.tiers is not None else None,
+        "take": cb.take,
+        "answer": cb.answer,
+        "attempts": cb.attempts,
+        "retry_seconds": cb.retry_seconds,
+        "ring_seconds": cb.ring_seconds,
+        "pickup_seconds": cb.pickup_seconds,
+    }
 
 
 def policies(
@@ -140,16 +170,73 @@ def compare(
     chosen: Sequence[QueuePolicy],
     agents: int,
     target: float,
+    callbacks: Callbacks | None = None,
+    compare_callbacks: bool = False,
 ) -> tuple[Comparison, list[list[Outcome]]]:
-    """Each policy on each workload; the figures with intervals, and the outcomes by run."""
+    """Each policy on each workload; the figures with intervals, and the outcomes by run.
+
+    With ``callbacks`` the policies run with them; with ``compare_callbacks``
+    also without, on the same calls, and each row carries the difference.
+    """
     if not workloads:
         raise WhatIfError("no calls to simulate")
-    outcomes = [[serve(w, p, agents) for p in chosen] for w in workloads]
-    reports: list[PolicyReport] = []
-    figures_by = [
+    outcomes = [[serve(w, p, agents, callbacks) for p in chosen] for w in workloads]
+    figures_by = _figures(workloads, outcomes, target)
+    reports = _reports(chosen, outcomes, figures_by)
+    without: list[PolicyReport] | None = None
+    if callbacks is not None and compare_callbacks:
+        plain = [[serve(w, p, agents) for p in chosen] for w in workloads]
+        plain_figures = _figures(workloads, plain, target)
+        without = _reports(chosen, plain, plain_figures)
+        for col, report in enumerate(reports):
+            for r, row in enumerate(report.tiers):
+                row.versus_without_callbacks.update(
+                    _paired(figures_by[col], plain_figures[col], r, CALLBACK_EFFECT)
+                )
+    comparison = Comparison(
+        len(workloads),
+        agents,
+        target,
+        reports,
+        callbacks=callbacks_json(callbacks) if callbacks is not None else None,
+        without_callbacks=without,
+    )
+    return comparison, outcomes
+
+
+def _figures(
+    workloads: Sequence[Workload], outcomes: list[list[Outcome]], target: float
+) -> list[list[list[TierFigures]]]:
+    """By policy, by run: the tier rows."""
+    columns = len(outcomes[0]) if outcomes else 0
+    return [
         [tier_figures(w, runs[col], target) for w, runs in zip(workloads, outcomes, strict=True)]
-        for col in range(len(chosen))
+        for col in range(columns)
     ]
+
+
+def _paired(
+    runs: list[list[TierFigures]], base: list[list[TierFigures]], r: int, metrics: Sequence[str]
+) -> dict[str, Estimate | None]:
+    """Row ``r``'s ``metrics`` minus the base's, run by run, as estimates."""
+    out: dict[str, Estimate | None] = {}
+    for metric in metrics:
+        diffs = [
+            float(a) - float(b)
+            for run, other in zip(runs, base, strict=True)
+            if (a := getattr(run[r], metric)) is not None
+            and (b := getattr(other[r], metric)) is not None
+        ]
+        out[metric] = estimate(diffs) if diffs else None
+    return out
+
+
+def _reports(
+    chosen: Sequence[QueuePolicy],
+    outcomes: list[list[Outcome]],
+    figures_by: list[list[list[TierFigures]]],
+) -> list[PolicyReport]:
+    reports: list[PolicyReport] = []
     for col, policy in enumerate(chosen):
         per_run = figures_by[col]
         worst = max(runs[col].max_overtaking for runs in outcomes)
@@ -161,16 +248,7 @@ def compare(
                     float(v) for run in per_run if (v := getattr(run[r], metric)) is not None
                 ]
                 figures[metric] = estimate(samples) if samples else None
-            versus: dict[str, Estimate | None] = {}
-            if col > 0:
-                for metric in PAIRED:
-                    diffs = [
-                        float(a) - float(b)
-                        for run, base in zip(per_run, figures_by[0], strict=True)
-                        if (a := getattr(run[r], metric)) is not None
-                        and (b := getattr(base[r], metric)) is not None
-                    ]
-                    versus[metric] = estimate(diffs) if diffs else None
+            versus = _paired(per_run, figures_by[0], r, PAIRED) if col > 0 else {}
             rows.append(TierEstimate(first.tier, figures, versus))
         reports.append(
             PolicyReport(
@@ -182,4 +260,4 @@ def compare(
                 tiers=rows,
             )
         )
-    return Comparison(len(workloads), agents, target, reports), outcomes
+    return reports

@@ -14,9 +14,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
+from callcenter.queue.models import CallbackRule
 from callcenter.queue.policy import QueuePolicy, fifo_policy
 from callcenter.simulation import erlang
-from callcenter.simulation.des import Outcome
+from callcenter.simulation.des import Callbacks, Outcome
 from callcenter.simulation.history import (
     HistoryCall,
     mean_patience,
@@ -55,6 +58,111 @@ class SimulateOptions:
     seed: int
     runs: int
     handle_cv: float | None = None
+    callbacks: CallbackOptions | None = None
+
+
+@dataclass(frozen=True)
+class CallbackOptions:
+    """What the user asked of callbacks; None where an option was not given.
+
+    Callbacks are on only with ``after`` (``--callback-after``); the other
+    options refine them and are refused without it.
+    """
+
+    after: float | None = None
+    take: float | None = None
+    answer: float | None = None
+    attempts: int | None = None
+    retry: float | None = None
+    ring: float | None = None
+    tiers: str | None = None
+    compare: bool = False
+
+
+#: Defaults of the callback model: production's rule defaults (attempts, retry)
+#: and ring timeout (``CALLCENTER_CALLBACK_RING_SECONDS``); the shares are guesses
+#: a manager should replace with their own line's.
+CALLBACK_TAKE = 0.5
+CALLBACK_ANSWER = 0.8
+CALLBACK_RING = 30.0
+#: Seconds an answered ring holds the agent before the caller picks up (fixed).
+CALLBACK_PICKUP = 10.0
+
+#: The production rule's fields, by the option that sets them.
+_RULE_OPTIONS = {
+    "after_seconds": "--callback-after",
+    "attempts": "--callback-attempts",
+    "retry_seconds": "--callback-retry",
+    "tiers": "--callback-tiers",
+}
+
+
+def callback_model(options: CallbackOptions | None, tiers: Sequence[str]) -> Callbacks | None:
+    """The checked callback model, None when off; a bad option is a ``WhatIfError`` naming it.
+
+    The rule is built as a queue's configuration (``queue.models.CallbackRule``,
+    so the same bounds as ``PUT /api/queues/{queue}``) and turned into the pure
+    rule production applies (``CallbackRule.rule()``).
+    """
+    if options is None or options.after is None:
+        given = options or CallbackOptions()
+        for name, value in (
+            ("--callback-take", given.take),
+            ("--callback-answer", given.answer),
+            ("--callback-attempts", given.attempts),
+            ("--callback-retry", given.retry),
+            ("--callback-ring", given.ring),
+            ("--callback-tiers", given.tiers),
+            ("--compare-callbacks", given.compare or None),
+        ):
+            if value is not None:
+                raise WhatIfError(f"{name}: callbacks are off; turn them on with --callback-after")
+        return None
+    for name, number in (
+        ("--callback-after", options.after),
+        ("--callback-retry", options.retry),
+        ("--callback-ring", options.ring),
+    ):
+        if number is not None and math.isnan(number):
+            raise WhatIfError(f"{name}: must be a number of seconds, not nan")
+    take = CALLBACK_TAKE if options.take is None else options.take
+    answer = CALLBACK_ANSWER if options.answer is None else options.answer
+    for name, share in (("--callback-take", take), ("--callback-answer", answer)):
+        if not 0.0 <= share <= 1.0:
+            raise WhatIfError(f"{name}: a share from 0 to 1 (e.g. 0.4), not {share:g}")
+    ring = CALLBACK_RING if options.ring is None else options.ring
+    if not 5.0 <= ring <= 120.0:
+        raise WhatIfError(
+            f"--callback-ring: from 5 to 120 seconds, as the service allows, not {ring:g}"
+        )
+    named: list[str] | None = None
+    if options.tiers is not None:
+        named = [t.strip() for t in options.tiers.split(",")]
+        unknown = [t for t in named if t not in tiers]
+        if unknown:
+            raise WhatIfError(
+                f"--callback-tiers: unknown tier {unknown[0]!r}; tiers are {', '.join(tiers)}"
+            )
+    config: dict[str, Any] = {"after_seconds": options.after, "tiers": named}
+    if options.attempts is not None:
+        config["attempts"] = options.attempts
+    if options.retry is not None:
+        config["retry_seconds"] = options.retry
+    try:
+        queue_rule = CallbackRule(**config)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = _RULE_OPTIONS.get(str(error["loc"][0]), "--callback-after")
+        raise WhatIfError(f"{name}: {error['msg']}") from None
+    return Callbacks(
+        rule=queue_rule.rule(),
+        take=take,
+        answer=answer,
+        attempts=queue_rule.attempts,
+        retry_seconds=queue_rule.retry_seconds,
+        ring_seconds=ring,
+        pickup_seconds=min(CALLBACK_PICKUP, ring),
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +174,8 @@ class Plan:
     seed: int
     runs: int
     notes: list[str] = field(default_factory=list)  # said before the figures (overload)
+    callbacks: Callbacks | None = None
+    compare_callbacks: bool = False
 
 
 def _positive(name: str, value: float) -> None:
@@ -94,6 +204,7 @@ def plan(options: SimulateOptions) -> Plan:
     tiers = [name for name, _ in DEFAULT_TIER_MIX]
     credits = parse_credits(options.credits) if options.credits else None
     chosen = policies(options.policies, tiers, credits)
+    callbacks = callback_model(options.callbacks, tiers)
     rate = options.rate_per_hour / 3600.0
     load = rate * options.aht
     agents = options.agents
@@ -118,7 +229,18 @@ def plan(options: SimulateOptions) -> Plan:
         patience=patience,
         handle_cv=options.handle_cv,
     )
-    return Plan(traffic, agents, target, chosen, options.seed, options.runs, notes)
+    return Plan(
+        traffic,
+        agents,
+        target,
+        chosen,
+        options.seed,
+        options.runs,
+        notes,
+        callbacks=callbacks,
+        compare_callbacks=callbacks is not None
+        and bool(options.callbacks and options.callbacks.compare),
+    )
 
 
 def workloads(p: Plan) -> list[Workload]:
@@ -138,7 +260,9 @@ def _some_calls(loads: Sequence[Workload], rate_per_hour: float, hours: float) -
 def simulate(p: Plan) -> tuple[Comparison, list[Workload], list[list[Outcome]]]:
     loads = workloads(p)
     _some_calls(loads, p.traffic.rate * 3600.0, p.traffic.seconds / 3600.0)
-    comparison, outcomes = compare(loads, p.policies, p.agents, p.target.seconds)
+    comparison, outcomes = compare(
+        loads, p.policies, p.agents, p.target.seconds, p.callbacks, p.compare_callbacks
+    )
     return comparison, loads, outcomes
 
 
@@ -247,6 +371,8 @@ class HistoryPlan:
     seed: int
     runs: int
     notes: list[str] = field(default_factory=list)
+    callbacks: Callbacks | None = None
+    compare_callbacks: bool = False
 
 
 def since_option(text: str) -> timedelta:
@@ -269,6 +395,7 @@ def history_plan(
     seed: int,
     runs: int,
     queue_credits: Mapping[str, float] | None = None,
+    callbacks: CallbackOptions | None = None,
 ) -> HistoryPlan:
     """The checked replay of ``calls``; an empty window is a ``WhatIfError`` naming ``--since``.
 
@@ -286,6 +413,7 @@ def history_plan(
     tiers = tiers_of(calls, known_tiers)
     given = parse_credits(credits) if credits else (dict(queue_credits or {}) or None)
     chosen = policies(policy_names, tiers, given)
+    model = callback_model(callbacks, tiers)
     peak = peak_agents(calls)
     answered = sum(1 for c in calls if c.connected_at is not None)
     patience = mean_patience(calls)
@@ -307,12 +435,16 @@ def history_plan(
         seed=seed,
         runs=runs,
         notes=notes,
+        callbacks=model,
+        compare_callbacks=model is not None and bool(callbacks and callbacks.compare),
     )
 
 
 def replay_history(hp: HistoryPlan) -> tuple[Comparison, list[Workload], list[list[Outcome]]]:
     loads = [replay(hp.calls, hp.tiers, hp.seed + r) for r in range(hp.runs)]
-    comparison, outcomes = compare(loads, hp.policies, hp.agents, hp.target.seconds)
+    comparison, outcomes = compare(
+        loads, hp.policies, hp.agents, hp.target.seconds, hp.callbacks, hp.compare_callbacks
+    )
     return comparison, loads, outcomes
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from callcenter.simulation.distributions import gap, lognormal, patience
 
@@ -43,6 +43,13 @@ class Workload:
     ``tier`` holds an index into ``tiers`` (most valuable first); ``patience``
     is how long the caller would wait before hanging up (``inf``: never);
     ``handle`` is how long an agent is busy with the call once answered.
+
+    ``callback_draw`` and ``ring_draw`` are each caller's uniform draws in
+    (0, 1] for the callback model (``des.Callbacks``): they take an offered
+    callback when ``callback_draw`` is below the share who take it, and
+    ``ring_draw`` says at which ring they pick up. Drawn with the rest, so a
+    run with callbacks and one without serve the very same callers. Empty in
+    a workload built without them (a run with callbacks refuses it).
     """
 
     tiers: tuple[str, ...]
@@ -51,6 +58,8 @@ class Workload:
     patience: list[float]
     handle: list[float]
     value: list[float]
+    callback_draw: list[float] = field(default_factory=list)
+    ring_draw: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -83,8 +92,9 @@ def synthetic(traffic: Traffic, seed: int) -> Workload:
     """
     if traffic.rate <= 0 or traffic.aht <= 0 or traffic.seconds <= 0:
         raise ValueError("rate, aht and seconds must be positive")
-    streams = [random.Random(f"{seed}:{name}") for name in ("arrival", "tier", "patience", "hand")]
-    arrivals_rng, tier_rng, patience_rng, handle_rng = streams
+    names = ("arrival", "tier", "patience", "hand", "callback", "ring")
+    streams = [random.Random(f"{seed}:{name}") for name in names]
+    arrivals_rng, tier_rng, patience_rng, handle_rng, callback_rng, ring_rng = streams
     tiers = tuple(name for name, _ in traffic.tier_mix)
     weights = [w for _, w in traffic.tier_mix]
     values = traffic.tier_value if traffic.tier_value is not None else DEFAULT_TIER_VALUE
@@ -107,4 +117,11 @@ def synthetic(traffic: Traffic, seed: int) -> Workload:
         patience=patiences,
         handle=handle,
         value=[values.get(tiers[k], 0.0) for k in tier],
+        callback_draw=uniforms(callback_rng, n),
+        ring_draw=uniforms(ring_rng, n),
     )
+
+
+def uniforms(rng: random.Random, n: int) -> list[float]:
+    """``n`` draws in (0, 1]: never 0, so a share of 0 is never reached and a log is finite."""
+    return [1.0 - rng.random() for _ in range(n)]

@@ -117,17 +117,47 @@ class ChannelDestroyed(_Event):
     channel: Channel
 
 
+class Playback(_Wire):
+    """The ``Playback`` model (``playbacks.json``): ``target_uri`` is ``channel:<id>``."""
+
+    id: str = Field(min_length=1)
+    target_uri: str = ""
+    state: str = ""
+
+    @property
+    def channel_id(self) -> str | None:
+        kind, _, target = self.target_uri.partition(":")
+        return target if kind == "channel" and target else None
+
+
+class PlaybackFinished(_Event):
+    """A prompt we played is over (``state``: ``done``, ``failed`` or ``cancelled``)."""
+
+    type: Literal["PlaybackFinished"]
+    playback: Playback
+
+
 class Ignored(_Wire):
     """An event the adapter has no use for (``ChannelVarset``, ``ChannelStateChange`` …)."""
 
     type: str
 
 
-AriEvent = StasisStart | StasisEnd | ChannelDtmfReceived | ChannelHangupRequest | ChannelDestroyed
+ChannelEvent = (
+    StasisStart | StasisEnd | ChannelDtmfReceived | ChannelHangupRequest | ChannelDestroyed
+)
+AriEvent = ChannelEvent | PlaybackFinished
 
 _KNOWN = TypeAdapter[AriEvent](Annotated[AriEvent, Field(discriminator="type")])
 _TYPES = frozenset(
-    {"StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed"}
+    {
+        "StasisStart",
+        "StasisEnd",
+        "ChannelDtmfReceived",
+        "ChannelHangupRequest",
+        "ChannelDestroyed",
+        "PlaybackFinished",
+    }
 )
 
 #: The events after which the channel is gone (or going) for good.

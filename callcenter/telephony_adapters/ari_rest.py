@@ -82,6 +82,17 @@ class AriRest:
     async def stop_moh(self, channel_id: str) -> None:
         await self._call("DELETE", f"/channels/{_seg(channel_id)}/moh")
 
+    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
+        """Play ``media`` (``sound:…``) to the channel; ``PlaybackFinished`` says when done."""
+        await self._call(
+            "POST",
+            f"/channels/{_seg(channel_id)}/play",
+            {"media": media, "playbackId": playback_id},
+        )
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self._call("DELETE", f"/playbacks/{_seg(playback_id)}")
+
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self._call("DELETE", f"/channels/{_seg(channel_id)}", {"reason": reason})
 

@@ -1,7 +1,7 @@
 """The common interface of every telephony peer: events in, commands out.
 
 An adapter (generic JSON, Twilio, Asterisk ARI) does two things and nothing
-more. Inbound, it verifies and parses what its peer sends into the three
+more. Inbound, it verifies and parses what its peer sends into the four
 ``CallEvent`` kinds below and hands them to the ``TelephonyGateway``, which
 owns the call's life in the queue. Outbound, it implements ``Connector`` so
 the ``Bridger`` can tell the peer to connect a caller to the agent who took
@@ -70,7 +70,19 @@ class Hangup:
     cause: str | None = None
 
 
-CallEvent = Incoming | Digits | Hangup
+@dataclass(frozen=True)
+class CallbackRequest:
+    """The waiting caller takes the offered callback and will hang up.
+
+    ``number``: what they confirmed or typed to be rung at; None: the calling
+    number. The gateway checks it can be dialled (``dialable``).
+    """
+
+    peer_call_id: str
+    number: str | None = None
+
+
+CallEvent = Incoming | Digits | Hangup | CallbackRequest
 
 
 def external_id(peer: str, peer_call_id: str) -> str:
@@ -103,6 +115,9 @@ class PeerCall:
     peer_call_id: str
     record: Call
     bridge_id: int | None = None
+    #: The leg to command when it is not the caller's first: a callback's
+    #: outbound leg, as the peer named it (``ring_back``'s answer).
+    leg: str | None = None
 
     @property
     def id(self) -> int:
@@ -122,6 +137,16 @@ class AgentEndpoint:
     agent_id: int
     name: str
     endpoint: str
+
+
+@dataclass(frozen=True)
+class Ring:
+    """What ``ring_back`` did. ``leg``: the peer's id of the outbound leg, when it has
+    its own (None: the call's own id names it). ``answered``: the caller picked up
+    and is bridged; false: the ring is placed and the peer reports its outcome later."""
+
+    leg: str | None
+    answered: bool
 
 
 #: Failures before a command left us: the peer cannot have acted on it.
@@ -155,9 +180,29 @@ class Connector(Protocol):
     """
 
     peer: str
+    #: The peer can ring a caller back (``ring_back``): only then are its
+    #: waiting callers offered a callback.
+    rings_back: bool
 
     async def connect(self, call: PeerCall, agent: AgentEndpoint) -> None:
         """Connect the waiting caller to the agent's endpoint."""
 
     async def hangup(self, call: PeerCall) -> None:
-        """End the caller's leg at the peer (the call could not be served)."""
+        """End the caller's leg at the peer (the call could not be served).
+
+        For a callback whose caller answered, the leg is ``call.leg``."""
+
+    async def ring_back(
+        self, call: PeerCall, agent: AgentEndpoint, number: str, ring_seconds: float
+    ) -> Ring:
+        """Ring the caller of a callback at ``number`` and bridge them to ``agent``.
+
+        ``ring_seconds``: how long it rings before it counts as not answered.
+        A peer that learns the outcome while the command runs (ARI, the generic
+        PBX) returns once the caller answered and is bridged, and raises
+        ``CallerNotReached`` when they did not (``Ring.answered`` true). A peer
+        that reports it later (Twilio's status callback) returns once the call
+        is placed (``answered`` false), and its adapter reports the outcome
+        through ``TelephonyGateway.callback_answered`` or ``callback_missed``.
+        Never repeated by the bridger: a ring that may have gone out is not rung twice.
+        """

@@ -28,7 +28,14 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter
 
-from callcenter.errors import AgentNotReached, CallCenterError, PeerCallGone, PeerOutcomeUnknown
+from callcenter.errors import (
+    AgentNotReached,
+    CallCenterError,
+    CallerNotReached,
+    PeerCallGone,
+    PeerOutcomeUnknown,
+)
+from callcenter.queue import callbacks
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import CallState, EndOutcome
 from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall
@@ -50,7 +57,8 @@ def bridges_counter(registry: CollectorRegistry) -> Counter:
     return Counter(
         "callcenter_telephony_connects",
         "Connect commands to telephony peers by peer and result "
-        "(connected, retried, requeued, ended, gone, unknown)",
+        "(connected, retried, requeued, ended, gone, unknown; a callback's ring: "
+        "answered, ringing, missed)",
         ["peer", "result"],
         registry=registry,
     )
@@ -73,6 +81,7 @@ class Bridger(CallWorker):
         max_requeues: int = 2,
         catch_up_seconds: float = 5.0,
         results: Counter | None = None,
+        callback_ring_seconds: float = 30.0,
     ) -> None:
         super().__init__(
             desk,
@@ -89,7 +98,10 @@ class Bridger(CallWorker):
         #: so a phone that rings out is reported by the peer (``AgentNotReached``)
         #: before this limit cuts the connect off with an outcome it cannot know.
         self.connect_seconds = 2 * timeout_seconds + ring_seconds
-        self.lease_seconds += self.connect_seconds - timeout_seconds
+        #: A callback rings the caller for this long; its command gets the same margins.
+        self.callback_ring_seconds = callback_ring_seconds
+        self.ring_back_seconds = 2 * timeout_seconds + callback_ring_seconds
+        self.lease_seconds += max(self.connect_seconds, self.ring_back_seconds) - timeout_seconds
 
     async def handle(self, call_id: int) -> str | None:
         return await self.bridge(call_id)
@@ -114,6 +126,21 @@ class Bridger(CallWorker):
             if not peers:
                 return 0
             ids = [r["id"] for r in await conn.fetch(Q["unbridged_calls"], peers)]
+            # A ring's report is due within the ring's own limit; twice that, it is lost.
+            stale = await conn.fetch(Q["stale_rings"], 2 * self.ring_back_seconds, peers)
+        for ring in stale:
+            _log.error(
+                "callback of call %s: no report of its ring %s; counting it not answered",
+                ring["call_id"],
+                ring["bridge_id"],
+            )
+            await self.gateway.callback_missed(
+                ring["peer"],
+                ring["peer_call_id"],
+                ring["bridge_id"],
+                "failed",
+                "no report of the ring",
+            )
         for call_id in ids:
             await self.bridge(call_id)
         return len(ids)
@@ -148,6 +175,8 @@ class Bridger(CallWorker):
             error = f"agent {agent_id} has no endpoint the PBX could dial"
             return await self._give_up(bridge_id, call, agent_id, error)
         agent = AgentEndpoint(agent_id, agent_row["name"], agent_row["endpoint"])
+        if record.callback is not None:
+            return await self._ring_back(bridge_id, call, agent, record.callback.number)
         error = "not attempted"
         for attempt in range(self.attempts):
             try:
@@ -191,6 +220,84 @@ class Bridger(CallWorker):
             _log.info("call %s (%s) connected to agent %s", call_id, record.call_id, agent.name)
             return "connected"
         return await self._give_up(bridge_id, call, agent_id, error)
+
+    async def _ring_back(
+        self, bridge_id: int, call: PeerCall, agent: AgentEndpoint, number: str
+    ) -> str:
+        """Ring the caller of a callback and bridge them to the agent who accepted.
+
+        One attempt per accept, never repeated: a ring that may have gone out
+        is not rung twice (the caller would hear two phones). Not answered
+        (``CallerNotReached``) frees the agent and the call waits out the
+        queue's retry delay in its place (``TelephonyGateway.callback_missed``).
+        A command that never went out (refused, unreachable) uses up none of
+        the caller's attempts: the call goes back as after a failed connect.
+        Returns ``answered``, ``ringing`` (the peer reports later), ``missed``,
+        ``gone`` (the call ended while it rang; the caller is let go) or
+        ``unknown``.
+        """
+        connector = self.gateway.connectors[call.peer]
+        async with self.desk.pool.acquire() as conn:
+            attempt = await callbacks.ringing(conn, call.id, bridge_id, agent.agent_id, number)
+        _log.info(
+            "call %s (%s): ringing the caller back at %s for agent %s (attempt %s)",
+            call.id,
+            call.record.call_id,
+            number,
+            agent.name,
+            attempt,
+        )
+        try:
+            ring = await asyncio.wait_for(
+                connector.ring_back(call, agent, number, self.callback_ring_seconds),
+                self.ring_back_seconds,
+            )
+        except CallerNotReached as exc:
+            return await self._ring_missed(bridge_id, call, exc.result, str(exc))
+        except (PeerOutcomeUnknown, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return await self._outcome_unknown(bridge_id, call, agent, error)
+        except Exception as exc:  # the command never went out, or the peer refused it
+            # The caller's phone did not ring: no attempt of theirs is used up. The call
+            # goes back in its place as after a failed connect (the agent not responding).
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            async with self.desk.pool.acquire() as conn:
+                await callbacks.not_rung(conn, call.id, bridge_id, error)
+            return await self._give_up(bridge_id, call, agent.agent_id, error)
+        async with self.desk.pool.acquire() as conn:
+            if ring.leg is not None:
+                await callbacks.record_leg(conn, bridge_id, ring.leg)
+            await conn.execute(Q["bridge_connected"], bridge_id)
+        if not ring.answered:
+            self._count(call.peer, "ringing")
+            return "ringing"
+        view = await self.gateway.callback_answered(call.peer, call.peer_call_id, bridge_id)
+        if view.note is not None:
+            # Ended while it rang (a supervisor): the caller picked up a call that is over.
+            _log.warning("call %s: the caller answered its callback late; letting them go",
+                         call.id)  # fmt: skip
+            with_leg = PeerCall(
+                peer=call.peer,
+                peer_call_id=call.peer_call_id,
+                record=call.record,
+                bridge_id=bridge_id,
+                leg=ring.leg,
+            )
+            try:
+                await asyncio.wait_for(connector.hangup(with_leg), self.timeout_seconds)
+            except Exception as exc:  # best effort: the call is over on our side
+                _log.error("hang-up of call %s's callback leg failed: %s", call.id, exc)
+            self._count(call.peer, "gone")
+            return "gone"
+        self._count(call.peer, "answered")
+        _log.info("call %s (%s): the caller answered; bridged to agent %s",
+                  call.id, call.record.call_id, agent.name)  # fmt: skip
+        return "answered"
+
+    async def _ring_missed(self, bridge_id: int, call: PeerCall, result: str, error: str) -> str:
+        await self.gateway.callback_missed(call.peer, call.peer_call_id, bridge_id, result, error)
+        self._count(call.peer, "missed")
+        return "missed"
 
     async def _outcome_unknown(
         self, bridge_id: int, call: PeerCall, agent: AgentEndpoint, error: str

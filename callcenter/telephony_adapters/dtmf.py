@@ -60,3 +60,60 @@ class DigitCollector:
     def _finish(self) -> str | None:
         number, self.digits, self.last_at = self.digits, "", None
         return number or None
+
+
+# -- taking an offered callback ------------------------------------------------------
+
+#: What a caller offered a callback presses to take it: a lone ``1``, ended like a
+#: customer number (``#`` or the pause). Any other number, ``12`` or ``1212…``
+#: included, is a customer number as before; so is ``1`` when no offer stands.
+CALLBACK_KEY = "1"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The number a caller chose to be rung back at; None: the number they call from."""
+
+    number: str | None
+
+
+@dataclass
+class CallbackChoice:
+    """After a caller took the callback: which number to ring them at (pure).
+
+    ``#`` alone, or no key for ``timeout`` seconds, confirms the calling
+    number; digits then ``#`` (or then the pause) are another number; ``*``
+    throws the typed digits away. The window restarts at every key and when
+    the caller's prompt ends (``restart``), so a long prompt never eats it.
+    """
+
+    timeout: float
+    since: float
+    max_digits: int = 32
+    digits: str = ""
+
+    def restart(self, now: float) -> None:
+        self.since = now
+
+    def press(self, key: str, now: float) -> Choice | None:
+        """Take one key; the choice when this key made it."""
+        self.since = now
+        if key == FINISH:
+            return Choice(self.digits or None)
+        if key == CLEAR:
+            self.digits = ""
+        elif key in DIGITS:
+            self.digits += key
+            if len(self.digits) >= self.max_digits:
+                return Choice(self.digits)
+        return None
+
+    @property
+    def deadline(self) -> float:
+        return self.since + self.timeout
+
+    def expire(self, now: float) -> Choice | None:
+        """The choice, if the window is over at ``now``; otherwise None."""
+        if now < self.deadline:
+            return None
+        return Choice(self.digits or None)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -43,12 +44,14 @@ from callcenter.customers.models import Outcome
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
 from callcenter.http.problems import first_error
+from callcenter.queue import callbacks, policy
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import Call, CallIn, CallState, EndOutcome
 from callcenter.telephony_adapters.base import (
     MAX_PEER_CALL_ID,
     PEERS,
     AgentEndpoint,
+    CallbackRequest,
     CallEvent,
     Connector,
     Digits,
@@ -56,6 +59,7 @@ from callcenter.telephony_adapters.base import (
     Incoming,
     external_id,
 )
+from callcenter.telephony_adapters.dialable import callback_number
 from callcenter.telephony_adapters.sql import Q
 
 #: Every end reason the gateway writes starts with this: the peer reported the
@@ -91,6 +95,11 @@ class CallView(BaseModel):
         description="The agent a connected call is connected to, with what the peer dials "
         "(the endpoint is empty when the agent has none).",
     )
+    offer_callback: bool = Field(
+        default=False,
+        description="The queue's rule offers this waiting caller a callback now "
+        "(press 1 to be called back, keeping their place).",
+    )
 
     @property
     def state(self) -> CallState | None:
@@ -99,6 +108,11 @@ class CallView(BaseModel):
     @property
     def waiting(self) -> bool:
         return self.state is CallState.waiting
+
+    @property
+    def holding(self) -> bool:
+        """The caller waits on the line (not a virtual call waiting for its callback)."""
+        return self.waiting and self.call is not None and self.call.callback is None
 
     @property
     def known_caller(self) -> bool:
@@ -130,10 +144,13 @@ class TelephonyGateway:
         default_queue: str = "general",
         events: Counter | None = None,
         connectors: Iterable[Connector] = (),
+        refused_prefixes: Iterable[str] = (),
     ) -> None:
         self.desk = desk
         self.pool: asyncpg.Pool[Any] = desk.pool
         self.default_queue = default_queue
+        #: Callback numbers starting with these are refused (``dialable``).
+        self.refused_prefixes = tuple(refused_prefixes)
         self._events = events
         self.connectors: dict[str, Connector] = {}
         for connector in connectors:
@@ -154,6 +171,8 @@ class TelephonyGateway:
             _check_storable(event.customer_number, "customer_number")
         elif isinstance(event, Digits):
             _check_storable(event.digits, "digits")
+        elif isinstance(event, CallbackRequest):
+            _check_storable(event.number, "number")
         else:
             # A hang-up must end the call whatever its free-text cause holds.
             event = Hangup(event.peer_call_id, _storable_text(event.cause))
@@ -167,11 +186,14 @@ class TelephonyGateway:
             elif isinstance(event, Digits):
                 view = await self._digits(conn, peer, event)
                 kind, result = "digits", view.digits or "ignored"
+            elif isinstance(event, CallbackRequest):
+                view = await self._callback(conn, peer, event)
+                kind, result = "callback", "requested" if view.note is None else "repeat"
             else:
                 view = await self._hangup(conn, peer, event)
                 kind = "hangup"
                 result = view.state.value if view.state is not None else "tombstone"
-            view = await self._with_agent(conn, view)
+            view = await self._completed(conn, view)
         if self._events is not None:
             self._events.labels(peer, kind, result).inc()
         return view
@@ -186,7 +208,7 @@ class TelephonyGateway:
         async with self.pool.acquire() as conn:
             found = await _peer_call(conn, external_id(peer, peer_call_id))
             call = None if found["id"] is None else await self.desk.get(conn, found["id"])
-            return await self._with_agent(
+            return await self._completed(
                 conn, CallView(peer=peer, peer_call_id=peer_call_id, call=call)
             )
 
@@ -226,7 +248,9 @@ class TelephonyGateway:
                         None,
                     )
             call = await self.desk.get(conn, found["id"])
-            return CallView(peer=peer, peer_call_id=peer_call_id, call=call)
+            return await self._completed(
+                conn, CallView(peer=peer, peer_call_id=peer_call_id, call=call)
+            )
 
     async def connect_failed(
         self, peer: str, peer_call_id: str, cause: str, *, bridge_id: int | None = None
@@ -385,8 +409,130 @@ class TelephonyGateway:
                     peer_call_id=event.peer_call_id,
                     note="hang-up before the call was handed in: recorded",
                 )
+        if (
+            found["callback"]
+            and not found["answered"]
+            and not (
+                found["state"] == CallState.connected
+                and await conn.fetchval(Q["ring_outcome_unknown"], found["id"]) is not None
+            )
+        ):
+            # The caller hung up to be rung back (or before picking up the ring):
+            # the call keeps its place; a ring nobody answers is reported as such.
+            call = await self.desk.get(conn, found["id"])
+            return CallView(
+                peer=peer,
+                peer_call_id=event.peer_call_id,
+                call=call,
+                note="the caller hung up to wait for the callback: the call keeps its place",
+            )
         call = await self._close(conn, found["id"], CallState(found["state"]), event.cause)
         return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
+
+    async def _callback(self, conn: Conn, peer: str, event: CallbackRequest) -> CallView:
+        connector = self.connectors.get(peer)
+        if connector is None or not connector.rings_back:
+            # Kept, the call would wait for a ring that never comes.
+            raise Conflict(
+                f"{peer} cannot ring callers back here: no callback is offered or taken "
+                "(see docs/telephony.md, callbacks)",
+                field="type",
+            )
+        found = await _peer_call(conn, external_id(peer, event.peer_call_id))
+        if found["id"] is None:
+            raise NotFound(
+                f"no call {event.peer_call_id!r} from {peer}: send its incoming event first",
+                field="call_id",
+            )
+        call_id: int = found["id"]
+        call = await self.desk.get(conn, call_id)
+        raw = event.number if event.number is not None and event.number.strip() else call.ani
+        number = callback_number(
+            raw,
+            region=self.desk.rules.region,
+            refused_prefixes=self.refused_prefixes,
+            field="number" if event.number else "ani",
+        )
+        requested = await callbacks.request(self.desk, conn, call_id, number)
+        call = await self.desk.get(conn, call_id)
+        note = None
+        if not requested:
+            assert call.callback is not None
+            note = f"the caller had taken a callback to {call.callback.number} already"
+        return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call, note=note)
+
+    # -- a callback's ring, as the peer reports it -----------------------------
+
+    async def callback_answered(self, peer: str, peer_call_id: str, bridge_id: int) -> CallView:
+        """The caller picked up ring ``bridge_id`` of their callback.
+
+        ``note`` is set when the call is over (a supervisor ended it while it
+        rang): then the peer must let the caller go instead of bridging them.
+        """
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            if found["id"] is None:
+                raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
+            live = await callbacks.answered(self.desk, conn, found["id"], bridge_id)
+            call = await self.desk.get(conn, found["id"])
+            note = None if live else f"the call is {call.state.value}: let the caller go"
+            if self._events is not None:
+                self._events.labels(peer, "callback_ring", "answered" if live else "late").inc()
+            view = CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
+            return await self._completed(conn, view)
+
+    async def callback_missed(
+        self, peer: str, peer_call_id: str, bridge_id: int, result: str, cause: str | None
+    ) -> CallView:
+        """Nobody answered ring ``bridge_id``: the agent is freed and the call waits
+        out the queue's retry delay in its place, or ends ``callback_failed``
+        after the last attempt (see ``callbacks.missed``)."""
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            if found["id"] is None:
+                raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
+            call_id: int = found["id"]
+            agent_id = await conn.fetchval(Q["callback_agent"], bridge_id, call_id)
+            outcome = "stale"
+            if agent_id is not None:
+                outcome = await callbacks.missed(
+                    self.desk, conn, call_id, bridge_id, agent_id, result, cause
+                )
+            if outcome != "stale":
+                # The ring's claim is over: the next accept rings again.
+                await conn.execute(Q["release_bridge"], call_id, f"callback {result}"[:500])
+            call = await self.desk.get(conn, call_id)
+            if self._events is not None:
+                self._events.labels(peer, "callback_ring", outcome).inc()
+            note = None if outcome != "stale" else "a report about a ring that is over already"
+            return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
+
+    async def callback_leg_ended(
+        self, peer: str, peer_call_id: str, bridge_id: int, cause: str | None
+    ) -> CallView:
+        """The outbound leg of ring ``bridge_id`` hung up (a peer that names its rings).
+
+        It ends the call, as the caller's hang-up does, only while that ring is
+        the call's latest and its caller is on the line: a late report about an
+        earlier ring (whose caller was let go, the call rung again since) must
+        not end the conversation of the current one.
+        """
+        _check_peer_call_id(peer_call_id)
+        async with self.pool.acquire() as conn:
+            found = await _peer_call(conn, external_id(peer, peer_call_id))
+            if found["id"] is None:
+                raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
+            latest = await conn.fetchval(Q["latest_ring"], found["id"])
+            state = CallState(found["state"])
+            if latest == bridge_id and found["answered"] and state is CallState.connected:
+                reason = _storable_text(cause)
+                call = await self._close(conn, found["id"], state, reason)
+                return CallView(peer=peer, peer_call_id=peer_call_id, call=call)
+            call = await self.desk.get(conn, found["id"])
+            note = f"a report about ring {bridge_id}, not the call's current one: nothing changes"
+            return CallView(peer=peer, peer_call_id=peer_call_id, call=call, note=note)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -412,9 +558,23 @@ class TelephonyGateway:
             state = result.state
         return result if result is not None else await self.desk.get(conn, call_id)
 
-    async def _with_agent(self, conn: Conn, view: CallView) -> CallView:
-        """The view with the agent of a connected call, which a peer dials to connect it."""
+    async def _completed(self, conn: Conn, view: CallView) -> CallView:
+        """The view with what the peer acts on: the agent of a connected call (whom it
+        dials to connect it) and, for a caller holding, whether to offer a callback."""
         call = view.call
+        # A callback is offered only by a peer that can ring the caller back.
+        connector = self.connectors.get(view.peer)
+        if view.holding and call is not None and connector is not None and connector.rings_back:
+            queue = await self.desk.directory.get(conn, call.queue)
+            rule = queue.callback
+            if rule is not None and policy.callback_offered(
+                rule.rule(),
+                call.tier,
+                call.estimated_wait_seconds,
+                rule.local_time(datetime.now(UTC)),
+            ):
+                return view.model_copy(update={"offer_callback": True})
+            return view
         if call is None or call.state is not CallState.connected or call.agent_id is None:
             return view
         row = await conn.fetchrow(Q["agent_endpoint"], call.agent_id)

@@ -6,7 +6,11 @@
 -- What the gateway needs before it applies a peer's event, in one round trip:
 -- our call for the peer's call id $1 (our external_id), if any, with its
 -- state and agent, and whether a hang-up came for it before any incoming.
-SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone
+-- A callback call (the caller hung up to be rung back) says so, and whether the
+-- caller picked up its current ring.
+SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
+       c.callback_number IS NOT NULL AS callback,
+       c.callback_answered_at IS NOT NULL AS answered
   FROM (VALUES (1)) AS one (x)
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1
@@ -71,7 +75,12 @@ UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE id = $1 AND state = 'claimed'
 
 -- failed_bridges_of_call --
-SELECT count(*) FROM call_bridges WHERE call_id = $1 AND state = 'failed'
+-- Connects that failed; a callback's ring nobody answered is not one (the
+-- queue's callback attempts count those).
+SELECT count(*) FROM call_bridges b
+ WHERE b.call_id = $1 AND b.state = 'failed'
+   AND NOT EXISTS (SELECT 1 FROM callback_attempts a
+                    WHERE a.bridge_id = b.id AND a.result IN ('no_answer', 'failed'))
 
 -- expire_claims --
 -- Claims whose instance stopped renewing them (it died mid-connect): given up,
@@ -93,6 +102,39 @@ SELECT c.id
  ORDER BY c.connected_at
  LIMIT 200
 
+-- ring_outcome_unknown --
+-- The call's live claim is a ring whose command got no answer (see
+-- bridge_outcome_unknown): the caller may be on the line.
+SELECT 1 FROM call_bridges
+ WHERE call_id = $1 AND state = 'connected' AND last_error LIKE 'outcome unknown%'
+
+-- latest_ring --
+SELECT bridge_id FROM callback_attempts WHERE call_id = $1 ORDER BY id DESC LIMIT 1
+
+-- callback_agent --
+-- The agent a ring of a callback was for (its claim $1, of call $2).
+SELECT agent_id FROM callback_attempts WHERE bridge_id = $1 AND call_id = $2
+
+-- stale_rings --
+-- Rings of callbacks started more than $1 seconds ago that nobody reported on
+-- (a peer that reports later never did) while the call still sits with the
+-- agent unanswered: the agent would wait for ever. Of peers $2 only.
+-- A ring whose command got no answer is left alone: it may have reached the
+-- caller, who may be talking to the agent now (the peer's hang-up, or the
+-- agent's end, closes it).
+SELECT a.call_id, a.bridge_id, c.peer, c.peer_call_id
+  FROM callback_attempts a
+  JOIN calls c ON c.id = a.call_id
+  JOIN call_bridges b ON b.id = a.bridge_id
+ WHERE a.result IS NULL AND a.started_at < now() - make_interval(secs => $1)
+   AND coalesce(b.last_error, '') NOT LIKE 'outcome unknown%'
+   AND a.id = (SELECT max(l.id) FROM callback_attempts l WHERE l.call_id = a.call_id)
+   AND c.state = 'connected' AND c.agent_id = a.agent_id
+   AND c.callback_answered_at IS NULL
+   AND c.peer = ANY ($2::text[])
+ ORDER BY a.started_at
+ LIMIT 100
+
 -- agent_endpoint --
 SELECT id, name, endpoint FROM agents WHERE id = $1
 
@@ -103,8 +145,14 @@ UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE call_id = $1 AND state <> 'failed'
 
 -- release_subject --
--- An ended call as the releaser decides on it.
-SELECT id, external_id, peer, peer_call_id, state, end_reason
+-- An ended call as the releaser decides on it. A callback call's caller is on
+-- a line only once they picked up its ring (answered), and that line is the
+-- ring's own (leg).
+SELECT id, external_id, peer, peer_call_id, state, end_reason,
+       callback_number IS NOT NULL AS callback,
+       callback_answered_at IS NOT NULL AS answered,
+       (SELECT a.leg FROM callback_attempts a WHERE a.call_id = calls.id
+         ORDER BY a.id DESC LIMIT 1) AS leg
   FROM calls WHERE id = $1 AND ended_at IS NOT NULL
 
 -- claim_release --
@@ -164,13 +212,15 @@ SELECT now()
 -- What an adapter compares with its peer after a reconnect (ARI): the calls of
 -- peer $1 that are not over, by the peer's call id. Waiting (the small waiting
 -- table) or connected (the partial index on connected calls).
+-- A callback call is left out: its caller hung up on purpose, and the leg
+-- that rings them back is not the call's own.
 SELECT c.peer_call_id
   FROM waiting_calls w JOIN calls c ON c.id = w.call_id
- WHERE c.peer = $1
+ WHERE c.peer = $1 AND c.callback_number IS NULL
 UNION ALL
 SELECT c.peer_call_id
   FROM calls c
- WHERE c.state = 'connected' AND c.peer = $1
+ WHERE c.state = 'connected' AND c.peer = $1 AND c.callback_number IS NULL
 
 -- ended_calls_of_peer --
 -- Which of these calls ($1: our external ids, found by their unique index)

@@ -10,6 +10,8 @@ needs nothing from us:
   starts with ``hangup``, the caller who hung up before the incoming too);
 * the bridger ended it ``transferred`` / ``connect_failed``, and hangs it up
   at the peer itself;
+* the caller took a callback and was not on a line when the call ended (they
+  hung up to be rung back, or did not pick up the ring);
 * an agent or a supervisor ended it ``transferred``: the call went elsewhere
   through the phone system, and hanging it up would cut that transfer off.
   Only the queue's own ``transferred`` / ``max_wait`` leaves the caller
@@ -41,13 +43,20 @@ class ReleaseDecision:
     why: str
 
 
-def decide(state: CallState, end_reason: str | None) -> ReleaseDecision:
-    """Whether a call in ``state``, ended for ``end_reason``, needs a hang-up at its peer."""
+def decide(
+    state: CallState, end_reason: str | None, *, off_the_line: bool = False
+) -> ReleaseDecision:
+    """Whether a call in ``state``, ended for ``end_reason``, needs a hang-up at its peer.
+
+    ``off_the_line``: a callback call whose caller was on no line at its end.
+    """
     if state not in _ENDED:
         return ReleaseDecision(False, f"the call is {state.value}, not ended")
     reason = end_reason or ""
     if reason.startswith(HANGUP):
         return ReleaseDecision(False, "the peer reported the hang-up")
+    if off_the_line:
+        return ReleaseDecision(False, "a callback whose caller was not on the line")
     if state is CallState.transferred:
         if reason == MAX_WAIT:
             return ReleaseDecision(True, "the queue gave up at its maximum wait")

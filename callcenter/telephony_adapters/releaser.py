@@ -178,7 +178,11 @@ class Releaser(CallWorker):
             peer_call_id: str | None = row["peer_call_id"]
             if peer is None or peer_call_id is None or peer not in peers:
                 return None
-            decision = decide(CallState(row["state"]), row["end_reason"])
+            decision = decide(
+                CallState(row["state"]),
+                row["end_reason"],
+                off_the_line=row["callback"] and not row["answered"],
+            )
             claim = await conn.fetchrow(
                 Q["claim_release"],
                 call_id,
@@ -199,7 +203,12 @@ class Releaser(CallWorker):
         if connector is None:
             # Unregistered meanwhile: the claim's lease runs out and another instance takes it.
             return None
-        call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=await self.desk.call(call_id))
+        call = PeerCall(
+            peer=peer,
+            peer_call_id=peer_call_id,
+            record=await self.desk.call(call_id),
+            leg=row["leg"] if row["callback"] else None,
+        )
         error = "not attempted"
         for attempt in range(self.attempts):
             try:

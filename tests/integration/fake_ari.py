@@ -13,7 +13,13 @@ As the real Asterisk (``tests/peers/test_asterisk.py``) does: a phone that does
 not answer rings until the originate's ``timeout`` and is then destroyed
 (cause 19), a busy one is destroyed at once, and a newer event websocket for
 the application takes it over: the older gets ``ApplicationReplaced`` and no
-more events, and stays open.
+more events, and stays open. A channel in the application that hangs up is
+reported ``ChannelHangupRequest`` and ``StasisEnd`` and nothing more (the
+application is no longer subscribed to it); one outside it that we
+originated (ringing) ``ChannelHangupRequest`` and ``ChannelDestroyed``. A
+hang-up we asked for (``DELETE``) is a soft one, cause 32. A prompt
+(``POST …/play``) plays for ``prompt_seconds`` and ends ``PlaybackFinished``:
+``done``, or ``failed`` when its channel hangs up first.
 """
 
 from __future__ import annotations
@@ -54,6 +60,18 @@ class FakeAri:
     #: What an originated channel does: True answers at once, False is busy (fails at
     #: once), None rings until the originate's ``timeout`` (or a hang-up), unanswered.
     answer_originates: bool | None = True
+    #: The same per endpoint (dial string), before ``answer_originates``; "held": it
+    #: rings until the test calls ``pick_up`` (or the originate's ``timeout``).
+    answers: dict[str, bool | str | None] = field(default_factory=dict)
+    #: How long a prompt plays.
+    prompt_seconds: float = 0.05
+    playbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Channels whose hang-up (``DELETE``) fails with 500, as a fault would.
+    refuse_hangups: set[str] = field(default_factory=set)
+    #: Endpoints whose originate Asterisk refuses (500 "Allocation failed", an unknown
+    #: channel technology).
+    refuse_endpoints: set[str] = field(default_factory=set)
+    _held: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Off: the event websocket answers 503, as an Asterisk that is restarting.
     accepting: bool = True
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,6 +94,8 @@ class FakeAri:
         app.router.add_post("/ari/channels/{id}/answer", self._answer)
         app.router.add_post("/ari/channels/{id}/moh", self._moh)
         app.router.add_delete("/ari/channels/{id}/moh", self._moh)
+        app.router.add_post("/ari/channels/{id}/play", self._play)
+        app.router.add_delete("/ari/playbacks/{id}", self._stop_playback)
         app.router.add_post("/ari/bridges", self._create_bridge)
         app.router.add_post("/ari/bridges/{id}/addChannel", self._add_channel)
         app.router.add_delete("/ari/bridges/{id}", self._destroy_bridge)
@@ -232,26 +252,44 @@ class FakeAri:
             )
 
     async def hang_up(
-        self, channel_id: str, cause: int = 16, *, hangup_request: bool = True
+        self,
+        channel_id: str,
+        cause: int = 16,
+        *,
+        hangup_request: bool = True,
+        soft: bool = False,
+        request_cause: int | None = None,
     ) -> None:
-        """The far end hangs up: the three events Asterisk sends, in its order.
+        """The far end hangs up (``soft``: we asked for it): the events Asterisk sends.
 
-        An originated leg that never answered never entered the application: Asterisk
-        reports it only destroyed (no ``ChannelHangupRequest`` of it, no ``StasisEnd``).
+        A channel in the application is reported by its ``ChannelHangupRequest``
+        and ``StasisEnd``; then it has left the application, which hears nothing
+        more of it. An originated leg that is still ringing (never entered the
+        application) is reported destroyed; when it rang out or was busy, only
+        that (no ``ChannelHangupRequest``).
         """
         channel = self.channels.pop(channel_id)
         for bridge in self.bridges.values():
             if channel_id in bridge["channels"]:
                 bridge["channels"].remove(channel_id)
+        for playback_id, playback in list(self.playbacks.items()):
+            if playback["target_uri"] == f"channel:{channel_id}":
+                await self._playback_over(playback_id, "failed")
+        in_app = channel["dialplan"]["app_name"] == "Stasis"
         if self._sockets:
             if hangup_request:
-                await self.send(self.event("ChannelHangupRequest", cause=cause, channel=channel))
+                fields: dict[str, Any] = {"cause": request_cause or cause}
+                if soft:
+                    fields["soft"] = True
+                await self.send(self.event("ChannelHangupRequest", **fields, channel=channel))
+            if in_app:
                 await self.send(self.event("StasisEnd", channel=channel))
-            await self.send(
-                self.event(
-                    "ChannelDestroyed", cause=cause, cause_txt=_CAUSES[cause], channel=channel
+            else:
+                await self.send(
+                    self.event(
+                        "ChannelDestroyed", cause=cause, cause_txt=_CAUSES[cause], channel=channel
+                    )
                 )
-            )
         await self._notify()
 
     def vanish(self, channel_id: str) -> None:
@@ -281,11 +319,63 @@ class FakeAri:
     async def _hangup(self, request: web.Request) -> web.Response:
         if self._channel(request) is None:
             return _error(404, "Channel not found")
+        if request.match_info["id"] in self.refuse_hangups:
+            return _error(500, "Internal Server Error")
         cause = 16 if request.query.get("reason", "normal") == "normal" else 21
-        asyncio.get_running_loop().call_soon(
-            lambda: asyncio.ensure_future(self.hang_up(request.match_info["id"], cause))
-        )
+        hang_up = self.hang_up(request.match_info["id"], cause, soft=True, request_cause=32)
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(hang_up))
         return web.Response(status=204)
+
+    async def _play(self, request: web.Request) -> web.Response:
+        channel_id = request.match_info["id"]
+        if self._channel(request) is None:
+            return _error(404, "Channel not found")
+        if "media" not in request.query:
+            return _error(400, "Missing required field media")
+        playback_id = request.query.get("playbackId") or f"pb-{len(self.playbacks) + 1}"
+        playback = {
+            "id": playback_id,
+            "media_uri": request.query["media"],
+            "target_uri": f"channel:{channel_id}",
+            "language": "en",
+            "state": "queued",
+        }
+        self.playbacks[playback_id] = playback
+
+        async def play() -> None:
+            playback["state"] = "playing"
+            await self.send(self.event("PlaybackStarted", playback=dict(playback)))
+            await asyncio.sleep(self.prompt_seconds)
+            await self._playback_over(playback_id, "done")
+
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(play()))
+        return web.json_response(dict(playback), status=201)
+
+    async def _stop_playback(self, request: web.Request) -> web.Response:
+        playback_id = request.match_info["id"]
+        if playback_id not in self.playbacks:
+            return _error(404, "Playback not found")
+        await self._playback_over(playback_id, "done")
+        return web.Response(status=204)
+
+    async def _playback_over(self, playback_id: str, state: str) -> None:
+        playback = self.playbacks.pop(playback_id, None)
+        if playback is None:
+            return
+        playback["state"] = state
+        if self._sockets:
+            await self.send(self.event("PlaybackFinished", playback=playback))
+        await self._notify()
+
+    async def pick_up(self, channel_id: str) -> None:
+        """A held ring (``answers``: "held") is answered: it enters the application."""
+        await self._enter(channel_id, self._held.pop(channel_id))
+
+    async def _enter(self, channel_id: str, args: tuple[str, ...]) -> None:
+        channel = self.channels[channel_id]
+        channel["state"] = "Up"
+        channel["dialplan"].update(app_name="Stasis", app_data=",".join((self.app_name, *args)))
+        await self.send(self.event("StasisStart", args=list(args), channel=channel))
 
     async def _originate(self, request: web.Request) -> web.Response:
         q = request.query
@@ -293,6 +383,9 @@ class FakeAri:
             return _error(400, "Endpoint must be specified")
         if "app" not in q:
             return _error(400, "Application or extension must be specified")
+        if q["endpoint"] in self.refuse_endpoints:
+            # As Asterisk answers it: "error", not "message".
+            return web.json_response({"error": "Allocation failed"}, status=500)
         channel_id = (
             q.get("channelId") or f"{datetime.now(UTC).timestamp():.0f}.{len(self.channels)}"
         )
@@ -304,7 +397,7 @@ class FakeAri:
             args=args, exten="s",
         )  # fmt: skip
         channel["dialplan"].update(app_name="AppDial2", app_data="(Outgoing Line)")
-        answer = self.answer_originates
+        answer = self.answers.get(q["endpoint"], self.answer_originates)
         ring = float(q.get("timeout", "30"))
         asyncio.get_running_loop().call_soon(
             lambda: asyncio.ensure_future(self._ring(channel_id, args, answer=answer, ring=ring))
@@ -312,20 +405,24 @@ class FakeAri:
         return web.json_response(channel)
 
     async def _ring(
-        self, channel_id: str, args: tuple[str, ...], *, answer: bool | None, ring: float
+        self, channel_id: str, args: tuple[str, ...], *, answer: bool | str | None, ring: float
     ) -> None:
         await asyncio.sleep(0.02)
-        if answer is None:
+        if channel_id not in self.channels:
+            return  # hung up at once
+        if answer is None or answer == "held":
+            self.channels[channel_id]["state"] = "Ringing"
+            if answer == "held":
+                self._held[channel_id] = args
+            await self._notify()
             # Rings out: Asterisk ends the dial at the originate's timeout (if still there).
             await asyncio.sleep(ring)
-            if channel_id in self.channels:
+            channel = self.channels.get(channel_id)
+            if channel is not None and channel["dialplan"]["app_name"] != "Stasis":
                 await self.hang_up(channel_id, cause=19, hangup_request=False)
             return
         if answer:
-            channel = self.channels[channel_id]
-            channel["state"] = "Up"
-            channel["dialplan"].update(app_name="Stasis", app_data=",".join((self.app_name, *args)))
-            await self.send(self.event("StasisStart", args=list(args), channel=channel))
+            await self._enter(channel_id, args)
         else:
             # Busy: the unanswered leg is destroyed at once (Local/busy reports cause 0).
             await self.hang_up(channel_id, cause=0, hangup_request=False)

@@ -18,6 +18,7 @@ class RecordingConnector:
 
     peer: str
     fail: int = 0
+    rings_back: bool = False
     connects: list[tuple[PeerCall, AgentEndpoint]] = field(default_factory=list)
     hangups: list[PeerCall] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)

@@ -181,6 +181,18 @@ async def test_the_printed_figures_are_the_tables_figures(
         assert mine["longest_wait_seconds"] == pytest.approx(float(row["longest"]), abs=1e-6)
     assert sum(t["calls"] for t in summary["tiers"]) == summary["calls"]
     assert sum(t["abandoned"] for t in summary["tiers"]) == summary["abandoned"]
+    kept = await tables.fetchrow(
+        """SELECT count(*) FILTER (WHERE callback_number IS NOT NULL) AS callbacks,
+                  count(*) FILTER (WHERE callback_answered_at IS NOT NULL) AS answered,
+                  count(*) FILTER (WHERE end_reason = 'callback_failed') AS failed,
+                  count(*) FILTER (WHERE resumed_from IS NOT NULL) AS resumed
+             FROM calls WHERE id = ANY($1::bigint[])""",
+        ids,
+    )
+    assert summary["callbacks"] == kept["callbacks"]
+    assert summary["callbacks_answered"] == kept["answered"]
+    assert summary["callbacks_failed"] == kept["failed"]
+    assert summary["resumed"] == kept["resumed"]
 
 
 def test_bad_options_and_a_busy_port_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -196,6 +196,17 @@ class Driver:
         return ours, theirs
 
     async def press(self, ours: str, keys: str) -> None:
+        """Press ``keys`` on our side of a caller, once it is in our application (the
+        Local pair's ``;1`` half enters it only when the service answers the caller:
+        on a busy machine that can come after the service already counts the call)."""
+
+        async def in_app() -> bool:
+            return any(
+                e.get("type") == "StasisStart" and e.get("channel", {}).get("id") == ours
+                for e in self.events
+            )
+
+        await until(in_app, f"{ours} is in the driver's application")
         await self._call("POST", f"/channels/{ours}/dtmf", dtmf=keys)
 
     async def hang_up(self, channel_id: str) -> None:

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from callcenter import app_keys
 from tests.conftest import AppFactory
-from tests.integration.queue_helpers import FAST, Panel, make_customer
+from tests.integration.queue_helpers import FAST, Panel, make_customer, make_queue
 from tests.integration.telephony_helpers import available_panel, make_agent_with_endpoint
 from tests.peers.asterisk import INSTALLED, PEER_DIR, AsteriskPeer, Cutter, Driver, until
 
@@ -367,3 +367,447 @@ async def test_asterisk_restarted_while_calls_wait(
     _, caller = await driver.caller("15550000013")
     await until_state(client, caller, "waiting")
     assert (await client.get("/readyz")).status == 200
+
+
+# -- callbacks -------------------------------------------------------------------
+#
+# The shared dialplan is not ours to edit, so the callback dial string points at its
+# agent phones: the caller "rung back" is ``ANSWERING_PHONE`` (picks up at once),
+# ``Local/busy@agents`` or ``Local/noanswer@agents``; hanging up the rung-back caller
+# is hanging up the ``;2`` half of the callback leg.
+
+#: Callbacks offered to every caller at once, two rings a second apart.
+CALLBACK_RULE = {"after_seconds": 0, "attempts": 2, "retry_seconds": 1}
+
+
+def tone(path: Path, seconds: float = 0.2) -> str:
+    """A short prompt Asterisk can play (8 kHz WAV); its ``sound:`` URI (no extension)."""
+    import math
+    import struct
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        frames = int(8000 * seconds)
+        w.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 660 * i / 8000)))
+                for i in range(frames)
+            )
+        )
+    return f"sound:{path.with_suffix('')}"
+
+
+async def callback_service(
+    app_factory: AppFactory, asterisk: AsteriskPeer, rung: str, **changes: Any
+) -> Client:
+    client = await start(
+        app_factory,
+        asterisk,
+        ari_callback_endpoint=rung,
+        ari_callback_confirm_seconds=1.0,
+        callback_ring_seconds=5.0,
+        **changes,
+    )
+    await make_queue(client, "general", callback=CALLBACK_RULE, wrap_up_seconds=0)
+    return client
+
+
+async def db_call(client: Client, channel_id: str) -> dict[str, Any]:
+    row = await client.app[app_keys.POOL].fetchrow(
+        "SELECT id, state, service_key, callback_number, callback_requested_at,"
+        " callback_answered_at, callback_attempts, end_reason FROM calls WHERE external_id = $1",
+        f"ari:{channel_id}",
+    )
+    assert row is not None
+    return dict(row)
+
+
+def played(driver: Driver, caller: str, media: str, kind: str = "PlaybackFinished") -> int:
+    """How many times ``media`` was played to ``caller`` (the driver hears both halves)."""
+    return sum(
+        1
+        for e in driver.events
+        if e["type"] == kind
+        and e["playback"]["target_uri"] == f"channel:{caller}"
+        and e["playback"]["media_uri"] == media
+    )
+
+
+async def take_callback(
+    client: Client, driver: Driver, ours: str, caller: str, confirm: str, keys: str = "#"
+) -> None:
+    """The caller presses 1, hears the confirmation, and confirms with ``keys``."""
+    heard = played(driver, caller, confirm)
+    await driver.press(ours, "1#")
+    await until(_is(lambda: played(driver, caller, confirm) > heard), "the confirmation prompt")
+    await driver.press(ours, keys)
+
+
+async def leg_named(driver: Driver, prefix: str) -> str:
+    found: list[str] = []
+
+    async def check() -> bool:
+        found[:] = [c for c in await driver.channels() if c.startswith(prefix) and ";" not in c]
+        return bool(found)
+
+    await until(check, f"a channel {prefix}…")
+    return found[0]
+
+
+async def test_a_caller_takes_a_callback_keeps_their_place_and_is_rung_back_and_bridged(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    press_1, confirm = tone(tmp_path / "press-1.wav"), tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory,
+        asterisk,
+        ANSWERING_PHONE,
+        ari_callback_prompt=press_1,
+        ari_callback_confirm_prompt=confirm,
+    )
+    callers: list[tuple[str, str]] = []
+    for digits in ("12125550161", "12125550162", "12125550163"):
+        callers.append(await driver.caller(digits))
+        await until_state(client, callers[-1][1], "waiting")
+    (ours_1, first), (ours_2, second), (_, third) = callers
+    # The offer is played to each holding caller.
+    for _, caller in callers:
+        await until(_is(lambda c=caller: played(driver, c, press_1) == 1), "the offer prompt")
+    order = await waiting_ids(client)
+    assert order == [f"ari:{first}", f"ari:{second}", f"ari:{third}"]
+    keys = {c: (await db_call(client, c))["service_key"] for _, c in callers}
+
+    await take_callback(client, driver, ours_2, second, confirm)
+
+    async def hung_up() -> bool:
+        return second not in await driver.channels()
+
+    await until(hung_up, "the service hangs the caller up")
+    row = await db_call(client, second)
+    assert row["state"] == "waiting" and row["callback_number"] == "+12125550162"
+    # Same place, same key, for everyone.
+    assert await waiting_ids(client) == order
+    assert {c: (await db_call(client, c))["service_key"] for _, c in callers} == keys
+
+    agent_id, panel = await agent(client, ANSWERING_PHONE)
+    assert await accept(panel) == (await db_call(client, first))["id"]
+    await until_state(client, first, "connected")
+    await driver.hang_up(ours_1)
+    await until_state(client, first, "completed")
+    # The virtual call is next, ahead of the caller who came after it.
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    assert offer["call_id"] == row["id"] and offer["callback"] == "+12125550162"
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+
+    leg = await leg_named(driver, f"cc-callback-{row['id']}-")
+
+    async def bridged() -> bool:
+        others = await driver.bridged_with(leg)
+        return len(others) == 1 and others[0].startswith(f"cc-agent-{row['id']}-")
+
+    await until(bridged, "the rung-back caller and the agent share a bridge")
+
+    async def answered() -> bool:
+        now = await db_call(client, second)
+        return now["callback_answered_at"] is not None and now["state"] == "connected"
+
+    await until(answered, "the answer is recorded")
+    agent_leg = (await driver.bridged_with(leg))[0]
+    # The rung-back caller hangs up: completed; the agent's leg and the bridge go.
+    await driver.hang_up(f"{leg};2")
+    await until_state(client, second, "completed")
+
+    async def torn_down() -> bool:
+        channels = await driver.channels()
+        return leg not in channels and agent_leg not in channels and not await driver.bridges()
+
+    await until(torn_down, "the agent's leg and the bridge are gone")
+    attempts = await client.app[app_keys.POOL].fetch(
+        "SELECT result, agent_id, leg FROM callback_attempts WHERE call_id = $1", row["id"]
+    )
+    assert [dict(a) for a in attempts] == [{"result": "answered", "agent_id": agent_id, "leg": leg}]
+    await panel.close()
+
+
+async def test_a_callback_nobody_answers_frees_the_agent_retries_and_ends_callback_failed(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, "Local/busy@agents", ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550164")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+    call_id = 0
+
+    async def virtual() -> bool:
+        nonlocal call_id
+        row = await db_call(client, caller)
+        call_id = row["id"]
+        return row["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    key = (await db_call(client, caller))["service_key"]
+    agent_id, panel = await agent(client, ANSWERING_PHONE)
+    assert await accept(panel) == call_id
+    # Busy: the agent is free at once (not "not responding"), the call waits out the delay.
+    await panel.state("available")
+    missed = await db_call(client, caller)
+    assert missed["state"] == "waiting" and missed["callback_attempts"] == 1
+    assert missed["service_key"] == key
+    # Back after a second, in its place, rung again, busy again: callback_failed.
+    assert await accept(panel) == call_id
+    await until_state(client, caller, "abandoned")
+    ended = await db_call(client, caller)
+    assert ended["end_reason"] == "callback_failed" and ended["callback_attempts"] == 2
+    await panel.state("available")
+    results = await client.app[app_keys.POOL].fetch(
+        "SELECT result, agent_id FROM callback_attempts WHERE call_id = $1 ORDER BY id", call_id
+    )
+    assert [(r["result"], r["agent_id"]) for r in results] == [("no_answer", agent_id)] * 2
+    # No agent leg was ever rung, and nothing of ours is left at Asterisk.
+    assert not [c for c in await driver.channels() if c.startswith("cc-")]
+    assert not await driver.bridges()
+    await panel.close()
+
+
+async def test_bad_callback_numbers_leave_the_caller_holding_in_their_place(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550165")
+    await until_state(client, caller, "waiting")
+    _, behind = await driver.caller("12125550166")
+    await until_state(client, behind, "waiting")
+    # A premium-rate number, then one that is no number.
+    await take_callback(client, driver, ours, caller, confirm, keys="19005550100#")
+    await take_callback(client, driver, ours, caller, confirm, keys="12#")
+    # Still holding, in the application, first in line, and may take it properly now.
+    assert caller in await driver.channels()
+    assert (await db_call(client, caller))["callback_number"] is None
+    await take_callback(client, driver, ours, caller, confirm, keys="2125550199#")
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] == "+12125550199"
+
+    await until(virtual, "the typed number is taken")
+    assert await waiting_ids(client) == [f"ari:{caller}", f"ari:{behind}"]
+
+
+async def test_a_supervisor_ending_the_call_while_the_callback_rings_calls_it_off(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550167")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    row = await db_call(client, caller)
+    _, panel = await agent(client, ANSWERING_PHONE)
+    assert await accept(panel) == row["id"]
+    leg = await leg_named(driver, f"cc-callback-{row['id']}-")
+    resp = await client.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
+    assert resp.status == 200, await resp.text()
+
+    async def called_off() -> bool:
+        result = await client.app[app_keys.POOL].fetchval(
+            "SELECT result FROM callback_attempts WHERE call_id = $1", row["id"]
+        )
+        return result == "cancelled" and leg not in await driver.channels()
+
+    await until(called_off, "the ring is called off")
+    assert (await db_call(client, caller))["state"] == "transferred"
+    assert not [c for c in await driver.channels() if c.startswith("cc-")]
+    await panel.close()
+
+
+async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_caller_go(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    """The caller answered at once, but the agent's phone rings and rings."""
+    confirm = tone(tmp_path / "confirm.wav")
+    client2 = await callback_service(
+        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550168")
+    await until_state(client2, caller, "waiting")
+    await take_callback(client2, driver, ours, caller, confirm)
+
+    async def virtual2() -> bool:
+        return (await db_call(client2, caller))["callback_number"] is not None
+
+    await until(virtual2, "the call waits as a callback")
+    row = await db_call(client2, caller)
+    _, panel = await agent(client2, "Local/noanswer@agents")
+    assert await accept(panel) == row["id"]
+    leg = await leg_named(driver, f"cc-callback-{row['id']}-")
+    agent_leg = await leg_named(driver, f"cc-agent-{row['id']}-")
+    resp = await client2.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
+    assert resp.status == 200, await resp.text()
+
+    async def let_go() -> bool:
+        channels = await driver.channels()
+        return leg not in channels and agent_leg not in channels
+
+    await until(let_go, "the caller and the agent's ringing phone are let go")
+    ended = await db_call(client2, caller)
+    assert ended["state"] == "transferred" and ended["callback_answered_at"] is not None
+    assert not await driver.bridges()
+    await panel.close()
+
+
+async def test_a_cut_ari_socket_keeps_the_callback_conversation(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    cutter = Cutter(asterisk.port)
+    await cutter.start()
+    try:
+        client = await callback_service(
+            app_factory,
+            asterisk,
+            ANSWERING_PHONE,
+            ari_url=cutter.url,
+            ari_callback_confirm_prompt=confirm,
+        )
+        adapter = client.app[app_keys.ARI]
+        served_ours, served = await driver.caller("12125550169")
+        await until_state(client, served, "waiting")
+        await take_callback(client, driver, served_ours, served, confirm)
+        waits_ours, waits = await driver.caller("12125550170")
+        await until_state(client, waits, "waiting")
+        await take_callback(client, driver, waits_ours, waits, confirm)
+
+        async def both_virtual() -> bool:
+            rows = [await db_call(client, c) for c in (served, waits)]
+            return all(r["callback_number"] is not None for r in rows)
+
+        await until(both_virtual, "both wait as callbacks")
+        row = await db_call(client, served)
+        _, panel = await agent(client, ANSWERING_PHONE)
+        assert await accept(panel) == row["id"]
+        leg = await leg_named(driver, f"cc-callback-{row['id']}-")
+
+        async def answered() -> bool:
+            return (await db_call(client, served))["callback_answered_at"] is not None
+
+        await until(answered, "the callback is answered")
+
+        async def bridged() -> bool:
+            return bool(await driver.bridged_with(leg))
+
+        await until(bridged, "the rung-back caller is bridged with the agent")
+        agent_leg = (await driver.bridged_with(leg))[0]
+
+        cutter.cut()
+        await until(_is(lambda: not adapter.connected.is_set()), "the service saw the cut")
+        connections, reconciles = adapter.connections, adapter.reconciles
+        cutter.restore()
+        await until(_is(lambda: adapter.reconciles > reconciles), "reconciled")
+        assert adapter.connections > connections
+        # Neither the virtual call nor the conversation on the callback leg is gone.
+        assert (await db_call(client, waits))["state"] == "waiting"
+        assert (await db_call(client, served))["state"] == "connected"
+        assert await driver.bridged_with(leg) == [agent_leg]
+
+        # The rung-back caller hangs up while nobody listens: reconciling ends the call.
+        cutter.cut()
+        await until(_is(lambda: not adapter.connected.is_set()), "the service saw the cut")
+        await driver.hang_up(f"{leg};2")
+        cutter.restore()
+        await until_state(client, served, "completed")
+
+        async def agent_leg_gone() -> bool:
+            return agent_leg not in await driver.channels()
+
+        await until(agent_leg_gone, "the agent's leg is let go")
+        assert (await db_call(client, waits))["state"] == "waiting"
+        await panel.close()
+    finally:
+        await cutter.close()
+
+
+async def test_a_callback_that_rings_out_ends_callback_failed(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
+    )
+    await make_queue(client, "general", callback={**CALLBACK_RULE, "attempts": 1})
+    ours, caller = await driver.caller("12125550171")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    _, panel = await agent(client, ANSWERING_PHONE)
+    call_id = await accept(panel)
+    leg = await leg_named(driver, f"cc-callback-{call_id}-")
+    # Asterisk ends the ring at the originate's timeout (callback_ring_seconds, 5 s).
+    await until_state(client, caller, "abandoned", timeout=15)
+    ended = await db_call(client, caller)
+    assert ended["end_reason"] == "callback_failed"
+    row = await client.app[app_keys.POOL].fetchrow(
+        "SELECT result, cause FROM callback_attempts WHERE call_id = $1", call_id
+    )
+    assert row["result"] == "no_answer" and "no answer" in row["cause"]
+    await panel.state("available")
+    assert leg not in await driver.channels()
+    assert not [c for c in await driver.channels() if c.startswith("cc-")]
+    await panel.close()
+
+
+async def test_an_agent_phone_busy_after_the_caller_answered_puts_the_callback_back(
+    app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
+) -> None:
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
+    )
+    ours, caller = await driver.caller("12125550172")
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    key = (await db_call(client, caller))["service_key"]
+    _, panel = await agent(client, "Local/busy@agents")
+    call_id = await accept(panel)
+    await panel.state("not_responding")
+
+    async def back() -> bool:
+        row = await db_call(client, caller)
+        return row["state"] == "waiting" and row["callback_answered_at"] is None
+
+    await until(back, "the call is a virtual call again")
+    assert (await db_call(client, caller))["service_key"] == key
+    assert await waiting_ids(client) == [f"ari:{caller}"]
+    result = await client.app[app_keys.POOL].fetchval(
+        "SELECT result FROM callback_attempts WHERE call_id = $1", call_id
+    )
+    assert result == "answered"
+
+    async def let_go() -> bool:
+        return not [c for c in await driver.channels() if c.startswith("cc-")]
+
+    await until(let_go, "the rung-back caller and the agent's leg are let go")
+    await panel.close()

@@ -14,6 +14,7 @@ from callcenter.telephony_adapters.ari_events import (
     ChannelDtmfReceived,
     ChannelHangupRequest,
     Ignored,
+    PlaybackFinished,
     StasisEnd,
     StasisStart,
     parse_channels,
@@ -122,3 +123,23 @@ def test_channel_list_must_be_channels() -> None:
     assert [c.id for c in parse_channels([CHANNEL])] == ["1754402591.17"]
     with pytest.raises(MalformedEvent):
         parse_channels({"message": "nope"})
+
+
+def test_playback_finished_names_its_channel() -> None:
+    # As Asterisk sent it for a prompt on a caller (tests/peers: the real server).
+    playback = {
+        "id": "cc-prompt-3f2a9c1e",
+        "media_uri": "sound:custom/press-1",
+        "target_uri": "channel:caller-1",
+        "language": "en",
+        "state": "done",
+    }
+    event = parse_event(envelope("PlaybackFinished", playback=playback))
+    assert isinstance(event, PlaybackFinished)
+    assert event.playback.id == "cc-prompt-3f2a9c1e" and event.playback.state == "done"
+    assert event.playback.channel_id == "caller-1"
+    on_bridge = {**playback, "target_uri": "bridge:b"}
+    bridge = parse_event(envelope("PlaybackFinished", playback=on_bridge))
+    assert isinstance(bridge, PlaybackFinished) and bridge.playback.channel_id is None
+    with pytest.raises(MalformedEvent):
+        parse_event(envelope("PlaybackFinished", playback={"state": "done"}))

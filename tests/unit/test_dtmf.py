@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callcenter.telephony_adapters.dtmf import DigitCollector
+from callcenter.telephony_adapters.dtmf import CallbackChoice, Choice, DigitCollector
 
 
 def test_hash_ends_the_number() -> None:
@@ -69,3 +69,38 @@ def test_numbers_are_the_digits_typed_since_the_last_star_or_end(keys: list[str]
             current += key
     assert got == expected
     assert c.digits == current
+
+
+# -- the number a callback rings ------------------------------------------------------
+
+
+def test_a_lone_hash_or_silence_confirms_the_calling_number() -> None:
+    c = CallbackChoice(timeout=8, since=100.0)
+    assert c.press("#", 101.0) == Choice(None)
+    quiet = CallbackChoice(timeout=8, since=100.0)
+    assert quiet.deadline == 108.0
+    assert quiet.expire(107.9) is None
+    assert quiet.expire(108.0) == Choice(None)
+
+
+def test_digits_then_hash_or_a_pause_are_another_number() -> None:
+    c = CallbackChoice(timeout=8, since=0.0)
+    assert [c.press(k, 1.0 + i) for i, k in enumerate("2125550")] == [None] * 7
+    assert c.press("#", 9.0) == Choice("2125550")
+    paused = CallbackChoice(timeout=8, since=0.0)
+    paused.press("9", 5.0)
+    # Each key restarts the window: the pause counts from the last one.
+    assert paused.expire(8.0) is None
+    assert paused.expire(13.0) == Choice("9")
+
+
+def test_star_wipes_the_typed_number_and_the_prompt_restarts_the_window() -> None:
+    c = CallbackChoice(timeout=8, since=0.0)
+    for i, key in enumerate("55*A"):
+        assert c.press(key, float(i)) is None
+    assert c.digits == ""
+    c.restart(20.0)
+    assert c.expire(27.0) is None
+    assert c.expire(28.0) == Choice(None)
+    long = CallbackChoice(timeout=8, since=0.0, max_digits=3)
+    assert [long.press(k, 0.0) for k in "123"] == [None, None, Choice("123")]

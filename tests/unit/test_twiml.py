@@ -10,8 +10,15 @@ from pydantic import ValidationError
 
 from callcenter.config import Settings
 from callcenter.errors import PeerFailed
-from callcenter.queue.models import Call, CallState
-from callcenter.telephony_adapters.twilio import dial_twiml, wait_twiml
+from callcenter.queue.models import Call, CallbackState, CallState
+from callcenter.telephony_adapters.twilio import (
+    _Urls,
+    callback_taken_twiml,
+    confirm_twiml,
+    dial_twiml,
+    spoken_number,
+    wait_twiml,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,3 +95,49 @@ def test_twilio_connects_need_the_public_url(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("CALLCENTER_TWILIO_ACCOUNT_SID")
     monkeypatch.delenv("CALLCENTER_PUBLIC_URL")
     assert Settings().public_url is None
+
+
+def test_the_offer_wraps_the_music_so_the_loop_plays_on_without_a_key() -> None:
+    settings = Settings(twilio_hold_music_url="https://music.example/hold.mp3")
+    offer = "https://cc.example.com/telephony/twilio/callback?step=offer"
+    root = ET.fromstring(str(wait_twiml(_call(CallState.waiting, 2, 90.0), settings, offer=offer)))
+    assert [c.tag for c in root] == ["Say", "Gather"]
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("action") == offer
+    assert gather.get("numDigits") == "1"
+    assert [c.tag for c in gather] == ["Say", "Play"]
+    # Not offered to a call that is not waiting (connecting: music only).
+    connecting = wait_twiml(_call(CallState.connected, None, None), settings, offer=offer)
+    assert ET.fromstring(str(connecting)).find("Gather") is None
+
+
+def test_a_virtual_call_is_told_it_will_be_called_back_and_hung_up() -> None:
+    call = _call(CallState.waiting, 1, None)
+    now = call.enqueued_at
+    call.callback = CallbackState(
+        number="+12125550102", requested_at=now, attempts=0, retry_at=None, answered_at=None
+    )
+    root = ET.fromstring(str(wait_twiml(call, Settings())))
+    assert [c.tag for c in root] == ["Say", "Hangup"]
+    assert "1 2 1 2 5 5 5 0 1 0 2" in (root.findtext("Say") or "")
+    assert str(wait_twiml(call, Settings())) == str(
+        callback_taken_twiml("+12125550102", Settings())
+    )
+
+
+def test_the_number_is_read_digit_by_digit() -> None:
+    assert spoken_number("+44 20 7946-0018") == "4 4 2 0 7 9 4 6 0 0 1 8"
+
+
+def test_a_withheld_number_is_asked_for_and_the_tries_are_bounded() -> None:
+    urls = _Urls("https://cc.example.com")
+    withheld = _call(CallState.waiting, 1, None)
+    root = ET.fromstring(str(confirm_twiml(withheld, urls, Settings(), tried=1, typed=False)))
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("finishOnKey") == "#"
+    assert gather.get("action") == (
+        "https://cc.example.com/telephony/twilio/callback?step=confirm&try=1&typed=1"
+    )
+    assert "enter the number" in (gather.findtext("Say") or "")
+    last = confirm_twiml(withheld, urls, Settings(), tried=4, typed=True, refused="Sorry.")
+    assert [c.tag for c in ET.fromstring(str(last))] == ["Say", "Say", "Redirect"]

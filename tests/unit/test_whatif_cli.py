@@ -155,3 +155,104 @@ def test_paired_differences_are_run_by_run() -> None:
     # ...but on the same calls it is far surer than either figure alone.
     everyone = strict["tiers"][-1]
     assert everyone["versus_first"]["asa"]["half_width"] < everyone["figures"]["asa"]["half_width"]
+
+
+BUSY = [*SHORT, "--agents", "21", "--patience", "300"]  # 95 % occupied, patient callers
+
+
+def _wide(*args: str) -> tuple[int, str]:
+    """A run whose tables get the width to show every header whole."""
+    result = CliRunner().invoke(cli, ["simulate", *args], env={"COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--callback-after", "-1"], "--callback-after"),
+        (["--callback-after", "nan"], "--callback-after"),
+        (["--callback-after", "100000"], "--callback-after"),
+        (["--callback-after", "60", "--callback-take", "1.5"], "--callback-take"),
+        (["--callback-after", "60", "--callback-answer", "-0.1"], "--callback-answer"),
+        (["--callback-after", "60", "--callback-attempts", "0"], "--callback-attempts"),
+        (["--callback-after", "60", "--callback-attempts", "11"], "--callback-attempts"),
+        (["--callback-after", "60", "--callback-retry", "0"], "--callback-retry"),
+        (["--callback-after", "60", "--callback-ring", "2"], "--callback-ring"),
+        (["--callback-after", "60", "--callback-tiers", "gold,diamond"], "--callback-tiers"),
+        (["--callback-take", "0.5"], "--callback-take"),
+        (["--compare-callbacks"], "--compare-callbacks"),
+    ],
+)
+def test_bad_callback_options_are_one_line_naming_the_option(args: list[str], option: str) -> None:
+    code, output = _run(*SHORT, *args)
+    assert code == 2
+    assert output.count("\n") == 1 and option in output, output
+
+
+def test_json_without_callbacks_says_so_and_counts_none() -> None:
+    code, output = _run(*BUSY, "--policy", "fifo", "--json")
+    assert code == 0
+    report = json.loads(output)
+    assert report["callbacks"] is None and report["without_callbacks"] is None
+    everyone = report["reports"][0]["tiers"][-1]
+    assert everyone["versus_without_callbacks"] == {}
+    assert everyone["figures"]["callbacks"]["mean"] == 0
+    assert everyone["figures"]["lost_rate"] == everyone["figures"]["abandon_rate"]
+
+
+def test_json_compares_each_policy_without_and_with_callbacks_on_the_same_calls() -> None:
+    code, output = _run(
+        *BUSY, "--policy", "fifo", "--policy", "value", "--runs", "3", "--json",
+        "--callback-after", "30", "--callback-take", "0.6", "--callback-answer", "0.5",
+        "--callback-attempts", "2", "--callback-retry", "60", "--callback-tiers", "silver,standard",
+        "--compare-callbacks",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(output)
+    assert report["callbacks"] == {
+        "after_seconds": 30.0,
+        "tiers": ["silver", "standard"],
+        "take": 0.6,
+        "answer": 0.5,
+        "attempts": 2,
+        "retry_seconds": 60.0,
+        "ring_seconds": 30.0,
+        "pickup_seconds": 10.0,
+    }
+    with_cb, without = report["reports"], report["without_callbacks"]
+    assert [r["policy"] for r in with_cb] == [r["policy"] for r in without] == ["fifo", "value"]
+    for mine, plain in zip(with_cb, without, strict=True):
+        rows = {row["tier"]: row for row in mine["tiers"]}
+        # Only the named tiers were offered it.
+        assert rows["platinum"]["figures"]["offered"]["mean"] == 0
+        assert rows["gold"]["figures"]["offered"]["mean"] == 0
+        everyone = rows["all"]["figures"]
+        assert everyone["callbacks"]["mean"] > 0 and everyone["callback_failed"]["mean"] > 0
+        assert everyone["rings"]["mean"] >= everyone["callbacks"]["mean"]
+        # The same calls: the counts agree, and the difference is taken run by run.
+        base = plain["tiers"][-1]["figures"]
+        assert base["calls"] == everyone["calls"] and base["callbacks"]["mean"] == 0
+        effect = rows["all"]["versus_without_callbacks"]
+        assert set(effect) == {
+            "service_level", "abandon_rate", "lost_rate", "asa", "value_abandoned",
+        }  # fmt: skip
+        assert effect["service_level"]["mean"] == pytest.approx(
+            everyone["service_level"]["mean"] - base["service_level"]["mean"]
+        )
+        assert plain["tiers"][-1]["versus_without_callbacks"] == {}
+
+
+def test_the_table_puts_without_and_with_callbacks_side_by_side() -> None:
+    code, output = _wide(
+        *BUSY, "--policy", "value", "--callback-after", "30", "--compare-callbacks"
+    )
+    assert code == 0
+    assert "SL without" in output and "SL with" in output and "cb failed" in output
+    assert "callbacks: offered to every tier when the estimated wait at arrival" in output
+    assert "value: largest overtaking" in output and ": held" in output
+
+
+def test_callbacks_without_the_comparison_add_their_counts_to_the_policy_table() -> None:
+    code, output = _wide(*BUSY, "--policy", "fifo", "--callback-after", "30")
+    assert code == 0
+    assert "callbacks" in output and "on ring" in output and "SL without" not in output

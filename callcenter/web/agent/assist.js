@@ -59,6 +59,9 @@ export function renderCall() {
   if (call.connected_at) meta.push(`connected ${when(call.connected_at)}`);
   meta.push(dialable(call.ani) ? `from ${call.ani}` : "number withheld");
   setText($("call-meta"), meta.join(" · "));
+  const ringing = call.callback ? callbackLine(call.callback, onCall) : "";
+  setText($("call-keep"), ringing);
+  $("call-keep").hidden = !ringing;
   $("end-call").hidden = !onCall;
   $("panel-missing").hidden = Boolean(panel);
   // A panel without a customer (a withheld number): nothing to show but who it is.
@@ -69,6 +72,13 @@ export function renderCall() {
   renderTreatments(panel, known);
   renderHistory();
   renderQuestion(panel);
+}
+
+/** A callback on the phone: the ring, then the caller on the line. */
+function callbackLine(callback, onCall) {
+  if (!onCall) return "";
+  if (callback.answered_at) return `Callback: the caller answered at ${callback.number}.`;
+  return `Callback: ringing the caller at ${callback.number}; they come on the line when they answer.`;
 }
 
 function renderCustomer(call, panel, customer) {

@@ -29,6 +29,9 @@ export function renderRing() {
   $("ring-tier").dataset.tier = tier;
   setText($("ring-reason"), priority ? priority.reason : "");
   $("ring-reason").hidden = !priority;
+  const keep = keptPlace(offer);
+  setText($("ring-keep"), keep);
+  $("ring-keep").hidden = !keep;
   const line = [];
   if (customer && customer.customer_number) line.push(`customer ${customer.customer_number}`);
   if (customer && customer.provisional) line.push("provisional record");
@@ -45,6 +48,18 @@ export function renderRing() {
     if (!isTyping(document.activeElement)) $("accept").focus();
     startRinging();
   }
+}
+
+/** How the caller kept their place, if they did: a callback, or a redial after a drop. */
+export function keptPlace(offer) {
+  if (offer.callback) {
+    return `Callback: the caller is not on the line; we ring them at ${offer.callback} when you accept.`;
+  }
+  if (offer.resumed) {
+    const before = clock(Math.round(offer.resumed.waited_before_seconds));
+    return `Called back after a drop (waited ${before} before): they kept their place.`;
+  }
+  return "";
 }
 
 /** Once a tick: the offer's clocks. */

@@ -390,6 +390,8 @@ function renderWaiting() {
     const why = cell(tr, w.why, "why", "why");
     if (w.bumped_by) why.append(h("span", ` (by ${w.bumped_by})`));
     if (w.offered_to) why.append(h("span", ` · ringing agent ${w.offered_to}`));
+    if (w.callback) why.append(h("span", " · callback: the caller is not on the line, same place", "keep"));
+    if (w.resumed) why.append(h("span", " · redial: kept the place of a dropped call", "keep"));
     const td = cell(tr, null, "actions");
     const act = h("button", "Act…");
     act.type = "button";
