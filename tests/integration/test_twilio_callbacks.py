@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from pydantic import SecretStr
 
 from callcenter import app_keys
 from tests.conftest import AppFactory
-from tests.integration.queue_helpers import FAST, eventually
+from tests.integration.queue_helpers import FAST, Panel, eventually
 from tests.integration.telephony_fakes import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -228,6 +229,42 @@ async def _leg_status(
         ),
     )
     assert code == 200, text
+
+
+@dataclass
+class Rung:
+    """A caller who took a callback, an agent who accepted it, the ring Twilio created."""
+
+    client: TestClient[Any, Any]
+    fake: FakeTwilioAPI
+    panel: Panel
+    agent_id: int
+    sid: str
+    caller: str
+    call_id: int
+    create: dict[str, str]
+
+
+async def _rung(
+    app_factory: AppFactory,
+    aiohttp_server: ServerFactory,
+    n: int,
+    endpoint: str = "client:ada",
+    **queue: Any,
+) -> Rung:
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _app(app_factory, api)
+    await _queue(client, **queue)
+    agent_id, ada = await make_agent_with_endpoint(client, "ada", endpoint)
+    sid, caller = call_sid(n), f"+121255501{n % 100:02d}"
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    await _opt_in(client, sid, caller)
+    await _caller_left(client, sid, caller)
+    panel = await available_panel(client, ada)
+    call_id = await accept_next_offer(panel)
+    create = await _created(fake, 1)
+    return Rung(client, fake, panel, agent_id, sid, caller, call_id, create)
 
 
 # -- the offer -------------------------------------------------------------------
@@ -512,19 +549,10 @@ async def test_an_agent_who_misses_a_picked_up_callback_puts_the_call_back_in_it
     """Twilio dials the agent only once the caller picked up. If the agent's phone does
     not answer, the caller is told and let go, the call waits again as a callback with
     its key (no maximum wait: nobody holds), and the leg's end changes nothing."""
-    fake = FakeTwilioAPI()
-    api = await aiohttp_server(fake.app(), host="127.0.0.1")
-    client = await _app(app_factory, api)
-    await _queue(client, max_wait_seconds=600)
-    _, ada = await make_agent_with_endpoint(client, "ada", "client:ada")
-    sid, caller = call_sid(320), "+12125550132"
-    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    r = await _rung(app_factory, aiohttp_server, 320, max_wait_seconds=600)
+    client, fake, panel, sid, caller = r.client, r.fake, r.panel, r.sid, r.caller
+    call_id, create = r.call_id, r.create
     key = (await _call(pool, sid))["service_key"]
-    await _opt_in(client, sid, caller)
-    await _caller_left(client, sid, caller)
-    panel = await available_panel(client, ada)
-    call_id = await accept_next_offer(panel)
-    create = await _created(fake, 1)
     dial = await _ring_answered(client, create, "ada")
     status, text = await post_twilio(
         client,
@@ -655,18 +683,9 @@ async def test_opt_ins_that_cannot_be_taken_are_answered_and_store_nothing(
 async def test_a_callback_answered_after_a_supervisor_ended_the_call_lets_the_caller_go(
     app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
 ) -> None:
-    fake = FakeTwilioAPI()
-    api = await aiohttp_server(fake.app(), host="127.0.0.1")
-    client = await _app(app_factory, api)
-    await _queue(client)
-    _, ada = await make_agent_with_endpoint(client, "ada", "client:ada")
-    sid, caller = call_sid(410), "+12125550141"
-    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
-    await _opt_in(client, sid, caller)
-    await _caller_left(client, sid, caller)
-    panel = await available_panel(client, ada)
-    call_id = await accept_next_offer(panel)
-    create = await _created(fake, 1)
+    r = await _rung(app_factory, aiohttp_server, 410)
+    client, panel, sid, caller = r.client, r.panel, r.sid, r.caller
+    call_id, create = r.call_id, r.create
     resp = await client.post(
         f"/api/calls/{call_id}/end", json={"outcome": "completed", "reason": "supervisor"}
     )
@@ -687,17 +706,8 @@ async def test_a_supervisor_ending_a_bridged_callback_hangs_up_its_outbound_leg(
 ) -> None:
     """The caller is on the leg we created, not on their first call (long gone): the
     releaser's hang-up goes to that leg."""
-    fake = FakeTwilioAPI()
-    api = await aiohttp_server(fake.app(), host="127.0.0.1")
-    client = await _app(app_factory, api)
-    await _queue(client)
-    _, ada = await make_agent_with_endpoint(client, "ada", "client:ada")
-    sid, caller = call_sid(420), "+12125550142"
-    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
-    await _opt_in(client, sid, caller)
-    await _caller_left(client, sid, caller)
-    panel = await available_panel(client, ada)
-    call_id = await accept_next_offer(panel)
+    r = await _rung(app_factory, aiohttp_server, 420)
+    client, fake, panel, sid, call_id = r.client, r.fake, r.panel, r.sid, r.call_id
     create = await _created(fake, 1)
     await _ring_answered(client, create, "ada")
     resp = await client.post(
@@ -718,18 +728,8 @@ async def test_a_ring_twilio_never_reports_on_frees_the_agent_after_the_watchdog
 ) -> None:
     # The call was created at Twilio, but no status callback ever comes: after twice
     # the ring's limit the bridger's catch-up counts the ring as not answered.
-    fake = FakeTwilioAPI()
-    api = await aiohttp_server(fake.app(), host="127.0.0.1")
-    client = await _app(app_factory, api)
-    await _queue(client)
-    agent_id, ada = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
-    sid, caller = call_sid(700), "+12125550170"
-    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
-    await _opt_in(client, sid, caller)
-    await _caller_left(client, sid, caller)
-    panel = await available_panel(client, ada)
-    call_id = await accept_next_offer(panel)
-    await _created(fake, 1)
+    r = await _rung(app_factory, aiohttp_server, 700, "sip:ada@pbx.example")
+    client, panel, sid, call_id, agent_id = r.client, r.panel, r.sid, r.call_id, r.agent_id
     bridger = client.app[app_keys.BRIDGER]
     await bridger.catch_up()  # the ring is young: nothing changes
     state = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
