@@ -88,7 +88,9 @@ async def principal_for_token(conn: Conn, token: str) -> Principal | None:
     row = await conn.fetchrow(Q["agent_by_token"], token_digest(token))
     if row is None:
         return None
-    return Principal("agent", Role.AGENT, row["name"], id=row["id"])
+    return Principal(
+        "agent", Role.AGENT, row["name"], id=row["id"], expires_at=row["token_expires_at"]
+    )
 
 
 async def find_id(conn: Conn, name_or_id: str) -> int:

@@ -489,7 +489,8 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
  ORDER BY a.id
 
 -- agent_by_token --
-SELECT id, name FROM agents
+-- With the token's expiry: an agent's socket is closed when it passes.
+SELECT id, name, token_expires_at FROM agents
  WHERE token_sha256 = $1 AND removed_at IS NULL
    AND (token_expires_at IS NULL OR token_expires_at > now())
 

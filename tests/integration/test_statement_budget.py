@@ -62,7 +62,7 @@ from tests.integration.telephony_fakes import GENERIC_SECRET, FakePBX, post_gene
 from tests.integration.telephony_helpers import make_agent_with_endpoint
 
 #: Statements (round trips) of opening an agent's socket and going available.
-OPEN_BUDGET = 9
+OPEN_BUDGET = 7
 #: Statements (round trips) of one call's life, webhook in to release, by its ending.
 CALL_BUDGET = {"caller hangs up": 46, "agent ends": 46}
 

@@ -307,7 +307,6 @@ class AgentHub:
             raise Unauthorized(UNKNOWN_AGENT)
         async with self.pool.acquire() as conn:
             await agents.mark_seen(conn, [agent_id])
-            expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
             raise TooManyRequests(
                 f"this agent has {self.limits.max_sockets} panels open already; close one",
@@ -324,7 +323,7 @@ class AgentHub:
         )
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws, token, remote=request.remote)
-        sock.expires_at = expires_at
+        sock.expires_at = found.expires_at
         # ``queues`` messages only for a client that asks (the page does): a client written
         # before them reads exactly the messages it always did.
         sock.wants_queues = request.query.get("queues") in ("1", "true")
@@ -594,7 +593,7 @@ class AgentHub:
         still: dict[str, int | None] = {}
         for s in sockets:
             if s.token not in still:
-                now = await self.gate.still(s.token)
+                now = await self.gate.still(s.token, kind="agent")
                 still[s.token] = now.id if now is not None and now.kind == "agent" else None
         for s in sockets:
             if still[s.token] != s.agent_id and not s.ws.closed and s.closing is None:
