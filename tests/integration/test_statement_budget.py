@@ -238,6 +238,22 @@ def _state(agent_state: str) -> Callable[[dict[str, Any]], bool]:
     return lambda m: m["type"] == "state" and m["agent"]["state"] == agent_state
 
 
+Wanted = Callable[[dict[str, Any]], bool]
+
+
+async def _all(panel: Panel, *wanted: Wanted) -> list[dict[str, Any]]:
+    """The first message matching each of ``wanted``, in whatever order they come (a
+    push caused by a message may overtake that message's ``ack``)."""
+    found: list[dict[str, Any] | None] = [None] * len(wanted)
+    while any(f is None for f in found):
+        message = await panel.until(
+            lambda m: any(f is None and w(m) for f, w in zip(found, wanted, strict=True))
+        )
+        i = next(i for i, w in enumerate(wanted) if found[i] is None and w(message))
+        found[i] = message
+    return [f for f in found if f is not None]
+
+
 async def _open(service: Service, log: StatementLog) -> Panel:
     """Open the agent's socket and go available: the per-session steps."""
     log.step = "open the socket"
@@ -245,8 +261,7 @@ async def _open(service: Service, log: StatementLog) -> Panel:
     await panel.until(_is("state"))
     log.step = "available"
     await panel.send(type="available", ref="available")
-    await panel.until(_is("ack", to="available"))
-    await panel.until(_state("available"))
+    await _all(panel, _is("ack", to="available"), _state("available"))
     await log.until("queue/queries:offer_next")  # the router's round: nobody waits
     return panel
 
@@ -263,9 +278,9 @@ async def _call(service: Service, log: StatementLog, panel: Panel, name: str, en
     log.step = "accept → panel, bridge"
     connects = len(service.pbx.commands)
     await panel.send(type="accept", offer_id=offer["offer_id"], ref="accept")
-    ack = await panel.until(_is("ack", to="accept"))
+    ack, shown = await _all(panel, _is("ack", to="accept"), _is("panel"))
     call_id = ack["call_id"]
-    shown = await panel.until(_is("panel", call_id=call_id))
+    assert shown["call_id"] == call_id
     await log.until("telephony_adapters/queries:bridge_connected")
     assert service.pbx.commands[connects]["action"] == "connect"
     question = shown["question"]
@@ -280,8 +295,7 @@ async def _call(service: Service, log: StatementLog, panel: Panel, name: str, en
     else:
         log.step = "agent ends → wrap-up state, PBX told to hang up"
         await panel.send(type="end", call_id=call_id, ref="end")
-        await panel.until(_is("ack", to="end"))
-        await panel.until(_state("wrap_up"))
+        await _all(panel, _is("ack", to="end"), _state("wrap_up"))
         await log.until("telephony_adapters/queries:release_done")
         assert service.pbx.commands[-1] == {"action": "hangup", "call_id": name}
 
@@ -295,8 +309,7 @@ async def _call(service: Service, log: StatementLog, panel: Panel, name: str, en
         answer={"question_key": question["key"], "value": value},
         ref="wrap_up",
     )
-    await panel.until(_is("ack", to="wrap_up"))
-    await panel.until(_state("available"))
+    await _all(panel, _is("ack", to="wrap_up"), _state("available"))
     await log.until("queue/queries:offer_next")  # the router's round: nobody waits
 
 
@@ -308,7 +321,7 @@ async def test_a_calls_life_stays_within_its_statement_budget(
     panel = await _open(service, counted)
     await _call(service, counted, panel, "warmup-1", ending)
     await panel.send(type="offline", ref="offline")
-    await panel.until(_is("ack", to="offline"))
+    await _all(panel, _is("ack", to="offline"), _state("offline"))
     await panel.close()
     bank = service.app[app_keys.BANK_CACHE]
     bank.invalidate()
