@@ -552,13 +552,35 @@ SELECT id, agent_id, offered_at, expires_at, result, ended_at
   FROM call_offers WHERE call_id = $1 ORDER BY id
 
 -- agent_snapshot --
--- What an agent's panel shows, in one round trip: the agent and its pending offer.
+-- What an agent's panel shows, in one round trip: the agent, its pending offer, and
+-- the call it holds (on the call or in its wrap-up) with the columns of ``call``
+-- prefixed ``held_``. A held call that waits again is left to ``call`` (its panel
+-- shows a position, which this does not count).
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
        a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.credit_seconds, o.credit_explicit,
-       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional
+       o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional,
+       h.id AS held_id, h.external_id AS held_external_id, h.queue AS held_queue,
+       h.ani AS held_ani, h.customer_id AS held_customer_id,
+       h.identified_by AS held_identified_by, h.tier AS held_tier,
+       h.credit_seconds AS held_credit_seconds, h.credit_explicit AS held_credit_explicit,
+       h.service_key AS held_service_key, h.state AS held_state, h.agent_id AS held_agent_id,
+       h.ewt_at_enqueue AS held_ewt_at_enqueue, h.enqueued_at AS held_enqueued_at,
+       h.connected_at AS held_connected_at, h.ended_at AS held_ended_at,
+       h.end_reason AS held_end_reason, h.bumped_by AS held_bumped_by,
+       h.customer_number AS held_customer_number, h.customer_name AS held_customer_name,
+       h.provisional AS held_provisional
   FROM agents a
+  LEFT JOIN LATERAL (
+      SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+             c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+             c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+             c.bumped_by, cu.customer_number, cu.name AS customer_name, cu.provisional
+        FROM calls c
+        LEFT JOIN customers cu ON cu.id = c.customer_id
+       WHERE c.id = a.call_id AND a.state IN ('on_call', 'wrap_up') AND c.state <> 'waiting'
+  ) h ON true
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
              c.tier, c.credit_seconds, c.credit_explicit,

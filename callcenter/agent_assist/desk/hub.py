@@ -655,7 +655,8 @@ class AgentHub:
                     AgentState.on_call,
                     AgentState.wrap_up,
                 ):
-                    call = await self.desk.get(conn, agent.call_id)
+                    # Read with the agent; a call that waits again is read with its position.
+                    call = found.call or await self.desk.get(conn, agent.call_id)
                 state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
                     s.who = f"agent:{agent.name}"
