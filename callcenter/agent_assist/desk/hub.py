@@ -233,6 +233,9 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        #: The running push task of each agent (``_pushing`` may also be held by
+        #: ``_pushes_after``, with no task).
+        self._push_tasks: dict[int, asyncio.Task[None]] = {}
         self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
@@ -447,15 +450,19 @@ class AgentHub:
             elif isinstance(message, WrapUpExtend):
                 async with self.pool.acquire() as conn:
                     await own_call(conn, agent_id, message.call_id)
-                until = await self.router.extend_wrap_up(agent_id, message.call_id, message.seconds)
-                sock.send(
-                    AckMessage(
-                        ref=message.ref,
-                        to=message.type,
-                        call_id=message.call_id,
-                        wrap_up_until=until,
+                # The ack carries the new end of the wrap-up; the state with it comes after.
+                async with self._pushes_after(agent_id):
+                    until = await self.router.extend_wrap_up(
+                        agent_id, message.call_id, message.seconds
                     )
-                )
+                    sock.send(
+                        AckMessage(
+                            ref=message.ref,
+                            to=message.type,
+                            call_id=message.call_id,
+                            wrap_up_until=until,
+                        )
+                    )
                 return
             elif isinstance(message, FindCaller):
                 await self._find_caller(sock, message)
@@ -621,7 +628,35 @@ class AgentHub:
             self._stale.add(agent_id)
             return
         self._pushing.add(agent_id)
-        self.supervisor.spawn(self._push_agent(agent_id), f"push agent {agent_id}")
+        task = self.supervisor.spawn(self._push_agent(agent_id), f"push agent {agent_id}")
+        self._push_tasks[agent_id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._push_tasks.get(agent_id) is t:
+                del self._push_tasks[agent_id]
+
+        task.add_done_callback(done)
+
+    @contextlib.asynccontextmanager
+    async def _pushes_after(self, agent_id: int) -> AsyncIterator[None]:
+        """The agent's pushes wait for the block: what it sends (an ``ack``) comes before
+        the state its change causes.
+
+        The change notifies at its commit, and the push that follows could reach the
+        socket before the ``ack`` the handler sends once the statement returns (a
+        client that reads the ack, then the next state, saw the state before the
+        change). A push already running finishes first; events during the block
+        fold into one push after it, as events during a push do.
+        """
+        while (running := self._push_tasks.get(agent_id)) is not None:
+            await asyncio.wait({running})
+        self._pushing.add(agent_id)
+        try:
+            yield
+        finally:
+            self._pushing.discard(agent_id)
+            if agent_id in self._stale:
+                self._schedule(agent_id)
 
     async def _push_agent(self, agent_id: int) -> None:
         try:
