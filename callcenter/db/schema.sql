@@ -71,6 +71,23 @@ $$;
 
 
 --
+-- Name: queue_calls_ahead(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.queue_calls_ahead(queue_name text, new_key timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM waiting_calls
+             WHERE queue = queue_name AND offered_to IS NULL AND service_key < new_key)
+         + (SELECT count(*) FROM waiting_calls
+             WHERE offered_to IS NOT NULL AND queue = queue_name AND service_key < new_key);
+END
+$$;
+
+
+--
 -- Name: queue_service_key(timestamp with time zone, double precision, double precision); Type: FUNCTION; Schema: public; Owner: -
 --
 

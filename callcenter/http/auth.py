@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -64,6 +65,9 @@ class Principal:
     id: int | None = None
     #: The credential this request used (a session or an integration token), to sign out.
     credential_id: int | None = None
+    #: When the token stops opening anything, if the resolver said (an agent's: its open
+    #: panels are closed then), so a socket need not read it back after authenticating.
+    expires_at: datetime | None = None
 
     @property
     def who(self) -> str:
@@ -79,7 +83,9 @@ class Principal:
 UNKNOWN_AGENT = "unknown agent token"
 
 #: Turns a presented token into its principal; None when the token stands for nobody.
-Resolver = Callable[[str], Awaitable["Principal | None"]]
+#: The second argument is the only kind of principal the asker takes (None: any), so a
+#: resolver may skip the stores of other kinds: an agent's socket opens on one look-up.
+Resolver = Callable[[str, "str | None"], Awaitable["Principal | None"]]
 
 
 def new_token() -> tuple[str, bytes]:
@@ -178,23 +184,24 @@ class Gate:
         ``kind``: only a principal of that kind counts (the agent doors take agent
         tokens only); any other token is as wrong as an unknown one, said in ``wrong``.
         """
-        found = await self._resolve(token)
+        found = await self._resolve(token, kind)
         if found is None or (kind is not None and found.kind != kind):
             raise self.wrong_token(request, wrong)
         request[PRINCIPAL_KEY] = found
         return found
 
-    async def still(self, token: str) -> Principal | None:
+    async def still(self, token: str, *, kind: str | None = None) -> Principal | None:
         """Who ``token`` stands for now (None: signed out, removed, revoked or expired),
-        for sockets that check again the token they were opened with."""
-        return await self._resolve(token)
+        for sockets that check again the token they were opened with; ``kind`` as for
+        ``authenticate`` (a principal of another kind may then come back as None)."""
+        return await self._resolve(token, kind)
 
-    async def _resolve(self, token: str) -> Principal | None:
+    async def _resolve(self, token: str, kind: str | None) -> Principal | None:
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
             return Principal("bootstrap", Role.ADMIN, "bootstrap")
         if self.resolver is None:
             return None
-        return await self.resolver(token)
+        return await self.resolver(token, kind)
 
     async def require(self, request: web.Request, access: Access) -> Principal | None:
         """The principal, if ``access`` lets it in; 401 without one, 403 with too low a role."""

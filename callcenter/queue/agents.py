@@ -19,9 +19,17 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
 from callcenter.http.auth import Principal, Role, new_token, token_digest
-from callcenter.queue.calls import caller_summary, resumed_from
+from callcenter.queue.calls import call_of, caller_summary, resumed_from
 from callcenter.queue.directory import QueueDirectory
-from callcenter.queue.models import Agent, AgentCreated, AgentIn, Offer, Priority, QueueWaiting
+from callcenter.queue.models import (
+    Agent,
+    AgentCreated,
+    AgentIn,
+    Call,
+    Offer,
+    Priority,
+    QueueWaiting,
+)
 from callcenter.queue.policy import explain_credit
 from callcenter.queue.sql import Q
 
@@ -88,7 +96,9 @@ async def principal_for_token(conn: Conn, token: str) -> Principal | None:
     row = await conn.fetchrow(Q["agent_by_token"], token_digest(token))
     if row is None:
         return None
-    return Principal("agent", Role.AGENT, row["name"], id=row["id"])
+    return Principal(
+        "agent", Role.AGENT, row["name"], id=row["id"], expires_at=row["token_expires_at"]
+    )
 
 
 async def find_id(conn: Conn, name_or_id: str) -> int:
@@ -199,24 +209,39 @@ async def waiting_in(conn: Conn, queues: Sequence[str]) -> list[QueueWaiting]:
 
 @dataclass(frozen=True)
 class AgentSnapshot:
-    """An agent and the offer it holds (if any), as its panel shows them."""
+    """An agent, the offer it holds (if any) and the call it holds, as its panel shows them.
+
+    ``call`` is None when the agent holds no call, and also when the call it holds
+    waits again (its position is not read here: ``CallDesk.get`` reads it).
+    """
 
     agent: Agent
     offer: Offer | None
+    call: Call | None = None
+
+
+#: The prefix of the held call's columns in ``agent_snapshot``.
+HELD = "held_"
 
 
 async def snapshot(conn: Conn, agent_id: int) -> AgentSnapshot | None:
-    """The agent and its pending offer in one round trip; None when there is no such agent.
+    """The agent, its pending offer and its call in one round trip; None when there is no
+    such agent.
 
     The agent's socket pushes this on every change of the agent, so it is one
-    statement (``agent_snapshot``), not ``get_agent`` plus a look for an offer.
+    statement (``agent_snapshot``), not ``get_agent`` plus a look for an offer
+    plus a read of the call it is on (which every push on a call made).
     """
     row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
     if row is None:
         return None
     known = set(row.keys())
     agent = Agent.model_validate({k: row[k] for k in Agent.model_fields if k in known})
-    return AgentSnapshot(agent, _offer(row) if row["offer_id"] is not None else None)
+    call = None
+    if row[HELD + "id"] is not None:
+        held = {k.removeprefix(HELD): row[k] for k in known if k.startswith(HELD)}
+        call = call_of(held | {"offered_to": None})  # a call no longer waiting is offered to nobody
+    return AgentSnapshot(agent, _offer(row) if row["offer_id"] is not None else None, call)
 
 
 def _offer(row: asyncpg.Record) -> Offer:

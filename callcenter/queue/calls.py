@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -699,31 +699,7 @@ class CallDesk:
             assert position is not None
             queue = await self.directory.get(conn, row["queue"])
             ewt = estimated_wait(position - 1, await self._rates(conn, queue))
-        return Call(
-            id=row["id"],
-            call_id=row["external_id"],
-            queue=row["queue"],
-            state=row["state"],
-            ani=row["ani"],
-            customer=caller_summary(row),
-            identified_by=row["identified_by"],
-            tier=row["tier"],
-            credit_seconds=row["credit_seconds"],
-            credit_explicit=row["credit_explicit"],
-            service_key=row["service_key"],
-            enqueued_at=row["enqueued_at"],
-            connected_at=row["connected_at"],
-            ended_at=row["ended_at"],
-            end_reason=row["end_reason"],
-            agent_id=row["agent_id"],
-            offered_to=row["offered_to"],
-            position=position,
-            estimated_wait_seconds=ewt,
-            ewt_at_enqueue=row["ewt_at_enqueue"],
-            bumped_by=row["bumped_by"],
-            callback=callback_state(row),
-            resumed=resumed_from(row),
-        )
+        return call_of(row, position=position, ewt=ewt)
 
     async def call(self, call_id: int) -> Call:
         async with self.pool.acquire() as conn:
@@ -793,7 +769,43 @@ class CallDesk:
         return QueueList(window_seconds=window, queues=out)
 
 
-def caller_summary(row: asyncpg.Record) -> CustomerSummary | None:
+def call_of(
+    row: Mapping[str, Any] | asyncpg.Record,
+    *,
+    position: int | None = None,
+    ewt: float | None = None,
+) -> Call:
+    """A call as the API shows it, from a ``call`` row (``get``), or the held call an
+    agent's snapshot reads with the agent (``agent_snapshot``'s ``held_`` columns), so the
+    panel's push takes one round trip for the agent and its call."""
+    return Call(
+        id=row["id"],
+        call_id=row["external_id"],
+        queue=row["queue"],
+        state=row["state"],
+        ani=row["ani"],
+        customer=caller_summary(row),
+        identified_by=row["identified_by"],
+        tier=row["tier"],
+        credit_seconds=row["credit_seconds"],
+        credit_explicit=row["credit_explicit"],
+        service_key=row["service_key"],
+        enqueued_at=row["enqueued_at"],
+        connected_at=row["connected_at"],
+        ended_at=row["ended_at"],
+        end_reason=row["end_reason"],
+        agent_id=row["agent_id"],
+        offered_to=row["offered_to"],
+        position=position,
+        estimated_wait_seconds=ewt,
+        ewt_at_enqueue=row["ewt_at_enqueue"],
+        bumped_by=row["bumped_by"],
+        callback=callback_state(row),
+        resumed=resumed_from(row),
+    )
+
+
+def caller_summary(row: Mapping[str, Any] | asyncpg.Record) -> CustomerSummary | None:
     """The caller from a call row joined with its customer (``customer_*`` columns)."""
     if row["customer_id"] is None:
         return None
@@ -806,7 +818,7 @@ def caller_summary(row: asyncpg.Record) -> CustomerSummary | None:
     )
 
 
-def callback_state(row: asyncpg.Record) -> CallbackState | None:
+def callback_state(row: Mapping[str, Any] | asyncpg.Record) -> CallbackState | None:
     """A virtual call's callback, from a call row (``callback_*`` columns)."""
     if row["callback_number"] is None:
         return None
@@ -819,7 +831,7 @@ def callback_state(row: asyncpg.Record) -> CallbackState | None:
     )
 
 
-def resumed_from(row: asyncpg.Record) -> Resumed | None:
+def resumed_from(row: Mapping[str, Any] | asyncpg.Record) -> Resumed | None:
     """The dropped call a redial resumed, from a call row."""
     if row["resumed_from"] is None:
         return None

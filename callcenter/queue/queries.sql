@@ -101,13 +101,10 @@ SELECT id FROM calls WHERE external_id = $1
 
 -- calls_ahead --
 -- How many calls of the queue a new call with credit $2 would wait behind.
--- Two counts so each uses a partial index (waiting, and offered right now).
-SELECT (SELECT count(*) FROM waiting_calls
-         WHERE queue = $1 AND offered_to IS NULL
-           AND service_key < queue_service_key(now(), $2::float8, $3::float8))
-     + (SELECT count(*) FROM waiting_calls
-         WHERE offered_to IS NOT NULL AND queue = $1
-           AND service_key < queue_service_key(now(), $2::float8, $3::float8))
+-- Two counts so each uses a partial index (waiting, and offered right now), in
+-- queue_calls_ahead (migration 0019), whose plan is generic: planning them
+-- afresh on every enqueue cost more than counting.
+SELECT queue_calls_ahead($1, queue_service_key(now(), $2::float8, $3::float8))
 
 -- queue_rates --
 -- What EWT is computed from: the answers and ended talk of queue $1 from
@@ -530,7 +527,8 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
  ORDER BY a.id
 
 -- agent_by_token --
-SELECT id, name FROM agents
+-- With the token's expiry: an agent's socket is closed when it passes.
+SELECT id, name, token_expires_at FROM agents
  WHERE token_sha256 = $1 AND removed_at IS NULL
    AND (token_expires_at IS NULL OR token_expires_at > now())
 
@@ -542,6 +540,22 @@ UPDATE agents
        call_id = NULL, wrap_up_until = NULL
  WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
 RETURNING id
+
+-- wrap_up_done --
+-- Agent $1 has sent the wrap-up of call $2 and takes calls again: available, as
+-- set_available makes it, if it is still in that wrap-up (the clock may have ended
+-- it, and the agent may be on its next call already): nothing otherwise. Its events
+-- ($4: agent and free) go out on channel $3 at commit, in the same round trip.
+WITH freed AS (
+    UPDATE agents
+       SET state = 'available', state_since = now(), idle_since = now(), call_id = NULL,
+           wrap_up_until = NULL
+     WHERE id = $1 AND state = 'wrap_up' AND call_id = $2
+    RETURNING id
+), notified AS (
+    SELECT pg_notify($3, p) FROM freed, unnest($4::text[]) AS p
+)
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
 
 -- extend_wrap_up --
 -- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until
@@ -592,14 +606,46 @@ SELECT id, agent_id, offered_at, expires_at, result, ended_at
   FROM call_offers WHERE call_id = $1 ORDER BY id
 
 -- agent_snapshot --
--- What an agent's panel shows, in one round trip: the agent and its pending offer.
+-- What an agent's panel shows, in one round trip: the agent, its pending offer, and
+-- the call it holds (on the call or in its wrap-up) with the columns of ``call``
+-- prefixed ``held_``. A held call that waits again is left to ``call`` (its panel
+-- shows a position, which this does not count).
 SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle_since,
        a.call_id, a.wrap_up_until, p.last_seen_at, a.endpoint,
        o.offer_id, o.call_id AS offer_call_id, o.queue, o.offer_expires_at, o.enqueued_at,
        o.tier, o.credit_seconds, o.credit_explicit,
        o.customer_id, o.ani, o.customer_number, o.customer_name, o.provisional,
-       o.callback_number, o.resumed_from, o.resumed_arrival, o.waited_before_seconds
+       o.callback_number, o.resumed_from, o.resumed_arrival, o.waited_before_seconds,
+       h.id AS held_id, h.external_id AS held_external_id, h.queue AS held_queue,
+       h.ani AS held_ani, h.customer_id AS held_customer_id,
+       h.identified_by AS held_identified_by, h.tier AS held_tier,
+       h.credit_seconds AS held_credit_seconds, h.credit_explicit AS held_credit_explicit,
+       h.service_key AS held_service_key, h.state AS held_state, h.agent_id AS held_agent_id,
+       h.ewt_at_enqueue AS held_ewt_at_enqueue, h.enqueued_at AS held_enqueued_at,
+       h.connected_at AS held_connected_at, h.ended_at AS held_ended_at,
+       h.end_reason AS held_end_reason, h.bumped_by AS held_bumped_by,
+       h.customer_number AS held_customer_number, h.customer_name AS held_customer_name,
+       h.provisional AS held_provisional,
+       h.callback_number AS held_callback_number,
+       h.callback_requested_at AS held_callback_requested_at,
+       h.callback_attempts AS held_callback_attempts,
+       h.callback_retry_at AS held_callback_retry_at,
+       h.callback_answered_at AS held_callback_answered_at,
+       h.resumed_from AS held_resumed_from, h.resumed_arrival AS held_resumed_arrival,
+       h.waited_before_seconds AS held_waited_before_seconds
   FROM agents a
+  LEFT JOIN LATERAL (
+      SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+             c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+             c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+             c.bumped_by, cu.customer_number, cu.name AS customer_name, cu.provisional,
+             c.callback_number, c.callback_requested_at, c.callback_attempts,
+             c.callback_retry_at, c.callback_answered_at, c.resumed_from, c.resumed_arrival,
+             c.waited_before_seconds
+        FROM calls c
+        LEFT JOIN customers cu ON cu.id = c.customer_id
+       WHERE c.id = a.call_id AND a.state IN ('on_call', 'wrap_up') AND c.state <> 'waiting'
+  ) h ON true
   LEFT JOIN LATERAL (
       SELECT w.offer_id, w.call_id, w.queue, w.offer_expires_at, w.enqueued_at,
              c.tier, c.credit_seconds, c.credit_explicit,

@@ -233,6 +233,9 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        #: The running push task of each agent (``_pushing`` may also be held by
+        #: ``_pushes_after``, with no task).
+        self._push_tasks: dict[int, asyncio.Task[None]] = {}
         self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
@@ -307,7 +310,6 @@ class AgentHub:
             raise Unauthorized(UNKNOWN_AGENT)
         async with self.pool.acquire() as conn:
             await agents.mark_seen(conn, [agent_id])
-            expires_at = (await agents.get_agent(conn, agent_id)).token_expires_at
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
             raise TooManyRequests(
                 f"this agent has {self.limits.max_sockets} panels open already; close one",
@@ -324,7 +326,7 @@ class AgentHub:
         )
         await ws.prepare(request)
         sock = AgentSocket(agent_id, ws, token, remote=request.remote)
-        sock.expires_at = expires_at
+        sock.expires_at = found.expires_at
         # ``queues`` messages only for a client that asks (the page does): a client written
         # before them reads exactly the messages it always did.
         sock.wants_queues = request.query.get("queues") in ("1", "true")
@@ -448,15 +450,19 @@ class AgentHub:
             elif isinstance(message, WrapUpExtend):
                 async with self.pool.acquire() as conn:
                     await own_call(conn, agent_id, message.call_id)
-                until = await self.router.extend_wrap_up(agent_id, message.call_id, message.seconds)
-                sock.send(
-                    AckMessage(
-                        ref=message.ref,
-                        to=message.type,
-                        call_id=message.call_id,
-                        wrap_up_until=until,
+                # The ack carries the new end of the wrap-up; the state with it comes after.
+                async with self._pushes_after(agent_id):
+                    until = await self.router.extend_wrap_up(
+                        agent_id, message.call_id, message.seconds
                     )
-                )
+                    sock.send(
+                        AckMessage(
+                            ref=message.ref,
+                            to=message.type,
+                            call_id=message.call_id,
+                            wrap_up_until=until,
+                        )
+                    )
                 return
             elif isinstance(message, FindCaller):
                 await self._find_caller(sock, message)
@@ -594,7 +600,7 @@ class AgentHub:
         still: dict[str, int | None] = {}
         for s in sockets:
             if s.token not in still:
-                now = await self.gate.still(s.token)
+                now = await self.gate.still(s.token, kind="agent")
                 still[s.token] = now.id if now is not None and now.kind == "agent" else None
         for s in sockets:
             if still[s.token] != s.agent_id and not s.ws.closed and s.closing is None:
@@ -622,7 +628,35 @@ class AgentHub:
             self._stale.add(agent_id)
             return
         self._pushing.add(agent_id)
-        self.supervisor.spawn(self._push_agent(agent_id), f"push agent {agent_id}")
+        task = self.supervisor.spawn(self._push_agent(agent_id), f"push agent {agent_id}")
+        self._push_tasks[agent_id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._push_tasks.get(agent_id) is t:
+                del self._push_tasks[agent_id]
+
+        task.add_done_callback(done)
+
+    @contextlib.asynccontextmanager
+    async def _pushes_after(self, agent_id: int) -> AsyncIterator[None]:
+        """The agent's pushes wait for the block: what it sends (an ``ack``) comes before
+        the state its change causes.
+
+        The change notifies at its commit, and the push that follows could reach the
+        socket before the ``ack`` the handler sends once the statement returns (a
+        client that reads the ack, then the next state, saw the state before the
+        change). A push already running finishes first; events during the block
+        fold into one push after it, as events during a push do.
+        """
+        while (running := self._push_tasks.get(agent_id)) is not None:
+            await asyncio.wait({running})
+        self._pushing.add(agent_id)
+        try:
+            yield
+        finally:
+            self._pushing.discard(agent_id)
+            if agent_id in self._stale:
+                self._schedule(agent_id)
 
     async def _push_agent(self, agent_id: int) -> None:
         try:
@@ -656,7 +690,8 @@ class AgentHub:
                     AgentState.on_call,
                     AgentState.wrap_up,
                 ):
-                    call = await self.desk.get(conn, agent.call_id)
+                    # Read with the agent; a call that waits again is read with its position.
+                    call = found.call or await self.desk.get(conn, agent.call_id)
                 state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
                 for s in group:
                     s.who = f"agent:{agent.name}"

@@ -129,13 +129,17 @@ class WrapUpDesk:
                 "notes": bool(message.notes),
                 "question_key": answer.question_key if answer is not None else None,
             }
+            # The notes go on the call's contact in the same statement.
             done = await conn.fetchrow(
-                W["mark_wrapped_up"], call.id, who or f"agent:{agent_id}", remote, detail
+                W["mark_wrapped_up"],
+                call.id,
+                who or f"agent:{agent_id}",
+                remote,
+                detail,
+                message.notes or None,
             )
             if done is None:
                 return  # a retry raced the first one: it is stored already
-            if done["interaction_id"] is not None and message.notes:
-                await conn.execute(W["wrap_up_notes"], done["interaction_id"], message.notes)
             if answer is not None and done["customer_id"] is not None:
                 await bank_store.record_answer(
                     conn,
@@ -150,7 +154,6 @@ class WrapUpDesk:
                     bank=await self.bank.get(conn),
                 )
         if message.available:
-            async with self.pool.acquire() as conn:
-                wrapping_up = await conn.fetchval(W["agent_wrapping_up"], agent_id, call.id)
-            if wrapping_up:
-                await self.router.available(agent_id)
+            # Only from the wrap-up of this call: one the clock ended, or a next call
+            # the agent is on already, is left as it is.
+            await self.router.wrap_up_done(agent_id, call.id)

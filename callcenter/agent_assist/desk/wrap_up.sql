@@ -15,7 +15,8 @@ SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped
 -- mark_wrapped_up --
 -- Once per call: a retried wrap-up finds it done and changes nothing. The
 -- notes and answer stored with it change the customer's record, so the same
--- statement writes the audit entry (agent $2 at socket address $3, detail $4).
+-- statement writes the audit entry (agent $2 at socket address $3, detail $4),
+-- and the notes $5 (none: null) on the call's contact, in one round trip.
 WITH done AS (
     UPDATE calls SET wrapped_up_at = now()
      WHERE id = $1 AND wrapped_up_at IS NULL
@@ -26,12 +27,9 @@ WITH done AS (
            $4::jsonb || jsonb_build_object('call_id', id)
       FROM done
      WHERE customer_id IS NOT NULL
+), notes AS (
+    UPDATE interactions i SET notes = $5::text
+      FROM done
+     WHERE i.id = done.interaction_id AND $5::text IS NOT NULL
 )
 SELECT interaction_id, customer_id FROM done
-
--- wrap_up_notes --
-UPDATE interactions SET notes = $2 WHERE id = $1
-
--- agent_wrapping_up --
--- Whether agent $1 is in the wrap-up of call $2 (and so may end it early).
-SELECT state = 'wrap_up' FROM agents WHERE id = $1 AND call_id = $2

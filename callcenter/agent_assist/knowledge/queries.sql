@@ -120,23 +120,43 @@ SELECT DISTINCT ON (question_key) question_key, value, skipped, answered_at, id,
  WHERE customer_id = $1
  ORDER BY question_key, answered_at DESC, id DESC
 
--- call_for_answer --
-SELECT id, customer_id, question_key FROM calls WHERE id = $1
-
 -- answer_on_call --
 SELECT id, question_key, value, skipped, answered_at, call_id, agent_id, interaction_id
   FROM answers
  WHERE call_id = $1 AND question_key = $2
 
--- insert_answer --
-INSERT INTO answers (customer_id, question_key, value, skipped, answered_at, call_id,
-                     interaction_id, agent_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (call_id, question_key) DO NOTHING
-RETURNING id, question_key, value, skipped, answered_at, call_id, agent_id, interaction_id
+-- answer_context --
+-- What an answer for customer $1 to question $3 on call $2 (or none) is checked
+-- against, in one round trip after the customer's lock: the call's customer and the
+-- question shown on it (``call_found`` false: no such call), whether the question
+-- was answered on that call already, and the latest answer per question (as
+-- ``latest_answers`` reads them, as jsonb).
+SELECT c.id IS NOT NULL AS call_found, c.customer_id AS call_customer_id,
+       c.question_key AS shown,
+       EXISTS (SELECT 1 FROM answers e
+                WHERE e.call_id = $2 AND e.question_key = $3) AS answered_on_call,
+       (SELECT coalesce(jsonb_agg(l ORDER BY l.question_key), '[]'::jsonb)
+          FROM (SELECT DISTINCT ON (a.question_key)
+                       a.question_key, a.value, a.skipped, a.answered_at
+                  FROM answers a
+                 WHERE a.customer_id = $1
+                 ORDER BY a.question_key, a.answered_at DESC, a.id DESC) l) AS latest
+  FROM (SELECT 1) one
+  LEFT JOIN calls c ON c.id = $2
 
--- set_need --
--- The needs profile keeps the latest value of every answered question.
-UPDATE customers
-   SET needs = needs || jsonb_build_object($2::text, $3::jsonb), updated_at = now()
- WHERE id = $1
+-- insert_answer --
+-- With the needs profile, which keeps the latest value of every answered question
+-- ($4 skipped: no value, the profile stays), in the same round trip.
+WITH ins AS (
+    INSERT INTO answers (customer_id, question_key, value, skipped, answered_at, call_id,
+                         interaction_id, agent_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (call_id, question_key) DO NOTHING
+    RETURNING id, question_key, value, skipped, answered_at, call_id, agent_id, interaction_id
+), need AS (
+    UPDATE customers
+       SET needs = needs || jsonb_build_object($2::text, $3::jsonb), updated_at = now()
+     WHERE id = $1 AND NOT $4 AND EXISTS (SELECT 1 FROM ins)
+)
+SELECT id, question_key, value, skipped, answered_at, call_id, agent_id, interaction_id
+  FROM ins

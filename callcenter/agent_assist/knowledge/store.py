@@ -493,7 +493,7 @@ async def store_answer(
     """
     if skipped and value is not None:
         raise Unprocessable("give an answer or skip the question, not both", field="answer")
-    async with conn.transaction():
+    async with _atomic(conn):
         profile_row = await _profile(conn, customer_id, lock=True)
         if profile_row["merged_into"] is not None:
             raise Conflict(
@@ -505,14 +505,20 @@ async def store_answer(
         question = bank.question(question_key)
         if question is None:
             raise Unprocessable(f"no question {question_key!r}", field="question_key")
+        # Read after the lock, so an answer committed by whoever held it is seen.
+        context = await conn.fetchrow(Q["answer_context"], customer_id, call_id, question_key)
+        assert context is not None  # one row, whatever the call
         shown: str | None = None
         if call_id is not None:
-            shown = await _call_question(conn, call_id, customer_id)
-            earlier = await conn.fetchrow(Q["answer_on_call"], call_id, question_key)
-            if earlier is not None:
-                return await _retry(conn, earlier, question, value, skipped, customer_id, now, bank)
+            shown = _call_question(context, call_id, customer_id)
+            if context["answered_on_call"]:
+                earlier = await conn.fetchrow(Q["answer_on_call"], call_id, question_key)
+                if earlier is not None:
+                    return await _retry(
+                        conn, earlier, question, value, skipped, customer_id, now, bank
+                    )
         profile = _facts(profile_row)
-        latest = await latest_answers(conn, customer_id)
+        latest = _stored_json(context["latest"])
         pending = pending_question(bank.questions, latest, now, profile=profile)
         allowed = {k for k in (pending.key if pending else None, shown) if k is not None}
         if question_key not in allowed:
@@ -522,6 +528,7 @@ async def store_answer(
                 field="answer",
             )
         normal = None if skipped else check_answer(question, value)
+        # The needs profile is set in the same statement (not for a skip).
         row = await conn.fetchrow(
             Q["insert_answer"],
             customer_id,
@@ -538,14 +545,31 @@ async def store_answer(
             if earlier is None:
                 raise Conflict(f"question {question_key!r} could not be stored; try again")
             return await _retry(conn, earlier, question, value, skipped, customer_id, now, bank)
-        if not skipped:
-            await conn.execute(Q["set_need"], customer_id, question_key, normal)
         latest[question_key] = StoredAnswer(normal, skipped, now)
         return AnswerRecorded(
             answer=_answer(row),
             stored=True,
             next=pending_question(bank.questions, latest, now, profile=profile),
         )
+
+
+def _atomic(conn: Conn) -> contextlib.AbstractAsyncContextManager[Any]:
+    """A transaction, or, inside the caller's (a wrap-up), that one: an error then undoes
+    the caller's whole transaction, as it would anyway, and the savepoint's two round
+    trips (``SAVEPOINT``, ``RELEASE``) are saved."""
+    if conn.is_in_transaction():
+        return contextlib.nullcontext()
+    return conn.transaction()
+
+
+def _stored_json(rows: Sequence[dict[str, Any]]) -> dict[str, StoredAnswer]:
+    """The latest answer per question from ``answer_context``'s jsonb (as ``latest_answers``)."""
+    return {
+        r["question_key"]: StoredAnswer(
+            r["value"], r["skipped"], datetime.fromisoformat(r["answered_at"])
+        )
+        for r in rows
+    }
 
 
 async def record_answer(
@@ -577,13 +601,14 @@ async def record_answer(
     return recorded.next
 
 
-async def _call_question(conn: Conn, call_id: int, customer_id: int) -> str | None:
-    call = await conn.fetchrow(Q["call_for_answer"], call_id)
-    if call is None:
+def _call_question(context: asyncpg.Record, call_id: int, customer_id: int) -> str | None:
+    """The question shown on call ``call_id`` (from ``answer_context``), if it is the
+    customer's call; a clear error otherwise."""
+    if not context["call_found"]:
         raise NotFound(f"no call with id {call_id}", field="call_id")
-    if call["customer_id"] != customer_id:
+    if context["call_customer_id"] != customer_id:
         raise Conflict(f"call {call_id} is not customer {customer_id}'s call", field="call_id")
-    shown: str | None = call["question_key"]
+    shown: str | None = context["shown"]
     return shown
 
 
