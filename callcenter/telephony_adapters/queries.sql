@@ -29,7 +29,11 @@ DELETE FROM telephony_tombstones WHERE hung_up_at < now() - make_interval(secs =
 -- One instance wins: the partial unique index allows one live claim per call.
 -- Only a call that is connected now, to an agent, of a peer this instance can
 -- command ($2), is claimed.
--- The answer carries whom to command: the call's peer and the peer's call id.
+-- The answer carries all the bridger needs, read in the claim's own snapshot
+-- (it was three more round trips: the agent, the call): whom to command (the
+-- call's peer and the peer's call id), whom to connect (the agent's name and
+-- endpoint, null when the agent is gone), and the call itself with the columns
+-- of ``call`` (a connected call has no position, so ``call_of`` alone builds it).
 WITH target AS (
     SELECT c.id, c.agent_id, c.peer, c.peer_call_id
       FROM calls c
@@ -41,8 +45,22 @@ WITH target AS (
     ON CONFLICT (call_id) WHERE state <> 'failed' DO NOTHING
     RETURNING id, call_id, agent_id
 )
-SELECT claimed.id, claimed.call_id, claimed.agent_id, target.peer, target.peer_call_id
-  FROM claimed JOIN target ON target.id = claimed.call_id
+SELECT claimed.id AS bridge_id, claimed.agent_id AS bridge_agent_id,
+       target.peer, target.peer_call_id,
+       a.name AS agent_name, a.endpoint AS agent_endpoint,
+       c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+       c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+       c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+       c.bumped_by, w.offered_to, w.offer_id, w.offer_expires_at,
+       cu.customer_number, cu.name AS customer_name, cu.provisional,
+       c.callback_number, c.callback_requested_at, c.callback_attempts, c.callback_retry_at,
+       c.callback_answered_at, c.resumed_from, c.resumed_arrival, c.waited_before_seconds
+  FROM claimed
+  JOIN target ON target.id = claimed.call_id
+  JOIN calls c ON c.id = claimed.call_id
+  LEFT JOIN waiting_calls w ON w.call_id = c.id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+  LEFT JOIN agents a ON a.id = claimed.agent_id
 
 -- bridge_attempt_failed --
 UPDATE call_bridges
