@@ -15,11 +15,14 @@ SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1
 
--- tombstone --
-SELECT cause, hung_up_at FROM telephony_tombstones WHERE external_id = $1
-
 -- add_tombstone --
-INSERT INTO telephony_tombstones (external_id, cause) VALUES ($1, $2)
+-- Under the peer call's lock (telephony_lock, migration 0020), held until
+-- commit: an enqueue of the same call storing it meanwhile either commits
+-- before this writes (the hang-up's second look-up finds the call) or reads
+-- the tombstone after this commits (``enqueue``'s hung_up).
+WITH locked AS (SELECT telephony_lock($1))
+INSERT INTO telephony_tombstones (external_id, cause)
+SELECT $1, $2 FROM locked
 ON CONFLICT (external_id) DO NOTHING
 
 -- sweep_tombstones --
