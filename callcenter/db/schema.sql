@@ -96,6 +96,36 @@ CREATE FUNCTION public.queue_service_key(arrival timestamp with time zone, credi
     RETURN (arrival - make_interval(secs => (credit_seconds + offset_seconds)));
 
 
+--
+-- Name: telephony_hung_up(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.telephony_hung_up(ext text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    gone boolean;
+BEGIN
+    PERFORM telephony_lock(ext);
+    SELECT EXISTS (SELECT 1 FROM telephony_tombstones WHERE external_id = ext) INTO gone;
+    RETURN gone;
+END
+$$;
+
+
+--
+-- Name: telephony_lock(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.telephony_lock(ext text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(ext, 7204));
+END
+$$;
+
+
 SET default_table_access_method = heap;
 
 --

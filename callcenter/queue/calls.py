@@ -210,7 +210,9 @@ class CallDesk:
                 ewt_at_enqueue=ewt,
                 resumed=resumed,
             )
-            return EnqueueAnswer(created=True, identify=resolution.outcome, call=call)
+            answer = EnqueueAnswer(created=True, identify=resolution.outcome, call=call)
+            answer._peer_hung_up = bool(row["hung_up"])
+            return answer
 
     async def _known(self, conn: Conn, external_id: str) -> EnqueueAnswer | None:
         """The stored call for a peer's call id that arrives again (a retry), if any."""

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -321,6 +322,14 @@ class EnqueueAnswer(BaseModel):
     created: bool = Field(description="False when the call id was already known (a retry).")
     identify: Outcome | None = Field(description="How the caller was identified; null on a retry.")
     call: Call
+    #: Not part of the API's answer: see ``peer_hung_up``.
+    _peer_hung_up: bool = PrivateAttr(default=False)
+
+    @property
+    def peer_hung_up(self) -> bool:
+        """A peer's call just created whose hang-up came first (its tombstone), as the
+        enqueue's own statement read it; the telephony gateway then ends the call."""
+        return self._peer_hung_up
 
 
 class WaitingCall(BaseModel):

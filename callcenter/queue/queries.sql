@@ -43,6 +43,9 @@ RETURNING (xmax = 0) AS created
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
 -- $14, $15: the telephony peer and its call id, when an adapter handed it in.
+-- Then ``hung_up`` says whether the peer's hang-up came first (a tombstone),
+-- read under the peer call's lock with a fresh snapshot (telephony_hung_up,
+-- migration 0020), so a hang-up racing this statement is never missed.
 -- $16, $17: the phone and customer of a pending link (a typed customer number
 -- from a phone that is not theirs), kept until the agent confirms who calls.
 -- $18: the queue's redial window (null: off). A customer's call abandoned in
@@ -93,7 +96,8 @@ WITH prior AS (
     SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
 )
 SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
-       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified
+       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified,
+       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up
   FROM new_call
 
 -- call_id_by_external --

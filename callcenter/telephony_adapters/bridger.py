@@ -36,7 +36,7 @@ from callcenter.errors import (
     PeerOutcomeUnknown,
 )
 from callcenter.queue import callbacks
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import CallDesk, call_of
 from callcenter.queue.models import CallState, EndOutcome
 from callcenter.telephony_adapters.base import AgentEndpoint, Hangup, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
@@ -157,24 +157,25 @@ class Bridger(CallWorker):
         if not peers:
             return None
         async with self.desk.pool.acquire() as conn:
+            # One round trip: the claim answers with the agent and the call as well.
             claim = await conn.fetchrow(
                 Q["claim_bridge"], call_id, peers, self.instance, self.lease_seconds
             )
-            if claim is None:
-                return None
-            agent_row = await conn.fetchrow(Q["agent_endpoint"], claim["agent_id"])
-        bridge_id: int = claim["id"]
-        agent_id: int = claim["agent_id"]
-        record = await self.desk.call(call_id)
+        if claim is None:
+            return None
+        bridge_id: int = claim["bridge_id"]
+        agent_id: int = claim["bridge_agent_id"]
+        # A connected call: what ``CallDesk.get`` answers for it is ``call_of`` its row.
+        record = call_of(claim)
         # The claim only takes calls of our peers, and names the peer's call.
         peer: str = claim["peer"]
         peer_call_id: str = claim["peer_call_id"]
         connector = self.gateway.connectors[peer]
         call = PeerCall(peer=peer, peer_call_id=peer_call_id, record=record, bridge_id=bridge_id)
-        if agent_row is None or agent_row["endpoint"] is None:
+        if claim["agent_endpoint"] is None:  # none set, or the agent is gone
             error = f"agent {agent_id} has no endpoint the PBX could dial"
             return await self._give_up(bridge_id, call, agent_id, error)
-        agent = AgentEndpoint(agent_id, agent_row["name"], agent_row["endpoint"])
+        agent = AgentEndpoint(agent_id, claim["agent_name"], claim["agent_endpoint"])
         if record.callback is not None:
             return await self._ring_back(bridge_id, call, agent, record.callback.number)
         error = "not attempted"

@@ -17,7 +17,9 @@ a call's life at the telephone live here once, not per adapter:
   the late ``Incoming`` then records the call as abandoned with no wait (the
   caller is identified and their history gets the contact) instead of
   queueing a caller who is gone. Both sides check again after writing, so a
-  hang-up and an incoming racing each other still end abandoned.
+  hang-up and an incoming racing each other still end abandoned (the
+  incoming's check is in its enqueue statement, under a lock per peer call
+  that the hang-up's tombstone takes too: migration 0020).
 
 The gateway owns the data access of the telephony door: each event takes
 **one pooled connection**, which it hands to the ``CallDesk`` methods it
@@ -343,8 +345,9 @@ class TelephonyGateway:
             return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
         answer = await self.desk.incoming(data, conn=conn, peer=ref, unknown=True)
         call = answer.call
-        if answer.created and await conn.fetchrow(Q["tombstone"], ext) is not None:
-            # A hang-up raced this incoming and found no call: end it here.
+        if answer.created and answer.peer_hung_up:
+            # A hang-up raced this incoming and found no call: end it here. The enqueue
+            # read the tombstone itself, under a lock the hang-up takes too (``enqueue``).
             call = await self._close(conn, call.id, call.state, None)
         return CallView(
             peer=peer,

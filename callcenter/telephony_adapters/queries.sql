@@ -15,11 +15,14 @@ SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1
 
--- tombstone --
-SELECT cause, hung_up_at FROM telephony_tombstones WHERE external_id = $1
-
 -- add_tombstone --
-INSERT INTO telephony_tombstones (external_id, cause) VALUES ($1, $2)
+-- Under the peer call's lock (telephony_lock, migration 0020), held until
+-- commit: an enqueue of the same call storing it meanwhile either commits
+-- before this writes (the hang-up's second look-up finds the call) or reads
+-- the tombstone after this commits (``enqueue``'s hung_up).
+WITH locked AS (SELECT telephony_lock($1))
+INSERT INTO telephony_tombstones (external_id, cause)
+SELECT $1, $2 FROM locked
 ON CONFLICT (external_id) DO NOTHING
 
 -- sweep_tombstones --
@@ -29,7 +32,11 @@ DELETE FROM telephony_tombstones WHERE hung_up_at < now() - make_interval(secs =
 -- One instance wins: the partial unique index allows one live claim per call.
 -- Only a call that is connected now, to an agent, of a peer this instance can
 -- command ($2), is claimed.
--- The answer carries whom to command: the call's peer and the peer's call id.
+-- The answer carries all the bridger needs, read in the claim's own snapshot
+-- (it was three more round trips: the agent, the call): whom to command (the
+-- call's peer and the peer's call id), whom to connect (the agent's name and
+-- endpoint, null when the agent is gone), and the call itself with the columns
+-- of ``call`` (a connected call has no position, so ``call_of`` alone builds it).
 WITH target AS (
     SELECT c.id, c.agent_id, c.peer, c.peer_call_id
       FROM calls c
@@ -41,8 +48,22 @@ WITH target AS (
     ON CONFLICT (call_id) WHERE state <> 'failed' DO NOTHING
     RETURNING id, call_id, agent_id
 )
-SELECT claimed.id, claimed.call_id, claimed.agent_id, target.peer, target.peer_call_id
-  FROM claimed JOIN target ON target.id = claimed.call_id
+SELECT claimed.id AS bridge_id, claimed.agent_id AS bridge_agent_id,
+       target.peer, target.peer_call_id,
+       a.name AS agent_name, a.endpoint AS agent_endpoint,
+       c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+       c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+       c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+       c.bumped_by, w.offered_to, w.offer_id, w.offer_expires_at,
+       cu.customer_number, cu.name AS customer_name, cu.provisional,
+       c.callback_number, c.callback_requested_at, c.callback_attempts, c.callback_retry_at,
+       c.callback_answered_at, c.resumed_from, c.resumed_arrival, c.waited_before_seconds
+  FROM claimed
+  JOIN target ON target.id = claimed.call_id
+  JOIN calls c ON c.id = claimed.call_id
+  LEFT JOIN waiting_calls w ON w.call_id = c.id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+  LEFT JOIN agents a ON a.id = claimed.agent_id
 
 -- bridge_attempt_failed --
 UPDATE call_bridges
@@ -144,44 +165,68 @@ SELECT id, name, endpoint FROM agents WHERE id = $1
 UPDATE call_bridges SET state = 'failed', failed_at = now(), last_error = $2
  WHERE call_id = $1 AND state <> 'failed'
 
--- release_subject --
--- An ended call as the releaser decides on it. A callback call's caller is on
--- a line only once they picked up its ring (answered), and that line is the
--- ring's own (leg).
-SELECT id, external_id, peer, peer_call_id, state, end_reason,
-       callback_number IS NOT NULL AS callback,
-       callback_answered_at IS NOT NULL AS answered,
-       (SELECT a.leg FROM callback_attempts a WHERE a.call_id = calls.id
-         ORDER BY a.id DESC LIMIT 1) AS leg
-  FROM calls WHERE id = $1 AND ended_at IS NOT NULL
-
 -- claim_release --
--- One instance wins a call's release (the primary key); $2 false records that
--- none is needed, and why ($3). A live claim is taken over only once its lease
--- ran out (the instance that held it died); a finished one never.
-INSERT INTO call_releases AS r (call_id, state, note, claimed_by, lease_until, done_at)
-VALUES ($1, CASE WHEN $2 THEN 'claimed' ELSE 'not_needed' END, $3, $4,
-        now() + make_interval(secs => $5), CASE WHEN $2 THEN NULL ELSE now() END)
-ON CONFLICT (call_id) DO UPDATE
-   SET claimed_by = excluded.claimed_by, claimed_at = now(), lease_until = excluded.lease_until
- WHERE r.state = 'claimed' AND r.lease_until < now()
-RETURNING state, attempts
+-- One instance wins a call's release (the primary key), in one round trip with
+-- what it decides on: an ended call ($1) of a peer this instance commands ($2),
+-- with the columns of ``call`` (an ended call has no position, so ``call_of``
+-- alone builds it). A callback call's caller is on a line only once they picked
+-- up its ring (callback_answered_at), and that line is the ring's own (leg).
+-- Every claim starts ``claimed``: the decision (``release_policy``, in Python)
+-- is taken on this answer, and a call that needs nothing is then marked
+-- ``release_not_needed`` (an instance that dies in between leaves a claim whose
+-- lease runs out, and the next one decides again). A live claim is taken over
+-- only once its lease ran out (the instance that held it died); a finished one
+-- never.
+WITH subject AS (
+    SELECT c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
+           c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
+           c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
+           c.bumped_by, NULL::bigint AS offered_to,
+           cu.customer_number, cu.name AS customer_name, cu.provisional,
+           c.callback_number, c.callback_requested_at, c.callback_attempts,
+           c.callback_retry_at, c.callback_answered_at, c.resumed_from, c.resumed_arrival,
+           c.waited_before_seconds, c.peer, c.peer_call_id,
+           (SELECT a.leg FROM callback_attempts a WHERE a.call_id = c.id
+             ORDER BY a.id DESC LIMIT 1) AS leg
+      FROM calls c
+      LEFT JOIN customers cu ON cu.id = c.customer_id
+     WHERE c.id = $1 AND c.ended_at IS NOT NULL
+       AND c.peer = ANY ($2::text[]) AND c.peer_call_id IS NOT NULL
+), claimed AS (
+    INSERT INTO call_releases AS r (call_id, state, claimed_by, lease_until)
+    SELECT id, 'claimed', $3, now() + make_interval(secs => $4) FROM subject
+    ON CONFLICT (call_id) DO UPDATE
+       SET claimed_by = excluded.claimed_by, claimed_at = now(),
+           lease_until = excluded.lease_until
+     WHERE r.state = 'claimed' AND r.lease_until < now()
+    RETURNING call_id, attempts
+)
+SELECT subject.*, claimed.attempts
+  FROM claimed JOIN subject ON subject.id = claimed.call_id
+
+-- release_not_needed --
+-- The claim's call needs no hang-up at its peer; $3 says why.
+UPDATE call_releases
+   SET state = 'not_needed', note = $3, done_at = now()
+ WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
 
 -- release_attempt_failed --
+-- $5: why the hang-up is needed (the claim's note).
 UPDATE call_releases
-   SET attempts = attempts + 1, last_error = $3,
+   SET attempts = attempts + 1, last_error = $3, note = $5,
        lease_until = now() + make_interval(secs => $4)
  WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
 
 -- release_done --
 -- $3: released (the peer took the hang-up) or gone (it had no such call any
--- more; $4 is what it said).
+-- more; $4 is what it said). $5: why the hang-up was needed.
 UPDATE call_releases
-   SET state = $3, attempts = attempts + 1, done_at = now(), last_error = coalesce($4, last_error)
+   SET state = $3, attempts = attempts + 1, done_at = now(), last_error = coalesce($4, last_error),
+       note = $5
  WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
 
 -- release_failed --
-UPDATE call_releases SET state = 'failed', done_at = now()
+UPDATE call_releases SET state = 'failed', done_at = now(), note = $3
  WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
 
 -- expired_releases --

@@ -4,13 +4,13 @@ An agent ends the call from the panel, a supervisor ends it, or the queue
 gives up at the maximum wait: our record is closed, but the peer still holds
 the caller on hold music or in the bridge with the agent. ``CallDesk.end``
 publishes ``ended:<call id>`` after commit; the event reaches the releaser of
-every instance. Each reads the call, asks ``release_policy.decide`` whether
-the peer needs a hang-up, and tries to claim the call's one row in
-``call_releases``; the instance that wins sends the peer's
-``Connector.hangup`` (Twilio: the REST update ``Status=completed``; generic:
-the signed ``hangup`` command to the callback URL). A call that needs nothing
-(the peer reported the hang-up itself, a transfer) gets a ``not_needed`` row,
-so no pass reads it again.
+every instance. Each tries to claim the call's one row in ``call_releases``,
+the claim answering with the call (one round trip); the instance that wins
+asks ``release_policy.decide`` whether the peer needs a hang-up and, if so,
+sends the peer's ``Connector.hangup`` (Twilio: the REST update
+``Status=completed``; generic: the signed ``hangup`` command to the callback
+URL). A call that needs nothing (the peer reported the hang-up itself, a
+transfer) gets its row marked ``not_needed``, so no pass reads it again.
 
 A failed hang-up is retried with exponential backoff, then given up loudly
 (the record says ``failed`` and why); it never reaches the request that
@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter
 
 from callcenter.errors import PeerCallGone
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import CallDesk, call_of
 from callcenter.queue.models import CallState
 from callcenter.telephony_adapters.base import ARI, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
@@ -171,29 +171,24 @@ class Releaser(CallWorker):
         if not peers:
             return None
         async with self.desk.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["release_subject"], call_id)
+            # Claim first, with the call in the answer: one round trip, and the policy
+            # decides on what it returns. A call that needs nothing is marked so after.
+            row = await conn.fetchrow(
+                Q["claim_release"], call_id, peers, self.instance, self.lease_seconds
+            )
             if row is None:
                 return None
-            peer: str | None = row["peer"]
-            peer_call_id: str | None = row["peer_call_id"]
-            if peer is None or peer_call_id is None or peer not in peers:
-                return None
+            peer: str = row["peer"]
+            peer_call_id: str = row["peer_call_id"]
+            callback = row["callback_number"] is not None
             decision = decide(
                 CallState(row["state"]),
                 row["end_reason"],
-                off_the_line=row["callback"] and not row["answered"],
+                off_the_line=callback and row["callback_answered_at"] is None,
             )
-            claim = await conn.fetchrow(
-                Q["claim_release"],
-                call_id,
-                decision.needed,
-                decision.why,
-                self.instance,
-                self.lease_seconds,
-            )
-        if claim is None:
-            return None
-        if claim["state"] == "not_needed":
+            if not decision.needed:
+                await conn.execute(Q["release_not_needed"], call_id, self.instance, decision.why)
+        if not decision.needed:
             _log.debug(
                 "call %s (%s) needs no hang-up: %s", call_id, row["external_id"], decision.why
             )
@@ -203,11 +198,12 @@ class Releaser(CallWorker):
         if connector is None:
             # Unregistered meanwhile: the claim's lease runs out and another instance takes it.
             return None
+        # An ended call: what ``CallDesk.get`` answers for it is ``call_of`` its row.
         call = PeerCall(
             peer=peer,
             peer_call_id=peer_call_id,
-            record=await self.desk.call(call_id),
-            leg=row["leg"] if row["callback"] else None,
+            record=call_of(row),
+            leg=row["leg"] if callback else None,
         )
         error = "not attempted"
         for attempt in range(self.attempts):
@@ -222,7 +218,7 @@ class Releaser(CallWorker):
                     peer,
                     exc,
                 )
-                await self._done(call_id, "gone", str(exc))
+                await self._done(call_id, "gone", str(exc), decision.why)
                 self._count(peer, "gone")
                 return "gone"
             except Exception as exc:  # any failure of a peer: retried, never raised
@@ -244,11 +240,12 @@ class Releaser(CallWorker):
                         self.instance,
                         error[:500],
                         self.lease_seconds,
+                        decision.why,
                     )
                 if attempt + 1 < self.attempts:
                     await asyncio.sleep(self.backoff_seconds * 2**attempt)
                 continue
-            await self._done(call_id, "released", None)
+            await self._done(call_id, "released", None, decision.why)
             self._count(peer, "released")
             _log.info(
                 "call %s (%s) %s: hung up at %s", call_id, call.record.call_id, decision.why, peer
@@ -266,11 +263,11 @@ class Releaser(CallWorker):
             error,
         )
         async with self.desk.pool.acquire() as conn:
-            await conn.execute(Q["release_failed"], call_id, self.instance)
+            await conn.execute(Q["release_failed"], call_id, self.instance, decision.why)
         self._count(peer, "failed")
         return "failed"
 
-    async def _done(self, call_id: int, state: str, peer_said: str | None) -> None:
+    async def _done(self, call_id: int, state: str, peer_said: str | None, why: str) -> None:
         async with self.desk.pool.acquire() as conn:
             await conn.execute(
                 Q["release_done"],
@@ -278,4 +275,5 @@ class Releaser(CallWorker):
                 self.instance,
                 state,
                 None if peer_said is None else peer_said[:500],
+                why,
             )

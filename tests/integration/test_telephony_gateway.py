@@ -7,6 +7,7 @@ connects) are tested here once, on the real database.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -116,6 +117,49 @@ async def test_hangup_before_incoming_records_the_call_abandoned_never_queued(
     assert float(waited) == 0
     again = await gateway.handle("twilio", Incoming("CAearly", ani="+12125550107"))
     assert not again.created and again.call is not None and again.call.id == late.call.id
+
+
+async def test_a_hangup_while_the_incoming_is_being_stored_still_ends_the_call(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any], db_url: str
+) -> None:
+    """The hang-up comes after the incoming's look-up found no call, and is over (its
+    tombstone written, its own second look-up finding no call) before the incoming's
+    call is stored: the incoming must see the tombstone and end the call itself.
+
+    The incoming's insert is held by a transaction of the test's own that inserted
+    the same external id and has not committed (the unique index makes it wait);
+    its rollback lets the incoming go on. A tombstone read in the snapshot the
+    enqueue started with would miss the hang-up and leave the call waiting."""
+    client = await app_factory(**FAST)
+    gateway = client.app[app_keys.GATEWAY]
+    blocker = await asyncpg.connect(db_url)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        await blocker.execute(
+            "INSERT INTO calls (external_id, queue, service_key)"
+            " VALUES ('generic:c-race', 'general', now())"
+        )
+        incoming = asyncio.create_task(gateway.handle("generic", Incoming("c-race")))
+
+        async def held() -> bool:  # the incoming's insert waits for the test's transaction
+            stuck = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+                blocker.get_server_pid(),
+            )
+            return bool(stuck)
+
+        await eventually(held)
+        gone = await gateway.handle("generic", Hangup("c-race", cause="caller"))
+        assert gone.call is None and gone.note is not None  # no call for it to end yet
+        await holding.rollback()
+        view = await asyncio.wait_for(incoming, 10)
+    finally:
+        await blocker.close()
+    assert view.created and view.call is not None
+    assert view.call.state == "abandoned" and view.call.end_reason is not None
+    assert view.call.end_reason.startswith("hangup")  # the peer knows: nothing to tell it
+    assert not await _waiting(pool, view.call.id)
 
 
 async def test_digits_identify_a_waiting_caller_and_say_when_nobody_matches(
