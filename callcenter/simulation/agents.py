@@ -192,8 +192,11 @@ class SimAgent:
         elif held is not None:
             self.ringing = None  # an ordinary call, or one that ended (wrap-up)
         elif self.ringing is not None:
-            # The callback's caller did not pick up: the service freed us before any talk.
+            # The callback's caller did not pick up: the service freed us before any talk,
+            # and the call may be accepted again later (by anyone): not a double accept.
             self.ledger.value_by_call.pop(self.ringing, None)
+            if self.ledger.accepted_by.get(self.ringing) == self.name:
+                del self.ledger.accepted_by[self.ringing]
             self.paneled.discard(self.ringing)
             if self.call_id == self.ringing:
                 self.call_id = None
