@@ -766,6 +766,8 @@ class CallDesk:
                         abandoned=r["abandoned"],
                         service_level=r["answered_in_sl"] / answered if answered else None,
                         estimated_wait_seconds=estimated_wait(r["waiting"], rates),
+                        callbacks_waiting=r["callbacks_waiting"],
+                        callbacks_set_aside=r["callbacks_set_aside"],
                     )
                 )
         return QueueList(window_seconds=window, queues=out)

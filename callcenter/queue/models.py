@@ -370,6 +370,16 @@ class QueueSummary(BaseModel):
         description="Share of the window's answered calls answered within service_level_seconds."
     )
     estimated_wait_seconds: float | None = Field(description="For a new standard caller now.")
+    callbacks_waiting: int = Field(
+        default=0,
+        description="Virtual calls among the waiting: callers who took a callback, in their "
+        "place, rung when an agent takes the call.",
+    )
+    callbacks_set_aside: int = Field(
+        default=0,
+        description="Callbacks whose ring nobody answered, out of the queue until their retry "
+        "(then back in their place).",
+    )
 
 
 class QueueList(BaseModel):

@@ -251,7 +251,13 @@ SELECT q.name,
        (SELECT count(*) FROM calls c
          WHERE c.queue = q.name AND c.state = 'abandoned'
            AND c.end_reason IS DISTINCT FROM 'rang_again'
-           AND c.ended_at > now() - make_interval(secs => $1)) AS abandoned
+           AND c.ended_at > now() - make_interval(secs => $1)) AS abandoned,
+       -- Virtual calls: in the queue (the small waiting table), and set aside
+       -- after a ring nobody answered (the partial index of due retries).
+       (SELECT count(*) FROM waiting_calls w JOIN calls c ON c.id = w.call_id
+         WHERE w.queue = q.name AND c.callback_number IS NOT NULL) AS callbacks_waiting,
+       (SELECT count(*) FROM calls c
+         WHERE c.callback_retry_at IS NOT NULL AND c.queue = q.name) AS callbacks_set_aside
   FROM queues q
  ORDER BY q.name
 

@@ -531,3 +531,31 @@ async def test_a_ring_the_pbx_refused_uses_up_none_of_the_callers_attempts(
     assert await accept_next_offer(panel) == call_id
     await eventually(lambda: _has(pbx, "callback"))
     await panel.close()
+
+
+async def test_the_queue_summary_counts_callbacks_waiting_and_set_aside(
+    app_factory: AppFactory, aiohttp_server: ServerFactory
+) -> None:
+    pbx = FakePBX(rings=["no_answer"])
+    rule = RULE | {"retry_seconds": 600}
+    client = await _service(app_factory, aiohttp_server, pbx, callback=rule)
+
+    async def general() -> dict[str, Any]:
+        listed = (await (await client.get("/api/queues")).json())["queues"]
+        found: dict[str, Any] = next(q for q in listed if q["name"] == "general")
+        return found
+
+    reply = await _arrive(client, "pbx-97", "+12125550197")
+    holding = await _arrive(client, "pbx-98", "+12125550198")
+    await _take_callback(client, "pbx-97")
+    summary = await general()
+    assert (summary["waiting"], summary["callbacks_waiting"]) == (2, 1)
+    assert summary["callbacks_set_aside"] == 0
+    _, token = await make_agent_with_endpoint(client, "ha", "sip:ha@pbx.example")
+    panel = await available_panel(client, token)
+    assert await accept_next_offer(panel) == reply["call"]["id"]
+    # Nobody picks up: the agent is free at once, and offered the caller holding.
+    await panel.until(lambda m: m["type"] == "offer" and m["call_id"] == holding["call"]["id"])
+    summary = await general()
+    assert summary["callbacks_set_aside"] == 1 and summary["callbacks_waiting"] == 0
+    await panel.close()
