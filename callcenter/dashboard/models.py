@@ -50,6 +50,13 @@ class QueueStats(BaseModel):
     )
     waiting: int
     offering: int
+    callbacks_waiting: int = Field(
+        default=0, description="Of the waiting, callers who took a callback (in their place)."
+    )
+    callbacks_set_aside: int = Field(
+        default=0,
+        description="Callbacks out of the queue until their retry, after a ring nobody answered.",
+    )
     longest_wait_seconds: float | None
     estimated_wait_seconds: float | None = Field(description="For a new standard caller, now.")
     agents: dict[AgentState, int] = Field(description="Agents serving the queue, by state.")

@@ -72,12 +72,18 @@ SELECT extract(epoch FROM now())::float8 AS now, r.*
 -- the oldest arrival, and the callers' value (net value, as the tiers use it).
 SELECT w.queue, coalesce(c.tier, 'unknown') AS tier, count(*)::int AS waiting,
        (count(*) FILTER (WHERE w.offered_to IS NOT NULL))::int AS offering,
+       (count(*) FILTER (WHERE c.callback_number IS NOT NULL))::int AS callbacks,
        extract(epoch FROM now() - min(w.enqueued_at))::float8 AS longest_wait,
        sum(greatest(coalesce(cu.lifetime_value - cu.cost_to_serve, 0), 0))::float8 AS value
   FROM waiting_calls w
   JOIN calls c ON c.id = w.call_id
   LEFT JOIN customers cu ON cu.id = c.customer_id
  GROUP BY 1, 2
+
+-- callbacks_set_aside --
+-- Callbacks out of their queue until their retry, after a ring nobody answered
+-- (the partial index of due retries).
+SELECT queue, count(*)::int AS n FROM calls WHERE callback_retry_at IS NOT NULL GROUP BY queue
 
 -- calls_ahead --
 -- For each (queue $1[i], credit $2[i], offset $3[i]): how many waiting calls a

@@ -114,6 +114,7 @@ class DashboardStats:
         today = self.buckets.totals(midnight.timestamp(), remember=True)
 
         groups = {(r["queue"], r["tier"]): r for r in await conn.fetch(Q["waiting_groups"])}
+        set_aside = {r["queue"]: r["n"] for r in await conn.fetch(Q["callbacks_set_aside"])}
         rules = {q.name: directory.policy(q) for q in queues}
         tier_names = [*tiers, "unknown"]
         ahead_q, ahead_c, ahead_o = [], [], []
@@ -184,6 +185,8 @@ class DashboardStats:
                     overtaking_bound_seconds=rule.overtaking_bound,
                     waiting=sum(g["waiting"] for g in mine),
                     offering=sum(g["offering"] for g in mine),
+                    callbacks_waiting=sum(g["callbacks"] for g in mine),
+                    callbacks_set_aside=set_aside.get(q.name, 0),
                     longest_wait_seconds=max((g["longest_wait"] for g in mine), default=None),
                     estimated_wait_seconds=estimated_wait(
                         ahead.get((q.name, policy.credit(rule, lowest)), 0), rates[q.name]

@@ -4,12 +4,14 @@ calls, service level, a bump that reorders the list, reconnecting after a drop."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
+from pydantic import SecretStr
 
 from callcenter import app_keys
 from tests.browser.conftest import Serve
@@ -18,6 +20,7 @@ from tests.conftest import ADMIN
 from tests.integration.dashboard_helpers import call as db_call
 from tests.integration.dashboard_helpers import utcnow
 from tests.integration.queue_helpers import Panel, enqueue, make_agent
+from tests.integration.telephony_fakes import GENERIC_SECRET, post_generic
 
 #: Where the screenshots go (look at them: the image viewer shows PNGs).
 SHOTS = Path(os.environ.get("DASHBOARD_SHOTS", "/tmp/pt-dash/shots"))
@@ -326,3 +329,33 @@ async def _pixels(page: Page, rgb: tuple[int, int, int]) -> int:
         list(rgb),
     )
     return count
+
+
+async def test_the_dashboard_shows_callbacks_in_their_place(serve: Serve, page: Page) -> None:
+    client = await serve(
+        generic_webhook_secret=SecretStr(GENERIC_SECRET),
+        # Never reached: nobody accepts here, so nobody is rung.
+        generic_callback_url="http://127.0.0.1:9/pbx/commands",
+    )
+    resp = await client.put("/api/queues/general", json={"callback": {"after_seconds": 0}})
+    assert resp.status == 200, await resp.text()
+    password = await _supervisor(client)
+    await _sign_in(page, client, "sam", password)
+    for n in (1, 2):
+        body = json.dumps(
+            {"type": "call.incoming", "call_id": f"pbx-{n}", "from": f"+1212555010{n}"}
+        )
+        status, _ = await post_generic(client, body.encode())
+        assert status == 200
+    await expect(_waiting_rows(page)).to_have_count(2)
+    taken = json.dumps({"type": "call.callback_requested", "call_id": "pbx-1"}).encode()
+    status, _ = await post_generic(client, taken)
+    assert status == 200
+    waiting = page.locator('#queues tr[data-queue="general"] [data-field="waiting"]')
+    await expect(waiting).to_have_text("2 (1 callback)")
+    await expect(_waiting_rows(page).first.locator('[data-field="why"]')).to_contain_text(
+        "callback: the caller is not on the line, same place"
+    )
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.screenshot(path=str(SHOTS / "dashboard-callback.png"))

@@ -551,6 +551,9 @@ async def test_the_queue_summary_counts_callbacks_waiting_and_set_aside(
     summary = await general()
     assert (summary["waiting"], summary["callbacks_waiting"]) == (2, 1)
     assert summary["callbacks_set_aside"] == 0
+    stats = await (await client.get("/api/stats")).json()
+    dashboard = next(q for q in stats["queues"] if q["name"] == "general")
+    assert (dashboard["waiting"], dashboard["callbacks_waiting"]) == (2, 1)
     _, token = await make_agent_with_endpoint(client, "ha", "sip:ha@pbx.example")
     panel = await available_panel(client, token)
     assert await accept_next_offer(panel) == reply["call"]["id"]
@@ -558,4 +561,8 @@ async def test_the_queue_summary_counts_callbacks_waiting_and_set_aside(
     await panel.until(lambda m: m["type"] == "offer" and m["call_id"] == holding["call"]["id"])
     summary = await general()
     assert summary["callbacks_set_aside"] == 1 and summary["callbacks_waiting"] == 0
+    # The dashboard's figures say the same.
+    stats = await (await client.get("/api/stats")).json()
+    dashboard = next(q for q in stats["queues"] if q["name"] == "general")
+    assert (dashboard["callbacks_waiting"], dashboard["callbacks_set_aside"]) == (0, 1)
     await panel.close()

@@ -312,7 +312,13 @@ function renderQueues(stats) {
     const tr = h("tr");
     tr.dataset.queue = q.name;
     cell(tr, q.name, "name");
-    cell(tr, q.waiting, "waiting", "num");
+    const waiting = cell(tr, q.waiting, "waiting", "num");
+    if (q.callbacks_waiting || q.callbacks_set_aside) {
+      const parts = [];
+      if (q.callbacks_waiting) parts.push(`${q.callbacks_waiting} callback${q.callbacks_waiting > 1 ? "s" : ""}`);
+      if (q.callbacks_set_aside) parts.push(`+${q.callbacks_set_aside} set aside`);
+      waiting.append(h("span", ` (${parts.join(", ")})`, "muted small"));
+    }
     cell(tr, q.offering, "offering", "num");
     cell(tr, secs(q.longest_wait_seconds), "longest", "num");
     cell(tr, secs(q.estimated_wait_seconds), "ewt", "num");
