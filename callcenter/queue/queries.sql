@@ -162,9 +162,6 @@ WITH w AS MATERIALIZED (
 SELECT id, queue, state, agent_id, customer_id, enqueued_at, connected_at, credit_explicit
   FROM calls WHERE id = $1 AND (SELECT count(*) FROM w) >= 0 FOR UPDATE
 
--- lock_waiting --
-SELECT call_id, offered_to, offer_id FROM waiting_calls WHERE call_id = $1 FOR UPDATE
-
 -- set_key --
 -- A new credit (value changed, supervisor's bump): the key moves, arrival stays
 -- (a redial's arrival is the one it resumed).
@@ -611,10 +608,6 @@ INSERT INTO agent_presence (agent_id, last_seen_at)
 SELECT id, now() FROM unnest($1::bigint[]) AS id
 ON CONFLICT (agent_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
 
--- call_offers_of_call --
-SELECT id, agent_id, offered_at, expires_at, result, ended_at
-  FROM call_offers WHERE call_id = $1 ORDER BY id
-
 -- agent_snapshot --
 -- What an agent's panel shows, in one round trip: the agent, its pending offer, and
 -- the call it holds (on the call or in its wrap-up) with the columns of ``call``
@@ -794,12 +787,6 @@ UPDATE calls SET callback_attempts = greatest(callback_attempts - 1, 0)
 
 -- callback_leg --
 UPDATE callback_attempts SET leg = $2 WHERE bridge_id = $1 AND leg IS NULL
-
--- callback_attempt_of_leg --
--- The attempt (and its call) a peer's outbound leg $1 belongs to.
-SELECT a.call_id, a.bridge_id, a.agent_id, a.result, c.peer, c.peer_call_id
-  FROM callback_attempts a JOIN calls c ON c.id = a.call_id
- WHERE a.leg = $1
 
 -- callback_answered --
 -- The caller picked up attempt $2 of call $1: from now on their hang-up ends
