@@ -668,17 +668,23 @@ async def test_without_a_callback_dial_string_no_callback_is_offered(
     assert CALLER in fake.channels
 
 
+async def take_callback(client: TestClient[Any, Any], fake: FakeAri, ani: str) -> None:
+    """A caller from ``ani`` holds, takes the offered callback with a lone 1, confirms the
+    calling number with # and is hung up by the service (their call keeps its place)."""
+    await fake.caller_arrives(CALLER, ani)
+    await until_state(client, CALLER, "waiting")
+    await fake.press(CALLER, "1#")
+    await fake.press(CALLER, "#")
+    await fake.until(lambda: CALLER not in fake.channels)
+
+
 async def test_a_callback_nobody_answers_frees_the_agent_retries_and_ends_callback_failed(
     app_factory: AppFactory, fake: FakeAri, pool: asyncpg.Pool[Any]
 ) -> None:
     client = await callback_service(app_factory, fake)
     rung = "PJSIP/+12125550107@trunk"
     fake.answers[rung] = None  # the first ring rings out (cause 19)
-    await fake.caller_arrives(CALLER, "+12125550107")
-    await until_state(client, CALLER, "waiting")
-    await fake.press(CALLER, "1#")
-    await fake.press(CALLER, "#")
-    await fake.until(lambda: CALLER not in fake.channels)
+    await take_callback(client, fake, "+12125550107")
     row = await db_call(pool, CALLER)
     _, panel = await agent_panel(client, "PJSIP/1001")
 
@@ -770,11 +776,7 @@ async def test_a_ring_the_caller_answers_after_a_supervisor_ended_the_call_lets_
     # A slow releaser, so the caller picks up before the adapter calls the ring off.
     client = await callback_service(app_factory, fake, sweep_seconds=30)
     fake.answers["PJSIP/+12125550123@trunk"] = "held"
-    await fake.caller_arrives(CALLER, "+12125550123")
-    await until_state(client, CALLER, "waiting")
-    await fake.press(CALLER, "1#")
-    await fake.press(CALLER, "#")
-    await fake.until(lambda: CALLER not in fake.channels)
+    await take_callback(client, fake, "+12125550123")
     row = await db_call(pool, CALLER)
     _, panel = await agent_panel(client, "PJSIP/1001")
     offer = await panel.until(lambda m: m["type"] == "offer")
@@ -800,11 +802,7 @@ async def test_a_supervisor_ending_a_call_whose_callback_rings_calls_the_ring_of
 ) -> None:
     client = await callback_service(app_factory, fake)
     fake.answers["PJSIP/+12125550123@trunk"] = "held"
-    await fake.caller_arrives(CALLER, "+12125550123")
-    await until_state(client, CALLER, "waiting")
-    await fake.press(CALLER, "1#")
-    await fake.press(CALLER, "#")
-    await fake.until(lambda: CALLER not in fake.channels)
+    await take_callback(client, fake, "+12125550123")
     row = await db_call(pool, CALLER)
     _, panel = await agent_panel(client, "PJSIP/1001")
     offer = await panel.until(lambda m: m["type"] == "offer")
@@ -886,11 +884,7 @@ async def test_an_agent_phone_that_fails_after_the_caller_answered_puts_the_call
     the caller, who has nobody to talk to, is let go until the next agent takes it."""
     client = await callback_service(app_factory, fake)
     fake.answers["PJSIP/1001"] = False
-    await fake.caller_arrives(CALLER, "+12125550123")
-    await until_state(client, CALLER, "waiting")
-    await fake.press(CALLER, "1#")
-    await fake.press(CALLER, "#")
-    await fake.until(lambda: CALLER not in fake.channels)
+    await take_callback(client, fake, "+12125550123")
     row = await db_call(pool, CALLER)
     _, panel = await agent_panel(client, "PJSIP/1001")
     offer = await panel.until(lambda m: m["type"] == "offer")
@@ -922,11 +916,7 @@ async def test_a_restarted_service_adopts_a_callback_conversation(
     """The service stops while a rung-back caller talks to the agent; the next one finds
     the callback leg in the application, keeps it, and ends the call when it hangs up."""
     client = await callback_service(app_factory, fake)
-    await fake.caller_arrives(CALLER, "+12125550123")
-    await until_state(client, CALLER, "waiting")
-    await fake.press(CALLER, "1#")
-    await fake.press(CALLER, "#")
-    await fake.until(lambda: CALLER not in fake.channels)
+    await take_callback(client, fake, "+12125550123")
     _, panel = await agent_panel(client, "PJSIP/1001")
     offer = await panel.until(lambda m: m["type"] == "offer")
     await panel.send(type="accept", offer_id=offer["offer_id"])

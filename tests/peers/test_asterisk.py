@@ -446,6 +446,20 @@ async def take_callback(
     await driver.press(ours, keys)
 
 
+async def virtual_caller(client: Client, driver: Driver, digits: str, confirm: str) -> str:
+    """A caller from ``+digits`` who holds, takes the callback and is let go: the
+    service's channel, once their call waits as a callback."""
+    ours, caller = await driver.caller(digits)
+    await until_state(client, caller, "waiting")
+    await take_callback(client, driver, ours, caller, confirm)
+
+    async def virtual() -> bool:
+        return (await db_call(client, caller))["callback_number"] is not None
+
+    await until(virtual, "the call waits as a callback")
+    return caller
+
+
 async def leg_named(driver: Driver, prefix: str) -> str:
     found: list[str] = []
 
@@ -608,14 +622,7 @@ async def test_a_supervisor_ending_the_call_while_the_callback_rings_calls_it_of
     client = await callback_service(
         app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
     )
-    ours, caller = await driver.caller("12125550167")
-    await until_state(client, caller, "waiting")
-    await take_callback(client, driver, ours, caller, confirm)
-
-    async def virtual() -> bool:
-        return (await db_call(client, caller))["callback_number"] is not None
-
-    await until(virtual, "the call waits as a callback")
+    caller = await virtual_caller(client, driver, "12125550167", confirm)
     row = await db_call(client, caller)
     _, panel = await agent(client, ANSWERING_PHONE)
     assert await accept(panel) == row["id"]
@@ -643,14 +650,7 @@ async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_calle
     client2 = await callback_service(
         app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
     )
-    ours, caller = await driver.caller("12125550168")
-    await until_state(client2, caller, "waiting")
-    await take_callback(client2, driver, ours, caller, confirm)
-
-    async def virtual2() -> bool:
-        return (await db_call(client2, caller))["callback_number"] is not None
-
-    await until(virtual2, "the call waits as a callback")
+    caller = await virtual_caller(client2, driver, "12125550168", confirm)
     row = await db_call(client2, caller)
     _, panel = await agent(client2, "Local/noanswer@agents")
     assert await accept(panel) == row["id"]
@@ -749,14 +749,7 @@ async def test_a_callback_that_rings_out_ends_callback_failed(
         app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
     )
     await make_queue(client, "general", callback={**CALLBACK_RULE, "attempts": 1})
-    ours, caller = await driver.caller("12125550171")
-    await until_state(client, caller, "waiting")
-    await take_callback(client, driver, ours, caller, confirm)
-
-    async def virtual() -> bool:
-        return (await db_call(client, caller))["callback_number"] is not None
-
-    await until(virtual, "the call waits as a callback")
+    caller = await virtual_caller(client, driver, "12125550171", confirm)
     _, panel = await agent(client, ANSWERING_PHONE)
     call_id = await accept(panel)
     leg = await leg_named(driver, f"cc-callback-{call_id}-")
@@ -781,14 +774,7 @@ async def test_an_agent_phone_busy_after_the_caller_answered_puts_the_callback_b
     client = await callback_service(
         app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
     )
-    ours, caller = await driver.caller("12125550172")
-    await until_state(client, caller, "waiting")
-    await take_callback(client, driver, ours, caller, confirm)
-
-    async def virtual() -> bool:
-        return (await db_call(client, caller))["callback_number"] is not None
-
-    await until(virtual, "the call waits as a callback")
+    caller = await virtual_caller(client, driver, "12125550172", confirm)
     key = (await db_call(client, caller))["service_key"]
     _, panel = await agent(client, "Local/busy@agents")
     call_id = await accept(panel)
