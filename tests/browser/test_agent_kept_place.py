@@ -91,3 +91,4 @@ async def test_the_offer_says_a_callback_rings_the_caller_and_a_redial_kept_its_
     assert pbx.ring_gate is not None
     pbx.ring_gate.set()
     await expect(line).to_have_text("Callback: the caller answered at +12125550110.")
+    await page.screenshot(path=str(tmp_path / "callback-answered.png"))
