@@ -121,8 +121,17 @@ class CallbackRule(_Strict):
                 raise ValueError("hours must not open and close at the same minute")
         return self
 
+    #: The pure rule, built once: the directory keeps a queue's config until it
+    #: changes, and every webhook of a caller holding in the queue asks for it.
+    _pure: policy.CallbackRule | None = PrivateAttr(default=None)
+
     def rule(self) -> policy.CallbackRule:
         """The pure rule ``policy.callback_offered`` applies."""
+        if self._pure is None:
+            self._pure = self._build_rule()
+        return self._pure
+
+    def _build_rule(self) -> policy.CallbackRule:
         hours = None
         if self.hours is not None:
             opens, closes = (time.fromisoformat(t) for t in self.hours.split("-"))
