@@ -656,6 +656,13 @@ async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_calle
     assert await accept(panel) == row["id"]
     leg = await leg_named(driver, f"cc-callback-{row['id']}-")
     agent_leg = await leg_named(driver, f"cc-agent-{row['id']}-")
+
+    async def answer_recorded() -> bool:
+        return (await db_call(client2, caller))["callback_answered_at"] is not None
+
+    # The agent's leg exists once Asterisk saw the caller answer; our side records the
+    # answer a moment later. End the call only then, or this is the "answered late" case.
+    await until(answer_recorded, "the caller's answer is recorded")
     resp = await client2.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
     assert resp.status == 200, await resp.text()
 
