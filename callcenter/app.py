@@ -387,6 +387,7 @@ async def _telephony_room(app: web.Application) -> AsyncIterator[None]:
                     auth_token=settings.twilio_auth_token.get_secret_value(),
                     public_url=settings.public_url,
                     callback_from=settings.twilio_callback_from,
+                    machine_detection=settings.twilio_callback_machine_detection,
                 )
             )
         bridger = Bridger(

@@ -339,6 +339,13 @@ class Settings(BaseSettings):
         description="The caller ID (E.164, a number of the Twilio account) callbacks ring "
         "callers from. Absent: Twilio callers are never offered a callback.",
     )
+    twilio_callback_machine_detection: bool = Field(
+        default=True,
+        description="Ask Twilio whether a person or a machine picked up a callback "
+        "(MachineDetection=Enable): a voicemail or fax counts as a ring nobody answered, "
+        "so no agent is bridged to a recording. Twilio bills it per call and takes a "
+        "few seconds after the pick-up to decide.",
+    )
 
     retention_days: int = Field(
         default=365,

@@ -45,6 +45,7 @@ query, which Twilio signs with the rest.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 from urllib.parse import parse_qsl, quote, urlencode
@@ -119,6 +120,11 @@ CALLBACK_TRIES = 3
 OFFER_TIMEOUT = 1
 #: Seconds the confirmation listens for a key (a lone 1 is posted after this pause).
 CONFIRM_TIMEOUT = 5
+#: ``AnsweredBy`` (machine detection) values that mean no person picked up:
+#: ``machine_start``, the ``machine_end_*`` of DetectMessageEnd, and ``fax``.
+#: ``human`` and ``unknown`` are bridged (better an agent hears silence than a
+#: person is hung up on).
+MACHINE_ANSWERS = ("machine", "fax")
 #: A callback leg's terminal CallStatus when nobody picked up, as the ring's result:
 #: rang out or busy (no_answer), or it could not ring at all (failed).
 RING_MISSED = {
@@ -652,6 +658,20 @@ async def twilio_callback_answer(request: web.Request) -> web.StreamResponse:
     urls = _Urls(public_base(request, settings.public_url))
     lang = settings.twilio_language
     response = VoiceResponse()
+    answered_by = params.get("AnsweredBy", "")
+    if answered_by.startswith(MACHINE_ANSWERS):
+        # A voicemail or a fax: nobody to bridge an agent to. The ring counts as not
+        # answered (the agent is freed; the call retries in its place or, after the
+        # last attempt, ends callback_failed); Twilio's status callback that follows
+        # is a report about a ring that is over, and changes nothing.
+        plain = answered_by.isascii() and answered_by.isprintable()
+        cause = f"answered by a machine ({answered_by[:40] if plain else 'machine'})"
+        with contextlib.suppress(NotFound):
+            await request.app[app_keys.GATEWAY].callback_missed(
+                TWILIO, sid, bridge_id, "no_answer", cause
+            )
+        response.hangup()
+        return _twiml(response)
     try:
         view = await request.app[app_keys.GATEWAY].callback_answered(TWILIO, sid, bridge_id)
     except NotFound:
@@ -789,6 +809,7 @@ class TwilioConnector:
         auth_token: str,
         public_url: str | None,
         callback_from: str | None = None,
+        machine_detection: bool = True,
     ) -> None:
         self.session = session
         self.api_base = api_base.rstrip("/")
@@ -803,6 +824,8 @@ class TwilioConnector:
         #: A callback needs a number to ring from and our public URL for Twilio's
         #: requests about the ring; without them no Twilio caller is offered one.
         self.rings_back = callback_from is not None and self.urls is not None
+        #: Ask Twilio who picked up a callback (``AnsweredBy`` on the answer URL).
+        self.machine_detection = machine_detection
 
     @property
     def calls_url(self) -> str:
@@ -849,6 +872,9 @@ class TwilioConnector:
             "StatusCallbackMethod": "POST",
             "StatusCallbackEvent": "completed",
         }
+        if self.machine_detection:
+            # Synchronous: Twilio fetches Url once it knows, with AnsweredBy.
+            form["MachineDetection"] = "Enable"
         status, text = await self._post(self.calls_url, form, "Twilio's call create")
         if status >= 300:
             error = f"Twilio refused the callback to {number} with {status}: {text[:300]}"

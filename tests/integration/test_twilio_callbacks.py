@@ -200,11 +200,12 @@ async def _updated(fake: FakeTwilioAPI, sid: str) -> None:
 async def _ring_answered(
     client: TestClient[Any, Any], create: dict[str, str], agent: str
 ) -> ET.Element:
-    """The caller picks up: Twilio fetches the outbound call's Url. Its <Dial> to ``agent``."""
+    """The caller picks up: Twilio fetches the outbound call's Url (machine detection
+    found a person). Its <Dial> to ``agent``."""
     status, text = await post_twilio(
         client,
         _path(create["Url"]),
-        _leg_form(create["Sid"], create["To"], CallStatus="in-progress"),
+        _leg_form(create["Sid"], create["To"], CallStatus="in-progress", AnsweredBy="human"),
     )
     assert status == 200, text
     dial = _xml(text).find("Dial")
@@ -406,6 +407,7 @@ async def test_a_callback_keeps_the_callers_place_rings_them_back_and_bridges(
         assert create["StatusCallback"] == f"{PUBLIC_URL}/telephony/twilio/callback/status?{ring}"
         assert create["Method"] == create["StatusCallbackMethod"] == "POST"
         assert create["StatusCallbackEvent"] == "completed"
+        assert create["MachineDetection"] == "Enable"
         # Ringing: the agent waits on the call, nothing is over yet.
         assert (await _call(pool, sid))["state"] == "connected"
         dial = await _ring_answered(client, create, agent)
@@ -578,6 +580,65 @@ async def test_an_agent_who_misses_a_picked_up_callback_puts_the_call_back_in_it
     assert row["state"] == "connected" and row["callback_answered_at"] is not None
     await _leg_status(client, second, "completed", CallDuration="40")
     assert (await _call(pool, sid))["state"] == "completed"
+    await panel.close()
+
+
+async def test_a_voicemail_that_picks_up_is_a_ring_nobody_answered(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """Machine detection says a machine answered: no agent is bridged to a recording.
+    The agent is freed, the call waits again in its place, and the next ring that a
+    person picks up is bridged."""
+    r = await _rung(app_factory, aiohttp_server, 330, max_wait_seconds=600)
+    client, fake, panel, sid, caller = r.client, r.fake, r.panel, r.sid, r.caller
+    call_id, create = r.call_id, r.create
+    key = (await _call(pool, sid))["service_key"]
+    status, text = await post_twilio(
+        client,
+        _path(create["Url"]),
+        _leg_form(create["Sid"], caller, CallStatus="in-progress", AnsweredBy="machine_start"),
+    )
+    assert status == 200 and _verbs(text) == ["Hangup"], text
+    await panel.state("available")
+    row = await _call(pool, sid)
+    # Set aside for the queue's retry delay, with its key.
+    assert row["state"] == "waiting" and row["callback_answered_at"] is None
+    assert row["service_key"] == key
+    attempt = await pool.fetchrow("SELECT result, cause FROM callback_attempts")
+    assert tuple(attempt) == ("no_answer", "answered by a machine (machine_start)")
+    # Twilio reports the leg's end after our hang-up: a ring that is over already.
+    await _leg_status(client, create, "completed", CallDuration="3")
+    assert (await _call(pool, sid))["state"] == "waiting"
+    assert await pool.fetchval("SELECT count(*) FROM callback_attempts") == 1
+    # A fax is no person either; "unknown" is bridged (better silence than a hang-up).
+    assert await accept_next_offer(panel) == call_id
+    assert (await _call(pool, sid))["service_key"] == key
+    second = await _created(fake, 2)
+    status, text = await post_twilio(
+        client,
+        _path(second["Url"]),
+        _leg_form(second["Sid"], caller, CallStatus="in-progress", AnsweredBy="unknown"),
+    )
+    assert status == 200 and "Dial" in _verbs(text), text
+    assert (await _call(pool, sid))["callback_answered_at"] is not None
+    await panel.close()
+
+
+async def test_without_machine_detection_twilio_is_not_asked(
+    app_factory: AppFactory, aiohttp_server: ServerFactory
+) -> None:
+    fake = FakeTwilioAPI()
+    api = await aiohttp_server(fake.app(), host="127.0.0.1")
+    client = await _app(app_factory, api, twilio_callback_machine_detection=False)
+    await _queue(client)
+    _, ada = await make_agent_with_endpoint(client, "ada", "client:ada")
+    sid, caller = call_sid(331), "+12125550133"
+    await post_twilio(client, "/telephony/twilio/voice", voice_params(sid, caller))
+    await _opt_in(client, sid, caller)
+    panel = await available_panel(client, ada)
+    await accept_next_offer(panel)
+    create = await _created(fake, 1)
+    assert "MachineDetection" not in create and create["To"] == caller
     await panel.close()
 
 
