@@ -1,7 +1,8 @@
 """The cross-instance event bus on PostgreSQL LISTEN/NOTIFY.
 
 State is written first; then an event naming *what* changed (a kind and an
-id, never the data) is published with ``pg_notify``. Every instance listens on
+id; the data only in an agent's notification, sent by the database at commit
+with a version, see ``Event``) is published with ``pg_notify``. Every instance listens on
 one dedicated connection (never a pooled one: a pool's reset would
 ``UNLISTEN``) that reconnects in a loop, and fans each event out in process
 to bounded per-subscriber queues. A subscriber that falls behind is not
@@ -24,7 +25,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -53,10 +54,18 @@ class Event:
     reload); ``revoked:<agent id>``: the agent's token was reset or the agent
     removed (sockets opened with the old token close); ``resync``: events may
     have been lost.
+
+    ``data``: what changed, for the one kind whose notification carries it:
+    every change of an agent's row is notified by the database itself (a
+    trigger, migration 0024) as ``agent:<id>:<snapshot>``, the agent's panel
+    as jsonb, so the panel is pushed without a read. The service never
+    publishes data; its own ``agent:<id>`` (a change the agent's row does not
+    show) makes the panel read.
     """
 
     kind: str
     key: str = ""
+    data: str | None = field(default=None, compare=False, repr=False)
 
     def encode(self) -> str:
         return f"{self.kind}:{self.key}"
@@ -64,7 +73,14 @@ class Event:
     @classmethod
     def decode(cls, payload: str) -> Event:
         kind, _, key = payload.partition(":")
+        if kind in WITH_DATA:
+            key, sep, data = key.partition(":")
+            return cls(kind, key, data if sep else None)
         return cls(kind, key)
+
+
+#: The kinds whose notifications may carry data after the key (see ``Event.data``).
+WITH_DATA = frozenset({"agent"})
 
 
 RESYNC = Event("resync")

@@ -10,8 +10,9 @@ socket; an agent not seen for the grace period goes offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -213,11 +214,14 @@ class AgentSnapshot:
 
     ``call`` is None when the agent holds no call, and also when the call it holds
     waits again (its position is not read here: ``CallDesk.get`` reads it).
+    ``version`` counts the changes of the agent's row (``agents.state_version``):
+    of two snapshots the one with the higher version is the later.
     """
 
     agent: Agent
     offer: Offer | None
     call: Call | None = None
+    version: int = 0
 
 
 #: The prefix of the held call's columns in ``agent_snapshot``.
@@ -228,23 +232,27 @@ async def snapshot(conn: Conn, agent_id: int) -> AgentSnapshot | None:
     """The agent, its pending offer and its call in one round trip; None when there is no
     such agent.
 
-    The agent's socket pushes this on every change of the agent, so it is one
-    statement (``agent_snapshot``), not ``get_agent`` plus a look for an offer
-    plus a read of the call it is on (which every push on a call made).
+    The panel is pushed on every change of the agent; the change's own
+    notification carries this snapshot (``snapshot_of`` reads it, migration
+    0024), so this read is for a panel that opens, a ``resync``, and changes
+    that do not touch the agent's row (a bare ``agent:<id>``).
     """
-    row = await conn.fetchrow(Q["agent_snapshot"], agent_id)
-    if row is None:
-        return None
-    known = set(row.keys())
-    agent = Agent.model_validate({k: row[k] for k in Agent.model_fields if k in known})
+    data = await conn.fetchval(Q["agent_snapshot"], agent_id)
+    return None if data is None else snapshot_of(data)
+
+
+def snapshot_of(data: Mapping[str, Any]) -> AgentSnapshot:
+    """An ``agent_snapshot`` (SQL function, jsonb), read or sent with a notification."""
+    agent = Agent.model_validate({k: data[k] for k in Agent.model_fields if k in data})
     call = None
-    if row[HELD + "id"] is not None:
-        held = {k.removeprefix(HELD): row[k] for k in known if k.startswith(HELD)}
+    if data[HELD + "id"] is not None:
+        held = {k.removeprefix(HELD): v for k, v in data.items() if k.startswith(HELD)}
         call = call_of(held | {"offered_to": None})  # a call no longer waiting is offered to nobody
-    return AgentSnapshot(agent, _offer(row) if row["offer_id"] is not None else None, call)
+    offer = _offer(data) if data["offer_id"] is not None else None
+    return AgentSnapshot(agent, offer, call, int(data["state_version"]))
 
 
-def _offer(row: asyncpg.Record) -> Offer:
+def _offer(row: Mapping[str, Any]) -> Offer:
     return Offer(
         offer_id=row["offer_id"],
         call_id=row["offer_call_id"],

@@ -232,6 +232,13 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        #: Per agent, the latest snapshot its row's change sent with its notification,
+        #: not pushed yet; and the agents whose next push must read (a panel opened, a
+        #: resync, a change the agent's row does not show). See ``_push``.
+        self._fresh: dict[int, str] = {}
+        self._read: set[int] = set()
+        #: The version (``agents.state_version``) last pushed to each agent's panels.
+        self._versions: dict[int, int] = {}
         #: The running push task of each agent (``_pushing`` may also be held by
         #: ``_pushes_after``, with no task).
         self._push_tasks: dict[int, asyncio.Task[None]] = {}
@@ -350,6 +357,8 @@ class AgentHub:
             self._sockets[agent_id].discard(sock)
             if not self._sockets[agent_id]:
                 del self._sockets[agent_id]
+                self._fresh.pop(agent_id, None)
+                self._versions.pop(agent_id, None)
             sock.writer.cancel()
             if sock.closing is not None:
                 # Closed by another task (revoked, too slow): finish the closing handshake
@@ -585,7 +594,7 @@ class AgentHub:
             elif event.kind == "agent" and event.key.isdigit():
                 agent_id = int(event.key)
                 if agent_id in self._sockets:
-                    self._schedule(agent_id)
+                    self._schedule(agent_id, event.data)
 
     async def _close_revoked(self, agent_id: int | None = None) -> None:
         """Close the panels whose token no longer opens the desk (reset, removed, expired).
@@ -625,9 +634,17 @@ class AgentHub:
                         s.ws.close(code=4401, message=b"token expired; sign in again")
                     )
 
-    def _schedule(self, agent_id: int) -> None:
+    def _schedule(self, agent_id: int, data: str | None = None) -> None:
         """Push an agent's state soon; pushes for different agents run side by side,
-        and events that arrive while a push for the same agent runs fold into one more."""
+        and events that arrive while a push for the same agent runs fold into one more.
+
+        ``data``: the agent's snapshot as its change's notification carried it (the
+        push needs no read unless something else asks for one); None: read it.
+        """
+        if data is None:
+            self._read.add(agent_id)
+        else:
+            self._fresh[agent_id] = data
         if agent_id in self._pushing:
             self._stale.add(agent_id)
             return
@@ -679,37 +696,64 @@ class AgentHub:
             self._pushing.discard(agent_id)
 
     async def _push(self, sockets: list[AgentSocket]) -> None:
-        """Send the current state to ``sockets`` (and each new offer once)."""
+        """Send the current state to ``sockets`` (and each new offer once).
+
+        The state is the snapshot the agent's last change sent with its
+        notification, when that is all that happened since the last push; it is
+        read when a panel opened, after a resync, or after a change the agent's
+        row does not show (the held call's caller identified). A sent snapshot
+        no newer than what was pushed (``version``) changes nothing: its change
+        was in a read already. Notifications arrive in commit order, so the
+        latest sent snapshot is the agent's latest row.
+        """
         by_agent: dict[int, list[AgentSocket]] = {}
         for s in sockets:
             by_agent.setdefault(s.agent_id, []).append(s)
-        async with self.pool.acquire() as conn:
-            for agent_id, group in by_agent.items():
-                found = await agents.snapshot(conn, agent_id)
-                if found is None:
+        for agent_id, group in by_agent.items():
+            fresh = self._fresh.pop(agent_id, None)
+            if agent_id in self._read or fresh is None:
+                self._read.discard(agent_id)
+                async with self.pool.acquire() as conn:
+                    found = await agents.snapshot(conn, agent_id)
+            else:
+                found = agents.snapshot_of(json.loads(fresh))
+                if found.version <= self._versions.get(agent_id, -1):
                     continue
-                agent, offer = found.agent, found.offer
-                call = None
-                if agent.call_id is not None and agent.state in (
-                    AgentState.on_call,
-                    AgentState.wrap_up,
-                ):
-                    # Read with the agent; a call that waits again is read with its position.
-                    call = found.call or await self.desk.get(conn, agent.call_id)
-                state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
-                for s in group:
-                    s.who = f"agent:{agent.name}"
-                    if s.wants_queues and s.queues != agent.queues:
-                        s.queues = list(agent.queues)
-                        self._queues_changed.set()
-                    s.send_json(state)
-                    if offer is not None and offer.offer_id != s.offer_sent:
-                        s.offer_sent = offer.offer_id
-                        s.send(OfferMessage(**offer.model_dump()))
-                    if call is None:
-                        s.panel_sent = None  # off the call: the next one (even this) is new
-                if call is not None and any(call.id != s.panel_sent for s in group):
-                    await self._send_panel(conn, call.id, group)
+            if found is None:
+                continue
+            self._versions[agent_id] = found.version
+            await self._send_state(found, group)
+
+    async def _send_state(self, found: agents.AgentSnapshot, group: list[AgentSocket]) -> None:
+        agent, offer = found.agent, found.offer
+        call = found.call
+        if (
+            call is None
+            and agent.call_id is not None
+            and agent.state
+            in (
+                AgentState.on_call,
+                AgentState.wrap_up,
+            )
+        ):
+            # The call it holds waits again: read with its position.
+            async with self.pool.acquire() as conn:
+                call = await self.desk.get(conn, agent.call_id)
+        state = StateMessage(agent=agent, offer=offer, call=call).model_dump_json()
+        for s in group:
+            s.who = f"agent:{agent.name}"
+            if s.wants_queues and s.queues != agent.queues:
+                s.queues = list(agent.queues)
+                self._queues_changed.set()
+            s.send_json(state)
+            if offer is not None and offer.offer_id != s.offer_sent:
+                s.offer_sent = offer.offer_id
+                s.send(OfferMessage(**offer.model_dump()))
+            if call is None:
+                s.panel_sent = None  # off the call: the next one (even this) is new
+        if call is not None and any(call.id != s.panel_sent for s in group):
+            async with self.pool.acquire() as conn:
+                await self._send_panel(conn, call.id, group)
 
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
         """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
