@@ -330,8 +330,8 @@ SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pi
 
 -- accept_offer --
 -- Only the agent the offer was made to, and only before it expires. The
--- agent's event ($4) and the connect of the call ($5 || call id) go out on
--- channel $3 when it commits.
+-- connect of the call ($4 || call id) goes out on channel $3 when it commits;
+-- the agent's change is notified with its snapshot by the agents' trigger.
 WITH taken AS (
     DELETE FROM waiting_calls
      WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
@@ -348,7 +348,7 @@ WITH taken AS (
                       call_id = (SELECT call_id FROM taken)
      WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
 ), notified AS (
-    SELECT pg_notify($3, p) FROM taken, unnest(ARRAY[$4::text, $5::text || taken.call_id]) AS p
+    SELECT pg_notify($3, $4::text || taken.call_id) FROM taken
 )
 SELECT taken.call_id, taken.queue, c.tier,
        extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited,
@@ -568,7 +568,7 @@ SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
 -- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until
 -- $3 seconds from now, but never past the queue's maximum counted from the
 -- call's end (nor shorter than it already was). Nothing when the agent is not
--- in that wrap-up. The agent's event goes out on channel $4 as $5 (at commit).
+-- in that wrap-up. A later end is notified by the agents' trigger (migration 0024).
 WITH target AS (
     SELECT a.id, a.wrap_up_until,
            c.ended_at + make_interval(secs => greatest(q.wrap_up_seconds,
@@ -584,10 +584,8 @@ WITH target AS (
       FROM target t
      WHERE a.id = t.id
     RETURNING a.wrap_up_until, t.wrap_up_until AS was, t.cap
-), notified AS (
-    SELECT pg_notify($4, $5) FROM changed WHERE changed.wrap_up_until > changed.was
 )
-SELECT wrap_up_until, was, cap, (SELECT count(*) FROM notified) AS notified FROM changed
+SELECT wrap_up_until, was, cap FROM changed
 
 -- set_offline --
 UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL

@@ -79,16 +79,12 @@ async def offer_next(conn: Conn) -> asyncpg.Record | None:
 async def accept_offer(conn: Conn, offer_id: int, agent_id: int) -> asyncpg.Record | None:
     """The agent takes its open offer; None when it is not open (any more) or not its own.
 
-    One statement, which also publishes ``agent:<id>`` and ``connect:<call id>`` (the
-    telephony side, whichever instance claims it, bridges the caller).
+    One statement, which also publishes ``connect:<call id>`` (the telephony side,
+    whichever instance claims it, bridges the caller); the agent's change goes out
+    with its snapshot from the agents' trigger (migration 0024).
     """
     row: asyncpg.Record | None = await conn.fetchrow(
-        Q["accept_offer"],
-        offer_id,
-        agent_id,
-        CHANNEL,
-        Event("agent", str(agent_id)).encode(),
-        CONNECT_PREFIX,
+        Q["accept_offer"], offer_id, agent_id, CHANNEL, CONNECT_PREFIX
     )
     return row
 
@@ -282,14 +278,7 @@ class Router:
         when the agent is not in that wrap-up, or it is at its maximum already.
         """
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                Q["extend_wrap_up"],
-                agent_id,
-                call_id,
-                seconds,
-                CHANNEL,
-                Event("agent", str(agent_id)).encode(),
-            )
+            row = await conn.fetchrow(Q["extend_wrap_up"], agent_id, call_id, seconds)
         if row is None:
             raise Conflict(
                 f"you are not in the wrap-up of call {call_id} (it is over, or you are "

@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,6 +233,8 @@ class AgentHub:
         self._sockets: dict[int, set[AgentSocket]] = {}
         self._pushing: set[int] = set()
         self._stale: set[int] = set()
+        #: Agents whose pushes wait for a message being acted on (``_pushes_after``).
+        self._holds: Counter[int] = Counter()
         #: Per agent, the latest snapshot its row's change sent with its notification,
         #: not pushed yet; and the agents whose next push must read (a panel opened, a
         #: resync, a change the agent's row does not show). See ``_push``.
@@ -239,8 +242,7 @@ class AgentHub:
         self._read: set[int] = set()
         #: The version (``agents.state_version``) last pushed to each agent's panels.
         self._versions: dict[int, int] = {}
-        #: The running push task of each agent (``_pushing`` may also be held by
-        #: ``_pushes_after``, with no task).
+        #: The running push task of each agent (the agents in ``_pushing``).
         self._push_tasks: dict[int, asyncio.Task[None]] = {}
         self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
@@ -418,11 +420,18 @@ class AgentHub:
             sock.send(ErrorMessage(ref=ref_ok, status=422, detail=detail, field=field))
             return
         agent_id = sock.agent_id
+        if isinstance(message, Ping):
+            sock.send(PongMessage(ref=message.ref))
+            return
+        # What the agent asks may change its state: the ack goes out before that state.
+        quiet = isinstance(message, HistoryRequest | FindCaller)
+        async with contextlib.nullcontext() if quiet else self._pushes_after(agent_id):
+            await self._act(sock, message)
+
+    async def _act(self, sock: AgentSocket, message: Any) -> None:
+        agent_id = sock.agent_id
         try:
             call_id: int | None = None
-            if isinstance(message, Ping):
-                sock.send(PongMessage(ref=message.ref))
-                return
             if isinstance(message, Available):
                 await self.router.available(agent_id)
             elif isinstance(message, Offline):
@@ -461,18 +470,15 @@ class AgentHub:
                 async with self.pool.acquire() as conn:
                     await own_call(conn, agent_id, message.call_id)
                 # The ack carries the new end of the wrap-up; the state with it comes after.
-                async with self._pushes_after(agent_id):
-                    until = await self.router.extend_wrap_up(
-                        agent_id, message.call_id, message.seconds
+                until = await self.router.extend_wrap_up(agent_id, message.call_id, message.seconds)
+                sock.send(
+                    AckMessage(
+                        ref=message.ref,
+                        to=message.type,
+                        call_id=message.call_id,
+                        wrap_up_until=until,
                     )
-                    sock.send(
-                        AckMessage(
-                            ref=message.ref,
-                            to=message.type,
-                            call_id=message.call_id,
-                            wrap_up_until=until,
-                        )
-                    )
+                )
                 return
             elif isinstance(message, FindCaller):
                 await self._find_caller(sock, message)
@@ -645,7 +651,11 @@ class AgentHub:
             self._read.add(agent_id)
         else:
             self._fresh[agent_id] = data
-        if agent_id in self._pushing:
+        self._start(agent_id)
+
+    def _start(self, agent_id: int) -> None:
+        """Start the agent's push task, or mark it stale for the push or hold running."""
+        if agent_id in self._pushing or agent_id in self._holds:
             self._stale.add(agent_id)
             return
         self._pushing.add(agent_id)
@@ -671,13 +681,17 @@ class AgentHub:
         """
         while (running := self._push_tasks.get(agent_id)) is not None:
             await asyncio.wait({running})
-        self._pushing.add(agent_id)
+        # Held by a count: two panels of one agent may each be acting on a message.
+        self._holds[agent_id] += 1
         try:
             yield
         finally:
-            self._pushing.discard(agent_id)
-            if agent_id in self._stale:
-                self._schedule(agent_id)
+            self._holds[agent_id] -= 1
+            if not self._holds[agent_id]:
+                del self._holds[agent_id]
+                if agent_id in self._stale:
+                    self._stale.discard(agent_id)
+                    self._start(agent_id)
 
     async def _push_agent(self, agent_id: int) -> None:
         try:
