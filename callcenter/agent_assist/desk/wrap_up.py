@@ -199,7 +199,10 @@ class WrapUpDesk:
             store: AnswerToStore | None = None
             async with self.pool.acquire() as conn:
                 seen = await wrap_up_call(
-                    conn, agent_id, message.call_id, answer.question_key if answer else None
+                    conn,
+                    agent_id,
+                    message.call_id,
+                    answer.question_key if answer is not None else None,
                 )
                 if answer is not None:
                     store = answer_to_store(seen, answer, await self.bank.get(conn))

@@ -546,8 +546,8 @@ async def store_answer(
 
 
 def _atomic(conn: Conn) -> contextlib.AbstractAsyncContextManager[Any]:
-    """A transaction, or, inside the caller's (a wrap-up), that one: an error then undoes
-    the caller's whole transaction, as it would anyway, and the savepoint's two round
+    """A transaction, or, inside the caller's, that one: an error then undoes the
+    caller's whole transaction, as it would anyway, and the savepoint's two round
     trips (``SAVEPOINT``, ``RELEASE``) are saved."""
     if conn.is_in_transaction():
         return contextlib.nullcontext()
