@@ -291,7 +291,7 @@ async def _bus_bank_router_and_hub(app: web.Application) -> AsyncIterator[None]:
             router,
             desk,
             panels,
-            WrapUpDesk(router, desk, panels.bank, pool=pool),
+            WrapUpDesk(desk, panels.bank, pool=pool),
             pool=pool,
             soft_pool=soft_pool,
             bus=bus,

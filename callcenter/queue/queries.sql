@@ -548,22 +548,6 @@ UPDATE agents
  WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
 RETURNING id
 
--- wrap_up_done --
--- Agent $1 has sent the wrap-up of call $2 and takes calls again: available, as
--- set_available makes it, if it is still in that wrap-up (the clock may have ended
--- it, and the agent may be on its next call already): nothing otherwise. Its events
--- ($4: agent and free) go out on channel $3 at commit, in the same round trip.
-WITH freed AS (
-    UPDATE agents
-       SET state = 'available', state_since = now(), idle_since = now(), call_id = NULL,
-           wrap_up_until = NULL
-     WHERE id = $1 AND state = 'wrap_up' AND call_id = $2
-    RETURNING id
-), notified AS (
-    SELECT pg_notify($3, p) FROM freed, unnest($4::text[]) AS p
-)
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
-
 -- extend_wrap_up --
 -- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until
 -- $3 seconds from now, but never past the queue's maximum counted from the

@@ -43,7 +43,7 @@ import asyncpg
 from callcenter.customers.audit import Audit
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
-from callcenter.events import CHANNEL, Event, EventBus, payloads
+from callcenter.events import CHANNEL, Event, EventBus
 from callcenter.queue import actions, agents, callbacks
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
@@ -257,18 +257,6 @@ class Router:
             await self.bus.publish(
                 conn, [Event("agent", str(agent_id)), Event("free", str(agent_id))]
             )
-
-    async def wrap_up_done(self, agent_id: int, call_id: int) -> bool:
-        """The agent has sent the wrap-up of ``call_id`` and takes calls again, if it is
-        still in that wrap-up (False: it is not, and nothing changed).
-
-        One statement, which also publishes ``agent:<id>`` and ``free:<id>``: the check,
-        ``set_available`` and the publish took three round trips.
-        """
-        events = payloads([Event("agent", str(agent_id)), Event("free", str(agent_id))])
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["wrap_up_done"], agent_id, call_id, CHANNEL, events)
-        return row is not None
 
     async def extend_wrap_up(self, agent_id: int, call_id: int, seconds: float) -> datetime:
         """The agent is still writing the wrap-up of ``call_id``: hold it ``seconds`` more.

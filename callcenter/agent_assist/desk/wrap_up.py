@@ -8,8 +8,18 @@ checked here, on the server, for every request.
 The wrap-up is checked in full before anything changes (the answer's kind
 and that it answers the question shown on this call), so a mistake leaves
 the call up and nothing stored; the agent corrects it and sends again. Then
-the call ends (if it is still up), and notes and answer are stored in one
-transaction, once per call: a retried wrap-up stores nothing twice.
+the call ends (if it is still up), and notes, answer and the agent's return
+to taking calls are stored once per call: a retried wrap-up stores nothing
+twice.
+
+Two round trips (issue 21; there were eight): one statement reads the call
+with everything the answer is checked against (``wrap_up_call``), the checks
+run here, in Python, and one statement stores it all (``finish_wrap_up``,
+migration 0022), which first makes sure, under the locks, that what was
+checked still holds. If it does not (another tab picked another caller, an
+answer was stored on the call meanwhile, the customer was merged), it writes
+nothing and the wrap-up is read and checked again, so the agent gets the
+error the new state calls for, never an answer stored unchecked.
 """
 
 from __future__ import annotations
@@ -20,21 +30,31 @@ from typing import Any
 
 import asyncpg
 
-from callcenter.agent_assist.knowledge import store as bank_store
 from callcenter.agent_assist.knowledge.questions import check_answer
-from callcenter.agent_assist.knowledge.store import BankCache
-from callcenter.agent_assist.protocol import WrapUp
+from callcenter.agent_assist.knowledge.store import (
+    Bank,
+    BankCache,
+    bank_question,
+    check_not_merged,
+    check_retry,
+    check_skip,
+)
+from callcenter.agent_assist.protocol import AnswerIn, WrapUp
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.errors import Conflict, NotFound
+from callcenter.events import CHANNEL, Event, payloads
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, EndOutcome
-from callcenter.queue.router import Router
 
 W = load_queries("callcenter.agent_assist.desk", "wrap_up.sql")
 
 #: How long after a call ended its agent may still wrap it up.
 WRAP_UP_WINDOW = timedelta(hours=1)
+
+#: How often a wrap-up is read and checked again when what it was checked against
+#: changed before it was stored (each time another tab or writer got in between).
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -48,7 +68,11 @@ class OwnCall:
 
 async def own_call(conn: Conn, agent_id: int, call_id: int) -> OwnCall:
     """``call_id`` if it is still the agent's own; a clear error otherwise."""
-    row = await conn.fetchrow(W["own_call"], agent_id, call_id)
+    return _own(await conn.fetchrow(W["own_call"], agent_id, call_id), call_id)
+
+
+def _own(row: asyncpg.Record | None, call_id: int) -> OwnCall:
+    """The call of an ``own_call`` row (or of ``wrap_up_call``'s), or why it is not one."""
     if row is None:
         # The same answer whether the call does not exist or is someone else's:
         # an agent learns nothing about other agents' calls by probing ids.
@@ -72,14 +96,83 @@ async def own_call(conn: Conn, agent_id: int, call_id: int) -> OwnCall:
     )
 
 
-class WrapUpDesk:
-    """Wrap-ups, handed the queue's objects it calls (the desk ends a call, the router
-    makes the agent available) and the pool it reads and writes with."""
+@dataclass(frozen=True)
+class WrapUpCall:
+    """What a wrap-up is checked against, read in one statement."""
 
-    def __init__(
-        self, router: Router, desk: CallDesk, bank: BankCache, *, pool: asyncpg.Pool[Any]
-    ) -> None:
-        self.router = router
+    call: OwnCall
+    #: Whom the call's customer was merged into (None: nobody).
+    merged_into: int | None
+    #: The answer to the wrap-up's question stored on the call already, as
+    #: ``(value, skipped)``: the wrap-up is then a retry, or a different answer.
+    earlier: tuple[Any, bool] | None
+
+
+async def wrap_up_call(
+    conn: Conn, agent_id: int, call_id: int, question_key: str | None
+) -> WrapUpCall:
+    """Call ``call_id`` if it is the agent's own, with what an answer to
+    ``question_key`` is checked against; a clear error otherwise (as ``own_call``)."""
+    row = await conn.fetchrow(W["wrap_up_call"], agent_id, call_id, question_key)
+    call = _own(row, call_id)
+    assert row is not None  # _own refused a missing one
+    earlier = (row["value"], row["skipped"]) if row["answered"] else None
+    return WrapUpCall(call, row["merged_into"], earlier)
+
+
+@dataclass(frozen=True)
+class AnswerToStore:
+    """An answer checked for its call: the key, the normalised value (None for a skip)."""
+
+    question_key: str
+    value: Any
+    skipped: bool
+
+
+def answer_to_store(seen: WrapUpCall, answer: AnswerIn, bank: Bank) -> AnswerToStore | None:
+    """The wrap-up's answer as it is to be stored; None when it is stored already (the
+    same answer on the same call: a retry); the error otherwise.
+
+    It must answer the question shown on the call (or skip it), in the
+    question's kind, for a customer that was not merged away; the errors name the
+    question as the agent read it. The same checks as ``store_answer`` makes,
+    in the same order, so the wrap-up answers a mistake as it always did.
+    """
+    call = seen.call
+    if call.question_key is None or call.customer_id is None:
+        raise Conflict(f"no question was asked on call {call.id}", field="answer.question_key")
+    if answer.question_key != call.question_key:
+        asked = bank.question(call.question_key)
+        shown = repr(asked.text) if asked is not None else repr(call.question_key)
+        raise Conflict(
+            f"question {answer.question_key!r} is not the pending one "
+            f"({shown} is, the one asked on this call)",
+            field="answer.question_key",
+        )
+    value: Any = None
+    if not answer.skipped:
+        question = bank.question(answer.question_key)
+        if question is None:
+            raise Conflict(
+                f"question {answer.question_key!r} was withdrawn from the bank; skip it",
+                field="answer.question_key",
+            )
+        value = check_answer(question, answer.value, in_words=True)
+    check_skip(answer.value, answer.skipped)
+    check_not_merged(call.customer_id, seen.merged_into)
+    bank_question(bank, answer.question_key)
+    if seen.earlier is not None:
+        earlier, earlier_skipped = seen.earlier
+        check_retry(answer.question_key, call.id, earlier, earlier_skipped, value, answer.skipped)
+        return None
+    return AnswerToStore(answer.question_key, value, answer.skipped)
+
+
+class WrapUpDesk:
+    """Wrap-ups, handed the queue's desk (it ends a call that is still up), the bank
+    the answers are checked against and the pool it reads and writes with."""
+
+    def __init__(self, desk: CallDesk, bank: BankCache, *, pool: asyncpg.Pool[Any]) -> None:
         self.desk = desk
         self.pool = pool
         self.bank = bank
@@ -95,65 +188,50 @@ class WrapUpDesk:
     ) -> None:
         """Store the wrap-up; ``who`` (``agent:<name>``) and ``remote`` go to the audit log."""
         answer = message.answer
-        async with self.pool.acquire() as conn:
-            call = await own_call(conn, agent_id, message.call_id)
-            value: Any = None
-            if answer is not None:
-                if call.question_key is None or call.customer_id is None:
-                    raise Conflict(
-                        f"no question was asked on call {call.id}", field="answer.question_key"
-                    )
-                bank = await self.bank.get(conn)
-                if answer.question_key != call.question_key:
-                    asked = bank.question(call.question_key)
-                    shown = repr(asked.text) if asked is not None else repr(call.question_key)
-                    raise Conflict(
-                        f"question {answer.question_key!r} is not the pending one "
-                        f"({shown} is, the one asked on this call)",
-                        field="answer.question_key",
-                    )
-                if not answer.skipped:
-                    question = bank.question(answer.question_key)
-                    if question is None:
-                        raise Conflict(
-                            f"question {answer.question_key!r} was withdrawn from the bank; "
-                            "skip it",
-                            field="answer.question_key",
-                        )
-                    value = check_answer(question, answer.value, in_words=True)
-        if call.connected:
-            await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
-            call = OwnCall(call.id, False, call.customer_id, call.question_key, True)
-        async with self.pool.acquire() as conn, conn.transaction():
-            detail = {
-                "notes": bool(message.notes),
-                "question_key": answer.question_key if answer is not None else None,
-            }
-            # The notes go on the call's contact in the same statement.
-            done = await conn.fetchrow(
-                W["mark_wrapped_up"],
-                call.id,
-                who or f"agent:{agent_id}",
-                remote,
-                detail,
-                message.notes or None,
-            )
-            if done is None:
-                return  # a retry raced the first one: it is stored already
-            if answer is not None and done["customer_id"] is not None:
-                await bank_store.record_answer(
+        detail = {
+            "notes": bool(message.notes),
+            "question_key": answer.question_key if answer is not None else None,
+        }
+        # Only from the wrap-up of this call: one the clock ended, or a next call the
+        # agent is on already, is left as it is (finish_wrap_up checks). The router hears
+        # ``free``; the panel gets the agent's new state from the agents' trigger.
+        events = payloads([Event("free", str(agent_id))])
+        for _ in range(ATTEMPTS):
+            store: AnswerToStore | None = None
+            async with self.pool.acquire() as conn:
+                seen = await wrap_up_call(
                     conn,
-                    customer_id=done["customer_id"],
-                    call_id=call.id,
-                    agent_id=agent_id,
-                    interaction_id=done["interaction_id"],
-                    question_key=answer.question_key,
-                    value=None if answer.skipped else value,
-                    skipped=answer.skipped,
-                    now=now,
-                    bank=await self.bank.get(conn),
+                    agent_id,
+                    message.call_id,
+                    answer.question_key if answer is not None else None,
                 )
-        if message.available:
-            # Only from the wrap-up of this call: one the clock ended, or a next call
-            # the agent is on already, is left as it is.
-            await self.router.wrap_up_done(agent_id, call.id)
+                if answer is not None:
+                    store = answer_to_store(seen, answer, await self.bank.get(conn))
+            call = seen.call
+            if call.connected:
+                await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
+            async with self.pool.acquire() as conn:
+                outcome = await conn.fetchval(
+                    W["finish_wrap_up"],
+                    call.id,
+                    agent_id,
+                    call.customer_id,
+                    who or f"agent:{agent_id}",
+                    remote,
+                    detail,
+                    message.notes or None,
+                    store.question_key if store is not None else None,
+                    store.value if store is not None else None,
+                    store.skipped if store is not None else None,
+                    now,
+                    message.available,
+                    CHANNEL,
+                    events,
+                )
+            # "done": a retry raced the first one, which stored it all.
+            if outcome != "changed":
+                return
+        raise Conflict(
+            f"call {message.call_id} kept changing while its wrap-up was stored; send it again",
+            field="call_id",
+        )

@@ -12,24 +12,23 @@ SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped
   JOIN agents a ON a.id = c.agent_id
  WHERE c.id = $2 AND c.agent_id = $1
 
--- mark_wrapped_up --
--- Once per call: a retried wrap-up finds it done and changes nothing. The
--- notes and answer stored with it change the customer's record, so the same
--- statement writes the audit entry (agent $2 at socket address $3, detail $4),
--- and the notes $5 (none: null) on the call's contact, in one round trip.
-WITH done AS (
-    UPDATE calls SET wrapped_up_at = now()
-     WHERE id = $1 AND wrapped_up_at IS NULL
-    RETURNING id, interaction_id, customer_id
-), audit AS (
-    INSERT INTO customer_audit (customer_id, who, channel, remote, action, detail)
-    SELECT customer_id, $2, 'panel', $3, 'wrap_up',
-           $4::jsonb || jsonb_build_object('call_id', id)
-      FROM done
-     WHERE customer_id IS NOT NULL
-), notes AS (
-    UPDATE interactions i SET notes = $5::text
-      FROM done
-     WHERE i.id = done.interaction_id AND $5::text IS NOT NULL
-)
-SELECT interaction_id, customer_id FROM done
+-- wrap_up_call --
+-- Call $2 as agent $1 wraps it up, with what an answer to question $3 (none:
+-- null) is checked against, in the same round trip: own_call's columns, where
+-- the call's customer was merged (null: it was not), and the answer to $3
+-- stored on the call already, if any (a retry, or a different answer).
+SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped_up_at,
+       c.ended_at, now() - c.ended_at AS since_end,
+       a.state AS agent_state, a.call_id AS agent_call_id,
+       cu.merged_into, e.id IS NOT NULL AS answered, e.value, e.skipped
+  FROM calls c
+  JOIN agents a ON a.id = c.agent_id
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+  LEFT JOIN answers e ON e.call_id = c.id AND e.question_key = $3
+ WHERE c.id = $2 AND c.agent_id = $1
+
+-- finish_wrap_up --
+-- Once per call, what was checked against wrap_up_call: the mark, the audit
+-- entry, the notes, the answer and the agent free again, in one round trip
+-- (migration 0022 says what it checks again, and in which order it locks).
+SELECT finish_wrap_up($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)

@@ -491,20 +491,12 @@ async def store_answer(
       answer on that call is a 409.
     * An answer (not a skip) sets ``customers.needs[question_key]``.
     """
-    if skipped and value is not None:
-        raise Unprocessable("give an answer or skip the question, not both", field="answer")
+    check_skip(value, skipped)
     async with _atomic(conn):
         profile_row = await _profile(conn, customer_id, lock=True)
-        if profile_row["merged_into"] is not None:
-            raise Conflict(
-                f"customer {customer_id} was merged into {profile_row['merged_into']}; "
-                "record the answer there",
-                field="customer_id",
-            )
+        check_not_merged(customer_id, profile_row["merged_into"])
         bank = bank if bank is not None else await bank_snapshot(conn)
-        question = bank.question(question_key)
-        if question is None:
-            raise Unprocessable(f"no question {question_key!r}", field="question_key")
+        question = bank_question(bank, question_key)
         # Read after the lock, so an answer committed by whoever held it is seen.
         context = await conn.fetchrow(Q["answer_context"], customer_id, call_id, question_key)
         assert context is not None  # one row, whatever the call
@@ -554,8 +546,8 @@ async def store_answer(
 
 
 def _atomic(conn: Conn) -> contextlib.AbstractAsyncContextManager[Any]:
-    """A transaction, or, inside the caller's (a wrap-up), that one: an error then undoes
-    the caller's whole transaction, as it would anyway, and the savepoint's two round
+    """A transaction, or, inside the caller's, that one: an error then undoes the
+    caller's whole transaction, as it would anyway, and the savepoint's two round
     trips (``SAVEPOINT``, ``RELEASE``) are saved."""
     if conn.is_in_transaction():
         return contextlib.nullcontext()
@@ -570,6 +562,39 @@ def _stored_json(rows: Sequence[dict[str, Any]]) -> dict[str, StoredAnswer]:
         )
         for r in rows
     }
+
+
+def check_skip(value: Any, skipped: bool) -> None:
+    """An answer is a value or a skip, never both: else 422 (``field="answer"``)."""
+    if skipped and value is not None:
+        raise Unprocessable("give an answer or skip the question, not both", field="answer")
+
+
+def check_not_merged(customer_id: int, merged_into: int | None) -> None:
+    """A merged customer's answers go to the one it was merged into: else 409."""
+    if merged_into is not None:
+        raise Conflict(
+            f"customer {customer_id} was merged into {merged_into}; record the answer there",
+            field="customer_id",
+        )
+
+
+def bank_question(bank: Bank, key: str) -> Question:
+    """The question ``key`` from the bank (inactive ones too), or 422."""
+    question = bank.question(key)
+    if question is None:
+        raise Unprocessable(f"no question {key!r}", field="question_key")
+    return question
+
+
+def check_retry(
+    key: str, call_id: int, earlier: Any, earlier_skipped: bool, normal: Any, skipped: bool
+) -> None:
+    """The answer ``normal`` (or a skip) to question ``key``, which call ``call_id`` has
+    ``earlier`` already: a retry if it is the same (nothing more is stored), else 409."""
+    if earlier_skipped != skipped or earlier != normal:
+        said = "skipped" if earlier_skipped else f"answered {earlier!r}"
+        raise Conflict(f"question {key!r} was already {said} on call {call_id}", field="answer")
 
 
 async def record_answer(
@@ -624,12 +649,9 @@ async def _retry(
 ) -> AnswerRecorded:
     """An answer to a question already answered on this call: a retry, or a conflict."""
     normal = None if skipped else check_answer(question, value)
-    if earlier["skipped"] != skipped or earlier["value"] != normal:
-        said = "skipped" if earlier["skipped"] else f"answered {earlier['value']!r}"
-        raise Conflict(
-            f"question {question.key!r} was already {said} on call {earlier['call_id']}",
-            field="answer",
-        )
+    check_retry(
+        question.key, earlier["call_id"], earlier["value"], earlier["skipped"], normal, skipped
+    )
     profile = _facts(await _profile(conn, customer_id))
     latest = await latest_answers(conn, customer_id)
     return AnswerRecorded(
