@@ -114,10 +114,10 @@ $$;
 
 
 --
--- Name: finish_call(bigint, text, text, text, text, bigint, boolean, text, text, text, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: finish_call(bigint, text, text, text, text, bigint, boolean, text, text, text, text, text[], text, double precision, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.finish_call(call_id bigint, external text, outcome text, reason text, expect text, agent bigint, spare_callback boolean, channel text, agent_event text, free_event text, ended_event text) RETURNS TABLE(result text, was text, held_by bigint, id bigint, external_id text, queue text, ani text, customer_id bigint, identified_by text, tier text, credit_seconds double precision, credit_explicit boolean, service_key timestamp with time zone, state text, agent_id bigint, ewt_at_enqueue double precision, enqueued_at timestamp with time zone, connected_at timestamp with time zone, ended_at timestamp with time zone, end_reason text, bumped_by text, offered_to bigint, offer_id bigint, offer_expires_at timestamp with time zone, customer_number text, customer_name text, provisional boolean, callback_number text, callback_requested_at timestamp with time zone, callback_attempts integer, callback_retry_at timestamp with time zone, callback_answered_at timestamp with time zone, resumed_from bigint, resumed_arrival timestamp with time zone, waited_before_seconds double precision)
+CREATE FUNCTION public.finish_call(call_id bigint, external text, outcome text, reason text, expect text, agent bigint, spare_callback boolean, channel text, agent_event text, free_event text, ended_event text, release_peers text[], release_by text, release_lease double precision, release_settled text, release_event text) RETURNS TABLE(result text, was text, held_by bigint, release text, peer text, peer_call_id text, leg text, id bigint, external_id text, queue text, ani text, customer_id bigint, identified_by text, tier text, credit_seconds double precision, credit_explicit boolean, service_key timestamp with time zone, state text, agent_id bigint, ewt_at_enqueue double precision, enqueued_at timestamp with time zone, connected_at timestamp with time zone, ended_at timestamp with time zone, end_reason text, bumped_by text, offered_to bigint, offer_id bigint, offer_expires_at timestamp with time zone, customer_number text, customer_name text, provisional boolean, callback_number text, callback_requested_at timestamp with time zone, callback_attempts integer, callback_retry_at timestamp with time zone, callback_answered_at timestamp with time zone, resumed_from bigint, resumed_arrival timestamp with time zone, waited_before_seconds double precision)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -129,6 +129,7 @@ DECLARE
     ending text;
     wrap_up float8 := 0;
     events text[] := '{}';
+    releasing text;
 BEGIN
     IF found_id IS NULL THEN
         SELECT c.id INTO found_id FROM calls c WHERE c.external_id = finish_call.external;
@@ -140,7 +141,7 @@ BEGIN
     END IF;
     -- The waiting row first, the call next (see lock_call).
     PERFORM 1 FROM waiting_calls w WHERE w.call_id = found_id FOR UPDATE;
-    SELECT c.state, c.queue, c.agent_id, c.callback_number, c.callback_answered_at
+    SELECT c.state, c.queue, c.agent_id, c.callback_number, c.callback_answered_at, c.peer
       INTO locked
       FROM calls c WHERE c.id = found_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -188,18 +189,41 @@ BEGIN
                 events := events || (free_event || locked.agent_id);
             END IF;
         END IF;
-        -- Whoever must act on an end (the telephony room lets the caller go at
-        -- the peer) hears of it at commit and re-reads the call.
+        -- Whoever shows an end (the panels, the dashboard) hears of it at commit; the
+        -- releasers only when this end leaves the release to them.
         events := events || (ended_event || found_id);
+        IF locked.peer = ANY (release_peers) THEN
+            releasing := CASE WHEN release_settled IS NULL THEN 'claimed' ELSE 'not_needed' END;
+        ELSIF locked.peer IS NOT NULL THEN
+            events := events || (release_event || found_id);
+        END IF;
         PERFORM close_call(
             found_id, ending, finish_call.reason,
             CASE WHEN locked.state = 'connected' THEN locked.agent_id END,
             wrap_up, channel, ARRAY(SELECT DISTINCT e FROM unnest(events) AS e ORDER BY e)
         );
+        IF releasing IS NOT NULL THEN
+            -- The call ended just now, under its lock, so no release is recorded yet
+            -- (every claim is of an ended call); were one there, it is not ours.
+            INSERT INTO call_releases AS r (call_id, state, note, claimed_by, lease_until, done_at)
+            VALUES (found_id, releasing, release_settled, release_by,
+                    now() + make_interval(secs => CASE WHEN releasing = 'claimed'
+                                                       THEN release_lease ELSE 0 END),
+                    CASE WHEN releasing = 'not_needed' THEN now() END)
+            ON CONFLICT (call_id) DO NOTHING;
+            IF NOT FOUND THEN
+                releasing := NULL;
+            END IF;
+        END IF;
     END IF;
     RETURN QUERY
     SELECT verdict, locked.state,
            CASE WHEN locked.state = 'connected' THEN locked.agent_id END,
+           releasing, c.peer, c.peer_call_id,
+           CASE WHEN releasing = 'claimed' AND c.callback_number IS NOT NULL THEN
+               (SELECT a.leg FROM callback_attempts a WHERE a.call_id = c.id
+                 ORDER BY a.id DESC LIMIT 1)
+           END,
            c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
            c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
            c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -76,6 +76,29 @@ def _pending_link(resolution: Resolution) -> tuple[str | None, int | None]:
     return resolution.phone, resolution.customer.id
 
 
+class Releases(Protocol):
+    """Who lets the caller go at the telephony peer when a call ends on our side (the
+    telephony room's releaser), as the end sees it: the end records the release in
+    its own statement (``finish_call``) instead of leaving it to a claim after."""
+
+    #: The name its claims carry, and how long one lasts before another instance
+    #: may take it over.
+    instance: str
+    lease_seconds: float
+
+    def peers(self) -> list[str]:
+        """The peers whose calls it lets go of."""
+        ...
+
+    def settled(self, reason: str | None) -> str | None:
+        """Why no hang-up is needed, when an end's reason alone says so; else None."""
+        ...
+
+    def take(self, claim: asyncpg.Record) -> None:
+        """Carry out a release the end claimed for it (``finish_call``'s answer)."""
+        ...
+
+
 @dataclass
 class CallDesk:
     """Everything a call's lifecycle needs, created once per application."""
@@ -86,6 +109,8 @@ class CallDesk:
     rules: CustomerRules
     stats_window_seconds: float = 900.0
     metrics: QueueMetrics | None = None
+    #: This instance's releaser while it runs (it registers itself), else None.
+    releases: Releases | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
     _windows: dict[str, RateWindow] = field(default_factory=dict)
 
@@ -554,12 +579,14 @@ class CallDesk:
         whose caller is on no line (they hung up to be rung back, or before
         picking up the ring). Returns the call as it is now.
         """
+        releases = self._releasing(conn)
         row = await self._finish_row(
-            conn, call_id, None, reason, None, None, external_id, spare_callback
+            conn, call_id, None, reason, None, None, releases, external_id, spare_callback
         )
         if row["result"] in ("unknown", "callback"):
             return None
         self._raise_or_count(row, call_id if call_id is not None else row["id"], None, None)
+        self._hand_over(releases, row)
         return await self._as_is(conn, row)
 
     async def finish(
@@ -594,8 +621,9 @@ class CallDesk:
     ) -> asyncpg.Record:
         """The end in one statement (``finish_call``, migration 0021): no transaction of
         its own, unless an audit entry must be written with it."""
+        releases = self._releasing(conn)
         async with conn.transaction() if audit is not None else nullcontext():
-            row = await self._finish_row(conn, call_id, outcome, reason, expect, agent_id)
+            row = await self._finish_row(conn, call_id, outcome, reason, expect, agent_id, releases)
             self._raise_or_count(row, call_id, outcome, agent_id)
             if audit is not None and row["result"] == "closed":
                 await actions.record(
@@ -607,7 +635,20 @@ class CallDesk:
                     outcome=outcome.value,
                     was=row["was"],
                 )
+        self._hand_over(releases, row)
         return row
+
+    def _releasing(self, conn: Conn) -> Releases | None:
+        """The releaser an end on ``conn`` may record its release for: none while
+        ``conn`` is in a transaction of its caller's, whose commit (or rollback)
+        comes after the end returns; the release is then left to the event."""
+        return None if conn.is_in_transaction() else self.releases
+
+    @staticmethod
+    def _hand_over(releases: Releases | None, row: asyncpg.Record) -> None:
+        """The release the end claimed, to the releaser it claimed it for (committed)."""
+        if releases is not None and row["release"] == "claimed":
+            releases.take(row)
 
     async def _finish_row(
         self,
@@ -617,6 +658,7 @@ class CallDesk:
         reason: str | None,
         expect: CallState | None,
         agent_id: int | None,
+        releases: Releases | None,
         external_id: str | None = None,
         spare_callback: bool = False,
     ) -> asyncpg.Record:
@@ -632,11 +674,17 @@ class CallDesk:
             CHANNEL,
             # The events it sends, by their prefixes: ``agent:<id>`` and ``free:<id>``
             # for the agent it frees or sends to wrap-up, ``ended:<call id>`` for
-            # whoever must act on an end (the telephony room lets the caller go at
-            # the peer; the queue knows nothing of it).
+            # whoever shows an end.
             Event("agent").encode(),
             Event("free").encode(),
             Event("ended").encode(),
+            # The release at the peer: recorded here for the calls of ``releases``'
+            # peers, else ``release:<call id>`` tells the other instances' releasers.
+            None if releases is None else releases.peers(),
+            None if releases is None else releases.instance,
+            None if releases is None else releases.lease_seconds,
+            None if releases is None else releases.settled(reason),
+            Event("release").encode(),
         )
         assert row is not None  # the function always answers one row
         return row

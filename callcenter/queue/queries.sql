@@ -440,8 +440,11 @@ UPDATE calls c SET queue = $2 FROM w WHERE c.id = w.call_id
 -- with $2 the peer's call as our external id; $3 the outcome, or null for the
 -- peer's hang-up (by the call's state); $4 the reason; $5 the state it must
 -- still be in; $6 the agent ending it; $7 leave a callback call whose caller is
--- not on the line; $8 the channel; $9, $10, $11 the prefixes of the events.
-SELECT * FROM finish_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+-- not on the line; $8 the channel; $9, $10, $11 the prefixes of the events;
+-- the release at the peer: $12 the peers of this instance's releaser (null: no
+-- release taken here), $13 its name, $14 its lease, $15 why none is needed when
+-- the reason alone says so, $16 the prefix of the event for other releasers.
+SELECT * FROM finish_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 
 -- close_call --
 -- The end of call $1 (outcome $2, reason $3) of a caller who hung up before it

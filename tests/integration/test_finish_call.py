@@ -4,7 +4,10 @@ Every end (the caller's hang-up, the agent's end, a supervisor's, the sweep's)
 is this one statement: the lock, the checks ``CallDesk._finish`` made between
 its statements, and the close. These tests call it directly and read what it
 left: each ``result`` it answers and what changed (or did not) with it; the
-events it sends; and that ends racing on one call close it exactly once.
+events it sends; that ends racing on one call close it exactly once; and the
+release at the peer it records: not needed, or claimed for the ending
+instance's releaser (taken over by another when that one dies), or left to the
+``release`` event of the others, and never claimed twice.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from callcenter import app_keys
 from callcenter.events import CHANNEL
 from callcenter.queue.sql import Q
+from callcenter.telephony_adapters.base import Incoming
+from callcenter.telephony_adapters.sql import Q as T
+from tests.conftest import AppFactory
 from tests.integration.queue_helpers import (
     Panel,
     enqueue,
@@ -25,6 +32,7 @@ from tests.integration.queue_helpers import (
     make_queue,
     take_call,
 )
+from tests.integration.telephony_helpers import RecordingConnector
 
 
 async def _finish(
@@ -37,6 +45,10 @@ async def _finish(
     agent: int | None = None,
     spare_callback: bool = False,
     reason: str | None = "r",
+    release_peers: list[str] | None = None,
+    release_by: str | None = None,
+    release_lease: float = 60.0,
+    release_settled: str | None = None,
 ) -> asyncpg.Record:
     row: asyncpg.Record | None = await conn.fetchrow(
         Q["finish_call"],
@@ -51,6 +63,11 @@ async def _finish(
         "agent:",
         "free:",
         "ended:",
+        release_peers,
+        release_by,
+        release_lease,
+        release_settled,
+        "release:",
     )
     assert row is not None
     return row
@@ -213,3 +230,150 @@ async def test_ends_racing_on_one_call_close_it_exactly_once(
 
     await eventually(wrapping_up)
     await panel.close()
+
+
+async def _listening(db_url: str) -> tuple[asyncpg.Connection[Any], asyncio.Queue[str]]:
+    listener = await asyncpg.connect(db_url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+    return listener, heard
+
+
+async def _release(pool: asyncpg.Pool[Any], call_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT state, note, claimed_by, lease_until > now() AS live, done_at IS NOT NULL AS done"
+        " FROM call_releases WHERE call_id = $1",
+        call_id,
+    )
+    return row
+
+
+async def test_the_release_is_recorded_by_the_end_or_left_to_the_event(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any], db_url: str
+) -> None:
+    client = await app_factory()
+    gateway = client.app[app_keys.GATEWAY]
+    calls = {}
+    for name in ("settled", "claimed", "elsewhere"):
+        view = await gateway.handle("generic", Incoming(f"fc-{name}"))
+        assert view.call is not None
+        calls[name] = view.call.id
+    api_call = (await enqueue(client, "fc-api"))["call"]["id"]
+    listener, heard = await _listening(db_url)
+    try:
+        # The peer reported the hang-up: recorded as not needed, nobody told.
+        row = await _finish(
+            pool, calls["settled"], "abandoned", release_peers=["generic", "twilio"],
+            release_by="me", release_settled="the peer reported the hang-up",
+        )  # fmt: skip
+        assert (row["result"], row["release"]) == ("closed", "not_needed")
+        stored = await _release(pool, calls["settled"])
+        assert stored is not None and dict(stored) == {
+            "state": "not_needed", "note": "the peer reported the hang-up",
+            "claimed_by": "me", "live": False, "done": True,
+        }  # fmt: skip
+        # Ended on our side: claimed for the ending releaser, with what it needs.
+        row = await _finish(
+            pool, calls["claimed"], "abandoned", release_peers=["generic"], release_by="me"
+        )
+        assert (row["release"], row["peer"], row["peer_call_id"]) == (
+            "claimed", "generic", "fc-claimed",
+        )  # fmt: skip
+        assert row["leg"] is None  # not a callback's ring
+        stored = await _release(pool, calls["claimed"])
+        assert stored is not None and dict(stored) == {
+            "state": "claimed", "note": None, "claimed_by": "me", "live": True, "done": False,
+        }  # fmt: skip
+        # A peer this instance does not command, and an instance with no releaser:
+        # nothing recorded, the other instances' releasers are told.
+        row = await _finish(
+            pool, calls["elsewhere"], "abandoned", release_peers=["twilio"], release_by="me"
+        )
+        assert row["release"] is None and await _release(pool, calls["elsewhere"]) is None
+        # A call of no peer: nobody to let go of, nobody told.
+        row = await _finish(pool, api_call, "abandoned")
+        assert row["release"] is None and await _release(pool, api_call) is None
+        events: set[str] = set()
+        while not {f"ended:{api_call}", f"release:{calls['elsewhere']}"} <= events:
+            events.add(await asyncio.wait_for(heard.get(), 5))
+        releases = {e for e in events if e.startswith("release:")}
+        assert releases == {f"release:{calls['elsewhere']}"}
+    finally:
+        await listener.close()
+
+
+async def test_a_release_claimed_by_an_end_whose_instance_died_is_taken_over(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(sweep_seconds=60.0)
+    gateway = client.app[app_keys.GATEWAY]
+    releaser = client.app[app_keys.RELEASER]
+    fake = RecordingConnector("generic")
+    gateway.register(fake)
+    view = await gateway.handle("generic", Incoming("fc-dead"))
+    assert view.call is not None
+    # Another instance ended it and claimed its release, then died before the hang-up.
+    row = await _finish(
+        pool, view.call.id, "abandoned", release_peers=["generic"], release_by="dead-host:1:x",
+        release_lease=0.0,
+    )  # fmt: skip
+    assert row["release"] == "claimed" and fake.hangups == []
+    # Its lease ran out at once: the catch-up of this instance takes the claim over.
+    await releaser.catch_up()
+
+    async def hung_up() -> bool:
+        stored = await _release(pool, view.call.id)
+        return stored is not None and stored["state"] == "released"
+
+    await eventually(hung_up)
+    stored = await _release(pool, view.call.id)
+    assert stored is not None and stored["claimed_by"] == releaser.instance
+    assert [c.peer_call_id for c in fake.hangups] == ["fc-dead"]
+
+
+async def test_an_end_and_other_instances_claims_release_each_call_once(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any], db_url: str
+) -> None:
+    """Ends claiming their calls' releases while another instance's releaser claims
+    the same calls (as on a ``release`` event or its catch-up): one claim per call,
+    never taken from a live claim."""
+    client = await app_factory()
+    gateway = client.app[app_keys.GATEWAY]
+    ids = []
+    for n in range(12):
+        view = await gateway.handle("generic", Incoming(f"fc-race-{n}"))
+        assert view.call is not None
+        ids.append(view.call.id)
+    enders = [await asyncpg.connect(db_url) for _ in ids]
+    claimer = await asyncpg.connect(db_url)
+    try:
+
+        async def claims() -> list[int]:
+            won = []
+            for _ in range(40):
+                for call_id in ids:
+                    row = await claimer.fetchrow(
+                        T["claim_release"], call_id, ["generic"], "other", 60.0
+                    )
+                    if row is not None:
+                        won.append(call_id)
+                await asyncio.sleep(0)
+            return won
+
+        rows, won = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    _finish(c, call_id, "abandoned", release_peers=["generic"], release_by="ender")
+                    for c, call_id in zip(enders, ids, strict=True)
+                )
+            ),
+            claims(),
+        )
+    finally:
+        for c in [*enders, claimer]:
+            await c.close()
+    ended_claims = [r["id"] for r in rows if r["release"] == "claimed"]
+    # Every call's release was claimed exactly once: by its end, or by the other releaser.
+    assert sorted(ended_claims + won) == sorted(ids)
+    by = dict(await pool.fetch("SELECT call_id, claimed_by FROM call_releases"))
+    assert by == {i: "ender" for i in ended_claims} | {i: "other" for i in won}

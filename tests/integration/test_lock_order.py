@@ -29,7 +29,23 @@ from tests.integration.queue_helpers import enqueue, eventually
         # Every end: hang-up, the agent's end, a supervisor's (migration 0021).
         (
             "finish_call",
-            (None, "abandoned", "r", None, None, False, "x", "agent:", "free:", "ended:"),
+            (
+                None,
+                "abandoned",
+                "r",
+                None,
+                None,
+                False,
+                "x",
+                "agent:",
+                "free:",
+                "ended:",
+                None,
+                None,
+                None,
+                None,
+                "release:",
+            ),
         ),
         ("set_key", (45.0, True, None, None, None, 0.0)),  # a bump, digits, a new tier
     ],

@@ -9,6 +9,19 @@
 -- (the waiting row before the call, as every statement that takes both), and
 -- answers with the call as the close left it, so nothing is read back.
 --
+-- The release at the peer (``telephony_adapters/releaser.py``) is taken in the
+-- same statement where it can be: after every end, each instance's releaser
+-- claimed the call's release (``claim_release``) and then marked it done or
+-- not needed, two more round trips, and one wasted claim per other instance.
+-- Now the end records it itself, for a call of a peer the ending instance's
+-- releaser commands: as not needed when the end's reason alone says so (the
+-- peer reported the hang-up: ``release_policy.by_reason``, given as
+-- ``release_settled``), else claimed by that releaser with its lease, which
+-- then decides and hangs up (a claim whose instance dies is taken over when its
+-- lease runs out, as before). Only an end that recorded nothing sends
+-- ``release:<call id>`` for the releasers of the other instances (and the
+-- catch-up still finds an ended call with no release record).
+--
 -- close_call is the close itself, the statement ``close_call`` was: its contact
 -- in the customer's history (as record_interaction), the call closed with it,
 -- the agent that held it (if any) to wrap-up for wrap_up_seconds or straight
@@ -78,15 +91,24 @@ $$;
 --               connected one completes: a conflict.
 --
 -- ``was`` is its state before, ``held_by`` the agent it was connected to (the
--- audit's entry names them); the rest are the columns of the statement
--- ``call`` as it is after (an ended call has no position, so ``call_of`` alone
--- builds it). The events are named by their prefixes (``agent:``, ``free:``,
--- ``ended:``), given by the Python that reads them.
+-- audit's entry names them); ``release`` what the end recorded of the release
+-- (``claimed`` by ``release_by`` for ``release_lease`` seconds, ``not_needed``,
+-- or null), with the peer, the peer's call id and a callback's ring leg that the
+-- claim's releaser needs (as ``claim_release`` answers them); the rest are the
+-- columns of the statement ``call`` as it is after (an ended call has no
+-- position, so ``call_of`` alone builds it). The events are named by their
+-- prefixes (``agent:``, ``free:``, ``ended:``, ``release:``), given by the
+-- Python that reads them. ``release_peers`` null: this instance releases
+-- nothing (or the end is part of a larger transaction, whose commit the
+-- releaser could not wait for).
 CREATE FUNCTION finish_call(
     call_id bigint, external text, outcome text, reason text, expect text, agent bigint,
-    spare_callback boolean, channel text, agent_event text, free_event text, ended_event text
+    spare_callback boolean, channel text, agent_event text, free_event text, ended_event text,
+    release_peers text[], release_by text, release_lease float8, release_settled text,
+    release_event text
 ) RETURNS TABLE (
     result text, was text, held_by bigint,
+    release text, peer text, peer_call_id text, leg text,
     id bigint, external_id text, queue text, ani text, customer_id bigint, identified_by text,
     tier text, credit_seconds double precision, credit_explicit boolean,
     service_key timestamptz, state text, agent_id bigint, ewt_at_enqueue double precision,
@@ -108,6 +130,7 @@ DECLARE
     ending text;
     wrap_up float8 := 0;
     events text[] := '{}';
+    releasing text;
 BEGIN
     IF found_id IS NULL THEN
         SELECT c.id INTO found_id FROM calls c WHERE c.external_id = finish_call.external;
@@ -119,7 +142,7 @@ BEGIN
     END IF;
     -- The waiting row first, the call next (see lock_call).
     PERFORM 1 FROM waiting_calls w WHERE w.call_id = found_id FOR UPDATE;
-    SELECT c.state, c.queue, c.agent_id, c.callback_number, c.callback_answered_at
+    SELECT c.state, c.queue, c.agent_id, c.callback_number, c.callback_answered_at, c.peer
       INTO locked
       FROM calls c WHERE c.id = found_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -167,18 +190,41 @@ BEGIN
                 events := events || (free_event || locked.agent_id);
             END IF;
         END IF;
-        -- Whoever must act on an end (the telephony room lets the caller go at
-        -- the peer) hears of it at commit and re-reads the call.
+        -- Whoever shows an end (the panels, the dashboard) hears of it at commit; the
+        -- releasers only when this end leaves the release to them.
         events := events || (ended_event || found_id);
+        IF locked.peer = ANY (release_peers) THEN
+            releasing := CASE WHEN release_settled IS NULL THEN 'claimed' ELSE 'not_needed' END;
+        ELSIF locked.peer IS NOT NULL THEN
+            events := events || (release_event || found_id);
+        END IF;
         PERFORM close_call(
             found_id, ending, finish_call.reason,
             CASE WHEN locked.state = 'connected' THEN locked.agent_id END,
             wrap_up, channel, ARRAY(SELECT DISTINCT e FROM unnest(events) AS e ORDER BY e)
         );
+        IF releasing IS NOT NULL THEN
+            -- The call ended just now, under its lock, so no release is recorded yet
+            -- (every claim is of an ended call); were one there, it is not ours.
+            INSERT INTO call_releases AS r (call_id, state, note, claimed_by, lease_until, done_at)
+            VALUES (found_id, releasing, release_settled, release_by,
+                    now() + make_interval(secs => CASE WHEN releasing = 'claimed'
+                                                       THEN release_lease ELSE 0 END),
+                    CASE WHEN releasing = 'not_needed' THEN now() END)
+            ON CONFLICT (call_id) DO NOTHING;
+            IF NOT FOUND THEN
+                releasing := NULL;
+            END IF;
+        END IF;
     END IF;
     RETURN QUERY
     SELECT verdict, locked.state,
            CASE WHEN locked.state = 'connected' THEN locked.agent_id END,
+           releasing, c.peer, c.peer_call_id,
+           CASE WHEN releasing = 'claimed' AND c.callback_number IS NOT NULL THEN
+               (SELECT a.leg FROM callback_attempts a WHERE a.call_id = c.id
+                 ORDER BY a.id DESC LIMIT 1)
+           END,
            c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
            c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
            c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
