@@ -94,8 +94,9 @@ class Releases(Protocol):
         """Why no hang-up is needed, when an end's reason alone says so; else None."""
         ...
 
-    def take(self, claim: asyncpg.Record) -> None:
-        """Carry out a release the end claimed for it (``finish_call``'s answer)."""
+    def take(self, recorded: asyncpg.Record) -> None:
+        """What the end recorded for it (``finish_call``'s answer, committed): a claim
+        to carry out, or a release not needed (counted like the ones it decides)."""
         ...
 
 
@@ -646,8 +647,8 @@ class CallDesk:
 
     @staticmethod
     def _hand_over(releases: Releases | None, row: asyncpg.Record) -> None:
-        """The release the end claimed, to the releaser it claimed it for (committed)."""
-        if releases is not None and row["release"] == "claimed":
+        """What the end recorded of the release, to the releaser it recorded it for."""
+        if releases is not None and row["release"] is not None:
             releases.take(row)
 
     async def _finish_row(

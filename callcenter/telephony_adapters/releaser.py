@@ -9,9 +9,10 @@ runs, it registers with the ``CallDesk`` (``Releases``), and an end of a call
 of one of its peers records the release in the same statement, as
 ``not_needed`` when the end's reason alone says so
 (``release_policy.by_reason``: the peer reported the hang-up), else claimed by
-this releaser, which is handed the claim (``take``) once it is committed. Any
-other end (a call of a peer this instance does not command, an end inside a
-larger transaction) publishes ``release:<call id>`` after commit; the event
+this releaser; once it is committed the releaser is handed what was recorded
+(``take``: a claim to carry out, or a not-needed to count). Any other end
+(a call of a peer this instance does not command, an end inside a larger
+transaction) publishes ``release:<call id>`` after commit; the event
 reaches the releaser of every instance, and each tries to claim the row, the
 claim answering with the call (one round trip). The holder of a claim asks
 ``release_policy.decide`` whether the peer needs a hang-up and, if so, sends
@@ -147,8 +148,11 @@ class Releaser(CallWorker):
         decision = by_reason(reason)
         return None if decision is None or decision.needed else decision.why
 
-    def take(self, claim: asyncpg.Record) -> None:
-        self.supervisor.spawn(self._carry_out(claim), f"call {claim['id']}")
+    def take(self, recorded: asyncpg.Record) -> None:
+        if recorded["release"] == "not_needed":
+            self._count(recorded["peer"], "not_needed")
+            return
+        self.supervisor.spawn(self._carry_out(recorded), f"call {recorded['id']}")
 
     # -- the work --------------------------------------------------------------
 
