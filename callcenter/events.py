@@ -48,8 +48,10 @@ class Event:
     the customer's value or tier may have changed; ``queues``: a queue's
     configuration changed; ``connect:<call id>``: an agent accepted the call,
     the telephony peer must now connect the caller to it; ``ended:<call id>``:
-    the call ended, whatever the outcome and whoever ended it (the telephony
-    peer may have to let the caller go); ``questions:bank``: the
+    the call ended, whatever the outcome and whoever ended it;
+    ``release:<call id>``: the call of a telephony peer ended and its end left
+    the release at the peer to the releasers to claim (the peer may have to let
+    the caller go); ``questions:bank``: the
     learning-question bank or the treatment rules changed (caches of the bank
     reload); ``revoked:<agent id>``: the agent's token was reset or the agent
     removed (sockets opened with the old token close); ``resync``: events may

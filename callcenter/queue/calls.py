@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -76,6 +76,30 @@ def _pending_link(resolution: Resolution) -> tuple[str | None, int | None]:
     return resolution.phone, resolution.customer.id
 
 
+class Releases(Protocol):
+    """Who lets the caller go at the telephony peer when a call ends on our side (the
+    telephony room's releaser), as the end sees it: the end records the release in
+    its own statement (``finish_call``) instead of leaving it to a claim after."""
+
+    #: The name its claims carry, and how long one lasts before another instance
+    #: may take it over.
+    instance: str
+    lease_seconds: float
+
+    def peers(self) -> list[str]:
+        """The peers whose calls it lets go of."""
+        ...
+
+    def settled(self, reason: str | None) -> str | None:
+        """Why no hang-up is needed, when an end's reason alone says so; else None."""
+        ...
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        """What the end recorded for it (``finish_call``'s answer, committed): a claim
+        to carry out, or a release not needed (counted like the ones it decides)."""
+        ...
+
+
 @dataclass
 class CallDesk:
     """Everything a call's lifecycle needs, created once per application."""
@@ -86,6 +110,8 @@ class CallDesk:
     rules: CustomerRules
     stats_window_seconds: float = 900.0
     metrics: QueueMetrics | None = None
+    #: This instance's releaser while it runs (it registers itself), else None.
+    releases: Releases | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
     _windows: dict[str, RateWindow] = field(default_factory=dict)
 
@@ -536,8 +562,33 @@ class CallDesk:
         end (a repeat of an end already made writes none). Returns the call as it is now.
         """
         async with self._using(conn) as conn:
-            await self._finish(conn, call_id, outcome, reason, expect, agent_id, audit)
-            return await self.get(conn, call_id)
+            row = await self._finish(conn, call_id, outcome, reason, expect, agent_id, audit)
+            return await self._as_is(conn, row)
+
+    async def hang_up(
+        self, reason: str, *, call_id: int | None = None, external_id: str | None = None,
+        spare_callback: bool = False, conn: Conn,
+    ) -> Call | None:  # fmt: skip
+        """The caller hung up: end the call by its state, in one round trip.
+
+        A waiting call ends abandoned, a connected one completed, an ended one
+        stays as it is; the state is the one under the call's lock, so an
+        accept that moves the call meanwhile is seen, not raced. The call is
+        ``call_id``, or the peer's call known as ``external_id``. None when
+        nothing changed for the telephony door to look closer at: there is no
+        call of ``external_id``, or (``spare_callback``) it is a callback call
+        whose caller is on no line (they hung up to be rung back, or before
+        picking up the ring). Returns the call as it is now.
+        """
+        releases = self._releasing(conn)
+        row = await self._finish_row(
+            conn, call_id, None, reason, None, None, releases, external_id, spare_callback
+        )
+        if row["result"] in ("unknown", "callback"):
+            return None
+        self._raise_or_count(row, call_id if call_id is not None else row["id"], None, None)
+        self._hand_over(releases, row)
+        return await self._as_is(conn, row)
 
     async def finish(
         self,
@@ -568,73 +619,109 @@ class CallDesk:
         expect: CallState | None,
         agent_id: int | None,
         audit: Audit | None = None,
-    ) -> None:
-        events: list[Event] = []
-        async with conn.transaction():
-            row = await conn.fetchrow(Q["lock_call"], call_id)
-            if agent_id is not None and (row is None or row["agent_id"] != agent_id):
-                # An agent hears the same of another agent's call as of one that is not there.
-                raise NotFound(f"no call {call_id} of yours", field="call_id")
-            if row is None:
-                raise NotFound(f"no call with id {call_id}")
-            state = CallState(row["state"])
-            if expect is not None and state is not expect:
-                return
-            if state in _ENDED:
-                if state.value == outcome.value:
-                    return
-                raise Conflict(f"call {call_id} already ended {state.value}", field="outcome")
-            if outcome is EndOutcome.abandoned and state is not CallState.waiting:
-                raise Conflict(
-                    f"call {call_id} is {state.value}: only a waiting call is abandoned",
-                    field="outcome",
-                )
-            if outcome is EndOutcome.completed and state is not CallState.connected:
-                raise Conflict(
-                    f"call {call_id} is {state.value}: only a connected call completes",
-                    field="outcome",
-                )
-            wrap_up_seconds = 0.0
-            if state is CallState.waiting:
-                gone = await conn.fetchrow(Q["delete_waiting"], call_id)
-                if gone is not None and gone["offer_id"] is not None:
-                    await conn.execute(Q["close_offer"], gone["offer_id"], "withdrawn")
-                    # Not the agent's doing: it is free again, and keeps its idle time.
-                    await conn.execute(Q["agent_back_from_withdrawn_offer"], gone["offered_to"])
-                    agent = str(gone["offered_to"])
-                    events += [Event("agent", agent), Event("free", agent)]
-            elif row["agent_id"] is not None:
-                queue = await self.directory.get(conn, row["queue"])
-                wrap_up_seconds = queue.wrap_up_seconds
-                events.append(Event("agent", str(row["agent_id"])))
-                if wrap_up_seconds == 0:
-                    events.append(Event("free", str(row["agent_id"])))
-            # Whoever must act on an end (the telephony room lets the caller go at
-            # the peer) hears of it at commit and re-reads the call; the queue
-            # knows nothing of it.
-            events.append(Event("ended", str(call_id)))
-            await conn.execute(
-                Q["close_call"],
-                call_id,
-                outcome.value,
-                reason,
-                row["agent_id"] if state is CallState.connected else None,
-                wrap_up_seconds,
-                CHANNEL,
-                payloads(events),
-            )
-            if audit is not None:
+    ) -> asyncpg.Record:
+        """The end in one statement (``finish_call``, migration 0021): no transaction of
+        its own, unless an audit entry must be written with it."""
+        releases = self._releasing(conn)
+        async with conn.transaction() if audit is not None else nullcontext():
+            row = await self._finish_row(conn, call_id, outcome, reason, expect, agent_id, releases)
+            self._raise_or_count(row, call_id, outcome, agent_id)
+            if audit is not None and row["result"] == "closed":
                 await actions.record(
                     conn,
                     audit,
                     call_id=call_id,
-                    agent_id=row["agent_id"] if state is CallState.connected else None,
+                    agent_id=row["held_by"],
                     queue=row["queue"],
                     outcome=outcome.value,
-                    was=state.value,
+                    was=row["was"],
                 )
-        if self.metrics is not None:
-            self.metrics.ended.labels(row["queue"], outcome.value).inc()
+        self._hand_over(releases, row)
+        return row
+
+    def _releasing(self, conn: Conn) -> Releases | None:
+        """The releaser an end on ``conn`` may record its release for: none while
+        ``conn`` is in a transaction of its caller's, whose commit (or rollback)
+        comes after the end returns; the release is then left to the event."""
+        return None if conn.is_in_transaction() else self.releases
+
+    @staticmethod
+    def _hand_over(releases: Releases | None, row: asyncpg.Record) -> None:
+        """What the end recorded of the release, to the releaser it recorded it for."""
+        if releases is not None and row["release"] is not None:
+            releases.take(row)
+
+    async def _finish_row(
+        self,
+        conn: Conn,
+        call_id: int | None,
+        outcome: EndOutcome | None,
+        reason: str | None,
+        expect: CallState | None,
+        agent_id: int | None,
+        releases: Releases | None,
+        external_id: str | None = None,
+        spare_callback: bool = False,
+    ) -> asyncpg.Record:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            Q["finish_call"],
+            call_id,
+            external_id,
+            None if outcome is None else outcome.value,
+            reason,
+            None if expect is None else expect.value,
+            agent_id,
+            spare_callback,
+            CHANNEL,
+            # The events it sends, by their prefixes: ``agent:<id>`` and ``free:<id>``
+            # for the agent it frees or sends to wrap-up, ``ended:<call id>`` for
+            # whoever shows an end.
+            Event("agent").encode(),
+            Event("free").encode(),
+            Event("ended").encode(),
+            # The release at the peer: recorded here for the calls of ``releases``'
+            # peers, else ``release:<call id>`` tells the other instances' releasers.
+            None if releases is None else releases.peers(),
+            None if releases is None else releases.instance,
+            None if releases is None else releases.lease_seconds,
+            None if releases is None else releases.settled(reason),
+            Event("release").encode(),
+        )
+        assert row is not None  # the function always answers one row
+        return row
+
+    def _raise_or_count(
+        self,
+        row: asyncpg.Record,
+        call_id: int,
+        outcome: EndOutcome | None,
+        agent_id: int | None,
+    ) -> None:
+        """What ``finish_call`` answered, as the errors an end raises; a close is counted."""
+        result: str = row["result"]
+        if result == "closed":
+            if self.metrics is not None:
+                self.metrics.ended.labels(row["queue"], row["state"]).inc()
+        elif result in ("not_found", "not_yours"):
+            if agent_id is not None:
+                # An agent hears the same of another agent's call as of one that is not there.
+                raise NotFound(f"no call {call_id} of yours", field="call_id")
+            raise NotFound(f"no call with id {call_id}")
+        elif result == "ended":
+            raise Conflict(f"call {call_id} already ended {row['was']}", field="outcome")
+        elif result in ("not_waiting", "not_connected"):
+            assert outcome is not None
+            only = "a waiting call is abandoned" if result == "not_waiting" else (
+                "a connected call completes"
+            )  # fmt: skip
+            raise Conflict(f"call {call_id} is {row['was']}: only {only}", field="outcome")
+
+    async def _as_is(self, conn: Conn, row: asyncpg.Record) -> Call:
+        """The call from ``finish_call``'s answer; one that waits still is read with its
+        position (which the answer does not count)."""
+        if row["state"] == CallState.waiting:
+            return await self.get(conn, row["id"])
+        return call_of(row)
 
     # -- reading ---------------------------------------------------------------
 

@@ -433,55 +433,25 @@ WITH w AS (
 )
 UPDATE calls c SET queue = $2 FROM w WHERE c.id = w.call_id
 
--- delete_waiting --
-DELETE FROM waiting_calls WHERE call_id = $1 RETURNING offer_id, offered_to, queue
-
--- close_offer --
-UPDATE call_offers SET result = $2, ended_at = now() WHERE id = $1 AND result IS NULL
+-- finish_call --
+-- The end of a call in one round trip: the lock, the checks, the close, and the
+-- call as it is after, by the server-side function of migration 0021 (which
+-- says what each argument and each ``result`` is). $1 our call id, or null
+-- with $2 the peer's call as our external id; $3 the outcome, or null for the
+-- peer's hang-up (by the call's state); $4 the reason; $5 the state it must
+-- still be in; $6 the agent ending it; $7 leave a callback call whose caller is
+-- not on the line; $8 the channel; $9, $10, $11 the prefixes of the events;
+-- the release at the peer: $12 the peers of this instance's releaser (null: no
+-- release taken here), $13 its name, $14 its lease, $15 why none is needed when
+-- the reason alone says so, $16 the prefix of the event for other releasers.
+SELECT * FROM finish_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 
 -- close_call --
--- The end of call $1 (outcome $2, reason $3) in one statement, under the
--- call's lock: its contact in the customer's history (as record_interaction),
--- the call closed with it, the agent $4 that held it (if any) to wrap-up for
--- $5 seconds or straight back to available when the queue has none, and the
--- events $7 on channel $6 (delivered at commit, after all of it).
-WITH interaction AS (
-    INSERT INTO interactions (customer_id, channel, started_at, ended_at, agent, outcome,
-                              identified_by, details)
-    SELECT c.customer_id, 'phone', c.enqueued_at, now(), a.name, $2, c.identified_by,
-           jsonb_build_object(
-               'call_id', c.id, 'queue', c.queue, 'tier', c.tier,
-               'waited_seconds', round(extract(epoch FROM coalesce(c.connected_at, now())
-                                                       - c.enqueued_at)::numeric, 3),
-               'talk_seconds', CASE WHEN c.connected_at IS NOT NULL
-                                    THEN round(extract(epoch FROM now() - c.connected_at)::numeric, 3)
-                               END,
-               'reason', $3::text)
-      FROM calls c
-      LEFT JOIN agents a ON a.id = c.agent_id
-     WHERE c.id = $1 AND c.customer_id IS NOT NULL
-    RETURNING id
-), ended AS (
-    UPDATE calls
-       SET state = $2, ended_at = now(), end_reason = $3,
-           interaction_id = (SELECT id FROM interaction), callback_retry_at = NULL
-     WHERE id = $1
-), agent AS (
-    UPDATE agents
-       SET state = CASE WHEN $5::float8 > 0 THEN 'wrap_up' ELSE 'available' END,
-           state_since = now(),
-           wrap_up_until = CASE WHEN $5::float8 > 0 THEN now() + make_interval(secs => $5) END,
-           idle_since = CASE WHEN $5::float8 > 0 THEN idle_since ELSE now() END,
-           call_id = CASE WHEN $5::float8 > 0 THEN call_id END
-     WHERE id = $4 AND call_id = $1 AND state = 'on_call'
-), notified AS (
-    SELECT pg_notify($6, p) FROM unnest($7::text[]) AS p
-)
-SELECT (SELECT id FROM interaction) AS interaction_id, (SELECT count(*) FROM notified) AS notified
-
--- agent_back_from_withdrawn_offer --
-UPDATE agents SET state = 'available', state_since = now()
- WHERE id = $1 AND state = 'offered'
+-- The end of call $1 (outcome $2, reason $3) of a caller who hung up before it
+-- was handed in (``CallDesk.record_gone``), by the close every end makes
+-- (migration 0021): its contact in the history; the agent $4 that held it (if
+-- any) to wrap-up for $5 seconds; the events $7 on channel $6.
+SELECT close_call($1, $2, $3, $4, $5, $6, $7) AS interaction_id
 
 -- waiting_calls_of_customer --
 SELECT c.id, c.queue, c.credit_explicit

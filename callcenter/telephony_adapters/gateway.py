@@ -24,11 +24,15 @@ a call's life at the telephone live here once, not per adapter:
 The gateway owns the data access of the telephony door: each event takes
 **one pooled connection**, which it hands to the ``CallDesk`` methods it
 calls, and starts with one statement (``peer_call``) that finds our call and
-the tombstone together. An incoming took three connections and two more
-round trips before (a tombstone check on a connection of its own, before and
-after the enqueue, and the desk's own look-up). The answer carries what the
-adapters reply with (the call with its position and EWT, the connected
-agent's endpoint), so no adapter reads the desk, the pool or the agents.
+the tombstone together; a hang-up starts with the end itself instead
+(``CallDesk.hang_up``: migration 0021's ``finish_call`` finds the call by the
+peer's call id and ends it by its state), and reads ``peer_call`` only when
+that found no call, or a callback call whose caller is on no line. An
+incoming took three connections and two more round trips before (a
+tombstone check on a connection of its own, before and after the enqueue,
+and the desk's own look-up). The answer carries what the adapters reply with
+(the call with its position and EWT, the connected agent's endpoint), so no
+adapter reads the desk, the pool or the agents.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from callcenter.errors import Conflict, NotFound, Unprocessable
 from callcenter.http.problems import first_error
 from callcenter.queue import callbacks, policy
 from callcenter.queue.calls import CallDesk
-from callcenter.queue.models import Call, CallIn, CallState, EndOutcome
+from callcenter.queue.models import Call, CallIn, CallState
 from callcenter.telephony_adapters.base import (
     MAX_PEER_CALL_ID,
     PEERS,
@@ -348,7 +352,7 @@ class TelephonyGateway:
         if answer.created and answer.peer_hung_up:
             # A hang-up raced this incoming and found no call: end it here. The enqueue
             # read the tombstone itself, under a lock the hang-up takes too (``enqueue``).
-            call = await self._close(conn, call.id, call.state, None)
+            call = await self._close(conn, call.id, None)
         return CallView(
             peer=peer,
             peer_call_id=event.peer_call_id,
@@ -400,6 +404,13 @@ class TelephonyGateway:
 
     async def _hangup(self, conn: Conn, peer: str, event: Hangup) -> CallView:
         ext = external_id(peer, event.peer_call_id)
+        # The common case in one round trip: the call found by the peer's call id and
+        # ended by its state. Left to the lines below: no call yet, or a callback's.
+        call = await self.desk.hang_up(
+            _hangup_reason(event.cause), external_id=ext, spare_callback=True, conn=conn
+        )
+        if call is not None:
+            return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
         found = await _peer_call(conn, ext)
         if found["id"] is None:
             await conn.execute(Q["add_tombstone"], ext, event.cause)
@@ -429,7 +440,7 @@ class TelephonyGateway:
                 call=call,
                 note="the caller hung up to wait for the callback: the call keeps its place",
             )
-        call = await self._close(conn, found["id"], CallState(found["state"]), event.cause)
+        call = await self._close(conn, found["id"], event.cause)
         return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
 
     async def _callback(self, conn: Conn, peer: str, event: CallbackRequest) -> CallView:
@@ -531,7 +542,7 @@ class TelephonyGateway:
             state = CallState(found["state"])
             if latest == bridge_id and found["answered"] and state is CallState.connected:
                 reason = _storable_text(cause)
-                call = await self._close(conn, found["id"], state, reason)
+                call = await self._close(conn, found["id"], reason)
                 return CallView(peer=peer, peer_call_id=peer_call_id, call=call)
             call = await self.desk.get(conn, found["id"])
             note = f"a report about ring {bridge_id}, not the call's current one: nothing changes"
@@ -539,27 +550,11 @@ class TelephonyGateway:
 
     # -- helpers ---------------------------------------------------------------
 
-    async def _close(self, conn: Conn, call_id: int, state: CallState, cause: str | None) -> Call:
+    async def _close(self, conn: Conn, call_id: int, cause: str | None) -> Call:
         """End a call on hang-up by its state now: abandoned, completed, or as it is."""
-        reason = f"{HANGUP}: {cause}" if cause else HANGUP
-        result: Call | None = None
-        for _ in range(5):
-            if state is CallState.waiting:
-                outcome = EndOutcome.abandoned
-            elif state is CallState.connected:
-                outcome = EndOutcome.completed
-            else:
-                break
-            try:
-                # ``expect``: if an accept (or a requeue) moved the call meanwhile,
-                # end() changes nothing and we look again by its new state.
-                result = await self.desk.end(call_id, outcome, reason, expect=state, conn=conn)
-            except Conflict:
-                result = await self.desk.get(conn, call_id)
-            if result.state not in (CallState.waiting, CallState.connected):
-                return result
-            state = result.state
-        return result if result is not None else await self.desk.get(conn, call_id)
+        call = await self.desk.hang_up(_hangup_reason(cause), call_id=call_id, conn=conn)
+        assert call is not None  # only a look-up by the peer's call id finds nothing
+        return call
 
     async def _completed(self, conn: Conn, view: CallView) -> CallView:
         """The view with what the peer acts on: the agent of a connected call (whom it
@@ -592,6 +587,11 @@ async def _peer_call(conn: Conn, ext: str) -> asyncpg.Record:
     row: asyncpg.Record | None = await conn.fetchrow(Q["peer_call"], ext)
     assert row is not None  # the statement always answers one row
     return row
+
+
+def _hangup_reason(cause: str | None) -> str:
+    """The end reason of a call the peer hung up (see ``HANGUP``)."""
+    return f"{HANGUP}: {cause}" if cause else HANGUP
 
 
 def _check_peer_call_id(value: str) -> None:

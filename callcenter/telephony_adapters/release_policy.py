@@ -43,6 +43,18 @@ class ReleaseDecision:
     why: str
 
 
+def by_reason(end_reason: str | None) -> ReleaseDecision | None:
+    """The decision for an ended call when its end reason alone makes it, whatever the
+    state it ended in and whether its caller was on a line; else None.
+
+    The end records such a decision in its own statement (``finish_call``), so
+    no releaser has to claim the call only to find nothing to do.
+    """
+    if (end_reason or "").startswith(HANGUP):
+        return ReleaseDecision(False, "the peer reported the hang-up")
+    return None
+
+
 def decide(
     state: CallState, end_reason: str | None, *, off_the_line: bool = False
 ) -> ReleaseDecision:
@@ -52,9 +64,10 @@ def decide(
     """
     if state not in _ENDED:
         return ReleaseDecision(False, f"the call is {state.value}, not ended")
+    settled = by_reason(end_reason)
+    if settled is not None:
+        return settled
     reason = end_reason or ""
-    if reason.startswith(HANGUP):
-        return ReleaseDecision(False, "the peer reported the hang-up")
     if off_the_line:
         return ReleaseDecision(False, "a callback whose caller was not on the line")
     if state is CallState.transferred:

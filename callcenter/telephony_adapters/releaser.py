@@ -2,15 +2,24 @@
 
 An agent ends the call from the panel, a supervisor ends it, or the queue
 gives up at the maximum wait: our record is closed, but the peer still holds
-the caller on hold music or in the bridge with the agent. ``CallDesk.end``
-publishes ``ended:<call id>`` after commit; the event reaches the releaser of
-every instance. Each tries to claim the call's one row in ``call_releases``,
-the claim answering with the call (one round trip); the instance that wins
-asks ``release_policy.decide`` whether the peer needs a hang-up and, if so,
-sends the peer's ``Connector.hangup`` (Twilio: the REST update
+the caller on hold music or in the bridge with the agent. The call's one row
+in ``call_releases`` says who lets the caller go, and it is written by the end
+itself where it can be (``finish_call``, migration 0021): while a releaser
+runs, it registers with the ``CallDesk`` (``Releases``), and an end of a call
+of one of its peers records the release in the same statement, as
+``not_needed`` when the end's reason alone says so
+(``release_policy.by_reason``: the peer reported the hang-up), else claimed by
+this releaser; once it is committed the releaser is handed what was recorded
+(``take``: a claim to carry out, or a not-needed to count). Any other end
+(a call of a peer this instance does not command, an end inside a larger
+transaction) publishes ``release:<call id>`` after commit; the event
+reaches the releaser of every instance, and each tries to claim the row, the
+claim answering with the call (one round trip). The holder of a claim asks
+``release_policy.decide`` whether the peer needs a hang-up and, if so, sends
+the peer's ``Connector.hangup`` (Twilio: the REST update
 ``Status=completed``; generic: the signed ``hangup`` command to the callback
-URL). A call that needs nothing (the peer reported the hang-up itself, a
-transfer) gets its row marked ``not_needed``, so no pass reads it again.
+URL). A call that needs nothing (a transfer, a callback whose caller was on
+no line) gets its row marked ``not_needed``, so no pass reads it again.
 
 A failed hang-up is retried with exponential backoff, then given up loudly
 (the record says ``failed`` and why); it never reaches the request that
@@ -32,10 +41,13 @@ left out on purpose: its adapter lets go of the channels it holds itself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
+from typing import Self
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from callcenter.errors import PeerCallGone
@@ -44,7 +56,7 @@ from callcenter.queue.models import CallState
 from callcenter.telephony_adapters.base import ARI, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
-from callcenter.telephony_adapters.release_policy import decide
+from callcenter.telephony_adapters.release_policy import by_reason, decide
 from callcenter.telephony_adapters.sql import Q
 
 _log = logging.getLogger(__name__)
@@ -82,7 +94,7 @@ def releases_counter(registry: CollectorRegistry) -> Counter:
 
 
 class Releaser(CallWorker):
-    event_kind = "ended"
+    event_kind = "release"
     name = "releaser"
     duty = "ended calls are not hung up"
 
@@ -113,17 +125,43 @@ class Releaser(CallWorker):
     async def handle(self, call_id: int) -> str | None:
         return await self.release(call_id)
 
-    # -- the work --------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """Follow the events and catch up, and take the releases the ends of this
+        instance claim for it (registered with the desk), for the life of the block."""
+        async with super().running():
+            self.desk.releases = self
+            try:
+                yield self
+            finally:
+                if self.desk.releases is self:
+                    self.desk.releases = None
 
-    def _peers(self) -> list[str]:
+    # -- what the end asks (``callcenter.queue.calls.Releases``) ----------------
+
+    def peers(self) -> list[str]:
+        """The peers whose callers this releaser lets go of: those with a connector,
+        but for the ones whose adapter releases its callers itself."""
         return sorted(p for p in self.gateway.connectors if p not in SELF_RELEASING)
+
+    def settled(self, reason: str | None) -> str | None:
+        decision = by_reason(reason)
+        return None if decision is None or decision.needed else decision.why
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        if recorded["release"] == "not_needed":
+            self._count(recorded["peer"], "not_needed")
+            return
+        self.supervisor.spawn(self._carry_out(recorded), f"call {recorded['id']}")
+
+    # -- the work --------------------------------------------------------------
 
     async def catch_up(self) -> int:
         """Take over dead claims; release recently ended calls without a record.
 
         Returns how many calls this pass looked at.
         """
-        peers = self._peers()
+        peers = self.peers()
         if not peers:
             return 0
         since = None
@@ -167,28 +205,37 @@ class Releaser(CallWorker):
         do: the call has not ended, is not of a peer this instance commands,
         or its release is claimed or done already.
         """
-        peers = self._peers()
+        peers = self.peers()
         if not peers:
             return None
         async with self.desk.pool.acquire() as conn:
             # Claim first, with the call in the answer: one round trip, and the policy
-            # decides on what it returns. A call that needs nothing is marked so after.
+            # decides on what it returns.
             row = await conn.fetchrow(
                 Q["claim_release"], call_id, peers, self.instance, self.lease_seconds
             )
-            if row is None:
-                return None
-            peer: str = row["peer"]
-            peer_call_id: str = row["peer_call_id"]
-            callback = row["callback_number"] is not None
-            decision = decide(
-                CallState(row["state"]),
-                row["end_reason"],
-                off_the_line=callback and row["callback_answered_at"] is None,
-            )
-            if not decision.needed:
-                await conn.execute(Q["release_not_needed"], call_id, self.instance, decision.why)
+        if row is None:
+            return None
+        return await self._carry_out(row)
+
+    async def _carry_out(self, row: asyncpg.Record) -> str | None:
+        """The release this instance claimed (``claim_release``'s answer, or the end's
+        own, ``finish_call``'s, which has the same columns): decided, then carried out.
+
+        A call that needs nothing is marked so; one that needs a hang-up gets it.
+        """
+        call_id: int = row["id"]
+        peer: str = row["peer"]
+        peer_call_id: str = row["peer_call_id"]
+        callback = row["callback_number"] is not None
+        decision = decide(
+            CallState(row["state"]),
+            row["end_reason"],
+            off_the_line=callback and row["callback_answered_at"] is None,
+        )
         if not decision.needed:
+            async with self.desk.pool.acquire() as conn:
+                await conn.execute(Q["release_not_needed"], call_id, self.instance, decision.why)
             _log.debug(
                 "call %s (%s) needs no hang-up: %s", call_id, row["external_id"], decision.why
             )

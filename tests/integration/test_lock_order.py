@@ -25,7 +25,28 @@ from tests.integration.queue_helpers import enqueue, eventually
 @pytest.mark.parametrize(
     ("statement", "extra"),
     [
-        ("lock_call", ()),  # the start of every end: hang-up, the agent's end, a supervisor's
+        ("lock_call", ()),  # a supervisor's move of a waiting call
+        # Every end: hang-up, the agent's end, a supervisor's (migration 0021).
+        (
+            "finish_call",
+            (
+                None,
+                "abandoned",
+                "r",
+                None,
+                None,
+                False,
+                "x",
+                "agent:",
+                "free:",
+                "ended:",
+                None,
+                None,
+                None,
+                None,
+                "release:",
+            ),
+        ),
         ("set_key", (45.0, True, None, None, None, 0.0)),  # a bump, digits, a new tier
     ],
 )

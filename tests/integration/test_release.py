@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from callcenter import app_keys
+from callcenter.app import METRICS
 from callcenter.telephony_adapters.base import Incoming
 from callcenter.telephony_adapters.gateway import TelephonyGateway
 from tests.conftest import AppFactory
@@ -464,3 +465,27 @@ async def test_each_pass_goes_on_from_the_last_one(
     gateway.register(RecordingConnector("twilio"))
     assert await releaser.catch_up() == 1
     assert sorted(c.peer_call_id for c in fake.hangups) == ["m-1", "m-2", "m-3"]
+
+
+async def test_releases_the_end_records_are_counted_like_the_releasers_own(
+    app_factory: AppFactory, aiohttp_server: ServerFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """The end records the release itself (``finish_call``): a peer's hang-up as not
+    needed, an end on our side claimed and carried out; ``/metrics`` counts both."""
+    pbx, server = await _pbx(aiohttp_server)
+    client = await _generic_app(app_factory, server, **EVENTS_ONLY)
+    hung_up = await _incoming(client, "pbx-30")
+    ended = await _incoming(client, "pbx-31")
+    _, gone = await post_generic(client, _event("call.hangup", "pbx-30"))
+    assert gone["call"]["state"] == "abandoned"
+    await _end(client, ended, "abandoned")
+    await _settled(pool, hung_up, "not_needed")
+    await _settled(pool, ended, "released")
+    registry = client.app[METRICS]
+
+    def counted(result: str) -> float | None:
+        labels = {"peer": "generic", "result": result}
+        return registry.get_sample_value("callcenter_telephony_releases_total", labels)
+
+    assert counted("not_needed") == 1 and counted("released") == 1
+    assert await _hangups(pbx) == [{"action": "hangup", "call_id": "pbx-31"}]

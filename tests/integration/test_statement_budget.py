@@ -64,7 +64,7 @@ from tests.integration.telephony_helpers import make_agent_with_endpoint
 #: Statements (round trips) of opening an agent's socket and going available.
 OPEN_BUDGET = 7
 #: Statements (round trips) of one call's life, webhook in to release, by its ending.
-CALL_BUDGET = {"caller hangs up": 25, "agent ends": 23}
+CALL_BUDGET = {"caller hangs up": 17, "agent ends": 18}
 
 #: The longest any step may take before the test says which one hung, and where it was.
 STEP_SECONDS = 10.0
@@ -291,7 +291,8 @@ async def _call(service: Service, log: StatementLog, panel: Panel, name: str, en
         status, done = await post_generic(service.client, _hangup(name))
         assert status == 200 and done["call"]["state"] == "completed", done
         await panel.until(_state("wrap_up"))
-        await log.until("telephony_adapters/queries:release_not_needed")
+        # The end recorded the release as not needed in its own statement: no releaser
+        # has anything to claim (a claim would be counted in the next step).
     else:
         log.step = "agent ends → wrap-up state, PBX told to hang up"
         await panel.send(type="end", call_id=call_id, ref="end")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callcenter.queue.models import CallState
-from callcenter.telephony_adapters.release_policy import decide
+from callcenter.telephony_adapters.release_policy import by_reason, decide
 
 completed, abandoned, transferred = (
     CallState.completed,
@@ -48,3 +50,25 @@ def test_the_reason_is_said() -> None:
     assert decide(abandoned, "noted").why == "ended abandoned on our side (noted)"
     assert decide(completed, "hangup: x").why == "the peer reported the hang-up"
     assert "phone system" in decide(transferred, None).why
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=30),
+        st.text(max_size=30).map(lambda t: f"hangup{t}"),
+        st.sampled_from(["max_wait", "connect_failed", "hangup", "hangup: normal", ""]),
+    )
+)
+def test_a_decision_by_reason_alone_is_the_one_every_ended_call_gets(reason: str | None) -> None:
+    """What the end records by its reason (``finish_call``) is what the releaser would
+    decide for that call, whatever it ended as and wherever its caller was."""
+    settled = by_reason(reason)
+    decisions = {
+        decide(state, reason, off_the_line=off)
+        for state in (completed, abandoned, transferred)
+        for off in (False, True)
+    }
+    if settled is not None:
+        assert decisions == {settled}
+    assert (settled is not None) == (reason or "").startswith("hangup")
