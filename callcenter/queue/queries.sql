@@ -270,6 +270,12 @@ SELECT q.name,
 -- waits), so that answer must be cheap: the queues that have a call nobody
 -- is being offered are found first, one probe of the claim index per queue,
 -- and when there are none the agents are not read at all.
+--
+-- ``more``: whether, in this statement's snapshot, another available agent
+-- serves a queue that still has an unoffered call besides the one just
+-- offered (a superset of the pairs left: the router stops its round when it is
+-- false instead of running this statement once more to find nothing; see
+-- ``Router.dispatch`` for why no pair is left waiting by that).
 WITH live AS MATERIALIZED (
     SELECT array_agg(q.name) AS queues,
            array_agg(q.name) FILTER (
@@ -323,9 +329,23 @@ WITH live AS MATERIALIZED (
      WHERE a.id = offer.agent_id
 ), notified AS (
     SELECT pg_notify($1, $2::text || offer.agent_id) FROM offer
+), rest AS (
+    SELECT array_agg(q.queue) AS queues,
+           array_agg(q.queue) FILTER (
+               WHERE EXISTS (SELECT 1 FROM waiting_calls w
+                              WHERE w.queue = q.queue AND w.offered_to IS NULL
+                                AND w.widen_at <= now() AND w.call_id <> pick.call_id)) AS widened
+      FROM pick, unnest((SELECT queues FROM live)) AS q (queue)
+     WHERE q.queue <> pick.queue
+        OR EXISTS (SELECT 1 FROM waiting_calls w
+                    WHERE w.queue = q.queue AND w.offered_to IS NULL
+                      AND w.call_id <> pick.call_id)
 )
 SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       EXISTS (SELECT 1 FROM agents a, rest
+                WHERE a.state = 'available' AND a.id <> offer.agent_id
+                  AND (a.queues && rest.queues OR a.overflow_queues && rest.widened)) AS more
   FROM offer, pick
 
 -- accept_offer --
@@ -540,13 +560,20 @@ SELECT id, name, token_expires_at FROM agents
    AND (token_expires_at IS NULL OR token_expires_at > now())
 
 -- set_available --
--- The agent says it is free: from any state but a call in progress.
-UPDATE agents
-   SET state = 'available', state_since = now(),
-       idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
-       call_id = NULL, wrap_up_until = NULL
- WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
-RETURNING id
+-- The agent says it is free: from any state but a call in progress. Its events
+-- ($3: agent and free) go out on channel $2 at commit, in the same round trip
+-- (the publish was a statement of its own, issue 21).
+WITH freed AS (
+    UPDATE agents
+       SET state = 'available', state_since = now(),
+           idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
+           call_id = NULL, wrap_up_until = NULL
+     WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
+    RETURNING id
+), notified AS (
+    SELECT pg_notify($2, p) FROM freed, unnest($3::text[]) AS p
+)
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
 
 -- wrap_up_done --
 -- Agent $1 has sent the wrap-up of call $2 and takes calls again: available, as
