@@ -42,6 +42,11 @@ RETURNING (xmax = 0) AS created
 -- One statement: the call's record, its place in the queue and the events
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
+-- ``ahead``: the calls a new call with credit $7 waits behind (as calls_ahead
+-- counts them, in this statement's snapshot: it was a round trip of its own);
+-- the estimate stored with the call (queue_estimated_wait, migration 0023)
+-- comes from it and the queue's rates: $9 staffed agents, $20 available, $21
+-- the service rate (null: none).
 -- $14, $15: the telephony peer and its call id, when an adapter handed it in.
 -- Then ``hung_up`` says whether the peer's hang-up came first (a tombstone),
 -- read under the peer call's lock with a fresh snapshot (telephony_hung_up,
@@ -60,7 +65,9 @@ RETURNING (xmax = 0) AS created
 -- call first (``lock_waiting_callback``: waiting row, then call, as always).
 -- Two redials at once: the second skips the dropped call the first has locked
 -- (NO KEY: a row pointing at the call, a release being claimed, does not block).
-WITH prior AS (
+WITH ahead AS MATERIALIZED (
+    SELECT queue_calls_ahead($2, queue_service_key(now(), $7::float8, $8::float8)) AS n
+), prior AS (
     SELECT p.id, p.state, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
            extract(epoch FROM coalesce(p.ended_at, now()) - p.enqueued_at)::float8
              + coalesce(p.waited_before_seconds, 0) AS waited
@@ -81,11 +88,12 @@ WITH prior AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7,
             queue_service_key(coalesce((SELECT arrival FROM prior), now()), $7::float8,
                               $8::float8),
-            $9, $14, $15, $16, $17,
+            queue_estimated_wait((SELECT n FROM ahead), $9::bigint, $20::bigint, $21::float8),
+            $14, $15, $16, $17,
             (SELECT id FROM prior), (SELECT arrival FROM prior), (SELECT waited FROM prior))
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, queue, service_key, enqueued_at, resumed_from, resumed_arrival,
-              waited_before_seconds
+              waited_before_seconds, ewt_at_enqueue
 ), waiting AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
@@ -97,7 +105,8 @@ WITH prior AS (
 )
 SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
        (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified,
-       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up
+       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up,
+       (SELECT n FROM ahead) AS ahead, ewt_at_enqueue
   FROM new_call
 
 -- call_id_by_external --
@@ -105,6 +114,7 @@ SELECT id FROM calls WHERE external_id = $1
 
 -- calls_ahead --
 -- How many calls of the queue a new call with credit $2 would wait behind.
+-- (The enqueue counts them itself, in the same way, in its own statement.)
 -- Two counts so each uses a partial index (waiting, and offered right now), in
 -- queue_calls_ahead (migration 0019), whose plan is generic: planning them
 -- afresh on every enqueue cost more than counting.
