@@ -347,9 +347,12 @@ WITH live AS MATERIALIZED (
                                 AND w.widen_at <= now() AND w.call_id <> pick.call_id)) AS widened
       FROM pick, unnest((SELECT queues FROM live)) AS q (queue)
      WHERE q.queue <> pick.queue
-        OR EXISTS (SELECT 1 FROM waiting_calls w
-                    WHERE w.queue = q.queue AND w.offered_to IS NULL
-                      AND w.call_id <> pick.call_id)
+        -- Another besides the picked one: two head entries of the claim index (an
+        -- inequality on the call id made the planner scan the whole queue).
+        OR (SELECT count(*) FROM (SELECT 1 FROM waiting_calls w
+                                   WHERE w.queue = q.queue AND w.offered_to IS NULL
+                                   ORDER BY w.service_key, w.call_id
+                                   LIMIT 2) AS head) = 2
 )
 SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
        (SELECT count(*) FROM notified) AS notified,
