@@ -125,9 +125,12 @@ class CallDesk:
         """
         async with self._using(conn) as conn:
             if not unknown:
-                known = await self._known(conn, data.call_id)
-                if known is not None:
-                    return known
+                # The look-up and who the caller may be, in one round trip.
+                phone, typed = identity.terms(data.ani, data.customer_number, self.rules.region)
+                candidates = await conn.fetch(Q["known_call_identify"], data.call_id, phone, typed)
+                if candidates[0]["call_id"] is not None:
+                    call = await self.get(conn, candidates[0]["call_id"])
+                    return EnqueueAnswer(created=False, identify=None, call=call)
             queue, resolution = await self._resolve(conn, data, candidates)
             customer = resolution.customer
             tier = customer.tier if customer is not None else None

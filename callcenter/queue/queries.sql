@@ -112,6 +112,16 @@ SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_befor
 -- call_id_by_external --
 SELECT id FROM calls WHERE external_id = $1
 
+-- known_call_identify --
+-- A call handed in through the API: our call for its id $1 (``call_id``, null if
+-- none: a repeat is answered from it), and with it the identification candidates
+-- of phone $2 and typed customer number $3 (identify_candidates, migration 0023),
+-- one per row, ``matched`` null when there are none. They were two round trips.
+SELECT c.id AS call_id, k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN calls c ON c.external_id = $1
+  LEFT JOIN LATERAL identify_candidates($2, $3) AS k ON true
+
 -- calls_ahead --
 -- How many calls of the queue a new call with credit $2 would wait behind.
 -- (The enqueue counts them itself, in the same way, in its own statement.)

@@ -19,6 +19,7 @@ import asyncpg
 
 from callcenter.customers import store as customer_store
 from callcenter.queue.ewt import wait_for
+from callcenter.queue.sql import Q
 from callcenter.telephony_adapters.sql import Q as TQ
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import FAST, enqueue, make_customer, make_queue
@@ -90,8 +91,9 @@ _CANDIDATE = ("matched", "id", "customer_number", "name", "tier", "provisional")
 async def test_the_gateways_first_look_up_reads_the_same_candidates(
     app_factory: AppFactory, pool: asyncpg.Pool[Any]
 ) -> None:
-    """``peer_call_identify`` (an incoming's one look-up) answers the candidates the
-    customers room's own ``identify_candidates`` does, with the call and the tombstone."""
+    """``peer_call_identify`` (an incoming's one look-up) and ``known_call_identify`` (the
+    API's) answer the candidates the customers room's own ``identify_candidates`` does,
+    with the call (and the tombstone)."""
     client = await app_factory(**FAST)
     shared = "+12125550100"
     first = await make_customer(client, "C-1", 100, shared)
@@ -113,11 +115,13 @@ async def test_the_gateways_first_look_up_reads_the_same_candidates(
             expected = sorted(tuple(r[k] for k in _CANDIDATE) for r in own)
             for ext, call_id in calls.items():
                 rows = await pool.fetch(TQ["peer_call_identify"], ext, phone, typed)
-                assert len(rows) == max(1, len(own))
-                found = sorted(tuple(r[k] for k in _CANDIDATE) for r in rows if r["matched"])
-                assert found == expected, (ext, phone, typed)
-                assert {r["call_id"] for r in rows} == {call_id}
+                api = await pool.fetch(Q["known_call_identify"], ext, phone, typed)
                 assert {r["gone"] for r in rows} == {ext == "generic:gone"}
+                for look_up in (rows, api):
+                    assert len(look_up) == max(1, len(own))
+                    found = sorted(tuple(r[k] for k in _CANDIDATE) for r in look_up if r["matched"])
+                    assert found == expected, (ext, phone, typed)
+                    assert {r["call_id"] for r in look_up} == {call_id}
     # The merged record is nobody's candidate; the household's two are.
     household = await pool.fetch(customer_store.Q["identify_candidates"], shared, None)
     assert len(household) == 2 and merged not in {r["id"] for r in household}
