@@ -349,7 +349,7 @@ WITH live AS MATERIALIZED (
      WHERE a.id = offer.agent_id
 ), notified AS (
     SELECT pg_notify($1, $2::text || offer.agent_id) FROM offer
-), rest AS (
+), rest AS MATERIALIZED (
     SELECT array_agg(q.queue) AS queues,
            array_agg(q.queue) FILTER (
                WHERE EXISTS (SELECT 1 FROM waiting_calls w
@@ -366,9 +366,12 @@ WITH live AS MATERIALIZED (
 )
 SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
        (SELECT count(*) FROM notified) AS notified,
-       EXISTS (SELECT 1 FROM agents a, rest
+       -- ``rest`` once (MATERIALIZED, read as one-row InitPlans): joined, the planner
+       -- recomputed it for each available agent (0.8-3.4 ms on the routing benchmark).
+       EXISTS (SELECT 1 FROM agents a
                 WHERE a.state = 'available' AND a.id <> offer.agent_id
-                  AND (a.queues && rest.queues OR a.overflow_queues && rest.widened)) AS more
+                  AND (a.queues && (SELECT queues FROM rest)
+                       OR a.overflow_queues && (SELECT widened FROM rest))) AS more
   FROM offer, pick
 
 -- accept_offer --
