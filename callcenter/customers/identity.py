@@ -28,11 +28,10 @@ Outcomes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-
-import asyncpg
+from typing import Any
 
 from callcenter.customers import store
 from callcenter.customers.models import CustomerSummary, Outcome, Resolution
@@ -86,7 +85,7 @@ def decide(
     return Decision(Outcome.unknown, None, None, Write.create_provisional)
 
 
-def _summary(row: asyncpg.Record) -> CustomerSummary:
+def _summary(row: Mapping[str, Any]) -> CustomerSummary:
     return CustomerSummary(
         id=row["id"],
         customer_number=row["customer_number"],
@@ -96,6 +95,14 @@ def _summary(row: asyncpg.Record) -> CustomerSummary:
     )
 
 
+def terms(
+    ani: str | None, customer_number: str | None, region: str
+) -> tuple[str | None, str | None]:
+    """What the candidates are looked up by: the phone (E.164, None when withheld or
+    invalid) and the typed customer number (None when nothing was typed)."""
+    return normalize(ani, region), (customer_number or "").strip() or None
+
+
 async def resolve(
     conn: Conn,
     ani: str | None,
@@ -103,14 +110,22 @@ async def resolve(
     *,
     region: str,
     lowest_tier: str,
+    found: Sequence[Mapping[str, Any]] | None = None,
 ) -> Resolution:
     """Identify a caller and carry out the one write the decision asks for.
 
     ``lowest_tier`` is the tier a provisional customer starts in (no value yet).
+    ``found``: the candidates for these ``terms``, when the caller read them in a
+    statement of its own (the columns of SQL's ``identify_candidates``, rows whose
+    ``matched`` is null left out): the telephony gateway reads them with its first
+    look-up of an incoming call, saving this function's round trip.
     """
-    phone = normalize(ani, region)
-    typed = (customer_number or "").strip() or None
-    rows = await conn.fetch(store.Q["identify_candidates"], phone, typed)
+    phone, typed = terms(ani, customer_number, region)
+    rows = (
+        [r for r in found if r["matched"] is not None]
+        if found is not None
+        else await conn.fetch(store.Q["identify_candidates"], phone, typed)
+    )
     owners = [_summary(r) for r in rows if r["matched"] == "phone"]
     by_number = next((_summary(r) for r in rows if r["matched"] == "customer_number"), None)
     decision = decide(phone, owners, by_number)

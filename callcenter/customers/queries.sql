@@ -2,17 +2,11 @@
 
 -- identify_candidates --
 -- Everyone the calling number and the typed customer number point at, in one
--- round trip: this is on the path of every call.
-SELECT 'phone' AS matched, c.id, c.customer_number, c.name,
-       coalesce(c.pinned_tier, c.computed_tier) AS tier, c.provisional
-  FROM customer_phones p
-  JOIN customers c ON c.id = p.customer_id
- WHERE p.phone_e164 = $1 AND c.merged_into IS NULL
-UNION ALL
-SELECT 'customer_number', c.id, c.customer_number, c.name,
-       coalesce(c.pinned_tier, c.computed_tier), c.provisional
-  FROM customers c
- WHERE c.customer_number = $2 AND c.merged_into IS NULL
+-- round trip: this is on the path of every call. The query is the SQL function
+-- of the same name (migration 0023), which the telephony gateway's first
+-- look-up of an incoming call reads too (``peer_call_identify``).
+SELECT matched, id, customer_number, name, tier, provisional
+  FROM identify_candidates($1, $2)
 
 -- phone_owners --
 SELECT c.id, c.customer_number, c.name, coalesce(c.pinned_tier, c.computed_tier) AS tier,

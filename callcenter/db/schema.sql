@@ -417,6 +417,26 @@ $$;
 
 
 --
+-- Name: identify_candidates(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.identify_candidates(phone text, typed text) RETURNS TABLE(matched text, id bigint, customer_number text, name text, tier text, provisional boolean)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT 'phone', c.id, c.customer_number, c.name,
+           coalesce(c.pinned_tier, c.computed_tier), c.provisional
+      FROM customer_phones p
+      JOIN customers c ON c.id = p.customer_id
+     WHERE p.phone_e164 = identify_candidates.phone AND c.merged_into IS NULL
+    UNION ALL
+    SELECT 'customer_number', c.id, c.customer_number, c.name,
+           coalesce(c.pinned_tier, c.computed_tier), c.provisional
+      FROM customers c
+     WHERE c.customer_number = identify_candidates.typed AND c.merged_into IS NULL
+$$;
+
+
+--
 -- Name: queue_calls_ahead(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -430,6 +450,20 @@ BEGIN
          + (SELECT count(*) FROM waiting_calls
              WHERE offered_to IS NOT NULL AND queue = queue_name AND service_key < new_key);
 END
+$$;
+
+
+--
+-- Name: queue_estimated_wait(bigint, bigint, bigint, double precision); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.queue_estimated_wait(ahead bigint, staffed bigint, available bigint, rate double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE WHEN staffed <= 0 THEN NULL
+                WHEN ahead + 1 - available <= 0 THEN 0.0::float8
+                WHEN rate IS NULL THEN NULL
+                ELSE (ahead + 1 - available)::float8 / rate END
 $$;
 
 

@@ -167,8 +167,13 @@ async def set_queues(
 
 
 async def set_available(conn: Conn, agent_id: int) -> bool:
-    """False when the agent cannot be (it is on a call or holds an offer)."""
-    return await conn.fetchval(Q["set_available"], agent_id) is not None
+    """False when the agent cannot be (it is on a call or holds an offer).
+
+    Publishes ``free:<id>`` at commit from the same statement (the router hears it);
+    the panel's new state goes out from the agents' trigger (migration 0024).
+    """
+    events = payloads([Event("free", str(agent_id))])
+    return await conn.fetchval(Q["set_available"], agent_id, CHANNEL, events) is not None
 
 
 async def set_offline(conn: Conn, agent_id: int) -> list[int]:

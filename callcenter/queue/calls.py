@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -138,6 +138,7 @@ class CallDesk:
         conn: Conn | None = None,
         peer: PeerRef | None = None,
         unknown: bool = False,
+        candidates: Sequence[Mapping[str, Any]] | None = None,
     ) -> EnqueueAnswer:
         """Identify, value and enqueue a new call; a known ``call_id`` answers the stored call.
 
@@ -145,21 +146,24 @@ class CallDesk:
         ``unknown``: the caller has just looked ``call_id`` up on ``conn`` and
         found no call, so that look-up is not repeated (a duplicate racing
         this one is still caught by the insert's ``ON CONFLICT``).
+        ``candidates``: who the caller's phone and typed number point at, read by
+        the caller with that look-up (see ``identity.resolve``'s ``found``).
         """
         async with self._using(conn) as conn:
             if not unknown:
-                known = await self._known(conn, data.call_id)
-                if known is not None:
-                    return known
-            queue, resolution = await self._resolve(conn, data)
+                # The look-up and who the caller may be, in one round trip.
+                phone, typed = identity.terms(data.ani, data.customer_number, self.rules.region)
+                candidates = await conn.fetch(Q["known_call_identify"], data.call_id, phone, typed)
+                if candidates[0]["call_id"] is not None:
+                    call = await self.get(conn, candidates[0]["call_id"])
+                    return EnqueueAnswer(created=False, identify=None, call=call)
+            queue, resolution = await self._resolve(conn, data, candidates)
             customer = resolution.customer
             tier = customer.tier if customer is not None else None
             credit = policy.credit(self.directory.policy(queue), tier)
             rates = await self._rates(conn, queue)
-            ahead = await conn.fetchval(Q["calls_ahead"], queue.name, credit, queue.offset_seconds)
             ani = resolution.phone or (data.ani or None)
             recognised = identity.recognised_by(resolution)
-            ewt = estimated_wait(ahead, rates)
             # A caller recognised by their phone may take back a place: a dropped
             # call's (redial), or their own callback's, locked first so nobody is
             # offered or rung that call while this one takes it over.
@@ -179,7 +183,7 @@ class CallDesk:
                     tier,
                     credit,
                     queue.offset_seconds,
-                    ewt,
+                    rates.staffed,
                     queue.overflow_after_seconds,
                     queue.max_wait_seconds,
                     CHANNEL,
@@ -188,6 +192,8 @@ class CallDesk:
                     *_pending_link(resolution),
                     queue.redial_window_seconds if trusted else None,
                     takeover,
+                    rates.available,
+                    rates.service_rate,
                 )
                 if row is not None and row["resumed_state"] == CallState.waiting:
                     # The caller rang in again while waiting for their callback: this
@@ -203,6 +209,9 @@ class CallDesk:
                 )
             if self.metrics is not None:
                 self.metrics.enqueued.labels(queue.name, tier or "unknown").inc()
+            # Counted and estimated by the enqueue itself (``wait_for``'s SQL twin).
+            ahead: int = row["ahead"]
+            ewt: float | None = row["ewt_at_enqueue"]
             resumed = None
             if row["resumed_from"] is not None:
                 # A redial took an older place than its arrival: count where that is.
@@ -247,7 +256,9 @@ class CallDesk:
             return None
         return EnqueueAnswer(created=False, identify=None, call=await self.get(conn, existing))
 
-    async def _resolve(self, conn: Conn, data: CallIn) -> tuple[Queue, Resolution]:
+    async def _resolve(
+        self, conn: Conn, data: CallIn, found: Sequence[Mapping[str, Any]] | None = None
+    ) -> tuple[Queue, Resolution]:
         queue = await self.directory.require(conn, data.queue, field="queue")
         resolution = await identity.resolve(
             conn,
@@ -255,6 +266,7 @@ class CallDesk:
             data.customer_number,
             region=self.rules.region,
             lowest_tier=self.rules.lowest_tier,
+            found=found,
         )
         return queue, resolution
 

@@ -44,12 +44,21 @@ class QueueRates:
 
 def estimated_wait(ahead: int, rates: QueueRates) -> float | None:
     """Seconds until a call with ``ahead`` calls in front of it is answered; None unknown."""
-    if rates.staffed <= 0:
+    return wait_for(ahead, rates.staffed, rates.available, rates.service_rate)
+
+
+def wait_for(ahead: int, staffed: int, available: int, rate: float | None) -> float | None:
+    """``estimated_wait`` from the rates' numbers (``rate``: None, or positive).
+
+    The exact twin of the SQL function ``queue_estimated_wait`` (migration
+    0023), which the enqueue statement runs to store the estimate told at
+    enqueue with the calls ahead it counts itself; a test holds the two equal.
+    """
+    if staffed <= 0:
         return None
-    services = ahead + 1 - rates.available
+    services = ahead + 1 - available
     if services <= 0:
         return 0.0
-    rate = rates.service_rate
     if rate is None:
         return None
     return services / rate

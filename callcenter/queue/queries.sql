@@ -42,6 +42,11 @@ RETURNING (xmax = 0) AS created
 -- One statement: the call's record, its place in the queue and the events
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
+-- ``ahead``: the calls a new call with credit $7 waits behind (as calls_ahead
+-- counts them, in this statement's snapshot: it was a round trip of its own);
+-- the estimate stored with the call (queue_estimated_wait, migration 0023)
+-- comes from it and the queue's rates: $9 staffed agents, $20 available, $21
+-- the service rate (null: none).
 -- $14, $15: the telephony peer and its call id, when an adapter handed it in.
 -- Then ``hung_up`` says whether the peer's hang-up came first (a tombstone),
 -- read under the peer call's lock with a fresh snapshot (telephony_hung_up,
@@ -60,7 +65,9 @@ RETURNING (xmax = 0) AS created
 -- call first (``lock_waiting_callback``: waiting row, then call, as always).
 -- Two redials at once: the second skips the dropped call the first has locked
 -- (NO KEY: a row pointing at the call, a release being claimed, does not block).
-WITH prior AS (
+WITH ahead AS MATERIALIZED (
+    SELECT queue_calls_ahead($2, queue_service_key(now(), $7::float8, $8::float8)) AS n
+), prior AS (
     SELECT p.id, p.state, coalesce(p.resumed_arrival, p.enqueued_at) AS arrival,
            extract(epoch FROM coalesce(p.ended_at, now()) - p.enqueued_at)::float8
              + coalesce(p.waited_before_seconds, 0) AS waited
@@ -81,11 +88,12 @@ WITH prior AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7,
             queue_service_key(coalesce((SELECT arrival FROM prior), now()), $7::float8,
                               $8::float8),
-            $9, $14, $15, $16, $17,
+            queue_estimated_wait((SELECT n FROM ahead), $9::bigint, $20::bigint, $21::float8),
+            $14, $15, $16, $17,
             (SELECT id FROM prior), (SELECT arrival FROM prior), (SELECT waited FROM prior))
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, queue, service_key, enqueued_at, resumed_from, resumed_arrival,
-              waited_before_seconds
+              waited_before_seconds, ewt_at_enqueue
 ), waiting AS (
     INSERT INTO waiting_calls (call_id, queue, service_key, enqueued_at, widen_at, give_up_at)
     SELECT id, queue, service_key, enqueued_at,
@@ -97,14 +105,26 @@ WITH prior AS (
 )
 SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
        (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified,
-       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up
+       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up,
+       (SELECT n FROM ahead) AS ahead, ewt_at_enqueue
   FROM new_call
 
 -- call_id_by_external --
 SELECT id FROM calls WHERE external_id = $1
 
+-- known_call_identify --
+-- A call handed in through the API: our call for its id $1 (``call_id``, null if
+-- none: a repeat is answered from it), and with it the identification candidates
+-- of phone $2 and typed customer number $3 (identify_candidates, migration 0023),
+-- one per row, ``matched`` null when there are none. They were two round trips.
+SELECT c.id AS call_id, k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN calls c ON c.external_id = $1
+  LEFT JOIN LATERAL identify_candidates($2, $3) AS k ON true
+
 -- calls_ahead --
 -- How many calls of the queue a new call with credit $2 would wait behind.
+-- (The enqueue counts them itself, in the same way, in its own statement.)
 -- Two counts so each uses a partial index (waiting, and offered right now), in
 -- queue_calls_ahead (migration 0019), whose plan is generic: planning them
 -- afresh on every enqueue cost more than counting.
@@ -270,6 +290,12 @@ SELECT q.name,
 -- waits), so that answer must be cheap: the queues that have a call nobody
 -- is being offered are found first, one probe of the claim index per queue,
 -- and when there are none the agents are not read at all.
+--
+-- ``more``: whether, in this statement's snapshot, another available agent
+-- serves a queue that still has an unoffered call besides the one just
+-- offered (a superset of the pairs left: the router stops its round when it is
+-- false instead of running this statement once more to find nothing; see
+-- ``Router.dispatch`` for why no pair is left waiting by that).
 WITH live AS MATERIALIZED (
     SELECT array_agg(q.name) AS queues,
            array_agg(q.name) FILTER (
@@ -323,9 +349,29 @@ WITH live AS MATERIALIZED (
      WHERE a.id = offer.agent_id
 ), notified AS (
     SELECT pg_notify($1, $2::text || offer.agent_id) FROM offer
+), rest AS MATERIALIZED (
+    SELECT array_agg(q.queue) AS queues,
+           array_agg(q.queue) FILTER (
+               WHERE EXISTS (SELECT 1 FROM waiting_calls w
+                              WHERE w.queue = q.queue AND w.offered_to IS NULL
+                                AND w.widen_at <= now() AND w.call_id <> pick.call_id)) AS widened
+      FROM pick, unnest((SELECT queues FROM live)) AS q (queue)
+     WHERE q.queue <> pick.queue
+        -- Another besides the picked one: two head entries of the claim index (an
+        -- inequality on the call id made the planner scan the whole queue).
+        OR (SELECT count(*) FROM (SELECT 1 FROM waiting_calls w
+                                   WHERE w.queue = q.queue AND w.offered_to IS NULL
+                                   ORDER BY w.service_key, w.call_id
+                                   LIMIT 2) AS head) = 2
 )
 SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       -- ``rest`` once (MATERIALIZED, read as one-row InitPlans): joined, the planner
+       -- recomputed it for each available agent (0.8-3.4 ms on the routing benchmark).
+       EXISTS (SELECT 1 FROM agents a
+                WHERE a.state = 'available' AND a.id <> offer.agent_id
+                  AND (a.queues && (SELECT queues FROM rest)
+                       OR a.overflow_queues && (SELECT widened FROM rest))) AS more
   FROM offer, pick
 
 -- accept_offer --
@@ -510,13 +556,20 @@ SELECT id, name, token_expires_at FROM agents
    AND (token_expires_at IS NULL OR token_expires_at > now())
 
 -- set_available --
--- The agent says it is free: from any state but a call in progress.
-UPDATE agents
-   SET state = 'available', state_since = now(),
-       idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
-       call_id = NULL, wrap_up_until = NULL
- WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
-RETURNING id
+-- The agent says it is free: from any state but a call in progress. Its events
+-- ($3: free) go out on channel $2 at commit, in the same round trip (the publish
+-- was a statement of its own, issue 21); the agents' trigger sends its new state.
+WITH freed AS (
+    UPDATE agents
+       SET state = 'available', state_since = now(),
+           idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
+           call_id = NULL, wrap_up_until = NULL
+     WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
+    RETURNING id
+), notified AS (
+    SELECT pg_notify($2, p) FROM freed, unnest($3::text[]) AS p
+)
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
 
 -- extend_wrap_up --
 -- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until

@@ -171,7 +171,24 @@ class Router:
     # -- matching --------------------------------------------------------------
 
     async def dispatch(self) -> int:
-        """Offer waiting calls to free agents until no pair is left; return how many."""
+        """Offer waiting calls to free agents until no pair is left; return how many.
+
+        The round stops when an offer says no other pair may be left (its
+        ``more``), without a last ``offer_next`` that finds nothing: that was a
+        round trip on every call (issue 21). No pair is left waiting by it, on
+        one instance or several, because ``more`` is false only when the
+        offer's own snapshot holds no other available agent serving a queue with
+        another unoffered call (a superset of the pairs the claim could make:
+        rows another router holds but has not committed still count as free).
+        So a pair that exists after the round must have been made by a commit
+        after that snapshot: a call enqueued or returned, an agent freed, an
+        offer withdrawn, a queue changed. Each of those publishes its event at
+        commit (``queue``, ``free``, ``queues``: ``WAKING``), which reaches every
+        instance's router after this round cleared its wake-up flag (the flag
+        is cleared before the round starts), so a new round follows. What no
+        event announces (a call's widen time passing, a lost notification
+        before the listener's resync) the sweep's wake-up covers, as before.
+        """
         made = 0
         async with self.soft_pool.acquire() as conn:
             while made < ROUND:
@@ -180,6 +197,8 @@ class Router:
                     break
                 made += 1
                 self._arm(row["offer_id"], row["expires_at"])
+                if not row["more"]:
+                    break
         self.offers_made += made
         if made and self.desk.metrics is not None:
             self.desk.metrics.offers.labels("made").inc(made)
@@ -254,9 +273,6 @@ class Router:
                 if agent.state is AgentState.offered:
                     return  # already taking calls: an offer came first (a wrap-up ended)
                 raise Conflict(f"agent {agent_id} is {agent.state.value}, it cannot be available")
-            await self.bus.publish(
-                conn, [Event("agent", str(agent_id)), Event("free", str(agent_id))]
-            )
 
     async def extend_wrap_up(self, agent_id: int, call_id: int, seconds: float) -> datetime:
         """The agent is still writing the wrap-up of ``call_id``: hold it ``seconds`` more.

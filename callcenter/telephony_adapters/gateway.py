@@ -28,7 +28,10 @@ the tombstone together; a hang-up starts with the end itself instead
 (``CallDesk.hang_up``: migration 0021's ``finish_call`` finds the call by the
 peer's call id and ends it by its state), and reads ``peer_call`` only when
 that found no call, or a callback call whose caller is on no line. An
-incoming took three connections and two more round trips before (a
+incoming's first statement (``peer_call_identify``) also reads who the
+caller may be, which the desk's identification then takes instead of reading
+it again: a new call is looked up, identified and enqueued in two round trips
+(issue 21; it took three connections and more round trips before: a
 tombstone check on a connection of its own, before and after the enqueue,
 and the desk's own look-up). The answer carries what the adapters reply with
 (the call with its position and EWT, the connected agent's endpoint), so no
@@ -46,6 +49,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field, ValidationError
 
+from callcenter.customers import identity
 from callcenter.customers.models import Outcome
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
@@ -333,7 +337,10 @@ class TelephonyGateway:
             field, detail = first_error(exc)
             raise Unprocessable(detail, field=field) from None
         ref = (peer, event.peer_call_id)
-        found = await _peer_call(conn, ext)
+        # Our call, the tombstone and who the caller may be, in one round trip.
+        phone, typed = identity.terms(data.ani, data.customer_number, self.desk.rules.region)
+        rows = await conn.fetch(Q["peer_call_identify"], ext, phone, typed)
+        found = rows[0]  # the statement always answers a row
         if found["gone"]:
             answer = await self.desk.record_gone(data, GONE_BEFORE_INCOMING, conn=conn, peer=ref)
             return CallView(
@@ -344,10 +351,10 @@ class TelephonyGateway:
                 note="the caller hung up before the call was handed in",
                 call=answer.call,
             )
-        if found["id"] is not None:  # a repeat: answered from the stored call
-            call = await self.desk.get(conn, found["id"])
+        if found["call_id"] is not None:  # a repeat: answered from the stored call
+            call = await self.desk.get(conn, found["call_id"])
             return CallView(peer=peer, peer_call_id=event.peer_call_id, call=call)
-        answer = await self.desk.incoming(data, conn=conn, peer=ref, unknown=True)
+        answer = await self.desk.incoming(data, conn=conn, peer=ref, unknown=True, candidates=rows)
         call = answer.call
         if answer.created and answer.peer_hung_up:
             # A hang-up raced this incoming and found no call: end it here. The enqueue

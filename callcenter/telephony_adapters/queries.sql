@@ -15,6 +15,19 @@ SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1
 
+-- peer_call_identify --
+-- An incoming's first look-up: ``peer_call``'s answer for $1 (``call_id``, null
+-- if none, and ``gone``), and with it the identification candidates of phone $2
+-- and typed customer number $3 (identify_candidates, migration 0023), one per
+-- row, ``matched`` null when there are none. A new call's identification then
+-- needs no round trip of its own (issue 21: they were two statements).
+SELECT c.id AS call_id, t.external_id IS NOT NULL AS gone,
+       k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN calls c ON c.external_id = $1
+  LEFT JOIN telephony_tombstones t ON t.external_id = $1
+  LEFT JOIN LATERAL identify_candidates($2, $3) AS k ON true
+
 -- add_tombstone --
 -- Under the peer call's lock (telephony_lock, migration 0020), held until
 -- commit: an enqueue of the same call storing it meanwhile either commits
