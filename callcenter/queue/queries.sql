@@ -283,8 +283,8 @@ SELECT q.name,
 -- may take gets the call with the smallest service key among the queues it
 -- serves (overflow queues only for calls past their widen time). Agent and
 -- call are locked with SKIP LOCKED, so concurrent routers on any instance
--- never pick the same agent or the same call. The agent's event goes out on
--- channel $1 as $2 || agent id (delivered at commit, after the offer).
+-- never pick the same agent or the same call. The agent's new state, with the
+-- offer, goes out from the agents' trigger at commit (migration 0024).
 --
 -- Most runs find nothing (the last of a round, an agent freed while no one
 -- waits), so that answer must be cheap: the queues that have a call nobody
@@ -347,8 +347,6 @@ WITH live AS MATERIALIZED (
     UPDATE agents a SET state = 'offered', state_since = now()
       FROM offer
      WHERE a.id = offer.agent_id
-), notified AS (
-    SELECT pg_notify($1, $2::text || offer.agent_id) FROM offer
 ), rest AS MATERIALIZED (
     SELECT array_agg(q.queue) AS queues,
            array_agg(q.queue) FILTER (
@@ -365,7 +363,6 @@ WITH live AS MATERIALIZED (
                                    LIMIT 2) AS head) = 2
 )
 SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
-       (SELECT count(*) FROM notified) AS notified,
        -- ``rest`` once (MATERIALIZED, read as one-row InitPlans): joined, the planner
        -- recomputed it for each available agent (0.8-3.4 ms on the routing benchmark).
        EXISTS (SELECT 1 FROM agents a

@@ -63,16 +63,16 @@ WAKING = frozenset({"queue", "free", "queues", "resync"})
 MAX_WAIT = "max_wait"
 
 #: What statements that publish their own events put before an id (see ``Event.encode``).
-AGENT_PREFIX = Event("agent").encode()
 CONNECT_PREFIX = Event("connect").encode()
 
 
 async def offer_next(conn: Conn) -> asyncpg.Record | None:
     """Match the longest-idle free agent with its next call, if any pair is left.
 
-    One statement, which also publishes ``agent:<id>`` (at commit).
+    One statement; the agent's panel hears of the offer from the agents' trigger,
+    which sends its snapshot at commit (migration 0024).
     """
-    row: asyncpg.Record | None = await conn.fetchrow(Q["offer_next"], CHANNEL, AGENT_PREFIX)
+    row: asyncpg.Record | None = await conn.fetchrow(Q["offer_next"])
     return row
 
 
