@@ -20,7 +20,7 @@ async def create_pool(
     """A pool whose connections decode jsonb and skip the per-acquire reset round trip.
 
     Plans are left to PostgreSQL's choice. Forcing generic plans saved the
-    100 µs that ``calls_ahead`` spends planning on every enqueue, but a
+    100 µs that counting the calls ahead spent planning on every enqueue, but a
     generic plan guesses a third of the table for a range on a parameter
     (``connected_at >= $2``, ``ended_at > $3``), which on a long call history
     is a sequential scan where an index range of the last seconds was meant.

@@ -8,7 +8,7 @@ Every waiting call gets a static **service key**, its *virtual arrival time*::
 is computed in PostgreSQL, by the SQL function ``queue_service_key`` (created
 in ``callcenter/db/migrations/0009_service_key.sql``), which every statement of
 ``callcenter/queue/queries.sql`` that computes a key calls (``enqueue``,
-``calls_ahead``, ``set_key``, ``record_gone_call``). ``service_key`` below is
+``set_key``, ``record_gone_call``). ``service_key`` below is
 its exact Python twin, held equal by ``tests/integration/test_service_key.py``.
 To change the formula, change both in one commit: a new migration that
 replaces the function, and ``service_key``. The credit itself (``credit``,

@@ -3,8 +3,7 @@
 -- The service key (the order of the queue) is computed in ONE place in
 -- production: the SQL function queue_service_key(arrival, credit, offset),
 -- created in callcenter/db/migrations/0009_service_key.sql and called by every
--- statement here that computes a key (enqueue, calls_ahead, set_key,
--- record_gone_call), with the database clock so every instance agrees. Its
+-- statement here that computes a key (enqueue, set_key, record_gone_call), with the database clock so every instance agrees. Its
 -- exact Python twin is callcenter.queue.policy.service_key; a test
 -- (tests/integration/test_service_key.py) holds the two equal. To change the
 -- formula: a new migration that replaces the function, and policy.py, together.
@@ -42,8 +41,8 @@ RETURNING (xmax = 0) AS created
 -- One statement: the call's record, its place in the queue and the events
 -- that wake the routers (channel $12, payloads $13; delivered at commit), or
 -- nothing at all when the peer's call id is already known (a retried webhook).
--- ``ahead``: the calls a new call with credit $7 waits behind (as calls_ahead
--- counts them, in this statement's snapshot: it was a round trip of its own);
+-- ``ahead``: the calls a new call with credit $7 waits behind (queue_calls_ahead,
+-- migration 0019, in this statement's snapshot: it was a round trip of its own);
 -- the estimate stored with the call (queue_estimated_wait, migration 0023)
 -- comes from it and the queue's rates: $9 staffed agents, $20 available, $21
 -- the service rate (null: none).
@@ -121,14 +120,6 @@ SELECT c.id AS call_id, k.matched, k.id, k.customer_number, k.name, k.tier, k.pr
   FROM (VALUES (1)) AS one (x)
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN LATERAL identify_candidates($2, $3) AS k ON true
-
--- calls_ahead --
--- How many calls of the queue a new call with credit $2 would wait behind.
--- (The enqueue counts them itself, in the same way, in its own statement.)
--- Two counts so each uses a partial index (waiting, and offered right now), in
--- queue_calls_ahead (migration 0019), whose plan is generic: planning them
--- afresh on every enqueue cost more than counting.
-SELECT queue_calls_ahead($1, queue_service_key(now(), $2::float8, $3::float8))
 
 -- queue_rates --
 -- What EWT is computed from: the answers and ended talk of queue $1 from
