@@ -92,19 +92,16 @@ async def record_leg(conn: Conn, bridge_id: int, leg: str) -> None:
     await conn.execute(Q["callback_leg"], bridge_id, leg[:200])
 
 
-async def answered(desk: CallDesk, conn: Conn, call_id: int, bridge_id: int) -> bool:
+async def answered(conn: Conn, call_id: int, bridge_id: int) -> bool:
     """The caller picked up ring ``bridge_id``: their hang-up now ends the conversation.
 
     False when that ring is over already (reported twice) or the call is no
     longer connected (a supervisor ended it while it rang): the caller must
     then be let go, which is the telephony room's to do.
     """
+    # The agent's panel learns the caller is on the line from the agents' trigger.
     row = await conn.fetchrow(Q["callback_answered"], call_id, bridge_id)
-    if row is None:
-        return False
-    # The agent's panel learns the caller is on the line.
-    await desk.bus.publish(conn, [Event("agent", str(row["agent_id"]))])
-    return True
+    return row is not None
 
 
 async def missed(

@@ -345,7 +345,8 @@ class CallDesk:
             )
             if back is None:
                 return False
-            await self.bus.publish(conn, [Event("queue", back), Event("agent", str(agent_id))])
+            # The agent's new state (not responding) goes out from the agents' trigger.
+            await self.bus.publish(conn, [Event("queue", back)])
             return True
 
     async def by_external_id(self, external_id: str, *, conn: Conn | None = None) -> Call | None:

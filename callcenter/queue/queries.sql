@@ -736,15 +736,22 @@ UPDATE callback_attempts SET leg = $2 WHERE bridge_id = $1 AND leg IS NULL
 -- callback_answered --
 -- The caller picked up attempt $2 of call $1: from now on their hang-up ends
 -- the conversation. Only while the call is still connected by that attempt.
+-- The agent's panel shows it: the agent's row is counted changed (after the
+-- call's, the usual order), so its trigger sends the snapshot at commit.
 WITH attempt AS (
     UPDATE callback_attempts SET result = 'answered', ended_at = now()
      WHERE bridge_id = $2 AND call_id = $1 AND result IS NULL
     RETURNING call_id
+), answered AS (
+    UPDATE calls SET callback_answered_at = now()
+      FROM attempt
+     WHERE calls.id = attempt.call_id AND calls.state = 'connected'
+    RETURNING calls.agent_id
+), shown AS (
+    UPDATE agents SET state_version = state_version + 1
+     WHERE id = (SELECT agent_id FROM answered)
 )
-UPDATE calls SET callback_answered_at = now()
-  FROM attempt
- WHERE calls.id = attempt.call_id AND calls.state = 'connected'
-RETURNING calls.agent_id
+SELECT agent_id FROM answered
 
 -- callback_attempt_closed --
 -- Attempt $1 ended unanswered ($2: no_answer, failed, cancelled; $3 why).

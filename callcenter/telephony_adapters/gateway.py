@@ -495,7 +495,7 @@ class TelephonyGateway:
             found = await _peer_call(conn, external_id(peer, peer_call_id))
             if found["id"] is None:
                 raise NotFound(f"no call {peer_call_id!r} from {peer}", field="call_id")
-            live = await callbacks.answered(self.desk, conn, found["id"], bridge_id)
+            live = await callbacks.answered(conn, found["id"], bridge_id)
             call = await self.desk.get(conn, found["id"])
             note = None if live else f"the call is {call.state.value}: let the caller go"
             if self._events is not None:

@@ -138,6 +138,9 @@ class AgentSocket:
         #: ones can be sent twice (a set of every id ever sent grew for the socket's life).
         self.offer_sent: int | None = None
         self.panel_sent: int | None = None
+        #: The version (``agents.state_version``) of the state last sent: an older one
+        #: (a read overtaken by a notification) is never sent after it.
+        self.version = -1
         #: Whether the client asked for ``queues`` messages (``/ws/agent?queues=1``).
         self.wants_queues = False
         #: The agent's queues (from its last state) and the figures last sent for them.
@@ -240,8 +243,6 @@ class AgentHub:
         #: resync, a change the agent's row does not show). See ``_push``.
         self._fresh: dict[int, str] = {}
         self._read: set[int] = set()
-        #: The version (``agents.state_version``) last pushed to each agent's panels.
-        self._versions: dict[int, int] = {}
         #: The running push task of each agent (the agents in ``_pushing``).
         self._push_tasks: dict[int, asyncio.Task[None]] = {}
         self._queues_changed = asyncio.Event()
@@ -341,7 +342,7 @@ class AgentHub:
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
-                await self._push([sock])
+                await self._push_first(sock)
             except TRANSIENT_DB_ERRORS as exc:
                 # Without its first state the panel shows nothing true: it reconnects.
                 _log.warning("agent %s socket: no state to send (%r); closing it", agent_id, exc)
@@ -360,7 +361,7 @@ class AgentHub:
             if not self._sockets[agent_id]:
                 del self._sockets[agent_id]
                 self._fresh.pop(agent_id, None)
-                self._versions.pop(agent_id, None)
+                self._read.discard(agent_id)
             sock.writer.cancel()
             if sock.closing is not None:
                 # Closed by another task (revoked, too slow): finish the closing handshake
@@ -423,8 +424,11 @@ class AgentHub:
         if isinstance(message, Ping):
             sock.send(PongMessage(ref=message.ref))
             return
-        # What the agent asks may change its state: the ack goes out before that state.
-        quiet = isinstance(message, HistoryRequest | FindCaller)
+        # What changes the agent's state holds its pushes: the ack goes out before that
+        # state. Reads, and the caller's identity (its panel follows the ack), do not.
+        quiet = isinstance(
+            message, HistoryRequest | FindCaller | Verify | PickCaller | CreateCaller
+        )
         async with contextlib.nullcontext() if quiet else self._pushes_after(agent_id):
             await self._act(sock, message)
 
@@ -700,8 +704,11 @@ class AgentHub:
                 sockets = list(self._sockets.get(agent_id, ()))
                 if not sockets:
                     return
+                fresh = self._fresh.pop(agent_id, None)
+                read = agent_id in self._read or fresh is None
+                self._read.discard(agent_id)
                 try:
-                    await self._push(sockets)
+                    await self._push(agent_id, sockets, None if read else fresh)
                 except TRANSIENT_DB_ERRORS as exc:
                     _log.warning("could not push agent %s state: %s", agent_id, exc)
                 if agent_id not in self._stale:
@@ -709,36 +716,49 @@ class AgentHub:
         finally:
             self._pushing.discard(agent_id)
 
-    async def _push(self, sockets: list[AgentSocket]) -> None:
-        """Send the current state to ``sockets`` (and each new offer once).
+    async def _push_first(self, sock: AgentSocket) -> None:
+        """A panel that opens gets the agent's state read for it alone: what is due to
+        the agent's other panels (a notification not pushed yet, a read asked for) is
+        left to their push."""
+        async with self.pool.acquire() as conn:
+            found = await agents.snapshot(conn, sock.agent_id)
+        if found is not None:
+            await self._send_state(found, [sock], read=True)
 
-        The state is the snapshot the agent's last change sent with its
-        notification, when that is all that happened since the last push; it is
-        read when a panel opened, after a resync, or after a change the agent's
-        row does not show (the held call's caller identified). A sent snapshot
-        no newer than what was pushed (``version``) changes nothing: its change
-        was in a read already. Notifications arrive in commit order, so the
-        latest sent snapshot is the agent's latest row.
+    async def _push(self, agent_id: int, group: list[AgentSocket], fresh: str | None) -> None:
+        """Send the agent's current state to its panels ``group`` (and each new offer once).
+
+        The state is ``fresh``, the snapshot the agent's last change sent with its
+        notification, when that is all that happened since the last push; None:
+        it is read (a resync, or a change the agent's row does not show, such as
+        the held call's caller identified). Notifications arrive in commit order,
+        so the latest sent snapshot is the agent's latest row.
         """
-        by_agent: dict[int, list[AgentSocket]] = {}
-        for s in sockets:
-            by_agent.setdefault(s.agent_id, []).append(s)
-        for agent_id, group in by_agent.items():
-            fresh = self._fresh.pop(agent_id, None)
-            if agent_id in self._read or fresh is None:
-                self._read.discard(agent_id)
-                async with self.pool.acquire() as conn:
-                    found = await agents.snapshot(conn, agent_id)
-            else:
-                found = agents.snapshot_of(json.loads(fresh))
-                if found.version <= self._versions.get(agent_id, -1):
-                    continue
-            if found is None:
-                continue
-            self._versions[agent_id] = found.version
-            await self._send_state(found, group)
+        if fresh is not None:
+            await self._send_state(agents.snapshot_of(json.loads(fresh)), group, read=False)
+            return
+        async with self.pool.acquire() as conn:
+            found = await agents.snapshot(conn, agent_id)
+        if found is not None:
+            await self._send_state(found, group, read=True)
 
-    async def _send_state(self, found: agents.AgentSnapshot, group: list[AgentSocket]) -> None:
+    async def _send_state(
+        self, found: agents.AgentSnapshot, sockets: list[AgentSocket], *, read: bool
+    ) -> None:
+        """``found`` to each of ``sockets`` that has not seen it or anything newer.
+
+        By version, per panel: a snapshot older than what a panel has (a read that a
+        notification overtook) is not sent to it; one of the same version is sent
+        only when read (a change the agent's row does not count, such as the held
+        call's caller identified, is only ever read).
+        """
+        group = [
+            s for s in sockets if found.version > s.version or (read and found.version == s.version)
+        ]
+        if not group:
+            return
+        for s in group:
+            s.version = found.version
         agent, offer = found.agent, found.offer
         call = found.call
         if (
