@@ -17,8 +17,10 @@
 --   PostgreSQL delivers once. A snapshot too long for a notification (8,000
 --   bytes) goes as the bare 'agent:<id>', and the panel reads it.
 --
--- Changes an agent's panel shows that do not touch its row (the held call's
--- caller identified, a callback rung) still publish a bare 'agent:<id>'.
+-- A change the panel shows that is not in the agent's row either counts the row
+-- changed (state_version + 1 by hand, after the call's lock: a callback's caller
+-- picked up), so it goes out the same way, or publishes a bare 'agent:<id>' and
+-- the panel reads (the held call's caller identified on this instance).
 ALTER TABLE agents ADD COLUMN state_version bigint NOT NULL DEFAULT 0;
 
 -- Times in UTC whatever the committing session's TimeZone, as asyncpg reads them.
