@@ -49,6 +49,7 @@ from callcenter.agent_assist.protocol import (
     Available,
     CallerCandidate,
     CallersMessage,
+    ClientMessage,
     CreateCaller,
     End,
     ErrorMessage,
@@ -432,7 +433,9 @@ class AgentHub:
         async with contextlib.nullcontext() if quiet else self._pushes_after(agent_id):
             await self._act(sock, message)
 
-    async def _act(self, sock: AgentSocket, message: Any) -> None:
+    async def _act(self, sock: AgentSocket, message: ClientMessage) -> None:
+        """Do what ``message`` asks and answer it (an ``ack``, or an ``error`` naming the
+        field); the agent's socket stays open whatever happens."""
         agent_id = sock.agent_id
         try:
             call_id: int | None = None
