@@ -48,6 +48,7 @@ import base64
 import contextlib
 import json
 import math
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
@@ -70,7 +71,7 @@ from callcenter.errors import (
     PeerOutcomeUnknown,
     Unprocessable,
 )
-from callcenter.http.routing import Routes
+from callcenter.http.routing import HandlerFn, Routes
 from callcenter.queue.models import Call, CallState
 from callcenter.telephony_adapters.base import (
     TWILIO,
@@ -87,6 +88,24 @@ from callcenter.telephony_adapters.gateway import CallView
 from callcenter.telephony_adapters.webhooks import public_base, read_body, requested_url
 
 routes = Routes("telephony")
+
+
+def _twilio_webhook(
+    path: str, summary: str, *, errors: Iterable[int] = (403,)
+) -> Callable[[HandlerFn], HandlerFn]:
+    """Every Twilio endpoint: a form Twilio posts and signs (the handler checks
+    ``X-Twilio-Signature`` over the raw body), answered with TwiML."""
+    return routes.route(
+        "POST",
+        path,
+        summary=summary,
+        raw_body=TwilioForm,
+        body_media_type=FORM,
+        response_media_type=TWIML,
+        errors=errors,
+        access="peer",
+    )
+
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 TWIML = "text/xml"
@@ -243,16 +262,10 @@ def _twiml(response: VoiceResponse) -> web.Response:
     return web.Response(text=str(response), content_type=TWIML)
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/voice",
-    summary="Twilio's 'A call comes in' webhook (and the <Gather> action): identify, "
+    "Twilio's 'A call comes in' webhook (and the <Gather> action): identify, "
     "maybe gather a customer number, enqueue",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_voice(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -336,15 +349,9 @@ def voice_twiml(
     return response
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/wait",
-    summary="Twilio's <Enqueue waitUrl>: the caller's position and estimated wait, then music",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
+    "Twilio's <Enqueue waitUrl>: the caller's position and estimated wait, then music",
 )
 async def twilio_wait(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -470,16 +477,10 @@ def confirm_twiml(
     return response
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/status",
-    summary="Twilio's status callback and <Enqueue action>: a caller who hung up while "
+    "Twilio's status callback and <Enqueue action>: a caller who hung up while "
     "waiting is abandoned, one who was connected completes",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_status(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -509,16 +510,10 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
     return _twiml(response)
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/dial",
-    summary="The <Dial action> of a connect: an agent who did not answer sends the caller "
+    "The <Dial action> of a connect: an agent who did not answer sends the caller "
     "back to the queue with their key",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_dial(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -557,17 +552,11 @@ async def twilio_dial(request: web.Request) -> web.StreamResponse:
 # -- callbacks -------------------------------------------------------------------
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/callback",
-    summary="The callback offer's <Gather action> in the wait loop: 1 takes it, then the "
+    "The callback offer's <Gather action> in the wait loop: 1 takes it, then the "
     "caller confirms the calling number (1) or types another (#), and hangs up keeping "
     "their place",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_callback(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -639,16 +628,10 @@ def _ring_of(request: web.Request) -> tuple[str, int]:
     return sid, int(bridge)
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/callback/answer",
-    summary="The Url of a callback's outbound call, fetched when the caller picks up: dial "
+    "The Url of a callback's outbound call, fetched when the caller picks up: dial "
     "the agent who accepted, or let the caller go when the call ended meanwhile",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_callback_answer(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -690,16 +673,10 @@ async def twilio_callback_answer(request: web.Request) -> web.StreamResponse:
     return _twiml(response)
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/callback/dial",
-    summary="The <Dial action> of a callback the caller picked up: an agent who did not "
+    "The <Dial action> of a callback the caller picked up: an agent who did not "
     "answer puts the call back in its place (we ring the caller again)",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403],
-    access="peer",
 )
 async def twilio_callback_dial(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
@@ -730,16 +707,11 @@ async def twilio_callback_dial(request: web.Request) -> web.StreamResponse:
     return _twiml(response)
 
 
-@routes.route(
-    "POST",
+@_twilio_webhook(
     "/telephony/twilio/callback/status",
-    summary="The status callback of a callback's outbound call: a ring nobody answered "
+    "The status callback of a callback's outbound call: a ring nobody answered "
     "frees the agent (the call retries later); after a conversation, its end",
-    raw_body=TwilioForm,
-    body_media_type=FORM,
-    response_media_type=TWIML,
-    errors=[403, 404],
-    access="peer",
+    errors=(403, 404),
 )
 async def twilio_callback_status(request: web.Request) -> web.StreamResponse:
     settings = request.app[app_keys.SETTINGS]
