@@ -460,6 +460,31 @@ async def virtual_caller(client: Client, driver: Driver, digits: str, confirm: s
     return caller
 
 
+async def kept_caller(
+    app_factory: AppFactory,
+    asterisk: AsteriskPeer,
+    driver: Driver,
+    tmp_path: Path,
+    digits: str,
+    *,
+    rung: str,
+    agent_at: str,
+    **rule: Any,
+) -> tuple[Client, str, Panel]:
+    """A service that rings callers back at ``rung`` (the queue's callback rule changed
+    by ``rule``), a caller from ``+digits`` waiting as a callback, and an available
+    agent whose phone is ``agent_at``: the service, the caller's channel, the panel."""
+    confirm = tone(tmp_path / "confirm.wav")
+    client = await callback_service(
+        app_factory, asterisk, rung, ari_callback_confirm_prompt=confirm
+    )
+    if rule:
+        await make_queue(client, "general", callback={**CALLBACK_RULE, **rule})
+    caller = await virtual_caller(client, driver, digits, confirm)
+    _, panel = await agent(client, agent_at)
+    return client, caller, panel
+
+
 async def leg_named(driver: Driver, prefix: str) -> str:
     found: list[str] = []
 
@@ -618,13 +643,11 @@ async def test_bad_callback_numbers_leave_the_caller_holding_in_their_place(
 async def test_a_supervisor_ending_the_call_while_the_callback_rings_calls_it_off(
     app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
 ) -> None:
-    confirm = tone(tmp_path / "confirm.wav")
-    client = await callback_service(
-        app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
-    )
-    caller = await virtual_caller(client, driver, "12125550167", confirm)
+    client, caller, panel = await kept_caller(
+        app_factory, asterisk, driver, tmp_path, "12125550167",
+        rung="Local/noanswer@agents", agent_at=ANSWERING_PHONE,
+    )  # fmt: skip
     row = await db_call(client, caller)
-    _, panel = await agent(client, ANSWERING_PHONE)
     assert await accept(panel) == row["id"]
     leg = await leg_named(driver, f"cc-callback-{row['id']}-")
     resp = await client.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
@@ -646,24 +669,22 @@ async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_calle
     app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
 ) -> None:
     """The caller answered at once, but the agent's phone rings and rings."""
-    confirm = tone(tmp_path / "confirm.wav")
-    client2 = await callback_service(
-        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
-    )
-    caller = await virtual_caller(client2, driver, "12125550168", confirm)
-    row = await db_call(client2, caller)
-    _, panel = await agent(client2, "Local/noanswer@agents")
+    client, caller, panel = await kept_caller(
+        app_factory, asterisk, driver, tmp_path, "12125550168",
+        rung=ANSWERING_PHONE, agent_at="Local/noanswer@agents",
+    )  # fmt: skip
+    row = await db_call(client, caller)
     assert await accept(panel) == row["id"]
     leg = await leg_named(driver, f"cc-callback-{row['id']}-")
     agent_leg = await leg_named(driver, f"cc-agent-{row['id']}-")
 
     async def answer_recorded() -> bool:
-        return (await db_call(client2, caller))["callback_answered_at"] is not None
+        return (await db_call(client, caller))["callback_answered_at"] is not None
 
     # The agent's leg exists once Asterisk saw the caller answer; our side records the
     # answer a moment later. End the call only then, or this is the "answered late" case.
     await until(answer_recorded, "the caller's answer is recorded")
-    resp = await client2.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
+    resp = await client.post(f"/api/calls/{row['id']}/end", json={"outcome": "transferred"})
     assert resp.status == 200, await resp.text()
 
     async def let_go() -> bool:
@@ -671,7 +692,7 @@ async def test_a_supervisor_ending_the_call_while_the_agent_rings_lets_the_calle
         return leg not in channels and agent_leg not in channels
 
     await until(let_go, "the caller and the agent's ringing phone are let go")
-    ended = await db_call(client2, caller)
+    ended = await db_call(client, caller)
     assert ended["state"] == "transferred" and ended["callback_answered_at"] is not None
     assert not await driver.bridges()
     await panel.close()
@@ -751,13 +772,10 @@ async def test_a_cut_ari_socket_keeps_the_callback_conversation(
 async def test_a_callback_that_rings_out_ends_callback_failed(
     app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
 ) -> None:
-    confirm = tone(tmp_path / "confirm.wav")
-    client = await callback_service(
-        app_factory, asterisk, "Local/noanswer@agents", ari_callback_confirm_prompt=confirm
-    )
-    await make_queue(client, "general", callback={**CALLBACK_RULE, "attempts": 1})
-    caller = await virtual_caller(client, driver, "12125550171", confirm)
-    _, panel = await agent(client, ANSWERING_PHONE)
+    client, caller, panel = await kept_caller(
+        app_factory, asterisk, driver, tmp_path, "12125550171",
+        rung="Local/noanswer@agents", agent_at=ANSWERING_PHONE, attempts=1,
+    )  # fmt: skip
     call_id = await accept(panel)
     leg = await leg_named(driver, f"cc-callback-{call_id}-")
     # Asterisk ends the ring at the originate's timeout (callback_ring_seconds, 5 s).
@@ -777,13 +795,11 @@ async def test_a_callback_that_rings_out_ends_callback_failed(
 async def test_an_agent_phone_busy_after_the_caller_answered_puts_the_callback_back(
     app_factory: AppFactory, asterisk: AsteriskPeer, driver: Driver, tmp_path: Path
 ) -> None:
-    confirm = tone(tmp_path / "confirm.wav")
-    client = await callback_service(
-        app_factory, asterisk, ANSWERING_PHONE, ari_callback_confirm_prompt=confirm
-    )
-    caller = await virtual_caller(client, driver, "12125550172", confirm)
+    client, caller, panel = await kept_caller(
+        app_factory, asterisk, driver, tmp_path, "12125550172",
+        rung=ANSWERING_PHONE, agent_at="Local/busy@agents",
+    )  # fmt: skip
     key = (await db_call(client, caller))["service_key"]
-    _, panel = await agent(client, "Local/busy@agents")
     call_id = await accept(panel)
     await panel.state("not_responding")
 
