@@ -129,8 +129,14 @@ async def test_stats_match_hand_computed_figures(
         assert t["abandoned_value"] == 800
         assert _tier(q, "gold")["today"]["answered"] == 1
     assert datetime.fromisoformat(stats["day_started_at"]) == midnight
-    # The longest standard wait today (70 s answered) against the 120 s bound.
-    assert q["longest_lowest_tier_wait_seconds"] == pytest.approx(70.0, abs=0.01)
+    # The longest standard wait today (70 s answered, a3) against the 120 s bound. In
+    # the two minutes after local midnight a3 (connected 40 s ago) may be yesterday's,
+    # and the longest is then w2's, waiting 50 s now: the test ran at 00:00 and failed.
+    longest = q["longest_lowest_tier_wait_seconds"]
+    if now - timedelta(seconds=110) >= midnight:
+        assert longest == pytest.approx(70.0, abs=0.01)
+    else:
+        assert longest == pytest.approx(70.0, abs=0.01) or longest == pytest.approx(50, abs=5)
 
 
 async def test_the_bound_check_flags_a_call_overtaken_beyond_it(
