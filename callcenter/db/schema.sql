@@ -159,6 +159,19 @@ $$;
 
 
 --
+-- Name: callback_waiting(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.callback_waiting(customer bigint) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM calls v
+                    WHERE v.customer_id = callback_waiting.customer AND v.state = 'waiting'
+                      AND v.callback_number IS NOT NULL)
+$$;
+
+
+--
 -- Name: close_call(bigint, text, text, bigint, double precision, text, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1531,6 +1544,13 @@ CREATE INDEX callback_attempts_leg ON public.callback_attempts USING btree (leg)
 --
 
 CREATE INDEX calls_callback_retry ON public.calls USING btree (callback_retry_at) WHERE (callback_retry_at IS NOT NULL);
+
+
+--
+-- Name: calls_callback_waiting; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX calls_callback_waiting ON public.calls USING btree (customer_id, queue) WHERE ((state = 'waiting'::text) AND (callback_number IS NOT NULL));
 
 
 --

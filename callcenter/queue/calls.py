@@ -100,6 +100,22 @@ class Releases(Protocol):
         ...
 
 
+def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, customer: int) -> bool:
+    """Whether a call of ``customer`` may be waiting for its callback, by the first look-up.
+
+    Its candidates say so per customer (``callback_waiting``, migration 0028).
+    Without them, or without that column, the answer is yes: the takeover's lock
+    is then taken, as it always was. A callback asked for on another line of the
+    same customer after the look-up and before this enqueue is not taken over;
+    both calls then go on, each in its place, as two calls of one customer do.
+    """
+    if candidates is None:
+        return True
+    return any(
+        r["id"] == customer and r.get("callback_waiting", True) is not False for r in candidates
+    )
+
+
 @dataclass
 class CallDesk:
     """Everything a call's lifecycle needs, created once per application."""
@@ -166,9 +182,15 @@ class CallDesk:
             recognised = identity.recognised_by(resolution)
             # A caller recognised by their phone may take back a place: a dropped
             # call's (redial), or their own callback's, locked first so nobody is
-            # offered or rung that call while this one takes it over.
+            # offered or rung that call while this one takes it over. The lock
+            # needs a transaction, taken only when the first look-up saw such a call.
             trusted = customer is not None and recognised == "phone"
-            takeover = trusted and queue.callback is not None
+            takeover = (
+                trusted
+                and queue.callback is not None
+                and customer is not None
+                and may_take_over_callback(candidates, customer.id)
+            )
             async with conn.transaction() if takeover else nullcontext():
                 if takeover:
                     assert customer is not None

@@ -116,7 +116,9 @@ SELECT id FROM calls WHERE external_id = $1
 -- none: a repeat is answered from it), and with it the identification candidates
 -- of phone $2 and typed customer number $3 (identify_candidates, migration 0023),
 -- one per row, ``matched`` null when there are none. They were two round trips.
-SELECT c.id AS call_id, k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional
+-- ``callback_waiting``: as in ``peer_call_identify``.
+SELECT c.id AS call_id, k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional,
+       k.matched = 'phone' AND callback_waiting(k.id) AS callback_waiting
   FROM (VALUES (1)) AS one (x)
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN LATERAL identify_candidates($2, $3) AS k ON true

@@ -21,8 +21,11 @@ SELECT c.id, c.state, c.agent_id, t.external_id IS NOT NULL AS gone,
 -- and typed customer number $3 (identify_candidates, migration 0023), one per
 -- row, ``matched`` null when there are none. A new call's identification then
 -- needs no round trip of its own (issue 21: they were two statements).
+-- ``callback_waiting``: a phone candidate has a call waiting for its callback,
+-- which this call may take over (see ``CallDesk.incoming``; migration 0028).
 SELECT c.id AS call_id, t.external_id IS NOT NULL AS gone,
-       k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional
+       k.matched, k.id, k.customer_number, k.name, k.tier, k.provisional,
+       k.matched = 'phone' AND callback_waiting(k.id) AS callback_waiting
   FROM (VALUES (1)) AS one (x)
   LEFT JOIN calls c ON c.external_id = $1
   LEFT JOIN telephony_tombstones t ON t.external_id = $1

@@ -125,3 +125,42 @@ async def test_the_gateways_first_look_up_reads_the_same_candidates(
     # The merged record is nobody's candidate; the household's two are.
     household = await pool.fetch(customer_store.Q["identify_candidates"], shared, None)
     assert len(household) == 2 and merged not in {r["id"] for r in household}
+
+
+async def test_the_first_look_ups_say_which_phone_candidate_has_a_callback_waiting(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """``callback_waiting`` (migration 0028) is true for a phone candidate with a call
+    waiting for its callback, and only then: not for a typed number's candidate, not
+    for a plain waiting call, not once that call has ended. A new call takes the
+    takeover's lock (a transaction of its own) only when it is true."""
+    client = await app_factory(**FAST)
+    phone = "+12125550160"
+    waiting_for_callback = await make_customer(client, "C-60", 100, phone)
+    other = await make_customer(client, "C-61", 100, "+12125550161")
+    held = (await enqueue(client, "api:held", ani=phone))["call"]["id"]
+    await enqueue(client, "api:plain", ani="+12125550161")
+
+    async def flags(typed: str | None = None) -> dict[tuple[str, int], bool]:
+        found: dict[tuple[str, int], bool] = {}
+        for statement in (TQ["peer_call_identify"], Q["known_call_identify"]):
+            for p in (phone, "+12125550161"):
+                for r in await pool.fetch(statement, "api:new", p, typed):
+                    key = (r["matched"], r["id"])
+                    assert found.get(key, r["callback_waiting"]) == r["callback_waiting"]
+                    found[key] = r["callback_waiting"]
+        return found
+
+    assert await flags() == {("phone", waiting_for_callback): False, ("phone", other): False}
+    await pool.execute(
+        "UPDATE calls SET callback_number = $1, callback_requested_at = now() WHERE id = $2",
+        phone,
+        held,
+    )
+    assert await flags("C-60") == {
+        ("phone", waiting_for_callback): True,
+        ("customer_number", waiting_for_callback): False,
+        ("phone", other): False,
+    }
+    await pool.execute("UPDATE calls SET state = 'abandoned', ended_at = now() WHERE id = $1", held)
+    assert await flags() == {("phone", waiting_for_callback): False, ("phone", other): False}
