@@ -129,6 +129,14 @@ async def resolve(
     owners = [_summary(r) for r in rows if r["matched"] == "phone"]
     by_number = next((_summary(r) for r in rows if r["matched"] == "customer_number"), None)
     decision = decide(phone, owners, by_number)
+    if decision.write is Write.create_provisional:
+        assert phone is not None
+        # The common write (a number nobody has) in one statement that checks,
+        # under the phone's lock, that it still has no owner; if it has one by
+        # now, nothing was written and the decision is made again below.
+        row = await conn.fetchrow(store.Q["provisional_for_phone"], phone, lowest_tier)
+        if row is not None:
+            return _provisional(row, phone, typed)
     if decision.write is not Write.none:
         assert phone is not None
         async with conn.transaction():
@@ -160,19 +168,22 @@ async def _carry_out(
             typed,
         )
     elif decision.write is Write.create_provisional:
-        row = await conn.fetchrow(store.Q["insert_provisional"], lowest_tier)
-        assert row is not None
-        customer = _summary(row)
-        await conn.execute(store.Q["link_phone"], phone, customer.id, "provisional", "first_call")
-        return Resolution(
-            outcome=Outcome.unknown,
-            customer=customer,
-            phone=phone,
-            customer_number_not_found=typed is not None,
-        )
+        row = await conn.fetchrow(store.Q["provisional_for_phone"], phone, lowest_tier)
+        assert row is not None  # under the phone's lock, which this transaction holds
+        return _provisional(row, phone, typed)
     answer = _answer(decision, phone, False)
     answer.conflict_id = conflict_id
     return answer
+
+
+def _provisional(row: Mapping[str, Any], phone: str, typed: str | None) -> Resolution:
+    """The answer for a caller given a new provisional customer (``row``)."""
+    return Resolution(
+        outcome=Outcome.unknown,
+        customer=_summary(row),
+        phone=phone,
+        customer_number_not_found=typed is not None,
+    )
 
 
 class Link(Enum):

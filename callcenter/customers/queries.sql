@@ -48,10 +48,11 @@ INSERT INTO identity_conflicts (phone_e164, phone_customer_ids, typed_customer_i
 VALUES ($1, $2, $3, $4)
 RETURNING id
 
--- insert_provisional --
-INSERT INTO customers (name, computed_tier, provisional)
-VALUES ('', $1, true)
-RETURNING id, customer_number, name, computed_tier AS tier, provisional
+-- provisional_for_phone --
+-- A first call's provisional customer for phone $1 (tier $2) with the phone
+-- linked, in one statement under the phone's lock (migration 0029); no row when
+-- the number has a live owner by then.
+SELECT id, customer_number, name, tier, provisional FROM provisional_for_phone($1, $2)
 
 -- insert_customer --
 INSERT INTO customers (customer_number, name, email, lifetime_value, annual_margin,

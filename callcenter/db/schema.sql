@@ -450,6 +450,34 @@ $$;
 
 
 --
+-- Name: provisional_for_phone(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.provisional_for_phone(phone text, lowest_tier text) RETURNS TABLE(id bigint, customer_number text, name text, tier text, provisional boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    made record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(provisional_for_phone.phone, 7203));
+    IF EXISTS (SELECT 1 FROM customer_phones p JOIN customers c ON c.id = p.customer_id
+                WHERE p.phone_e164 = provisional_for_phone.phone AND c.merged_into IS NULL) THEN
+        RETURN;
+    END IF;
+    INSERT INTO customers AS c (name, computed_tier, provisional)
+    VALUES ('', provisional_for_phone.lowest_tier, true)
+    RETURNING c.id, c.customer_number, c.name, c.computed_tier, c.provisional INTO made;
+    INSERT INTO customer_phones (phone_e164, customer_id, source, linked_via)
+    VALUES (provisional_for_phone.phone, made.id, 'provisional', 'first_call')
+    ON CONFLICT (phone_e164, customer_id) DO NOTHING;
+    RETURN QUERY SELECT made.id, made.customer_number, made.name, made.computed_tier,
+                        made.provisional;
+END
+$$;
+
+
+--
 -- Name: queue_calls_ahead(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
