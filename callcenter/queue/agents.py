@@ -178,17 +178,26 @@ async def set_available(conn: Conn, agent_id: int) -> bool:
 
 async def set_offline(conn: Conn, agent_id: int) -> list[int]:
     """Take the agent offline; return the offers it held, for the caller to return
-    (in the same transaction, so the agent is never seen offline holding an offer)."""
+    (in the same transaction, so the agent is never seen offline holding an offer).
+
+    The caller's transaction locks the offered call's waiting row before the agent
+    (``lock_offers_of_agent``), in the order the end of that call takes them.
+    """
+    await conn.fetch(Q["lock_offers_of_agent"], agent_id)
     changed = await conn.fetchval(Q["set_offline"], agent_id)
     if changed is None:
         return []
+    # An offer made between the lock and the agent's update is read here (its row is
+    # then locked by the return, after the agent: a window of one statement).
     return [r["offer_id"] for r in await conn.fetch(Q["offers_of_agents"], [agent_id])]
 
 
 async def force_offline(conn: Conn, agent_id: int) -> list[int]:
     """A supervisor takes the agent offline: like ``set_offline``, from wrap-up and
     not-responding too; refused (409) while it holds a call, which would be left
-    without an agent. Returns the offers it held, for the caller to return."""
+    without an agent. Returns the offers it held, for the caller to return (locked
+    in the order ``set_offline`` says)."""
+    await conn.fetch(Q["lock_offers_of_agent"], agent_id)
     changed = await conn.fetchval(Q["force_offline"], agent_id)
     if changed is None:
         agent = await get_agent(conn, agent_id)

@@ -441,6 +441,14 @@ RETURNING id
 -- offers_of_agents --
 SELECT offer_id FROM waiting_calls WHERE offered_to = ANY ($1::bigint[]) AND offer_id IS NOT NULL
 
+-- lock_offers_of_agent --
+-- Going offline locks the waiting row of the call agent $1 is offered first,
+-- and the agent after (``set_offline``, ``force_offline``): the order of every
+-- statement that takes both (waiting_calls, calls, agents, as the accept and
+-- the end do). Locking the agent first deadlocked with the offered caller's
+-- hang-up, which holds the waiting row and then frees the agent.
+SELECT offer_id FROM waiting_calls WHERE offered_to = $1 AND offer_id IS NOT NULL FOR UPDATE
+
 -- wrap_ups_done --
 UPDATE agents
    SET state = 'available', state_since = now(), idle_since = now(), call_id = NULL,

@@ -1,4 +1,5 @@
-"""Locks are taken in one order: a call's waiting row before the call.
+"""Locks are taken in one order: a call's waiting row before the call, and before the
+agent it is offered to.
 
 The claim and the accept take ``waiting_calls`` first; a hang-up that locked
 ``calls`` first and then deleted the waiting row deadlocked with an accept
@@ -18,8 +19,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from callcenter import app_keys
 from callcenter.queue.sql import Q
-from tests.integration.queue_helpers import enqueue, eventually
+from tests.integration.queue_helpers import Panel, enqueue, eventually, make_agent
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,59 @@ async def test_a_waiting_calls_row_is_locked_before_the_call(
     finally:
         for conn in (accepter, other, probe):
             await conn.close()
+
+
+@pytest.mark.parametrize("how", ["agent", "supervisor"])
+async def test_going_offline_locks_the_offered_calls_row_before_the_agent(
+    client: TestClient[Any, Any], db_url: str, how: str
+) -> None:
+    """The offered caller's hang-up holds the waiting row and then frees the agent; an
+    offline that locked the agent first and then the waiting row deadlocked with it
+    (PostgreSQL aborted one after a second). Going offline now waits for the row
+    first, holding nothing of the agent, and then withdraws the offer."""
+    agent_id, token = await make_agent(client, f"ada-{how}")
+    call_id = (await enqueue(client, f"offline-{how}"))["call"]["id"]
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.until(lambda m: m["type"] == "offer")
+    router = client.app[app_keys.ROUTER]
+
+    async def _forced(client: TestClient[Any, Any], agent_id: int) -> None:
+        resp = await client.post(f"/api/agents/{agent_id}/offline")
+        assert resp.status == 200, await resp.text()
+
+    hanging_up, probe = [await asyncpg.connect(db_url) for _ in range(2)]
+    try:
+        # As the end of the call does: the waiting row first.
+        holding = hanging_up.transaction()
+        await holding.start()
+        await hanging_up.execute(
+            "SELECT 1 FROM waiting_calls WHERE call_id = $1 FOR UPDATE", call_id
+        )
+        going = asyncio.create_task(
+            router.offline(agent_id) if how == "agent" else _forced(client, agent_id)
+        )
+
+        async def someone_waits_for_a_lock() -> bool:
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await eventually(someone_waits_for_a_lock, timeout=30)
+        # ... and it waits holding nothing of the agent: the end can free it.
+        async with probe.transaction():
+            await probe.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE NOWAIT", agent_id)
+        await holding.rollback()
+        await asyncio.wait_for(going, 30)
+    finally:
+        for conn in (hanging_up, probe):
+            await conn.close()
+    state = await panel.state("offline")
+    assert state["offer"] is None
+    await panel.close()
+    offer = await client.app[app_keys.POOL].fetchrow(
+        "SELECT result FROM call_offers WHERE call_id = $1", call_id
+    )
+    assert offer is not None and offer["result"] == "withdrawn"
