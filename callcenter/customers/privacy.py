@@ -138,6 +138,8 @@ async def export(conn: Conn, customer_id: int, audit: Audit) -> CustomerExport:
 async def erase(conn: Conn, customer_id: int, audit: Audit) -> Erased:
     """Erase ``customer_id`` (and the provisional customers merged into it); 409 on a live call."""
     async with conn.transaction():
+        # The calls first, then the customer: the order the wrap-up locks them in.
+        await conn.fetch(R["lock_calls_for_erase"], customer_id)
         row = await conn.fetchrow(R["lock_for_erase"], customer_id)
         if row is None:
             raise NotFound(f"no customer with id {customer_id}")

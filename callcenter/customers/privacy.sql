@@ -5,6 +5,21 @@
 -- no erasure. What the queue's statistics need (waits, outcomes, tiers, the
 -- customer id itself) is kept.
 
+-- lock_calls_for_erase --
+-- The calls the erasure will change (their calling number, a pending link's
+-- phone), locked before the customer: a wrap-up locks its call, then the
+-- customer (finish_wrap_up, migration 0022), and an erasure that locked the
+-- customer first and then the call deadlocked with the wrap-up of that
+-- customer's last call. The customers are the one named and those merged
+-- into it, as ``lock_for_erase`` reads them.
+SELECT k.id FROM calls k
+ WHERE (k.customer_id IN (SELECT m.id FROM customers m WHERE m.id = $1 OR m.merged_into = $1)
+        OR k.link_customer_id IN (SELECT m.id FROM customers m
+                                   WHERE m.id = $1 OR m.merged_into = $1))
+   AND (k.ani IS NOT NULL OR k.link_phone IS NOT NULL)
+ ORDER BY k.id
+   FOR NO KEY UPDATE
+
 -- lock_for_erase --
 -- The customer, locked: a call being enqueued for it (its insert takes a key
 -- share lock on this row) waits until the erasure is done, or is seen here as

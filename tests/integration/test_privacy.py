@@ -26,7 +26,7 @@ from tests.integration.privacy_helpers import (
     seed,
     where_found,
 )
-from tests.integration.queue_helpers import FAST, enqueue
+from tests.integration.queue_helpers import FAST, enqueue, eventually
 
 Json = dict[str, Any]
 
@@ -248,3 +248,46 @@ async def test_the_service_schedules_retention_daily(app_factory: AppFactory) ->
     job = scheduler.get_job("retention")
     assert job.next_run_time.hour == 4 and job.next_run_time.minute == 0
     assert str(job.trigger).startswith("cron[")
+
+
+async def test_erase_locks_the_customers_calls_before_the_customer(
+    client: Client, pool: asyncpg.Pool[Any], db_url: str
+) -> None:
+    """A wrap-up locks its call and then the customer; an erasure that locked the
+    customer first and then the call (to clear its calling number) deadlocked with the
+    wrap-up of that customer's last call. The erasure now waits for the call first,
+    holding nothing of the customer."""
+    made = await _ok(
+        await client.post(
+            "/api/customers", json={"customer_number": NUMBER, "name": NAME, "phones": [PHONE]}
+        ),
+        201,
+    )
+    call = (await enqueue(client, "pbx-wrapping", ani=PHONE))["call"]["id"]
+    await _ok(await client.post(f"/api/calls/{call}/end", json={"outcome": "abandoned"}))
+    wrapping, probe = [await asyncpg.connect(db_url) for _ in range(2)]
+    try:
+        holding = wrapping.transaction()
+        await holding.start()
+        await wrapping.execute("SELECT 1 FROM calls WHERE id = $1 FOR NO KEY UPDATE", call)
+        erasing = asyncio.create_task(client.post(f"/api/customers/{made['id']}/erase"))
+
+        async def someone_waits_for_a_lock() -> bool:
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await eventually(someone_waits_for_a_lock, timeout=30)
+        async with probe.transaction():
+            await probe.execute(
+                "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE NOWAIT", made["id"]
+            )
+        await holding.rollback()
+        await _ok(await asyncio.wait_for(erasing, 30))
+    finally:
+        for conn in (wrapping, probe):
+            await conn.close()
+    async with pool.acquire() as conn:
+        assert await where_found(conn, PHONE) == []
