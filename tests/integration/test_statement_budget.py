@@ -65,7 +65,7 @@ from tests.integration.telephony_fakes import GENERIC_SECRET, FakePBX, post_gene
 from tests.integration.telephony_helpers import make_agent_with_endpoint
 
 #: Statements (round trips) of opening an agent's socket and going available.
-OPEN_BUDGET = 5
+OPEN_BUDGET = 4
 #: Statements (round trips) of one call's life, webhook in to release, by its ending.
 CALL_BUDGET = {"caller hangs up": 12, "agent ends": 13}
 

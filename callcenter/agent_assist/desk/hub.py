@@ -317,13 +317,14 @@ class AgentHub:
         if not token:
             raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
         # The one path that resolves a token, counted with the address's wrong tokens
-        # (429 past the limit); only an agent's token opens an agent's socket.
-        found = await self.gate.authenticate(request, token, kind="agent", wrong=UNKNOWN_AGENT)
+        # (429 past the limit); only an agent's token opens an agent's socket. The same
+        # statement marks the agent seen (``present``), as the presence loop goes on to.
+        found = await self.gate.authenticate(
+            request, token, kind="agent", wrong=UNKNOWN_AGENT, present=True
+        )
         agent_id = found.id
         if agent_id is None:  # an agent principal always carries its id
             raise Unauthorized(UNKNOWN_AGENT)
-        async with self.pool.acquire() as conn:
-            await agents.mark_seen(conn, [agent_id])
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
             raise TooManyRequests(
                 f"this agent has {self.limits.max_sockets} panels open already; close one",
