@@ -24,13 +24,21 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callcenter.agent_assist.desk.wrap_up import WRAP_UP_WINDOW, W, WrapUpDesk
+from callcenter import app_keys
+from callcenter.agent_assist.desk.wrap_up import WRAP_UP_WINDOW, Shown, W, WrapUpDesk
 from callcenter.agent_assist.protocol import WrapUp
 from callcenter.app import create_app
 from callcenter.config import Settings
 from callcenter.db import pool as db_pool
 from tests.conftest import ADMIN, AppFactory
-from tests.integration.queue_helpers import Panel, enqueue, make_agent, make_customer, make_queue
+from tests.integration.queue_helpers import (
+    Panel,
+    enqueue,
+    eventually,
+    make_agent,
+    make_customer,
+    make_queue,
+)
 from tests.integration.test_finish_wrap_up import (
     CARDS,
     PHONE,
@@ -252,3 +260,27 @@ async def test_a_wrap_up_the_clock_ended_is_read(counted: Counted, pool: asyncpg
     assert counted.desk_statements(since) == ["wrap_up_call", "finish_wrap_up"]
     left = await _left(pool, w)
     assert left["wrapped"] and left["answers"] == ["yes"] and left["agent"] == "available"
+
+
+async def test_what_a_panel_showed_is_kept_only_until_the_wrap_up_or_the_last_socket(
+    counted: Counted,
+) -> None:
+    hub = counted.client.app[app_keys.HUB]
+    w = await _wrapping_up(counted.client)
+    assert hub._shown[w.agent_id] == Shown(w.call_id, w.customer_id, w.question, True)
+    reply = await _send(w, "w")
+    assert reply["type"] == "ack", reply
+    assert w.agent_id not in hub._shown
+    # Kept again for the next call's panel, and dropped with the agent's last socket.
+    await w.panel.state("available")
+    await enqueue(counted.client, "pbx-2", ani=PHONE)
+    offer = await w.panel.until(lambda m: m["type"] == "offer")
+    await w.panel.send(type="accept", offer_id=offer["offer_id"])
+    shown = await w.panel.until(lambda m: m["type"] == "panel")
+    assert hub._shown[w.agent_id].call_id == shown["call_id"]
+    await w.panel.close()
+
+    async def dropped() -> bool:
+        return w.agent_id not in hub._sockets and w.agent_id not in hub._shown
+
+    await eventually(dropped)
