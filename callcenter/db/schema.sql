@@ -365,7 +365,7 @@ CREATE FUNCTION public.finish_wrap_up(wrap_call bigint, wrap_agent bigint, seen_
 DECLARE
     held record;
 BEGIN
-    SELECT customer_id, interaction_id, question_key, wrapped_up_at INTO held
+    SELECT customer_id, interaction_id, question_key, wrapped_up_at, ended_at INTO held
       FROM calls
      WHERE id = wrap_call AND agent_id = wrap_agent
        FOR NO KEY UPDATE;
@@ -374,6 +374,11 @@ BEGIN
     END IF;
     IF held.wrapped_up_at IS NOT NULL THEN
         RETURN 'done';
+    END IF;
+    -- Still connected (ended_at is set exactly when the call ended), or ended too
+    -- long ago: the caller reads, and ends the call or says it is too late.
+    IF held.ended_at IS NULL OR held.ended_at < now() - wrap_up_window() THEN
+        RETURN 'changed';
     END IF;
 
     IF answer_key IS NOT NULL THEN
@@ -545,6 +550,15 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(ext, 7204));
 END
 $$;
+
+
+--
+-- Name: wrap_up_window(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.wrap_up_window() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT interval '1 hour' $$;
 
 
 SET default_table_access_method = heap;

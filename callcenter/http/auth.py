@@ -85,7 +85,9 @@ UNKNOWN_AGENT = "unknown agent token"
 #: Turns a presented token into its principal; None when the token stands for nobody.
 #: The second argument is the only kind of principal the asker takes (None: any), so a
 #: resolver may skip the stores of other kinds: an agent's socket opens on one look-up.
-Resolver = Callable[[str, "str | None"], Awaitable["Principal | None"]]
+#: The third says the token opens a connection that keeps its principal present (the
+#: agent's socket): the resolver records the presence with the same look-up.
+Resolver = Callable[[str, "str | None", bool], Awaitable["Principal | None"]]
 
 
 def new_token() -> tuple[str, bytes]:
@@ -175,7 +177,13 @@ class Gate:
         return principal
 
     async def authenticate(
-        self, request: web.Request, token: str, *, kind: str | None = None, wrong: str | None = None
+        self,
+        request: web.Request,
+        token: str,
+        *,
+        kind: str | None = None,
+        wrong: str | None = None,
+        present: bool = False,
     ) -> Principal:
         """The principal of ``token``, kept on the request; a wrong one is counted and
         refused (401, 429 past the limit). Header tokens come here through ``identify``;
@@ -183,8 +191,10 @@ class Gate:
 
         ``kind``: only a principal of that kind counts (the agent doors take agent
         tokens only); any other token is as wrong as an unknown one, said in ``wrong``.
+        ``present``: the token opens a connection that keeps its principal present (the
+        agent's socket); the resolver records that with the look-up (``Resolver``).
         """
-        found = await self._resolve(token, kind)
+        found = await self._resolve(token, kind, present)
         if found is None or (kind is not None and found.kind != kind):
             raise self.wrong_token(request, wrong)
         request[PRINCIPAL_KEY] = found
@@ -194,14 +204,14 @@ class Gate:
         """Who ``token`` stands for now (None: signed out, removed, revoked or expired),
         for sockets that check again the token they were opened with; ``kind`` as for
         ``authenticate`` (a principal of another kind may then come back as None)."""
-        return await self._resolve(token, kind)
+        return await self._resolve(token, kind, False)
 
-    async def _resolve(self, token: str, kind: str | None) -> Principal | None:
+    async def _resolve(self, token: str, kind: str | None, present: bool) -> Principal | None:
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
             return Principal("bootstrap", Role.ADMIN, "bootstrap")
         if self.resolver is None:
             return None
-        return await self.resolver(token, kind)
+        return await self.resolver(token, kind, present)
 
     async def require(self, request: web.Request, access: Access) -> Principal | None:
         """The principal, if ``access`` lets it in; 401 without one, 403 with too low a role."""

@@ -92,9 +92,14 @@ async def agent_for_token(conn: Conn, token: str) -> int | None:
     return agent_id
 
 
-async def principal_for_token(conn: Conn, token: str) -> Principal | None:
-    """An agent's token as a principal: the agent role opens its own desk, never /api."""
-    row = await conn.fetchrow(Q["agent_by_token"], token_digest(token))
+async def principal_for_token(conn: Conn, token: str, *, seen: bool = False) -> Principal | None:
+    """An agent's token as a principal: the agent role opens its own desk, never /api.
+
+    ``seen``: the token opens the agent's socket, so the agent is marked seen now
+    (``mark_seen``) by the same statement.
+    """
+    query = Q["agent_by_token_seen"] if seen else Q["agent_by_token"]
+    row = await conn.fetchrow(query, token_digest(token))
     if row is None:
         return None
     return Principal(

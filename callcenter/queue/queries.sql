@@ -553,6 +553,21 @@ SELECT id, name, token_expires_at FROM agents
  WHERE token_sha256 = $1 AND removed_at IS NULL
    AND (token_expires_at IS NULL OR token_expires_at > now())
 
+-- agent_by_token_seen --
+-- agent_by_token for the agent's socket as it opens: the agent is seen now (as
+-- ``seen`` does it), in the same round trip (issue 21: they were two). A token
+-- that opens nothing (unknown, expired, revoked, removed) marks nobody.
+WITH found AS (
+    SELECT id, name, token_expires_at FROM agents
+     WHERE token_sha256 = $1 AND removed_at IS NULL
+       AND (token_expires_at IS NULL OR token_expires_at > now())
+), seen AS (
+    INSERT INTO agent_presence (agent_id, last_seen_at)
+    SELECT id, now() FROM found
+    ON CONFLICT (agent_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
+)
+SELECT id, name, token_expires_at FROM found
+
 -- set_available --
 -- The agent says it is free: from any state but a call in progress. Its events
 -- ($3: free) go out on channel $2 at commit, in the same round trip (the publish

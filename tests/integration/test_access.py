@@ -241,6 +241,43 @@ async def test_an_expired_agent_token_is_refused(client: Client, pool: Any) -> N
     assert (await client.get("/agent/session", headers=bearer(token))).status == 401
 
 
+async def _seen(pool: Any, agent_id: int) -> Any:
+    return await pool.fetchval(
+        "SELECT last_seen_at FROM agent_presence WHERE agent_id = $1", agent_id
+    )
+
+
+@pytest.mark.parametrize("why", ["expired", "replaced", "removed"])
+async def test_a_token_that_opens_nothing_opens_no_socket_and_marks_nobody_seen(
+    client: Client, pool: Any, why: str
+) -> None:
+    """The socket's token look-up marks the agent seen in the same statement: a token
+    that opens nothing is refused as ever (401, the same words) and leaves no presence."""
+    agent_id, token = await _agent(client)
+    if why == "expired":
+        await pool.execute(
+            "UPDATE agents SET token_expires_at = now() - interval '1 second' WHERE id = $1",
+            agent_id,
+        )
+    elif why == "replaced":
+        await _json(await client.post(f"/api/agents/{agent_id}/token"), 201)
+    else:
+        await _json(await client.delete(f"/api/agents/{agent_id}"), 200)
+    refused = await client.get(f"/ws/agent?token={token}")
+    assert refused.status == 401
+    assert (await refused.json())["detail"] == "unknown agent token"
+    assert await _seen(pool, agent_id) is None
+
+
+async def test_a_socket_that_opens_marks_its_agent_seen(client: Client, pool: Any) -> None:
+    agent_id, token = await _agent(client)
+    assert await _seen(pool, agent_id) is None
+    ws = await client.ws_connect(f"/ws/agent?token={token}")
+    assert (await ws.receive_json())["type"] == "state"
+    assert await _seen(pool, agent_id) is not None
+    await ws.close()
+
+
 async def test_a_removed_agent_is_offline_and_out_of_the_list(client: Client, pool: Any) -> None:
     agent_id, token = await _agent(client)
     ws = await client.ws_connect(f"/ws/agent?token={token}")

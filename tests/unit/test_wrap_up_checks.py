@@ -13,13 +13,17 @@ import pytest
 from callcenter.agent_assist.desk.wrap_up import (
     AnswerToStore,
     OwnCall,
+    Shown,
     WrapUpCall,
     answer_to_store,
+    followed,
+    guessed,
 )
 from callcenter.agent_assist.knowledge.questions import Question
 from callcenter.agent_assist.knowledge.store import Bank
 from callcenter.agent_assist.protocol import AnswerIn
 from callcenter.errors import CallCenterError
+from callcenter.queue.models import AgentState
 
 CARDS = Question.model_validate(
     {"key": "cards", "text": "Do you hold cards elsewhere?", "kind": "yes_no"}
@@ -107,3 +111,18 @@ def test_a_mistake_is_refused_naming_its_field(
         answer_to_store(seen, answer, bank)
     assert raised.value.status == status and raised.value.field == field
     assert words in raised.value.detail
+
+
+def test_what_a_panel_showed_guesses_the_read_only_in_the_calls_wrap_up() -> None:
+    """The hub's ``Shown`` follows the agent's pushed state: the guess is made only while
+    the agent is in the wrap-up of the very call, and dropped once it holds another."""
+    shown = Shown(call_id=42, customer_id=7, question_key="cards")
+    assert guessed(shown, 42) is None  # connected as far as this instance knows: read
+    ended = followed(shown, AgentState.wrap_up, 42)
+    assert ended == Shown(42, 7, "cards", in_wrap_up=True)
+    assert guessed(ended, 42) == _seen()
+    assert guessed(ended, 43) is None  # not the call the panel showed
+    assert followed(ended, AgentState.on_call, 42) == shown
+    assert followed(ended, AgentState.available, None) is None  # the clock, or wrapped up
+    assert followed(ended, AgentState.on_call, 43) is None
+    assert followed(None, AgentState.wrap_up, 42) is None

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from callcenter.agent_assist.desk.callers import create_caller, find_callers, pick_caller
 from callcenter.agent_assist.desk.verify import verify
-from callcenter.agent_assist.desk.wrap_up import WrapUpDesk, own_call
+from callcenter.agent_assist.desk.wrap_up import Shown, WrapUpDesk, followed, own_call, shown_on
 from callcenter.agent_assist.knowledge.panel import PanelBuilder
 from callcenter.agent_assist.protocol import (
     CLIENT_MESSAGE,
@@ -246,6 +246,10 @@ class AgentHub:
         self._read: set[int] = set()
         #: The running push task of each agent (the agents in ``_pushing``).
         self._push_tasks: dict[int, asyncio.Task[None]] = {}
+        #: Per agent with a socket here, what the panel built here last showed of its
+        #: call, while its pushed state holds that call: its wrap-up needs no read
+        #: (``WrapUpDesk.wrap_up``). Dropped with the call, or with the agent's last socket.
+        self._shown: dict[int, Shown] = {}
         self._queues_changed = asyncio.Event()
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
@@ -313,13 +317,14 @@ class AgentHub:
         if not token:
             raise Unauthorized("an agent token is needed (?token= or Authorization: Bearer)")
         # The one path that resolves a token, counted with the address's wrong tokens
-        # (429 past the limit); only an agent's token opens an agent's socket.
-        found = await self.gate.authenticate(request, token, kind="agent", wrong=UNKNOWN_AGENT)
+        # (429 past the limit); only an agent's token opens an agent's socket. The same
+        # statement marks the agent seen (``present``), as the presence loop goes on to.
+        found = await self.gate.authenticate(
+            request, token, kind="agent", wrong=UNKNOWN_AGENT, present=True
+        )
         agent_id = found.id
         if agent_id is None:  # an agent principal always carries its id
             raise Unauthorized(UNKNOWN_AGENT)
-        async with self.pool.acquire() as conn:
-            await agents.mark_seen(conn, [agent_id])
         if len(self._sockets.get(agent_id, ())) >= self.limits.max_sockets:
             raise TooManyRequests(
                 f"this agent has {self.limits.max_sockets} panels open already; close one",
@@ -363,6 +368,7 @@ class AgentHub:
                 del self._sockets[agent_id]
                 self._fresh.pop(agent_id, None)
                 self._read.discard(agent_id)
+                self._shown.pop(agent_id, None)
             sock.writer.cancel()
             if sock.closing is not None:
                 # Closed by another task (revoked, too slow): finish the closing handshake
@@ -496,8 +502,16 @@ class AgentHub:
             elif isinstance(message, WrapUp):
                 call_id = message.call_id
                 await self.wrap_ups.wrap_up(
-                    agent_id, message, datetime.now(UTC), who=sock.who, remote=sock.remote
+                    agent_id,
+                    message,
+                    datetime.now(UTC),
+                    who=sock.who,
+                    remote=sock.remote,
+                    shown=self._shown.get(agent_id),
                 )
+                # Wrapped up: nothing of the call is needed any more, whatever comes next.
+                if (shown := self._shown.get(agent_id)) and shown.call_id == call_id:
+                    del self._shown[agent_id]
             sock.send(AckMessage(ref=message.ref, to=message.type, call_id=call_id))
         except CallCenterError as exc:
             sock.send(
@@ -726,7 +740,7 @@ class AgentHub:
         async with self.pool.acquire() as conn:
             found = await agents.snapshot(conn, sock.agent_id)
         if found is not None:
-            await self._send_state(found, [sock], read=True)
+            await self._show(found, [sock], read=True)
 
     async def _push(self, agent_id: int, group: list[AgentSocket], fresh: str | None) -> None:
         """Send the agent's current state to its panels ``group`` (and each new offer once).
@@ -738,17 +752,25 @@ class AgentHub:
         so the latest sent snapshot is the agent's latest row.
         """
         if fresh is not None:
-            await self._send_state(agents.snapshot_of(json.loads(fresh)), group, read=False)
+            await self._show(agents.snapshot_of(json.loads(fresh)), group, read=False)
             return
         async with self.pool.acquire() as conn:
             found = await agents.snapshot(conn, agent_id)
         if found is not None:
-            await self._send_state(found, group, read=True)
+            await self._show(found, group, read=True)
+
+    async def _show(
+        self, found: agents.AgentSnapshot, sockets: list[AgentSocket], *, read: bool
+    ) -> None:
+        """``_send_state``; what a panel built here showed follows the state it sent."""
+        if await self._send_state(found, sockets, read=read):
+            self._follow(found.agent.id, found.agent.call_id, found.agent.state)
 
     async def _send_state(
         self, found: agents.AgentSnapshot, sockets: list[AgentSocket], *, read: bool
-    ) -> None:
-        """``found`` to each of ``sockets`` that has not seen it or anything newer.
+    ) -> bool:
+        """``found`` to each of ``sockets`` that has not seen it or anything newer
+        (False: none needed it).
 
         By version, per panel: a snapshot older than what a panel has (a read that a
         notification overtook) is not sent to it; one of the same version is sent
@@ -759,7 +781,7 @@ class AgentHub:
             s for s in sockets if found.version > s.version or (read and found.version == s.version)
         ]
         if not group:
-            return
+            return False
         for s in group:
             s.version = found.version
         agent, offer = found.agent, found.offer
@@ -791,6 +813,7 @@ class AgentHub:
         if call is not None and any(call.id != s.panel_sent for s in group):
             async with self.pool.acquire() as conn:
                 await self._send_panel(conn, call.id, group)
+        return True
 
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
         """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
@@ -805,6 +828,8 @@ class AgentHub:
         )
         if panel is None:
             return
+        if reader.agent_id in self._sockets:  # not for a socket closed while it was built
+            self._shown[reader.agent_id] = shown_on(panel)
         body = panel.model_dump_json()
         for s in group:
             if call_id != s.panel_sent:
@@ -812,6 +837,15 @@ class AgentHub:
                 s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
+
+    def _follow(self, agent_id: int, call_id: int | None, state: AgentState) -> None:
+        """What the agent's panel showed here, after its state (``state``, holding
+        ``call_id``) was pushed: dropped once it no longer holds the call."""
+        now = followed(self._shown.get(agent_id), state, call_id)
+        if now is None:
+            self._shown.pop(agent_id, None)
+        else:
+            self._shown[agent_id] = now
 
     async def _watch_queues(self, sub: Subscription) -> None:
         """Push the callers waiting in each panel's queues when they change.

@@ -20,6 +20,19 @@ checked still holds. If it does not (another tab picked another caller, an
 answer was stored on the call meanwhile, the customer was merged), it writes
 nothing and the wrap-up is read and checked again, so the agent gets the
 error the new state calls for, never an answer stored unchecked.
+
+One round trip when this instance built the call's panel and the agent's
+pushed state is this call's wrap-up (migration 0026): the hub hands over what
+the panel showed (``Shown``: the call, its customer, the question), the
+answer is checked against that as if it had been read (nobody merged, no
+answer on the call yet), and ``finish_wrap_up`` alone stores it. A guess
+that is wrong costs the read it saved: the function rechecks everything the
+read would have given (migration 0026 adds that the call has ended, within
+``WRAP_UP_WINDOW``), answers 'changed' or 'done' with nothing written, and
+the wrap-up then goes the read's way; a check that fails on the guess is made
+again on the read too, so the agent gets the error it always got. A call
+still connected is always read first: its wrap-up ends it, and a mistake the
+guess cannot see (an answer on the call, a merge) must leave it up.
 """
 
 from __future__ import annotations
@@ -39,17 +52,19 @@ from callcenter.agent_assist.knowledge.store import (
     check_retry,
     check_skip,
 )
-from callcenter.agent_assist.protocol import AnswerIn, WrapUp
+from callcenter.agent_assist.protocol import AnswerIn, PanelMessage, WrapUp
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
-from callcenter.errors import Conflict, NotFound
+from callcenter.errors import CallCenterError, Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
 from callcenter.queue.calls import CallDesk
 from callcenter.queue.models import AgentState, EndOutcome
 
 W = load_queries("callcenter.agent_assist.desk", "wrap_up.sql")
 
-#: How long after a call ended its agent may still wrap it up.
+#: How long after a call ended its agent may still wrap it up. Its exact twin is the
+#: SQL function ``wrap_up_window()`` (migration 0026), which ``finish_wrap_up``
+#: rechecks; a test holds the two equal: change both in one commit.
 WRAP_UP_WINDOW = timedelta(hours=1)
 
 #: How often a wrap-up is read and checked again when what it was checked against
@@ -121,6 +136,60 @@ async def wrap_up_call(
 
 
 @dataclass(frozen=True)
+class Shown:
+    """What this instance showed on the panel of the agent's call, kept by the hub
+    so the call's wrap-up need not read it back (see the module's docstring).
+
+    Only a guess: ``finish_wrap_up`` rechecks all of it under the locks.
+    """
+
+    call_id: int
+    customer_id: int | None
+    #: The question on the panel (None: none shown, or one withdrawn from the bank).
+    question_key: str | None
+    #: Whether the agent's state last pushed here is this call's wrap-up (the call
+    #: ended). False until a push says so: only then is a wrap-up stored unread.
+    in_wrap_up: bool = False
+
+
+def shown_on(panel: PanelMessage) -> Shown:
+    """What ``panel`` shows of its call, as a wrap-up is checked against it."""
+    return Shown(
+        call_id=panel.call_id,
+        customer_id=panel.customer.id if panel.customer is not None else None,
+        question_key=panel.question.key if panel.question is not None else None,
+    )
+
+
+def followed(shown: Shown | None, state: AgentState, call_id: int | None) -> Shown | None:
+    """``shown`` once the agent's state ``state``, holding ``call_id``, was pushed: None
+    when the agent no longer holds the call (wrapped up, ended by the clock, taken
+    back), else whether the agent is in its wrap-up."""
+    if shown is None or call_id != shown.call_id:
+        return None
+    in_wrap_up = state == AgentState.wrap_up
+    if in_wrap_up == shown.in_wrap_up:
+        return shown
+    return Shown(shown.call_id, shown.customer_id, shown.question_key, in_wrap_up)
+
+
+def guessed(shown: Shown | None, call_id: int) -> WrapUpCall | None:
+    """What a read of ``call_id`` would most likely give, from what its panel showed;
+    None when there is doubt (no panel of this call built here, the agent not in its
+    wrap-up as last pushed): then it is read."""
+    if shown is None or shown.call_id != call_id or not shown.in_wrap_up:
+        return None
+    call = OwnCall(
+        id=call_id,
+        connected=False,
+        customer_id=shown.customer_id,
+        question_key=shown.question_key,
+        agent_in_wrap_up=True,
+    )
+    return WrapUpCall(call, merged_into=None, earlier=None)
+
+
+@dataclass(frozen=True)
 class AnswerToStore:
     """An answer checked for its call: the key, the normalised value (None for a skip)."""
 
@@ -185,8 +254,74 @@ class WrapUpDesk:
         *,
         who: str | None = None,
         remote: str | None = None,
+        shown: Shown | None = None,
     ) -> None:
-        """Store the wrap-up; ``who`` (``agent:<name>``) and ``remote`` go to the audit log."""
+        """Store the wrap-up; ``who`` (``agent:<name>``) and ``remote`` go to the audit log.
+
+        ``shown``: what this instance's panel showed of the agent's call (the hub's
+        ``Shown``); when it is this call's, in its wrap-up, the call is not read first.
+        """
+        guess = guessed(shown, message.call_id)
+        if guess is not None and await self._unread(agent_id, message, now, guess, who, remote):
+            return
+        for _ in range(ATTEMPTS):
+            store: AnswerToStore | None = None
+            async with self.pool.acquire() as conn:
+                seen = await wrap_up_call(
+                    conn,
+                    agent_id,
+                    message.call_id,
+                    message.answer.question_key if message.answer is not None else None,
+                )
+                if message.answer is not None:
+                    store = answer_to_store(seen, message.answer, await self.bank.get(conn))
+            call = seen.call
+            if call.connected:
+                await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
+            outcome = await self._store(agent_id, message, now, seen, store, who, remote)
+            # "done": a retry raced the first one, which stored it all.
+            if outcome != "changed":
+                return
+        raise Conflict(
+            f"call {message.call_id} kept changing while its wrap-up was stored; send it again",
+            field="call_id",
+        )
+
+    async def _unread(
+        self,
+        agent_id: int,
+        message: WrapUp,
+        now: datetime,
+        guess: WrapUpCall,
+        who: str | None,
+        remote: str | None,
+    ) -> bool:
+        """The wrap-up stored against ``guess`` instead of a read: True when it was.
+
+        False, with nothing written, whenever the read may answer otherwise: a
+        check that fails on the guess (the read says which error is due), the
+        call found changed or wrapped up already (the read tells a resend so).
+        """
+        store: AnswerToStore | None = None
+        if message.answer is not None:
+            try:
+                store = answer_to_store(guess, message.answer, await self.bank.get())
+            except CallCenterError:
+                return False
+        outcome = await self._store(agent_id, message, now, guess, store, who, remote)
+        return outcome == "stored"
+
+    async def _store(
+        self,
+        agent_id: int,
+        message: WrapUp,
+        now: datetime,
+        seen: WrapUpCall,
+        store: AnswerToStore | None,
+        who: str | None,
+        remote: str | None,
+    ) -> str:
+        """``finish_wrap_up`` with what was checked: 'stored', 'done' or 'changed'."""
         answer = message.answer
         detail = {
             "notes": bool(message.notes),
@@ -196,42 +331,22 @@ class WrapUpDesk:
         # agent is on already, is left as it is (finish_wrap_up checks). The router hears
         # ``free``; the panel gets the agent's new state from the agents' trigger.
         events = payloads([Event("free", str(agent_id))])
-        for _ in range(ATTEMPTS):
-            store: AnswerToStore | None = None
-            async with self.pool.acquire() as conn:
-                seen = await wrap_up_call(
-                    conn,
-                    agent_id,
-                    message.call_id,
-                    answer.question_key if answer is not None else None,
-                )
-                if answer is not None:
-                    store = answer_to_store(seen, answer, await self.bank.get(conn))
-            call = seen.call
-            if call.connected:
-                await self.desk.finish(call.id, EndOutcome(message.outcome), agent_id=agent_id)
-            async with self.pool.acquire() as conn:
-                outcome = await conn.fetchval(
-                    W["finish_wrap_up"],
-                    call.id,
-                    agent_id,
-                    call.customer_id,
-                    who or f"agent:{agent_id}",
-                    remote,
-                    detail,
-                    message.notes or None,
-                    store.question_key if store is not None else None,
-                    store.value if store is not None else None,
-                    store.skipped if store is not None else None,
-                    now,
-                    message.available,
-                    CHANNEL,
-                    events,
-                )
-            # "done": a retry raced the first one, which stored it all.
-            if outcome != "changed":
-                return
-        raise Conflict(
-            f"call {message.call_id} kept changing while its wrap-up was stored; send it again",
-            field="call_id",
-        )
+        async with self.pool.acquire() as conn:
+            outcome: str = await conn.fetchval(
+                W["finish_wrap_up"],
+                seen.call.id,
+                agent_id,
+                seen.call.customer_id,
+                who or f"agent:{agent_id}",
+                remote,
+                detail,
+                message.notes or None,
+                store.question_key if store is not None else None,
+                store.value if store is not None else None,
+                store.skipped if store is not None else None,
+                now,
+                message.available,
+                CHANNEL,
+                events,
+            )
+        return outcome

@@ -28,7 +28,8 @@ SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped
  WHERE c.id = $2 AND c.agent_id = $1
 
 -- finish_wrap_up --
--- Once per call, what was checked against wrap_up_call: the mark, the audit
--- entry, the notes, the answer and the agent free again, in one round trip
--- (migration 0022 says what it checks again, and in which order it locks).
+-- Once per call, what was checked against wrap_up_call (or against what this
+-- instance's panel showed of the call, not read: migration 0026): the mark, the
+-- audit entry, the notes, the answer and the agent free again, in one round trip
+-- (migrations 0022 and 0026 say what it checks again, and in which order it locks).
 SELECT finish_wrap_up($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
