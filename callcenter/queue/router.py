@@ -45,7 +45,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, EventBus
 from callcenter.queue import actions, agents, callbacks
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import Bridges, CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
 from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
@@ -76,15 +76,27 @@ async def offer_next(conn: Conn) -> asyncpg.Record | None:
     return row
 
 
-async def accept_offer(conn: Conn, offer_id: int, agent_id: int) -> asyncpg.Record | None:
+async def accept_offer(
+    conn: Conn, offer_id: int, agent_id: int, bridges: Bridges | None = None
+) -> asyncpg.Record | None:
     """The agent takes its open offer; None when it is not open (any more) or not its own.
 
-    One statement, which also publishes ``connect:<call id>`` (the telephony side,
-    whichever instance claims it, bridges the caller); the agent's change goes out
-    with its snapshot from the agents' trigger (migration 0024).
+    One statement. For a call of a peer that ``bridges`` (this instance's bridger)
+    connects, it also records the bridge's claim for it (``bridge_id`` in the answer,
+    with all the connect needs; the caller hands it over once this returned); else it
+    publishes ``connect:<call id>`` and the bridger of whichever instance claims it
+    bridges the caller. The agent's change goes out with its snapshot from the
+    agents' trigger (migration 0024).
     """
     row: asyncpg.Record | None = await conn.fetchrow(
-        Q["accept_offer"], offer_id, agent_id, CHANNEL, CONNECT_PREFIX
+        Q["accept_offer"],
+        offer_id,
+        agent_id,
+        CHANNEL,
+        CONNECT_PREFIX,
+        None if bridges is None else bridges.peers(),
+        None if bridges is None else bridges.instance,
+        None if bridges is None else bridges.lease_seconds,
     )
     return row
 
@@ -243,12 +255,16 @@ class Router:
 
     async def accept(self, agent_id: int, offer_id: int) -> int:
         """The agent takes the offered call; returns the call's id."""
+        bridges = self.desk.bridges
         async with self.pool.acquire() as conn:
-            row = await accept_offer(conn, offer_id, agent_id)
+            row = await accept_offer(conn, offer_id, agent_id, bridges)
             if row is None:
                 await self._explain_closed(conn, agent_id, offer_id)
             assert row is not None
             self._disarm(offer_id)
+            if bridges is not None and row["bridge_id"] is not None:
+                # Committed (the accept is a statement of its own): the bridger connects.
+                bridges.take(row)
             if self.desk.metrics is not None:
                 self.desk.metrics.offers.labels("accepted").inc()
                 self.desk.metrics.answer_wait.labels(
