@@ -363,82 +363,13 @@ SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pi
   FROM offer, pick
 
 -- accept_offer --
--- Only the agent the offer was made to, and only before it expires. The
--- agent's change is notified with its snapshot by the agents' trigger.
---
--- The bridge at the peer is claimed in the same statement where it can be
--- (issue 21: the connect event, then a claim by whichever bridger heard it,
--- were one more round trip): a call of a peer in $5 (the peers this instance's
--- bridger commands; null: none, or no bridger runs here) gets its live claim
--- in ``call_bridges`` for bridger $6 with a lease of $7 seconds, as
--- ``claim_bridge`` writes it, and the answer carries what ``claim_bridge``
--- answers (``bridge_id`` null when nothing was claimed), so the bridger
--- commands the peer without another read. The call row it reports is the one
--- this statement wrote (``connected``'s RETURNING: the statement's snapshot
--- still shows the call waiting); a connected call has no waiting row, so no
--- offer columns. The partial unique index keeps one live claim per call: a
--- live claim still there (the bridger that failed the call's last connect
--- marks it failed only after the call is back in the queue) wins, and this
--- statement claims nothing.
--- Only when nothing was claimed here does the connect of the call
--- ($4 || call id) go out on channel $3 when it commits, so that another
--- instance's bridger claims it (its catch-up finds it anyway, should the event
--- be lost). Locks: the waiting row first, then the call (see lock_call), the
--- offer, the agent, and the claim last; a claim of the call that another
--- transaction is changing (a connect that failed: the call back, then the
--- claim released) is changed after that transaction took the call, so the
--- accept waits for the call first, and never holds what that one waits for.
-WITH taken AS (
-    DELETE FROM waiting_calls
-     WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
-       AND offer_id = $1 AND offered_to = $2 AND offer_expires_at > now()
-    RETURNING call_id, queue, enqueued_at
-), closed AS (
-    UPDATE call_offers SET result = 'accepted', ended_at = now()
-     WHERE id = $1 AND EXISTS (SELECT 1 FROM taken)
-), connected AS (
-    UPDATE calls c SET state = 'connected', agent_id = $2, connected_at = now()
-      FROM taken WHERE c.id = taken.call_id
-    RETURNING c.id, c.external_id, c.queue, c.ani, c.customer_id, c.identified_by, c.tier,
-              c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
-              c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
-              c.bumped_by, c.callback_number, c.callback_requested_at, c.callback_attempts,
-              c.callback_retry_at, c.callback_answered_at, c.resumed_from, c.resumed_arrival,
-              c.waited_before_seconds, c.peer, c.peer_call_id
-), agent AS (
-    UPDATE agents SET state = 'on_call', state_since = now(), idle_since = NULL,
-                      call_id = (SELECT call_id FROM taken)
-     WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
-), claimed AS (
-    INSERT INTO call_bridges (call_id, agent_id, claimed_by, lease_until)
-    SELECT connected.id, $2, $6, now() + make_interval(secs => $7)
-      FROM connected
-     WHERE connected.peer = ANY ($5::text[])
-    ON CONFLICT (call_id) WHERE state <> 'failed' DO NOTHING
-    RETURNING id, agent_id
-), notified AS (
-    SELECT pg_notify($3, $4::text || taken.call_id)
-      FROM taken
-     WHERE NOT EXISTS (SELECT 1 FROM claimed)
-)
-SELECT taken.call_id, taken.queue, c.tier,
-       extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited,
-       (SELECT count(*) FROM notified) AS notified,
-       claimed.id AS bridge_id, claimed.agent_id AS bridge_agent_id,
-       c.peer, c.peer_call_id, a.name AS agent_name, a.endpoint AS agent_endpoint,
-       c.id, c.external_id, c.ani, c.customer_id, c.identified_by,
-       c.credit_seconds, c.credit_explicit, c.service_key, c.state, c.agent_id,
-       c.ewt_at_enqueue, c.enqueued_at, c.connected_at, c.ended_at, c.end_reason,
-       c.bumped_by, NULL::bigint AS offered_to, NULL::bigint AS offer_id,
-       NULL::timestamptz AS offer_expires_at,
-       cu.customer_number, cu.name AS customer_name, cu.provisional,
-       c.callback_number, c.callback_requested_at, c.callback_attempts, c.callback_retry_at,
-       c.callback_answered_at, c.resumed_from, c.resumed_arrival, c.waited_before_seconds
-  FROM taken
-  JOIN connected c ON c.id = taken.call_id
-  LEFT JOIN claimed ON true
-  LEFT JOIN agents a ON a.id = $2
-  LEFT JOIN customers cu ON cu.id = c.customer_id
+-- The agent $2 takes its open offer $1: the SQL function accept_offer
+-- (migration 0025), which says what it does and in which order it locks. Its
+-- row comes back as one column, ``accepted``, as in the statement of the agent
+-- desk that reads the caller's panel in the same round trip. $3, $4: the
+-- channel and prefix of the connect event, sent only when the accept claimed
+-- no bridge; $5-$7: this instance's bridger (its peers, its name, its lease).
+SELECT acc AS accepted FROM accept_offer($1, $2, $3, $4, $5, $6, $7) AS acc
 
 -- offer --
 SELECT o.id, o.call_id, o.agent_id, o.offered_at, o.expires_at, o.result,
