@@ -527,3 +527,45 @@ async def test_racing_accepts_and_claims_connect_every_call_once(
     assert {r["call_id"]: r["n"] for r in live} == dict.fromkeys(ids, 1)
     for panel in panels:
         await panel.close()
+
+
+class _DeadBridger:
+    """A bridger whose instance dies right after its accept claimed the bridge: the
+    claim is recorded (with a lease already over) and never carried out."""
+
+    instance = "dead-instance"
+    lease_seconds = 0.0
+
+    def peers(self) -> list[str]:
+        return ["generic"]
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        pass
+
+
+async def test_a_claim_the_accept_recorded_for_a_dead_instance_is_taken_over(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic")
+    client.app[app_keys.GATEWAY].register(fake)
+    client.app[app_keys.DESK].bridges = _DeadBridger()
+    _, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    panel = await available_panel(client, token)
+    view = await client.app[app_keys.GATEWAY].handle("generic", Incoming("c-70"))
+    assert view.call is not None
+    call_id = view.call.id
+    assert await accept_next_offer(panel) == call_id
+    # The catch-up gives the expired claim up and this instance's bridger connects.
+    await eventually(lambda: _connected(pool, call_id))
+    claims = await pool.fetch(
+        "SELECT claimed_by, state, last_error FROM call_bridges WHERE call_id = $1 ORDER BY id",
+        call_id,
+    )
+    assert [(c["claimed_by"], c["state"]) for c in claims] == [
+        ("dead-instance", "failed"),
+        (client.app[app_keys.BRIDGER].instance, "connected"),
+    ]
+    assert "claim lease expired" in claims[0]["last_error"]
+    assert [c.id for c, _ in fake.connects] == [call_id]
+    await panel.close()
