@@ -47,7 +47,9 @@ class Event:
     pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
     the customer's value or tier may have changed; ``queues``: a queue's
     configuration changed; ``connect:<call id>``: an agent accepted the call,
-    the telephony peer must now connect the caller to it; ``ended:<call id>``:
+    the telephony peer must now connect the caller to it, and the accept left the
+    claim of that connect to the bridgers (no bridger of its instance commands
+    the peer); ``ended:<call id>``:
     the call ended, whatever the outcome and whoever ended it;
     ``release:<call id>``: the call of a telephony peer ended and its end left
     the release at the peer to the releasers to claim (the peer may have to let

@@ -100,6 +100,26 @@ class Releases(Protocol):
         ...
 
 
+class Bridges(Protocol):
+    """Who connects an accepted call at its telephony peer (the telephony room's
+    bridger), as the accept sees it: the accept records the bridge's claim in its own
+    statement (``accept_offer``) instead of leaving it to a claim after its event."""
+
+    #: The name its claims carry, and how long one lasts before the catch-up of
+    #: another instance gives it up and claims the call again.
+    instance: str
+    lease_seconds: float
+
+    def peers(self) -> list[str]:
+        """The peers whose calls it connects."""
+        ...
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        """The claim the accept recorded for it (``accept_offer``'s answer, committed,
+        with the columns ``claim_bridge`` answers): a connect to carry out."""
+        ...
+
+
 def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, customer: int) -> bool:
     """Whether a call of ``customer`` may be waiting for its callback, by the first look-up.
 
@@ -128,6 +148,8 @@ class CallDesk:
     metrics: QueueMetrics | None = None
     #: This instance's releaser while it runs (it registers itself), else None.
     releases: Releases | None = None
+    #: This instance's bridger while it runs (it registers itself), else None.
+    bridges: Bridges | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
     _windows: dict[str, RateWindow] = field(default_factory=dict)
 

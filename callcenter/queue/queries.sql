@@ -365,31 +365,13 @@ SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pi
   FROM offer, pick
 
 -- accept_offer --
--- Only the agent the offer was made to, and only before it expires. The
--- connect of the call ($4 || call id) goes out on channel $3 when it commits;
--- the agent's change is notified with its snapshot by the agents' trigger.
-WITH taken AS (
-    DELETE FROM waiting_calls
-     WHERE call_id = (SELECT call_id FROM call_offers WHERE id = $1)
-       AND offer_id = $1 AND offered_to = $2 AND offer_expires_at > now()
-    RETURNING call_id, queue, enqueued_at
-), closed AS (
-    UPDATE call_offers SET result = 'accepted', ended_at = now()
-     WHERE id = $1 AND EXISTS (SELECT 1 FROM taken)
-), connected AS (
-    UPDATE calls c SET state = 'connected', agent_id = $2, connected_at = now()
-      FROM taken WHERE c.id = taken.call_id
-), agent AS (
-    UPDATE agents SET state = 'on_call', state_since = now(), idle_since = NULL,
-                      call_id = (SELECT call_id FROM taken)
-     WHERE id = $2 AND EXISTS (SELECT 1 FROM taken)
-), notified AS (
-    SELECT pg_notify($3, $4::text || taken.call_id) FROM taken
-)
-SELECT taken.call_id, taken.queue, c.tier,
-       extract(epoch FROM now() - taken.enqueued_at)::float8 AS waited,
-       (SELECT count(*) FROM notified) AS notified
-  FROM taken JOIN calls c ON c.id = taken.call_id
+-- The agent $2 takes its open offer $1: the SQL function accept_offer
+-- (migration 0025), which says what it does and in which order it locks. Its
+-- row comes back as one column, ``accepted``, as in the statement of the agent
+-- desk that reads the caller's panel in the same round trip. $3, $4: the
+-- channel and prefix of the connect event, sent only when the accept claimed
+-- no bridge; $5-$7: this instance's bridger (its peers, its name, its lease).
+SELECT acc AS accepted FROM accept_offer($1, $2, $3, $4, $5, $6, $7) AS acc
 
 -- offer --
 SELECT o.id, o.call_id, o.agent_id, o.offered_at, o.expires_at, o.result,

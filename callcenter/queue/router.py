@@ -35,6 +35,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +46,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, EventBus
 from callcenter.queue import actions, agents, callbacks
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import Bridges, CallDesk
 from callcenter.queue.models import AgentState, CallState, EndOutcome
 from callcenter.queue.sql import Q
 from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
@@ -76,17 +77,50 @@ async def offer_next(conn: Conn) -> asyncpg.Record | None:
     return row
 
 
-async def accept_offer(conn: Conn, offer_id: int, agent_id: int) -> asyncpg.Record | None:
+@dataclass(frozen=True)
+class WithAccept:
+    """A read of a room above the queue that rides on an accept's round trip.
+
+    ``statement`` calls the SQL function ``accept_offer`` with the accept's
+    arguments, ``$1`` to ``$7`` (``accept_arguments``), returns its row as the
+    column ``accepted`` and adds its own columns, from its ``arguments`` (``$8``
+    on); no row when the accept took nothing. The agent desk reads the caller's
+    panel so (issue 21): the queue runs the accept as always and hands the row back
+    whole, knowing nothing of what else it holds.
+    """
+
+    statement: str
+    arguments: tuple[Any, ...] = ()
+
+
+def accept_arguments(offer_id: int, agent_id: int, bridges: Bridges | None) -> tuple[Any, ...]:
+    """The SQL function ``accept_offer``'s arguments (see ``accept_offer`` below)."""
+    return (
+        offer_id,
+        agent_id,
+        CHANNEL,
+        CONNECT_PREFIX,
+        None if bridges is None else bridges.peers(),
+        None if bridges is None else bridges.instance,
+        None if bridges is None else bridges.lease_seconds,
+    )
+
+
+async def accept_offer(
+    conn: Conn, offer_id: int, agent_id: int, bridges: Bridges | None = None
+) -> asyncpg.Record | None:
     """The agent takes its open offer; None when it is not open (any more) or not its own.
 
-    One statement, which also publishes ``connect:<call id>`` (the telephony side,
-    whichever instance claims it, bridges the caller); the agent's change goes out
-    with its snapshot from the agents' trigger (migration 0024).
+    One statement. For a call of a peer that ``bridges`` (this instance's bridger)
+    connects, it also records the bridge's claim for it (``bridge_id`` in the answer,
+    with all the connect needs; the caller hands it over once this returned); else it
+    publishes ``connect:<call id>`` and the bridger of whichever instance claims it
+    bridges the caller. The agent's change goes out with its snapshot from the
+    agents' trigger (migration 0024).
     """
-    row: asyncpg.Record | None = await conn.fetchrow(
-        Q["accept_offer"], offer_id, agent_id, CHANNEL, CONNECT_PREFIX
-    )
-    return row
+    row = await conn.fetchrow(Q["accept_offer"], *accept_arguments(offer_id, agent_id, bridges))
+    accepted: asyncpg.Record | None = None if row is None else row["accepted"]
+    return accepted
 
 
 class Router:
@@ -241,21 +275,38 @@ class Router:
 
     # -- what an agent does ------------------------------------------------------
 
-    async def accept(self, agent_id: int, offer_id: int) -> int:
-        """The agent takes the offered call; returns the call's id."""
+    async def accept(
+        self, agent_id: int, offer_id: int, also: WithAccept | None = None
+    ) -> asyncpg.Record:
+        """The agent takes the offered call, and ``also`` is read in the same round
+        trip; returns the statement's row, the accept's own as ``accepted`` (the
+        call's id is its ``call_id``).
+
+        A closed offer, or another agent's, raises (404, 409 naming ``offer_id``),
+        and nothing of ``also`` is read.
+        """
+        bridges = self.desk.bridges
+        statement, more = (
+            (Q["accept_offer"], ()) if also is None else (also.statement, also.arguments)
+        )
         async with self.pool.acquire() as conn:
-            row = await accept_offer(conn, offer_id, agent_id)
+            row: asyncpg.Record | None = await conn.fetchrow(
+                statement, *accept_arguments(offer_id, agent_id, bridges), *more
+            )
             if row is None:
                 await self._explain_closed(conn, agent_id, offer_id)
             assert row is not None
+            accepted: asyncpg.Record = row["accepted"]
             self._disarm(offer_id)
+            if bridges is not None and accepted["bridge_id"] is not None:
+                # Committed (the accept is a statement of its own): the bridger connects.
+                bridges.take(accepted)
             if self.desk.metrics is not None:
                 self.desk.metrics.offers.labels("accepted").inc()
                 self.desk.metrics.answer_wait.labels(
-                    row["queue"], row["tier"] or "unknown"
-                ).observe(row["waited"])
-            call_id: int = row["call_id"]
-            return call_id
+                    accepted["queue"], accepted["tier"] or "unknown"
+                ).observe(accepted["waited"])
+            return row
 
     async def reject(self, agent_id: int, offer_id: int) -> None:
         """The call goes back with its key; the agent gets nothing until available again."""

@@ -1,10 +1,18 @@
 """Connect an accepted call at its peer, exactly once, whichever instance does it.
 
-The router publishes ``connect:<call id>`` when an agent accepts; the event
-reaches the bridger of every instance. Each tries to claim the bridge (one
-row in ``call_bridges``, a partial unique index allows one live claim per
-call), and the one that wins asks the call's peer (``calls.peer``, written
-by the gateway at hand-in) to connect the caller to the agent's endpoint.
+The claim is one row in ``call_bridges`` (a partial unique index allows one
+live claim per call), and its holder asks the call's peer (``calls.peer``,
+written by the gateway at hand-in) to connect the caller to the agent's
+endpoint. It is written by the accept itself where it can be (``accept_offer``,
+issue 21): while a bridger runs, it registers with the ``CallDesk``
+(``Bridges``), and an accept of a call of one of its peers claims the bridge
+for it in the same statement, answering with all the connect needs; once it
+is committed the bridger is handed the claim (``take``) and commands the peer
+with no read of its own. Any other accept (a call of a peer this instance
+does not command, or no bridger here) publishes ``connect:<call id>`` at
+commit; the event reaches the bridger of every instance, each tries to claim
+the bridge (``claim_bridge``, answering with the call and the agent), and the
+one that wins connects it.
 
 A failed connect is retried with exponential backoff. An agent's phone that
 was rung and did not answer (``AgentNotReached``) is not rung again: like
@@ -24,8 +32,12 @@ delays a connect but never drops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Self
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from callcenter.errors import (
@@ -106,10 +118,28 @@ class Bridger(CallWorker):
     async def handle(self, call_id: int) -> str | None:
         return await self.bridge(call_id)
 
-    # -- the work --------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """Follow the events and catch up, and take the claims the accepts of this
+        instance record for it (registered with the desk), for the life of the block."""
+        async with super().running():
+            self.desk.bridges = self
+            try:
+                yield self
+            finally:
+                if self.desk.bridges is self:
+                    self.desk.bridges = None
 
-    def _peers(self) -> list[str]:
+    # -- what the accept asks (``callcenter.queue.calls.Bridges``) ---------------
+
+    def peers(self) -> list[str]:
+        """The peers whose calls this bridger connects: those with a connector."""
         return sorted(self.gateway.connectors)
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        self.supervisor.spawn(self._carry_out(recorded), f"call {recorded['id']}")
+
+    # -- the work --------------------------------------------------------------
 
     async def catch_up(self) -> int:
         """Give up dead claims; bridge connected calls that have no live claim. Returns how many."""
@@ -122,7 +152,7 @@ class Bridger(CallWorker):
                     row["claimed_by"],
                 )
             await conn.execute(Q["sweep_tombstones"], TOMBSTONE_SECONDS)
-            peers = self._peers()
+            peers = self.peers()
             if not peers:
                 return 0
             ids = [r["id"] for r in await conn.fetch(Q["unbridged_calls"], peers)]
@@ -153,7 +183,7 @@ class Bridger(CallWorker):
         (another instance holds the claim, the call is not a peer's, or not
         connected).
         """
-        peers = self._peers()
+        peers = self.peers()
         if not peers:
             return None
         async with self.desk.pool.acquire() as conn:
@@ -163,6 +193,12 @@ class Bridger(CallWorker):
             )
         if claim is None:
             return None
+        return await self._carry_out(claim)
+
+    async def _carry_out(self, claim: asyncpg.Record) -> str:
+        """The connect this instance claimed (``claim_bridge``'s answer, or the accept's
+        own, ``accept_offer``'s, which has the same columns), carried out at the peer."""
+        call_id: int = claim["id"]
         bridge_id: int = claim["bridge_id"]
         agent_id: int = claim["bridge_agent_id"]
         # A connected call: what ``CallDesk.get`` answers for it is ``call_of`` its row.

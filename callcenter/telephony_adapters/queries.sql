@@ -45,6 +45,9 @@ ON CONFLICT (external_id) DO NOTHING
 DELETE FROM telephony_tombstones WHERE hung_up_at < now() - make_interval(secs => $1)
 
 -- claim_bridge --
+-- The claim of a connect that the accept left to the bridgers (its call is of a
+-- peer the accepting instance does not command; ``accept_offer`` claims the
+-- others itself, with the same answer), or that the catch-up found without one.
 -- One instance wins: the partial unique index allows one live claim per call.
 -- Only a call that is connected now, to an agent, of a peer this instance can
 -- command ($2), is claimed.

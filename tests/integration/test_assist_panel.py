@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from callcenter import app_keys
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import (
     FAST,
@@ -259,3 +261,87 @@ async def test_an_unknown_caller_gets_a_panel_that_says_so(
     )
     refused = await panel.until(lambda m: m["type"] == "error")
     assert refused["status"] == 409 and "no question was asked" in refused["detail"]
+
+
+async def _panel_entries(pool: asyncpg.Pool[Any], call_id: int) -> list[tuple[str, str | None]]:
+    rows = await pool.fetch(
+        "SELECT who, remote FROM customer_audit"
+        " WHERE action = 'panel' AND (detail ->> 'call_id')::bigint = $1 ORDER BY id",
+        call_id,
+    )
+    return [(r["who"], r["remote"]) for r in rows]
+
+
+async def test_the_accepts_panel_is_the_one_a_read_builds_and_is_audited_once(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST, questions_file=None)
+    _, _, token = await setup(client)
+    panel = await available_panel(client, token)
+    # A first call, so the second's panel has a history, needs and a follow-up question.
+    first = await take_call(panel, client, "pbx-1")
+    await panel.send(
+        type="wrap_up",
+        call_id=first["call_id"],
+        notes="asked about card fees",
+        answer={"question_key": "cards_elsewhere", "value": "yes"},
+        ref="w1",
+    )
+    await panel.until(lambda m: m["type"] == "ack" and m["ref"] == "w1")
+    await enqueue(client, "pbx-2", ani=PHONE)
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    seen = len(panel.received)
+    await panel.send(type="accept", offer_id=offer["offer_id"], ref="a")
+    shown = await panel.until(lambda m: m["type"] == "panel")
+    call_id = offer["call_id"]
+    # On the socket: the ack, then the state that shows the call, then its panel.
+    order = [
+        (m["type"], m.get("agent", {}).get("state"))
+        for m in panel.received[seen:]
+        if m["type"] in ("ack", "state", "panel")
+    ]
+    assert order == [("ack", None), ("state", "on_call"), ("panel", None)], order
+    assert shown["call_id"] == call_id
+
+    # The same panel a read builds now (the question was stored by the accept's).
+    async with pool.acquire() as conn:
+        read = await client.app[app_keys.HUB].panels.build(conn, call_id, datetime.now(UTC))
+    assert read is not None
+    assert {k: v for k, v in shown.items() if k != "seq"} == read.model_dump(mode="json")
+    assert shown["history"]["items"][0]["notes"] == "asked about card fees"
+    assert shown["question"]["key"] == "cards_count" and shown["customer"]["tier"] == "platinum"
+    # Audited once, as the accepting socket's read (the read above was nobody's), and
+    # in the accept's own transaction: read by its statement, not by one after it.
+    assert await _panel_entries(pool, call_id) == [("agent:ada", "127.0.0.1")]
+    same = await pool.fetchval(
+        "SELECT a.at = c.connected_at FROM customer_audit a JOIN calls c ON c.id = $1"
+        " WHERE a.action = 'panel' AND (a.detail ->> 'call_id')::bigint = $1",
+        call_id,
+    )
+    assert same is True
+    await panel.close()
+
+
+async def test_another_panel_of_the_agent_reads_the_call_as_before(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**FAST, questions_file=None)
+    _, _, token = await setup(client)
+    accepting = await available_panel(client, token)
+    watching = await Panel.open(client, token)
+    await watching.state("available")
+    shown = await take_call(accepting, client, "pbx-1")
+    also = await watching.until(lambda m: m["type"] == "panel")
+    assert {k: v for k, v in also.items() if k != "seq"} == {
+        k: v for k, v in shown.items() if k != "seq"
+    }
+    # One read with the accept, for the socket that accepted; one for the other, after.
+    assert await _panel_entries(pool, shown["call_id"]) == [("agent:ada", "127.0.0.1")] * 2
+    with_accept = await pool.fetch(
+        "SELECT a.at = c.connected_at AS same FROM customer_audit a JOIN calls c ON c.id = $1"
+        " WHERE a.action = 'panel' AND (a.detail ->> 'call_id')::bigint = $1 ORDER BY a.id",
+        shown["call_id"],
+    )
+    assert [r["same"] for r in with_accept] == [True, False]
+    await accepting.close()
+    await watching.close()

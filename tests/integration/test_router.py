@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from callcenter import app_keys
 from callcenter.app import create_app
 from callcenter.config import Settings
 from callcenter.db.pool import create_pool
+from callcenter.queue.calls import call_of
 from callcenter.queue.policy import DEFAULT_CREDITS, serve_order, value_policy
 from callcenter.queue.router import accept_offer, offer_next
 from tests.conftest import ADMIN, AppFactory
@@ -232,3 +234,83 @@ async def test_offers_commit_without_waiting_for_the_disk_calls_with_it(
         assert await conn.fetchval("SHOW synchronous_commit") == "off"
     async with router.desk.pool.acquire() as conn:
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+@dataclass
+class _Bridger:
+    """This instance's bridger as the accept sees it (``calls.Bridges``), commanding
+    the generic PBX only."""
+
+    instance: str = "here"
+    lease_seconds: float = 60.0
+
+    def peers(self) -> list[str]:
+        return ["generic"]
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        raise AssertionError("the router hands the claim over, not accept_offer")
+
+
+async def test_the_accept_claims_the_bridge_only_of_a_peer_here_and_with_no_live_claim(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    async with pool.acquire() as conn:
+        (agent_id,) = await _add_agents(conn, 1)
+        await conn.execute("UPDATE agents SET endpoint = 'sip:a1@pbx' WHERE id = $1", agent_id)
+
+        async def accepted(n: int, peer: str) -> asyncpg.Record:
+            call_id = await _add_call(conn, n, BASE, 0.0)
+            await conn.execute(
+                "UPDATE calls SET external_id = $2 || ':' || $3, peer = $2, peer_call_id = $3"
+                " WHERE id = $1",
+                call_id,
+                peer,
+                f"p{n}",
+            )
+            if n == 3:  # a live claim left by a connect that failed: it is still there
+                await conn.execute(
+                    "INSERT INTO call_bridges (call_id, agent_id, claimed_by, lease_until)"
+                    " VALUES ($1, $2, 'there', now() + interval '1 minute')",
+                    call_id,
+                    agent_id,
+                )
+            offer = await offer_next(conn)
+            assert offer is not None and offer["call_id"] == call_id
+            row = await accept_offer(conn, offer["offer_id"], agent_id, _Bridger())
+            assert row is not None and row["call_id"] == call_id
+            await conn.execute(
+                "UPDATE agents SET state = 'available', idle_since = now(), call_id = NULL"
+                " WHERE id = $1",
+                agent_id,
+            )
+            return row
+
+        here = await accepted(1, "generic")
+        assert here["bridge_id"] is not None and here["notified"] == 0
+        claim = await conn.fetchrow("SELECT * FROM call_bridges WHERE id = $1", here["bridge_id"])
+        assert (claim["call_id"], claim["agent_id"], claim["claimed_by"], claim["state"]) == (
+            here["call_id"],
+            agent_id,
+            "here",
+            "claimed",
+        )
+        # All the connect needs, as claim_bridge answers it: the call as the accept left it.
+        assert (here["peer"], here["peer_call_id"], here["bridge_agent_id"]) == (
+            "generic",
+            "p1",
+            agent_id,
+        )
+        assert (here["agent_name"], here["agent_endpoint"]) == ("a1", "sip:a1@pbx")
+        record = call_of(here)
+        assert record.state == "connected" and record.agent_id == agent_id
+        assert record.connected_at is not None and record.offered_to is None
+
+        elsewhere = await accepted(2, "twilio")
+        assert elsewhere["bridge_id"] is None and elsewhere["notified"] == 1
+        stale = await accepted(3, "generic")
+        assert stale["bridge_id"] is None and stale["notified"] == 1
+        claims = await conn.fetch(
+            "SELECT claimed_by FROM call_bridges WHERE call_id = ANY ($1::bigint[])",
+            [elsewhere["call_id"], stale["call_id"]],
+        )
+        assert [c["claimed_by"] for c in claims] == ["there"]

@@ -67,7 +67,7 @@ from tests.integration.telephony_helpers import make_agent_with_endpoint
 #: Statements (round trips) of opening an agent's socket and going available.
 OPEN_BUDGET = 4
 #: Statements (round trips) of one call's life, webhook in to release, by its ending.
-CALL_BUDGET = {"caller hangs up": 12, "agent ends": 13}
+CALL_BUDGET = {"caller hangs up": 10, "agent ends": 11}
 
 #: The longest any step may take before the test says which one hung, and where it was.
 STEP_SECONDS = 10.0

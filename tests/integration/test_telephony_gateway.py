@@ -15,6 +15,7 @@ import pytest
 
 from callcenter import app_keys
 from callcenter.errors import NotFound, Unprocessable
+from callcenter.events import Event
 from callcenter.telephony_adapters.base import (
     Digits,
     Hangup,
@@ -399,4 +400,172 @@ async def test_api_calls_need_no_connect_and_lost_events_are_caught_up(
     assert [c.id for c, _ in fake.connects] == [view.call.id]
     assert await _connected(pool, view.call.id)
     assert await pool.fetchval("SELECT count(*) FROM call_bridges") == 1
+    await panel.close()
+
+
+async def _connect_events_until_marker(client: Any, sub: Any) -> list[str]:
+    """The ``connect`` keys ``sub`` heard before a marker committed now: notifications
+    reach the listener in commit order, so whatever committed before is in."""
+    bus = client.app[app_keys.BUS]
+    async with client.app[app_keys.POOL].acquire() as conn, conn.transaction():
+        # Inside a transaction: delivered through the listener, after the earlier commits.
+        await bus.publish(conn, [Event("connect", "marker")])
+    keys = []
+    while (event := await sub.get()).key != "marker":
+        keys.append(event.key)
+    return keys
+
+
+async def test_the_accept_claims_the_bridge_for_this_instances_bridger(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic")
+    client.app[app_keys.GATEWAY].register(fake)
+    bridger = client.app[app_keys.BRIDGER]
+    claimed_by_event: list[int] = []
+    by_claim = bridger.bridge
+
+    async def bridge(call_id: int) -> str | None:
+        claimed_by_event.append(call_id)
+        return await by_claim(call_id)
+
+    bridger.bridge = bridge  # type: ignore[method-assign]
+    agent_id, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    panel = await available_panel(client, token)
+    view = await client.app[app_keys.GATEWAY].handle("generic", Incoming("c-60"))
+    assert view.call is not None
+    call_id = view.call.id
+    sub = client.app[app_keys.BUS].subscribe(kinds={"connect"})
+    assert await accept_next_offer(panel) == call_id
+    # Committed with the accept, before its ack: the claim is this instance's bridger's.
+    claim = await pool.fetchrow(
+        "SELECT agent_id, claimed_by FROM call_bridges WHERE call_id = $1", call_id
+    )
+    assert claim is not None
+    assert (claim["agent_id"], claim["claimed_by"]) == (agent_id, bridger.instance)
+    await eventually(lambda: _connected(pool, call_id))
+    assert [(c.id, c.peer_call_id, a.endpoint) for c, a in fake.connects] == [
+        (call_id, "c-60", "sip:ada@pbx.example")
+    ]
+    # No connect event went out, so no bridger claimed it after the accept.
+    assert await _connect_events_until_marker(client, sub) == []
+    assert call_id not in claimed_by_event
+    assert await pool.fetchval("SELECT count(*) FROM call_bridges WHERE call_id = $1", call_id) == 1
+    await panel.close()
+
+
+async def test_a_call_of_a_peer_this_instance_does_not_command_goes_to_the_one_that_does(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    one = await app_factory(**QUICK)
+    two = await app_factory(**QUICK)
+    twilio = RecordingConnector("twilio")
+    one.app[app_keys.GATEWAY].register(twilio)
+    generic = RecordingConnector("generic")
+    two.app[app_keys.GATEWAY].register(generic)
+    _, token = await make_agent_with_endpoint(one, "ada", "client:ada")
+    # The agent's panel, and so its accept, is on the instance without Twilio.
+    panel = await available_panel(two, token)
+    view = await one.app[app_keys.GATEWAY].handle("twilio", Incoming("CA60"))
+    assert view.call is not None
+    call_id = view.call.id
+    sub = two.app[app_keys.BUS].subscribe(kinds={"connect"})
+    assert await accept_next_offer(panel) == call_id
+    assert await _connect_events_until_marker(two, sub) == [str(call_id)]
+    await eventually(lambda: _connected(pool, call_id))
+    claimed_by = await pool.fetchval(
+        "SELECT claimed_by FROM call_bridges WHERE call_id = $1", call_id
+    )
+    assert claimed_by == one.app[app_keys.BRIDGER].instance
+    assert [c.id for c, _ in twilio.connects] == [call_id]
+    assert generic.connects == []
+    await panel.close()
+
+
+async def test_racing_accepts_and_claims_connect_every_call_once(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    one = await app_factory(**QUICK)
+    two = await app_factory(**QUICK)
+    fakes = [RecordingConnector("twilio"), RecordingConnector("twilio")]
+    instances = [one, two]
+    for client, fake in zip(instances, fakes, strict=True):
+        client.app[app_keys.GATEWAY].register(fake)
+    bridgers = [c.app[app_keys.BRIDGER] for c in instances]
+    panels = []
+    for n in range(6):
+        _, token = await make_agent_with_endpoint(one, f"agent{n}", f"client:agent{n}")
+        panels.append(await available_panel(instances[n % 2], token))
+    ids = []
+    for n in range(6):
+        gateway = instances[n % 2].app[app_keys.GATEWAY]
+        view = await gateway.handle("twilio", Incoming(f"CA7{n}", ani=f"+1212555017{n}"))
+        assert view.call is not None
+        ids.append(view.call.id)
+
+    async def accept_and_claim_again(panel: Any) -> int:
+        call_id = await accept_next_offer(panel)
+        # A duplicate connect on both instances, and their catch-ups, at once with the
+        # accept's own claim being carried out.
+        await asyncio.gather(
+            *(b.bridge(call_id) for b in bridgers), *(b.catch_up() for b in bridgers)
+        )
+        return call_id
+
+    accepted = await asyncio.gather(*(accept_and_claim_again(p) for p in panels))
+    assert sorted(accepted) == sorted(ids)
+    for call_id in ids:
+        await eventually(lambda cid=call_id: _connected(pool, cid))  # type: ignore[misc]
+    connected = [c.id for f in fakes for c, _ in f.connects]
+    assert sorted(connected) == sorted(ids)
+    live = await pool.fetch(
+        "SELECT call_id, count(*) AS n FROM call_bridges WHERE call_id = ANY ($1::bigint[])"
+        " GROUP BY call_id",
+        ids,
+    )
+    assert {r["call_id"]: r["n"] for r in live} == dict.fromkeys(ids, 1)
+    for panel in panels:
+        await panel.close()
+
+
+class _DeadBridger:
+    """A bridger whose instance dies right after its accept claimed the bridge: the
+    claim is recorded (with a lease already over) and never carried out."""
+
+    instance = "dead-instance"
+    lease_seconds = 0.0
+
+    def peers(self) -> list[str]:
+        return ["generic"]
+
+    def take(self, recorded: asyncpg.Record) -> None:
+        pass
+
+
+async def test_a_claim_the_accept_recorded_for_a_dead_instance_is_taken_over(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    client = await app_factory(**QUICK)
+    fake = RecordingConnector("generic")
+    client.app[app_keys.GATEWAY].register(fake)
+    client.app[app_keys.DESK].bridges = _DeadBridger()
+    _, token = await make_agent_with_endpoint(client, "ada", "sip:ada@pbx.example")
+    panel = await available_panel(client, token)
+    view = await client.app[app_keys.GATEWAY].handle("generic", Incoming("c-70"))
+    assert view.call is not None
+    call_id = view.call.id
+    assert await accept_next_offer(panel) == call_id
+    # The catch-up gives the expired claim up and this instance's bridger connects.
+    await eventually(lambda: _connected(pool, call_id))
+    claims = await pool.fetch(
+        "SELECT claimed_by, state, last_error FROM call_bridges WHERE call_id = $1 ORDER BY id",
+        call_id,
+    )
+    assert [(c["claimed_by"], c["state"]) for c in claims] == [
+        ("dead-instance", "failed"),
+        (client.app[app_keys.BRIDGER].instance, "connected"),
+    ]
+    assert "claim lease expired" in claims[0]["last_error"]
+    assert [c.id for c, _ in fake.connects] == [call_id]
     await panel.close()

@@ -5,8 +5,10 @@ upgrade. The hub turns ``agent:<id>`` events into pushes for the agents whose
 sockets it holds: it re-reads the agent's state (the event carries only the
 id) and sends ``state``, plus ``offer`` the first time a new offer shows up,
 plus the assist ``panel`` the first time a socket sees the agent holding a
-call (so after accept, and again after a reconnect). The panel, the history
-pages and the wrap-up go only to the agent whose call it is.
+call (so after accept, and again after a reconnect). The socket that accepts
+has its panel read by the accept's own statement (``accept.py``), sent right
+after the state that shows the call; the others read it then. The panel, the
+history pages and the wrap-up go only to the agent whose call it is.
 
 Each connection has its own bounded outbox and writer task, so one slow panel
 never holds up the others; a panel that cannot keep up is disconnected and,
@@ -38,6 +40,7 @@ from aiolimiter import AsyncLimiter
 from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
+from callcenter.agent_assist.desk.accept import Accepted, accept
 from callcenter.agent_assist.desk.callers import create_caller, find_callers, pick_caller
 from callcenter.agent_assist.desk.verify import verify
 from callcenter.agent_assist.desk.wrap_up import Shown, WrapUpDesk, followed, own_call, shown_on
@@ -139,6 +142,10 @@ class AgentSocket:
         #: ones can be sent twice (a set of every id ever sent grew for the socket's life).
         self.offer_sent: int | None = None
         self.panel_sent: int | None = None
+        #: The panel its last accept read with it (``accept.Accepted``), sent after the
+        #: state that shows that call instead of a read of its own; dropped once sent,
+        #: off the call, or when the caller's record changes (``_repanel``).
+        self.accepted: Accepted | None = None
         #: The version (``agents.state_version``) of the state last sent: an older one
         #: (a read overtaken by a notification) is never sent after it.
         self.version = -1
@@ -450,7 +457,17 @@ class AgentHub:
             elif isinstance(message, Offline):
                 await self.router.offline(agent_id)
             elif isinstance(message, Accept):
-                call_id = await self.router.accept(agent_id, message.offer_id)
+                # The caller's panel is read with the accept, for this socket (audited so).
+                taken = await accept(
+                    self.router,
+                    self.panels,
+                    agent_id,
+                    message.offer_id,
+                    who=sock.who or f"agent:{agent_id}",
+                    remote=sock.remote,
+                )
+                call_id = taken.call_id
+                sock.accepted = taken if taken.panel is not None else None
             elif isinstance(message, Reject):
                 await self.router.reject(agent_id, message.offer_id)
             elif isinstance(message, End):
@@ -597,7 +614,11 @@ class AgentHub:
         """The agent's other open panels get the call's panel again (the one that sent
         ``verify`` has the news in its ack), so no tab keeps offering a stale link;
         ``everyone``: this one too (the caller changed: a new customer, a new history)."""
-        others = [s for s in self._sockets.get(sock.agent_id, ()) if everyone or s is not sock]
+        mine = self._sockets.get(sock.agent_id, ())
+        for s in mine:
+            if s.accepted is not None and s.accepted.call_id == call_id:
+                s.accepted = None  # read before the change: a panel not sent yet reads again
+        others = [s for s in mine if everyone or s is not sock]
         for s in others:
             if s.panel_sent == call_id:
                 s.panel_sent = None
@@ -810,31 +831,49 @@ class AgentHub:
                 s.send(OfferMessage(**offer.model_dump()))
             if call is None:
                 s.panel_sent = None  # off the call: the next one (even this) is new
+                s.accepted = None
         if call is not None and any(call.id != s.panel_sent for s in group):
             async with self.pool.acquire() as conn:
                 await self._send_panel(conn, call.id, group)
         return True
 
     async def _send_panel(self, conn: Conn, call_id: int, group: list[AgentSocket]) -> None:
-        """The assist panel, once per socket and call (a reconnecting panel gets it again)."""
+        """The assist panel, once per socket and call (a reconnecting panel gets it again).
+
+        A socket whose accept read the panel (``AgentSocket.accepted``) gets that one,
+        built now; the others read it, once for all of them, audited as the first
+        one's read.
+        """
         started = time.perf_counter()
-        reader = next(s for s in group if s.panel_sent != call_id)
-        panel = await self.panels.build(
-            conn,
-            call_id,
-            datetime.now(UTC),
-            who=reader.who or f"agent:{reader.agent_id}",
-            remote=reader.remote,
-        )
-        if panel is None:
-            return
-        if reader.agent_id in self._sockets:  # not for a socket closed while it was built
-            self._shown[reader.agent_id] = shown_on(panel)
-        body = panel.model_dump_json()
-        for s in group:
-            if call_id != s.panel_sent:
-                s.panel_sent = call_id
-                s.send_json(body)
+        due = [s for s in group if s.panel_sent != call_id]
+        for s in due:
+            taken, s.accepted = s.accepted, None
+            if taken is not None and taken.call_id == call_id and taken.panel is not None:
+                built = await self.panels.of_row(conn, taken.panel, datetime.now(UTC))
+                if s.agent_id in self._sockets:  # not for a socket closed while it was built
+                    self._shown[s.agent_id] = shown_on(built)
+                if s.panel_sent != call_id:
+                    s.panel_sent = call_id
+                    s.send_json(built.model_dump_json())
+        rest = [s for s in due if s.panel_sent != call_id]
+        if rest:
+            reader = rest[0]
+            panel = await self.panels.build(
+                conn,
+                call_id,
+                datetime.now(UTC),
+                who=reader.who or f"agent:{reader.agent_id}",
+                remote=reader.remote,
+            )
+            if panel is None:
+                return
+            if reader.agent_id in self._sockets:  # not for a socket closed while it was built
+                self._shown[reader.agent_id] = shown_on(panel)
+            body = panel.model_dump_json()
+            for s in rest:
+                if s.panel_sent != call_id:
+                    s.panel_sent = call_id
+                    s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
 

@@ -197,10 +197,28 @@ class PanelBuilder:
         (``agent:<name>``) and its socket's address ``remote``, the statement
         that reads it also writes the audit entry.
         """
-        bank = await self.bank.get(conn)
-        row = await conn.fetchrow(P["panel"], call_id, self.page_size + 1, who, remote)
+        row = await conn.fetchrow(P["panel"], call_id, *self.read_arguments(who, remote))
         if row is None:
             return None
+        return await self.of_row(conn, row, now)
+
+    def read_arguments(
+        self, who: str | None, remote: str | None
+    ) -> tuple[int, str | None, str | None]:
+        """The arguments of the panel's read after the call's id (the SQL function
+        ``assist_panel``'s), for a statement that reads it with something else (the
+        agent desk's accept): the history's first page and one row more (to know
+        whether there is a next page), and who reads it from where."""
+        return self.page_size + 1, who, remote
+
+    async def of_row(self, conn: Conn, row: Mapping[str, Any], now: datetime) -> PanelMessage:
+        """The panel from its read's row (``panel``'s columns, however it was read).
+
+        The call's question is chosen here the first time (``set_question``, the one
+        write: the stored choice wins when two instances choose).
+        """
+        bank = await self.bank.get(conn)
+        call_id: int = row["call_id"]
         customer = None
         needs: list[Need] = []
         question: PanelQuestion | None = None
