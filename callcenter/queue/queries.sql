@@ -420,6 +420,21 @@ UPDATE agents
                       AND p.last_seen_at >= now() - make_interval(secs => $1))
 RETURNING id
 
+-- lock_offers_of_gone_agents --
+-- The sweep's ``agents_gone`` takes offline, among others, agents that hold an
+-- offer: the waiting rows of those offers are locked first, in the order of
+-- ``lock_offers_of_agent`` (an agent that stops being seen between the two
+-- statements is the only one still locked agent first).
+SELECT w.offer_id
+  FROM waiting_calls w
+  JOIN agents a ON a.id = w.offered_to
+ WHERE w.offer_id IS NOT NULL AND a.state NOT IN ('offline', 'on_call')
+   AND NOT EXISTS (SELECT 1 FROM agent_presence p
+                    WHERE p.agent_id = a.id
+                      AND p.last_seen_at >= now() - make_interval(secs => $1))
+ ORDER BY w.call_id
+   FOR UPDATE OF w
+
 -- offers_of_agents --
 SELECT offer_id FROM waiting_calls WHERE offered_to = ANY ($1::bigint[]) AND offer_id IS NOT NULL
 

@@ -405,6 +405,8 @@ class Router:
             expired = [r["offer_id"] for r in await conn.fetch(Q["expired_offers"])]
             await self._return(expired, "timeout", "not_responding", conn)
             async with conn.transaction():
+                # Their offers' waiting rows first, then the agents (the lock order).
+                await conn.fetch(Q["lock_offers_of_gone_agents"], self.agent_grace_seconds)
                 gone = [
                     r["id"] for r in await conn.fetch(Q["agents_gone"], self.agent_grace_seconds)
                 ]

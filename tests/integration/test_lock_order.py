@@ -85,24 +85,39 @@ async def test_a_waiting_calls_row_is_locked_before_the_call(
             await conn.close()
 
 
-@pytest.mark.parametrize("how", ["agent", "supervisor"])
+@pytest.mark.parametrize("how", ["agent", "supervisor", "removed", "gone"])
 async def test_going_offline_locks_the_offered_calls_row_before_the_agent(
     client: TestClient[Any, Any], db_url: str, how: str
 ) -> None:
     """The offered caller's hang-up holds the waiting row and then frees the agent; an
     offline that locked the agent first and then the waiting row deadlocked with it
-    (PostgreSQL aborted one after a second). Going offline now waits for the row
-    first, holding nothing of the agent, and then withdraws the offer."""
+    (PostgreSQL aborted one after a second). Every way of going offline (the agent's,
+    a supervisor's, the agent removed, the sweep's for an agent no longer seen) now
+    waits for the row first, holding nothing of the agent, and withdraws the offer."""
     agent_id, token = await make_agent(client, f"ada-{how}")
     call_id = (await enqueue(client, f"offline-{how}"))["call"]["id"]
     panel = await Panel.open(client, token)
     await panel.send(type="available")
     await panel.until(lambda m: m["type"] == "offer")
+    await panel.close()
     router = client.app[app_keys.ROUTER]
+    pool = client.app[app_keys.POOL]
+    if how == "gone":
+        await pool.execute(
+            "UPDATE agent_presence SET last_seen_at = now() - interval '1 day' WHERE agent_id = $1",
+            agent_id,
+        )
 
-    async def _forced(client: TestClient[Any, Any], agent_id: int) -> None:
-        resp = await client.post(f"/api/agents/{agent_id}/offline")
-        assert resp.status == 200, await resp.text()
+    async def go() -> None:
+        if how == "agent":
+            await router.offline(agent_id)
+        elif how == "gone":
+            await router.sweep()
+        else:
+            verb = client.post if how == "supervisor" else client.delete
+            path = f"/api/agents/{agent_id}" + ("/offline" if how == "supervisor" else "")
+            resp = await verb(path)
+            assert resp.status == 200, await resp.text()
 
     hanging_up, probe = [await asyncpg.connect(db_url) for _ in range(2)]
     try:
@@ -112,18 +127,17 @@ async def test_going_offline_locks_the_offered_calls_row_before_the_agent(
         await hanging_up.execute(
             "SELECT 1 FROM waiting_calls WHERE call_id = $1 FOR UPDATE", call_id
         )
-        going = asyncio.create_task(
-            router.offline(agent_id) if how == "agent" else _forced(client, agent_id)
-        )
+        going = asyncio.create_task(go())
+        holder = hanging_up.get_server_pid()
 
-        async def someone_waits_for_a_lock() -> bool:
-            waiting = await probe.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
+        async def it_waits_for_the_row() -> bool:
+            blocked = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+                holder,
             )
-            return bool(waiting)
+            return bool(blocked)
 
-        await eventually(someone_waits_for_a_lock, timeout=30)
+        await eventually(it_waits_for_the_row, timeout=30)
         # ... and it waits holding nothing of the agent: the end can free it.
         async with probe.transaction():
             await probe.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE NOWAIT", agent_id)
@@ -132,10 +146,8 @@ async def test_going_offline_locks_the_offered_calls_row_before_the_agent(
     finally:
         for conn in (hanging_up, probe):
             await conn.close()
-    state = await panel.state("offline")
-    assert state["offer"] is None
-    await panel.close()
-    offer = await client.app[app_keys.POOL].fetchrow(
-        "SELECT result FROM call_offers WHERE call_id = $1", call_id
-    )
+    agent = await pool.fetchrow("SELECT state, removed_at FROM agents WHERE id = $1", agent_id)
+    assert agent is not None and agent["state"] == "offline"
+    assert (agent["removed_at"] is not None) == (how == "removed")
+    offer = await pool.fetchrow("SELECT result FROM call_offers WHERE call_id = $1", call_id)
     assert offer is not None and offer["result"] == "withdrawn"
