@@ -38,9 +38,18 @@ ON CONFLICT (name) DO UPDATE
 RETURNING (xmax = 0) AS created
 
 -- enqueue --
--- One statement: the call's record, its place in the queue and the events
--- that wake the routers (channel $12, payloads $13; delivered at commit), or
--- nothing at all when the peer's call id is already known (a retried webhook).
+-- One statement: the call's record, its place in the queue, the router's one
+-- step and the call's event (channel $12, delivered at commit), or nothing at
+-- all when the peer's call id is already known (a retried webhook: no second
+-- call, no second offer).
+-- The router's step: with $22 (this instance's router takes the offer over:
+-- CallDesk's ``Offers``; never inside a caller's transaction) and no hang-up
+-- first, once the call is in the queue the statement runs the claim
+-- (queue_offer_next, migration 0027, the one offer_next runs) and returns the
+-- offer it made, any call's, as ``offer_*`` (null: none). The event is then
+-- $23 (``offered:<queue>``, which wakes no router) when that offer is of this
+-- very call, else $13 (``queue:<queue>``, which wakes every router): see
+-- Router.dispatch for why no pair is left waiting either way.
 -- ``ahead``: the calls a new call with credit $7 waits behind (queue_calls_ahead,
 -- migration 0019, in this statement's snapshot: it was a round trip of its own);
 -- the estimate stored with the call (queue_estimated_wait, migration 0023)
@@ -99,14 +108,23 @@ WITH ahead AS MATERIALIZED (
            enqueued_at + make_interval(secs => $10),
            enqueued_at + make_interval(secs => $11)
       FROM new_call
-), notified AS (
-    SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
+    RETURNING call_id
+), stored AS MATERIALIZED (
+    -- Read once the call and its waiting row are written (the join pulls both).
+    SELECT n.*, CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up
+      FROM new_call n JOIN waiting w ON w.call_id = n.id
 )
-SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
-       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified,
-       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up,
-       (SELECT n FROM ahead) AS ahead, ewt_at_enqueue
-  FROM new_call
+SELECT s.id, s.service_key, s.enqueued_at, s.resumed_from, s.resumed_arrival,
+       s.waited_before_seconds, (SELECT state FROM prior) AS resumed_state, s.hung_up,
+       (SELECT n FROM ahead) AS ahead, s.ewt_at_enqueue,
+       o.offer_id, o.call_id AS offer_call_id, o.agent_id AS offer_agent_id,
+       o.expires_at AS offer_expires_at, o.queue AS offer_queue, o.more AS offer_more,
+       (SELECT count(*) FROM (SELECT pg_notify($12, CASE WHEN o.call_id = s.id THEN $23
+                                                         ELSE $13 END)) AS n) AS notified
+  FROM stored s
+  -- The claim's argument comes from ``stored``: it runs after the call is in the
+  -- queue and the hang-up was looked for, and sees the call (migration 0027).
+  LEFT JOIN LATERAL queue_offer_next($22::boolean AND s.hung_up IS NOT TRUE) AS o ON true
 
 -- call_id_by_external --
 SELECT id FROM calls WHERE external_id = $1
