@@ -43,9 +43,12 @@ class Event:
     """``kind`` says what changed, ``key`` which one.
 
     ``queue:<name>``: a call waits there now, or moved (enqueued, returned,
-    reordered); ``agent:<id>``: the agent's state changed (its panel is
-    pushed); ``free:<id>``: the agent can take a call now; ``customer:<id>``:
-    the customer's value or tier may have changed; ``queues``: a queue's
+    reordered); ``offered:<name>``: a call came into that queue and the statement
+    that enqueued it offered it at once (a change of the queue for whoever shows
+    it, but no router needs to run for it: see ``Router.dispatch``);
+    ``agent:<id>``: the agent's state changed (its panel is pushed);
+    ``free:<id>``: the agent can take a call now; ``customer:<id>``: the
+    customer's value or tier may have changed; ``queues``: a queue's
     configuration changed; ``connect:<call id>``: an agent accepted the call,
     the telephony peer must now connect the caller to it, and the accept left the
     claim of that connect to the bridgers (no bridger of its instance commands

@@ -7,7 +7,7 @@ board and the last hour's chart), then ``change`` messages holding only the
 parts that changed; every message carries ``seq``, 1, 2, 3… per socket, so a
 page that sees a gap knows it missed something and asks again (``resync``).
 
-Driven by the event bus, never by polling per dashboard: ``queue:``,
+Driven by the event bus, never by polling per dashboard: ``queue:``, ``offered:``,
 ``agent:``, ``ended:``, ``queues`` and ``customer:`` events mark the board
 stale; one task reads it once (``DashboardStats.read``, a few bounded
 statements) and fans the result out to every socket, at most once per
@@ -50,7 +50,7 @@ from callcenter.runtime import TRANSIENT_DB_ERRORS, Supervisor
 _log = logging.getLogger(__name__)
 
 #: Events after which the board may have changed.
-KINDS = frozenset({"queue", "agent", "ended", "queues", "customer"})
+KINDS = frozenset({"queue", "offered", "agent", "ended", "queues", "customer"})
 
 #: Messages a dashboard may have unsent before it is dropped (it resyncs on reconnect).
 OUTBOX = 32

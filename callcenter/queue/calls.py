@@ -5,7 +5,11 @@ take their tier, turn it into a credit by the queue's policy, and enqueue with
 ``service_key = arrival - credit - queue offset`` (the SQL function
 ``queue_service_key``, twin of ``policy.service_key``). Every change is committed first and then
 announced on the event bus (``queue:<name>``), which is what wakes the router
-and reorders nothing by polling: the key *is* the order.
+and reorders nothing by polling: the key *is* the order. The enqueue also
+makes the router's one step itself (the claim, migration 0027) and hands the
+offer it made to this instance's router (``Offers``); when that offer is of
+the new call its event is ``offered:<name>``, which wakes no router (see
+``Router.dispatch`` for why nothing is left waiting).
 
 Every call ends in exactly one of completed, abandoned or transferred; a
 repeat of the same end (a retried webhook) answers the state again, a
@@ -19,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -30,7 +35,7 @@ from callcenter.customers.models import CustomerSummary, Outcome, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
-from callcenter.events import CHANNEL, Event, EventBus, payloads
+from callcenter.events import CHANNEL, Event, EventBus
 from callcenter.queue import actions, policy
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.ewt import QueueRates, estimated_wait
@@ -136,6 +141,32 @@ def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, custo
     )
 
 
+@dataclass(frozen=True)
+class MadeOffer:
+    """An offer the enqueue's own statement made, committed: the router's claim's answer
+    (``queue_offer_next``), as ``offer_next`` returns it to a dispatch round."""
+
+    offer_id: int
+    call_id: int
+    agent_id: int
+    expires_at: datetime
+    queue: str
+    #: Another pair may be left in the claim's snapshot (a round should follow).
+    more: bool
+
+
+class Offers(Protocol):
+    """This instance's router, as the enqueue sees it: the enqueue runs the router's
+    claim in its own statement and hands over the offer it made, so the router treats
+    it as one of its own (it registers itself while it runs; the queue layer never
+    imports the router)."""
+
+    def made(self, offer: MadeOffer) -> None:
+        """An offer the enqueue made, committed: arm its timer, count it, and run a
+        round when its ``more`` says another pair may be left."""
+        ...
+
+
 @dataclass
 class CallDesk:
     """Everything a call's lifecycle needs, created once per application."""
@@ -150,6 +181,9 @@ class CallDesk:
     releases: Releases | None = None
     #: This instance's bridger while it runs (it registers itself), else None.
     bridges: Bridges | None = None
+    #: This instance's router while it runs (it registers itself), else None: the
+    #: enqueue claims an offer only when someone here takes it over.
+    offers: Offers | None = None
     _rates_cache: dict[str, tuple[float, QueueRates]] = field(default_factory=dict)
     _windows: dict[str, RateWindow] = field(default_factory=dict)
 
@@ -217,6 +251,7 @@ class CallDesk:
                 if takeover:
                     assert customer is not None
                     await conn.fetch(Q["lock_waiting_callback"], customer.id, queue.name)
+                offers = self._offering(conn)
                 row = await conn.fetchrow(
                     Q["enqueue"],
                     data.call_id,
@@ -231,13 +266,15 @@ class CallDesk:
                     queue.overflow_after_seconds,
                     queue.max_wait_seconds,
                     CHANNEL,
-                    payloads([Event("queue", queue.name)]),
+                    Event("queue", queue.name).encode(),
                     *(peer or (None, None)),
                     *_pending_link(resolution),
                     queue.redial_window_seconds if trusted else None,
                     takeover,
                     rates.available,
                     rates.service_rate,
+                    offers is not None,
+                    Event("offered", queue.name).encode(),
                 )
                 if row is not None and row["resumed_state"] == CallState.waiting:
                     # The caller rang in again while waiting for their callback: this
@@ -246,6 +283,10 @@ class CallDesk:
                         conn, row["resumed_from"], EndOutcome.abandoned, RANG_AGAIN,
                         CallState.waiting, None,
                     )  # fmt: skip
+            made = made_offer(row)
+            if made is not None:
+                assert offers is not None  # no claim without a router to take it
+                offers.made(made)  # committed: the statement ran on its own
             if row is None:  # the same call id arrived twice at once
                 call_id = await conn.fetchval(Q["call_id_by_external"], data.call_id)
                 return EnqueueAnswer(
@@ -265,7 +306,9 @@ class CallDesk:
                 )
                 ahead = position - 1
                 ewt = estimated_wait(ahead, rates)
-            # The answer is the call as this statement stored it: nothing to read back.
+            # The answer is the call as this statement stored it (and offered it, when its
+            # claim made this call's offer): nothing to read back.
+            offered_to = made.agent_id if made is not None and made.call_id == row["id"] else None
             call = Call(
                 id=row["id"],
                 call_id=data.call_id,
@@ -283,7 +326,7 @@ class CallDesk:
                 ended_at=None,
                 end_reason=None,
                 agent_id=None,
-                offered_to=None,
+                offered_to=offered_to,
                 position=ahead + 1,
                 estimated_wait_seconds=ewt,
                 ewt_at_enqueue=ewt,
@@ -696,6 +739,13 @@ class CallDesk:
         self._hand_over(releases, row)
         return row
 
+    def _offering(self, conn: Conn) -> Offers | None:
+        """The router an enqueue on ``conn`` may claim an offer for: none while ``conn``
+        is in a transaction (a redial's takeover, a caller's own), whose commit comes
+        after the enqueue returns and which may hold the very call it replaces; the
+        call's ``queue`` event then wakes the routers, as before."""
+        return None if conn.is_in_transaction() else self.offers
+
     def _releasing(self, conn: Conn) -> Releases | None:
         """The releaser an end on ``conn`` may record its release for: none while
         ``conn`` is in a transaction of its caller's, whose commit (or rollback)
@@ -915,6 +965,20 @@ class CallDesk:
                     )
                 )
         return QueueList(window_seconds=window, queues=out)
+
+
+def made_offer(row: asyncpg.Record | None) -> MadeOffer | None:
+    """The offer the enqueue's statement made (its ``offer_*`` columns), if any."""
+    if row is None or row["offer_id"] is None:
+        return None
+    return MadeOffer(
+        offer_id=row["offer_id"],
+        call_id=row["offer_call_id"],
+        agent_id=row["offer_agent_id"],
+        expires_at=row["offer_expires_at"],
+        queue=row["offer_queue"],
+        more=row["offer_more"],
+    )
 
 
 def call_of(

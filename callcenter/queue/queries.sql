@@ -38,9 +38,18 @@ ON CONFLICT (name) DO UPDATE
 RETURNING (xmax = 0) AS created
 
 -- enqueue --
--- One statement: the call's record, its place in the queue and the events
--- that wake the routers (channel $12, payloads $13; delivered at commit), or
--- nothing at all when the peer's call id is already known (a retried webhook).
+-- One statement: the call's record, its place in the queue, the router's one
+-- step and the call's event (channel $12, delivered at commit), or nothing at
+-- all when the peer's call id is already known (a retried webhook: no second
+-- call, no second offer).
+-- The router's step: with $22 (this instance's router takes the offer over:
+-- CallDesk's ``Offers``; never inside a caller's transaction) and no hang-up
+-- first, once the call is in the queue the statement runs the claim
+-- (queue_offer_next, migration 0027, the one offer_next runs) and returns the
+-- offer it made, any call's, as ``offer_*`` (null: none). The event is then
+-- $23 (``offered:<queue>``, which wakes no router) when that offer is of this
+-- very call, else $13 (``queue:<queue>``, which wakes every router): see
+-- Router.dispatch for why no pair is left waiting either way.
 -- ``ahead``: the calls a new call with credit $7 waits behind (queue_calls_ahead,
 -- migration 0019, in this statement's snapshot: it was a round trip of its own);
 -- the estimate stored with the call (queue_estimated_wait, migration 0023)
@@ -99,14 +108,23 @@ WITH ahead AS MATERIALIZED (
            enqueued_at + make_interval(secs => $10),
            enqueued_at + make_interval(secs => $11)
       FROM new_call
-), notified AS (
-    SELECT pg_notify($12, p) FROM new_call, unnest($13::text[]) AS p
+    RETURNING call_id
+), stored AS MATERIALIZED (
+    -- Read once the call and its waiting row are written (the join pulls both).
+    SELECT n.*, CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up
+      FROM new_call n JOIN waiting w ON w.call_id = n.id
 )
-SELECT id, service_key, enqueued_at, resumed_from, resumed_arrival, waited_before_seconds,
-       (SELECT state FROM prior) AS resumed_state, (SELECT count(*) FROM notified) AS notified,
-       CASE WHEN $14::text IS NOT NULL THEN telephony_hung_up($1) END AS hung_up,
-       (SELECT n FROM ahead) AS ahead, ewt_at_enqueue
-  FROM new_call
+SELECT s.id, s.service_key, s.enqueued_at, s.resumed_from, s.resumed_arrival,
+       s.waited_before_seconds, (SELECT state FROM prior) AS resumed_state, s.hung_up,
+       (SELECT n FROM ahead) AS ahead, s.ewt_at_enqueue,
+       o.offer_id, o.call_id AS offer_call_id, o.agent_id AS offer_agent_id,
+       o.expires_at AS offer_expires_at, o.queue AS offer_queue, o.more AS offer_more,
+       (SELECT count(*) FROM (SELECT pg_notify($12, CASE WHEN o.call_id = s.id THEN $23
+                                                         ELSE $13 END)) AS n) AS notified
+  FROM stored s
+  -- The claim's argument comes from ``stored``: it runs after the call is in the
+  -- queue and the hang-up was looked for, and sees the call (migration 0027).
+  LEFT JOIN LATERAL queue_offer_next($22::boolean AND s.hung_up IS NOT TRUE) AS o ON true
 
 -- call_id_by_external --
 SELECT id FROM calls WHERE external_id = $1
@@ -272,97 +290,11 @@ SELECT q.name,
  ORDER BY q.name
 
 -- offer_next --
--- The router's one step. The longest-idle available agent who has a call it
--- may take gets the call with the smallest service key among the queues it
--- serves (overflow queues only for calls past their widen time). Agent and
--- call are locked with SKIP LOCKED, so concurrent routers on any instance
--- never pick the same agent or the same call. The agent's new state, with the
--- offer, goes out from the agents' trigger at commit (migration 0024).
---
--- Most runs find nothing (the last of a round, an agent freed while no one
--- waits), so that answer must be cheap: the queues that have a call nobody
--- is being offered are found first, one probe of the claim index per queue,
--- and when there are none the agents are not read at all.
---
--- ``more``: whether, in this statement's snapshot, another available agent
--- serves a queue that still has an unoffered call besides the one just
--- offered (a superset of the pairs left: the router stops its round when it is
--- false instead of running this statement once more to find nothing; see
--- ``Router.dispatch`` for why no pair is left waiting by that).
-WITH live AS MATERIALIZED (
-    SELECT array_agg(q.name) AS queues,
-           array_agg(q.name) FILTER (
-               WHERE EXISTS (SELECT 1 FROM waiting_calls w
-                              WHERE w.queue = q.name AND w.offered_to IS NULL
-                                AND w.widen_at <= now())) AS widened
-      FROM queues q
-     WHERE EXISTS (SELECT 1 FROM waiting_calls w WHERE w.queue = q.name AND w.offered_to IS NULL)
-), agent AS (
-    SELECT a.id, a.queues, a.overflow_queues
-      FROM agents a
-     WHERE a.state = 'available'
-       AND (SELECT queues FROM live) IS NOT NULL
-       AND (a.queues && (SELECT queues FROM live)
-            OR a.overflow_queues && (SELECT widened FROM live))
-     ORDER BY a.idle_since, a.id
-     LIMIT 1
-     FOR UPDATE SKIP LOCKED
-), served AS (
-    SELECT q.queue, false AS overflow FROM agent, unnest(agent.queues) AS q (queue)
-    UNION ALL
-    SELECT q.queue, true FROM agent, unnest(agent.overflow_queues) AS q (queue)
-), pick AS (
-    SELECT head.call_id, head.queue
-      FROM served
-     CROSS JOIN LATERAL (
-        SELECT w.call_id, w.queue, w.service_key
-          FROM waiting_calls w
-         WHERE w.queue = served.queue AND w.offered_to IS NULL
-           AND (NOT served.overflow OR w.widen_at <= now())
-         ORDER BY w.service_key, w.call_id
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED
-     ) head
-     ORDER BY head.service_key, head.call_id
-     LIMIT 1
-), offer AS (
-    INSERT INTO call_offers (call_id, agent_id, expires_at)
-    SELECT pick.call_id, agent.id, now() + make_interval(secs => q.offer_timeout_seconds)
-      FROM pick, agent, queues q
-     WHERE q.name = pick.queue
-    RETURNING id, call_id, agent_id, expires_at
-), marked AS (
-    UPDATE waiting_calls w
-       SET offered_to = offer.agent_id, offer_id = offer.id, offer_expires_at = offer.expires_at
-      FROM offer
-     WHERE w.call_id = offer.call_id
-), busy AS (
-    UPDATE agents a SET state = 'offered', state_since = now()
-      FROM offer
-     WHERE a.id = offer.agent_id
-), rest AS MATERIALIZED (
-    SELECT array_agg(q.queue) AS queues,
-           array_agg(q.queue) FILTER (
-               WHERE EXISTS (SELECT 1 FROM waiting_calls w
-                              WHERE w.queue = q.queue AND w.offered_to IS NULL
-                                AND w.widen_at <= now() AND w.call_id <> pick.call_id)) AS widened
-      FROM pick, unnest((SELECT queues FROM live)) AS q (queue)
-     WHERE q.queue <> pick.queue
-        -- Another besides the picked one: two head entries of the claim index (an
-        -- inequality on the call id made the planner scan the whole queue).
-        OR (SELECT count(*) FROM (SELECT 1 FROM waiting_calls w
-                                   WHERE w.queue = q.queue AND w.offered_to IS NULL
-                                   ORDER BY w.service_key, w.call_id
-                                   LIMIT 2) AS head) = 2
-)
-SELECT offer.id AS offer_id, offer.call_id, offer.agent_id, offer.expires_at, pick.queue,
-       -- ``rest`` once (MATERIALIZED, read as one-row InitPlans): joined, the planner
-       -- recomputed it for each available agent (0.8-3.4 ms on the routing benchmark).
-       EXISTS (SELECT 1 FROM agents a
-                WHERE a.state = 'available' AND a.id <> offer.agent_id
-                  AND (a.queues && (SELECT queues FROM rest)
-                       OR a.overflow_queues && (SELECT widened FROM rest))) AS more
-  FROM offer, pick
+-- The router's one step: the claim of an offer, queue_offer_next (migration
+-- 0027, where what it locks, picks and answers is explained), which the
+-- enqueue runs too, so both claim with the same statement. One row: the offer
+-- (offer_id, call_id, agent_id, expires_at, queue, ``more``), or none.
+SELECT offer_id, call_id, agent_id, expires_at, queue, more FROM queue_offer_next(true)
 
 -- accept_offer --
 -- The agent $2 takes its open offer $1: the SQL function accept_offer

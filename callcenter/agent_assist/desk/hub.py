@@ -266,7 +266,7 @@ class AgentHub:
         sub = self.bus.subscribe(10_000, kinds={"agent", "revoked"})
         self.supervisor.start("agent-hub-events", functools.partial(self._listen, sub))
         self.supervisor.start("agent-hub-presence", self._presence)
-        waits = self.bus.subscribe(10_000, kinds={"queue", "ended", "agent"})
+        waits = self.bus.subscribe(10_000, kinds={"queue", "offered", "ended", "agent"})
         self.supervisor.start("agent-hub-queues", functools.partial(self._watch_queues, waits))
         try:
             yield self
