@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 
@@ -150,3 +151,17 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(every)
+
+
+async def waits_behind(probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]) -> None:
+    """Until some backend waits for a lock ``holder`` holds (seen from ``probe``): the
+    statement under test has reached the row the test holds, whatever else is waiting."""
+    pid = holder.get_server_pid()
+
+    async def blocked() -> bool:
+        found = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", pid
+        )
+        return bool(found)
+
+    await eventually(blocked, timeout=30)

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 
 from callcenter import app_keys
 from callcenter.queue.sql import Q
-from tests.integration.queue_helpers import Panel, enqueue, eventually, make_agent
+from tests.integration.queue_helpers import Panel, enqueue, eventually, make_agent, waits_behind
 
 
 @pytest.mark.parametrize(
@@ -128,16 +128,7 @@ async def test_going_offline_locks_the_offered_calls_row_before_the_agent(
             "SELECT 1 FROM waiting_calls WHERE call_id = $1 FOR UPDATE", call_id
         )
         going = asyncio.create_task(go())
-        holder = hanging_up.get_server_pid()
-
-        async def it_waits_for_the_row() -> bool:
-            blocked = await probe.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
-                holder,
-            )
-            return bool(blocked)
-
-        await eventually(it_waits_for_the_row, timeout=30)
+        await waits_behind(probe, hanging_up)
         # ... and it waits holding nothing of the agent: the end can free it.
         async with probe.transaction():
             await probe.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE NOWAIT", agent_id)

@@ -26,7 +26,7 @@ from tests.integration.privacy_helpers import (
     seed,
     where_found,
 )
-from tests.integration.queue_helpers import FAST, enqueue, eventually
+from tests.integration.queue_helpers import FAST, enqueue, waits_behind
 
 Json = dict[str, Any]
 
@@ -271,16 +271,7 @@ async def test_erase_locks_the_customers_calls_before_the_customer(
         await holding.start()
         await wrapping.execute("SELECT 1 FROM calls WHERE id = $1 FOR NO KEY UPDATE", call)
         erasing = asyncio.create_task(client.post(f"/api/customers/{made['id']}/erase"))
-        holder = wrapping.get_server_pid()
-
-        async def it_waits_for_the_call() -> bool:
-            blocked = await probe.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
-                holder,
-            )
-            return bool(blocked)
-
-        await eventually(it_waits_for_the_call, timeout=30)
+        await waits_behind(probe, wrapping)
         async with probe.transaction():
             await probe.execute(
                 "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE NOWAIT", made["id"]
