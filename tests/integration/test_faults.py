@@ -464,7 +464,13 @@ async def test_the_same_webhook_ten_times_at_once_is_one_call(
     incoming = json.dumps({"type": "call.incoming", "call_id": "dup-1", "queue": "general"})
     answers = await asyncio.gather(*(post_generic(client, incoming.encode()) for _ in range(10)))
     assert [status for status, _ in answers] == [200] * 10, answers
-    assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1, answers
+    # One call, answered alike. The estimated wait alone may differ: a repeat counts it
+    # again from the queue's rates (read at most once a second), and since the enqueue
+    # offers its call in its own statement the free agent may already be ringing for it.
+    alike = [
+        body | {"call": body["call"] | {"estimated_wait_seconds": None}} for _, body in answers
+    ]
+    assert len({json.dumps(body, sort_keys=True) for body in alike}) == 1, answers
     offered = await panel.state("offered")
     await panel.send(type="accept", offer_id=offered["offer"]["offer_id"])
     await panel.state("on_call")
