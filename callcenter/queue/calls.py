@@ -93,16 +93,13 @@ class Releases(Protocol):
 
     def peers(self) -> list[str]:
         """The peers whose calls it lets go of."""
-        ...
 
     def settled(self, reason: str | None) -> str | None:
         """Why no hang-up is needed, when an end's reason alone says so; else None."""
-        ...
 
     def take(self, recorded: asyncpg.Record) -> None:
         """What the end recorded for it (``finish_call``'s answer, committed): a claim
         to carry out, or a release not needed (counted like the ones it decides)."""
-        ...
 
 
 class Bridges(Protocol):
@@ -117,12 +114,10 @@ class Bridges(Protocol):
 
     def peers(self) -> list[str]:
         """The peers whose calls it connects."""
-        ...
 
     def take(self, recorded: asyncpg.Record) -> None:
         """The claim the accept recorded for it (``accept_offer``'s answer, committed,
         with the columns ``claim_bridge`` answers): a connect to carry out."""
-        ...
 
 
 def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, customer: int) -> bool:
@@ -164,7 +159,6 @@ class Offers(Protocol):
     def made(self, offer: MadeOffer) -> None:
         """An offer the enqueue made, committed: arm its timer, count it, and run a
         round when its ``more`` says another pair may be left."""
-        ...
 
 
 @dataclass
