@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from tests.conftest import ADMIN, AppFactory
 from tests.integration.dashboard_helpers import bearer, person
@@ -22,6 +23,7 @@ from tests.integration.queue_helpers import (
     make_customer,
     make_queue,
 )
+from tests.integration.telephony_fakes import GENERIC_SECRET, post_generic
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]
@@ -291,3 +293,35 @@ async def test_metrics_show_agents_zero_series_and_service_level(app_factory: Ap
     assert 'callcenter_agents{queue="general",state="available"} 0.0' in text
     assert 'callcenter_calls_waiting{queue="general",tier="platinum"} 0.0' in text
     assert "_created" not in text
+
+
+async def test_a_signed_call_offered_at_once_shows_on_the_board_ringing(
+    app_factory: AppFactory,
+) -> None:
+    """A PBX's signed webhook for a call that a free agent is offered in the enqueue's own
+    statement (migration 0027): the supervisor's board shows it waiting and ringing that
+    agent, then gone once answered. (The board hears both the enqueue's ``offered:<queue>``
+    and the agent's new state; either alone brings it up to date.)"""
+    client = await app_factory(**FAST, generic_webhook_secret=SecretStr(GENERIC_SECRET))
+    agent_id, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.state("available")
+    board = await Board.open(client, await person(client, "sam"))
+    assert (await board.next())["type"] == "snapshot"
+
+    incoming = {"type": "call.incoming", "call_id": "ring-1", "queue": "general"}
+    status, reply = await post_generic(client, json.dumps(incoming).encode())
+    assert status == 200 and reply["action"] == "wait", reply
+    seen = await board.until(
+        lambda b: (
+            [(w["call_id"], w["offered_to"]) for w in b["waiting"]]
+            == [("generic:ring-1", agent_id)]
+        )
+    )
+    assert seen["waiting"][0]["position"] == 1
+    offer = await panel.until(lambda m: m["type"] == "offer")
+    await panel.send(type="accept", offer_id=offer["offer_id"])
+    await panel.state("on_call")
+    await board.until(lambda b: b["waiting"] == [])
+    await panel.close()
