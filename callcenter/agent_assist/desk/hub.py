@@ -2,8 +2,9 @@
 
 One socket per agent session, authenticated by the agent's token before the
 upgrade. The hub turns ``agent:<id>`` events into pushes for the agents whose
-sockets it holds: it re-reads the agent's state (the event carries only the
-id) and sends ``state``, plus ``offer`` the first time a new offer shows up,
+sockets it holds: the event carries the agent's snapshot (the agents'
+trigger, migration 0024; a bare ``agent:<id>`` makes it read the same
+snapshot) and the hub sends ``state``, plus ``offer`` the first time a new offer shows up,
 plus the assist ``panel`` the first time a socket sees the agent holding a
 call (so after accept, and again after a reconnect). The socket that accepts
 has its panel read by the accept's own statement (``accept.py``), sent right
@@ -60,6 +61,7 @@ from callcenter.agent_assist.protocol import (
     HistoryRequest,
     OfferMessage,
     Offline,
+    PanelMessage,
     PickCaller,
     Ping,
     PongMessage,
@@ -850,8 +852,7 @@ class AgentHub:
             taken, s.accepted = s.accepted, None
             if taken is not None and taken.call_id == call_id and taken.panel is not None:
                 built = await self.panels.of_row(conn, taken.panel, datetime.now(UTC))
-                if s.agent_id in self._sockets:  # not for a socket closed while it was built
-                    self._shown[s.agent_id] = shown_on(built)
+                self._remember(s.agent_id, built)
                 if s.panel_sent != call_id:
                     s.panel_sent = call_id
                     s.send_json(built.model_dump_json())
@@ -867,8 +868,7 @@ class AgentHub:
             )
             if panel is None:
                 return
-            if reader.agent_id in self._sockets:  # not for a socket closed while it was built
-                self._shown[reader.agent_id] = shown_on(panel)
+            self._remember(reader.agent_id, panel)
             body = panel.model_dump_json()
             for s in rest:
                 if s.panel_sent != call_id:
@@ -876,6 +876,12 @@ class AgentHub:
                     s.send_json(body)
         if self.panel_seconds is not None:
             self.panel_seconds.observe(time.perf_counter() - started)
+
+    def _remember(self, agent_id: int, panel: PanelMessage) -> None:
+        """What ``panel``, built here, shows of its call, for the agent's wrap-up; not for
+        an agent whose last socket here closed while it was built."""
+        if agent_id in self._sockets:
+            self._shown[agent_id] = shown_on(panel)
 
     def _follow(self, agent_id: int, call_id: int | None, state: AgentState) -> None:
         """What the agent's panel showed here, after its state (``state``, holding
