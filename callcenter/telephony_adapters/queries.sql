@@ -237,12 +237,16 @@ UPDATE call_releases
  WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
 
 -- release_done --
--- $3: released (the peer took the hang-up) or gone (it had no such call any
--- more; $4 is what it said). $5: why the hang-up was needed.
-UPDATE call_releases
-   SET state = $3, attempts = attempts + 1, done_at = now(), last_error = coalesce($4, last_error),
-       note = $5
- WHERE call_id = $1 AND claimed_by = $2 AND state = 'claimed'
+-- The releases of calls $1 that claimer $2 carried out, a window's at once
+-- (release_marks.py), each with its own $3 to $6: released (the peer took the
+-- hang-up) or gone (it had no such call any more; $4 is what it said), why
+-- the hang-up was needed, and when it was done.
+UPDATE call_releases r
+   SET state = d.state, attempts = r.attempts + 1, done_at = d.done_at,
+       last_error = coalesce(d.peer_said, r.last_error), note = d.why
+  FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+       AS d (call_id, state, peer_said, why, done_at)
+ WHERE r.call_id = d.call_id AND r.claimed_by = $2 AND r.state = 'claimed'
 
 -- release_failed --
 UPDATE call_releases SET state = 'failed', done_at = now(), note = $3

@@ -28,7 +28,10 @@ ended the call, which returned long before. Repeating a hang-up is harmless
 even a hang-up whose answer was lost is tried again.
 
 A claim carries a lease that every attempt renews; when its instance dies,
-the catch-up pass of another takes it over. The same slow pass (and every
+the catch-up pass of another takes it over. A release carried out is
+written to its row with the others of a short window (``release_marks``), one
+statement for all of them: nothing waits for that mark, and one lost with
+its instance only means a second, harmless hang-up after the lease. The same slow pass (and every
 ``resync``) releases recently ended calls that have no record, so a lost
 event delays a release but never drops it.
 
@@ -56,6 +59,7 @@ from callcenter.queue.models import CallState
 from callcenter.telephony_adapters.base import ARI, PeerCall
 from callcenter.telephony_adapters.call_worker import CallWorker
 from callcenter.telephony_adapters.gateway import TelephonyGateway
+from callcenter.telephony_adapters.release_marks import ReleaseMarks
 from callcenter.telephony_adapters.release_policy import by_reason, decide
 from callcenter.telephony_adapters.sql import Q
 
@@ -118,6 +122,8 @@ class Releaser(CallWorker):
             catch_up_seconds=catch_up_seconds,
             results=results,
         )
+        #: The releases carried out, written a window at a time (``release_marks``).
+        self.marks = ReleaseMarks(desk.pool, self.instance)
         #: Ended calls before this instant were all looked at by an earlier pass,
         #: for these peers (a peer registered later resets it).
         self._checked: tuple[datetime, tuple[str, ...]] | None = None
@@ -130,12 +136,14 @@ class Releaser(CallWorker):
         """Follow the events and catch up, and take the releases the ends of this
         instance claim for it (registered with the desk), for the life of the block."""
         async with super().running():
+            self.supervisor.start("releaser-marks", self.marks.run)
             self.desk.releases = self
             try:
                 yield self
             finally:
                 if self.desk.releases is self:
                     self.desk.releases = None
+        await self.marks.write_all()  # the last window's, once nothing adds to it
 
     # -- what the end asks (``callcenter.queue.calls.Releases``) ----------------
 
@@ -265,7 +273,7 @@ class Releaser(CallWorker):
                     peer,
                     exc,
                 )
-                await self._done(call_id, "gone", str(exc), decision.why)
+                self.marks.add(call_id, "gone", str(exc), decision.why)
                 self._count(peer, "gone")
                 return "gone"
             except Exception as exc:  # any failure of a peer: retried, never raised
@@ -292,7 +300,7 @@ class Releaser(CallWorker):
                 if attempt + 1 < self.attempts:
                     await asyncio.sleep(self.backoff_seconds * 2**attempt)
                 continue
-            await self._done(call_id, "released", None, decision.why)
+            self.marks.add(call_id, "released", None, decision.why)
             self._count(peer, "released")
             _log.info(
                 "call %s (%s) %s: hung up at %s", call_id, call.record.call_id, decision.why, peer
@@ -313,14 +321,3 @@ class Releaser(CallWorker):
             await conn.execute(Q["release_failed"], call_id, self.instance, decision.why)
         self._count(peer, "failed")
         return "failed"
-
-    async def _done(self, call_id: int, state: str, peer_said: str | None, why: str) -> None:
-        async with self.desk.pool.acquire() as conn:
-            await conn.execute(
-                Q["release_done"],
-                call_id,
-                self.instance,
-                state,
-                None if peer_said is None else peer_said[:500],
-                why,
-            )
