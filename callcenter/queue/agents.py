@@ -20,7 +20,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
 from callcenter.http.auth import Principal, Role, new_token, token_digest
-from callcenter.queue.calls import call_of, caller_summary, resumed_from
+from callcenter.queue.calls import Offers, call_of, caller_summary, made_offer, resumed_from
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.models import (
     Agent,
@@ -173,14 +173,26 @@ async def set_queues(
         raise NotFound(f"no agent with id {agent_id}")
 
 
-async def set_available(conn: Conn, agent_id: int) -> bool:
+async def set_available(conn: Conn, agent_id: int, offers: Offers | None = None) -> bool:
     """False when the agent cannot be (it is on a call or holds an offer).
 
-    Publishes ``free:<id>`` at commit from the same statement (the router hears it);
-    the panel's new state goes out from the agents' trigger (migration 0024).
+    With ``offers`` (this instance's router), the same statement runs the router's
+    claim and the router is handed its offer, or asked for a round only if a call
+    moved meanwhile (``Offers.freed``); else it publishes ``free:<id>`` at commit
+    and the routers' round offers the agent its call. The panel's new state goes
+    out from the agents' trigger (migration 0024).
     """
-    events = payloads([Event("free", str(agent_id))])
-    return await conn.fetchval(Q["set_available"], agent_id, CHANNEL, events) is not None
+    events = [] if offers is not None else payloads([Event("free", str(agent_id))])
+    mark = offers.watch() if offers is not None else 0
+    row = await conn.fetchrow(Q["set_available"], agent_id, CHANNEL, events, offers is not None)
+    if row is None:
+        return False
+    if offers is not None:
+        made = made_offer(row)
+        if made is not None:
+            offers.made(made)
+        offers.freed(mark)
+    return True
 
 
 async def set_offline(conn: Conn, agent_id: int) -> list[int]:

@@ -138,8 +138,9 @@ def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, custo
 
 @dataclass(frozen=True)
 class MadeOffer:
-    """An offer the enqueue's own statement made, committed: the router's claim's answer
-    (``queue_offer_next``), as ``offer_next`` returns it to a dispatch round."""
+    """An offer the enqueue's or the wrap-up's own statement made, committed: the
+    router's claim's answer (``queue_offer_next``), as ``offer_next`` returns it to a
+    dispatch round."""
 
     offer_id: int
     call_id: int
@@ -151,14 +152,24 @@ class MadeOffer:
 
 
 class Offers(Protocol):
-    """This instance's router, as the enqueue sees it: the enqueue runs the router's
-    claim in its own statement and hands over the offer it made, so the router treats
-    it as one of its own (it registers itself while it runs; the queue layer never
-    imports the router)."""
+    """This instance's router, as the statements that run its claim see it: the
+    enqueue and the wrap-up that frees an agent run the router's claim in their own
+    statement and hand over the offer they made, so the router treats it as one of
+    its own (it registers itself while it runs; the queue layer never imports the
+    router)."""
 
     def made(self, offer: MadeOffer) -> None:
-        """An offer the enqueue made, committed: arm its timer, count it, and run a
-        round when its ``more`` says another pair may be left."""
+        """An offer such a statement made, committed: arm its timer, count it, and run
+        a round when its ``more`` says another pair may be left."""
+
+    def watch(self) -> int:
+        """A mark to take just before a statement that frees an agent and runs the
+        claim is sent; ``freed`` is handed it once that statement has committed."""
+
+    def freed(self, mark: int) -> None:
+        """An agent was freed by a committed statement that ran the claim itself
+        (sent after ``watch`` gave ``mark``): run a round only when a call may have
+        come in unseen by that claim (see ``Router.freed``)."""
 
 
 @dataclass
@@ -962,7 +973,7 @@ class CallDesk:
 
 
 def made_offer(row: asyncpg.Record | None) -> MadeOffer | None:
-    """The offer the enqueue's statement made (its ``offer_*`` columns), if any."""
+    """The offer a statement that ran the claim made (its ``offer_*`` columns), if any."""
     if row is None or row["offer_id"] is None:
         return None
     return MadeOffer(

@@ -499,8 +499,13 @@ SELECT id, name, token_expires_at FROM found
 
 -- set_available --
 -- The agent says it is free: from any state but a call in progress. Its events
--- ($3: free) go out on channel $2 at commit, in the same round trip (the publish
--- was a statement of its own, issue 21); the agents' trigger sends its new state.
+-- ($3: free, or none) go out on channel $2 at commit, in the same round trip
+-- (the publish was a statement of its own, issue 21); the agents' trigger
+-- sends its new state. With $4 (this instance's router takes the offer over:
+-- CallDesk's ``Offers``) the statement then runs the router's claim, as the
+-- enqueue and the wrap-up do (queue_offer_next, migration 0027: a lateral call
+-- on the freed row, so it sees the agent free), and returns its offer as
+-- ``offer_*`` (null: none).
 WITH freed AS (
     UPDATE agents
        SET state = 'available', state_since = now(),
@@ -511,7 +516,11 @@ WITH freed AS (
 ), notified AS (
     SELECT pg_notify($2, p) FROM freed, unnest($3::text[]) AS p
 )
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM freed
+SELECT f.id, (SELECT count(*) FROM notified) AS notified,
+       o.offer_id, o.call_id AS offer_call_id, o.agent_id AS offer_agent_id,
+       o.expires_at AS offer_expires_at, o.queue AS offer_queue, o.more AS offer_more
+  FROM freed f
+  LEFT JOIN LATERAL queue_offer_next($4::boolean AND f.id IS NOT NULL) AS o ON true
 
 -- extend_wrap_up --
 -- Agent $1 is still writing the wrap-up of call $2: it stays in wrap-up until

@@ -67,6 +67,10 @@ WAKING = frozenset({"queue", "free", "queues", "resync"})
 #: The end reason of a call past its queue's maximum wait with nowhere to overflow.
 MAX_WAIT = "max_wait"
 
+#: Events after which a call may wait that a claim running at the same time did not
+#: see (``Router.freed``): a call waiting or back, a queue's config, lost events.
+MOVED = frozenset({"queue", "queues", "resync"})
+
 #: What statements that publish their own events put before an id (see ``Event.encode``).
 CONNECT_PREFIX = Event("connect").encode()
 
@@ -146,6 +150,11 @@ class Router:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self.supervisor = Supervisor("router", duty="no call is offered or no clock runs")
         self.offers_made = 0
+        #: Rounds asked for (``wake``) and rounds run (``dispatch``), counted.
+        self.wakes = 0
+        self.rounds = 0
+        # ``MOVED`` events taken by the listener so far: ``watch`` and ``freed``.
+        self._moved = 0
 
     # -- running ---------------------------------------------------------------
 
@@ -173,6 +182,7 @@ class Router:
         return self.supervisor.failure
 
     def wake(self) -> None:
+        self.wakes += 1
         self._wake.set()
 
     async def _dispatcher(self) -> None:
@@ -194,6 +204,8 @@ class Router:
             event: Event = await sub.get()
             if event.kind in ("queues", "resync"):
                 self.desk.directory.invalidate()
+            if event.kind in MOVED:
+                self._moved += 1
             if event.kind == "customer":
                 self.supervisor.spawn(
                     self.desk.rekey_customer(int(event.key)), f"rekey customer {event.key}"
@@ -257,18 +269,44 @@ class Router:
                 self._arm(row["offer_id"], row["expires_at"])
                 if not row["more"]:
                     break
+        self.rounds += 1
         self._count(made)
         if made == ROUND:
             self.wake()
         return made
 
     def made(self, offer: MadeOffer) -> None:
-        """An offer the enqueue's own statement made (``calls.Offers``), committed: one
-        of this router's, as if its round had made it. When its ``more`` says another
-        pair may be left, a round follows, as the round would have gone on."""
+        """An offer the enqueue's or the wrap-up's own statement made (``calls.Offers``),
+        committed: one of this router's, as if its round had made it. When its ``more``
+        says another pair may be left, a round follows, as the round would have gone on."""
         self._arm(offer.offer_id, offer.expires_at)
         self._count(1)
         if offer.more:
+            self.wake()
+
+    def watch(self) -> int:
+        """The mark ``freed`` compares with (``calls.Offers``)."""
+        return self._moved
+
+    def freed(self, mark: int) -> None:
+        """An agent freed by a statement that ran the claim itself has committed (the
+        wrap-up's, ``calls.Offers``): a round only if a ``MOVED`` event came in after
+        ``mark``, taken just before that statement was sent.
+
+        The claim saw the agent free and every call committed before its snapshot,
+        so it offered the agent a call, or none of those could pair with it (a
+        superset of what it could see failing, as in ``dispatch``: the ``more`` of
+        its offer covers the rest of its snapshot). A call it could not see was
+        enqueued, returned or moved by a transaction that committed after that
+        snapshot, and that commit's ``MOVED`` event reaches this listener after the
+        commit. If it came before ``mark``, the commit was before the statement
+        was sent, so before the snapshot: not a call the claim missed. If it came
+        after ``mark`` and before now, its round may have run before this
+        statement committed and missed the agent: so one more round runs now. If
+        it comes later, the round it wakes runs after this commit and sees both.
+        So no agent freed here is left beside a call, and a wrap-up while nothing
+        moves takes no round at all (issue 21: it took one every call)."""
+        if self._moved != mark:
             self.wake()
 
     def _count(self, made: int) -> None:
@@ -355,7 +393,8 @@ class Router:
 
     async def available(self, agent_id: int) -> None:
         async with self.pool.acquire() as conn:
-            if not await agents.set_available(conn, agent_id):
+            # Its own statement runs the claim while this router runs (``calls.Offers``).
+            if not await agents.set_available(conn, agent_id, self.desk.offers):
                 agent = await agents.get_agent(conn, agent_id)
                 if agent.state is AgentState.offered:
                     return  # already taking calls: an offer came first (a wrap-up ended)

@@ -116,6 +116,7 @@ async def _finish(
         True,
         CHANNEL,
         events,
+        False,  # no claim: these tests hold the wrap-up alone
     )
     return outcome
 

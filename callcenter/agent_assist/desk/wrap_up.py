@@ -57,7 +57,7 @@ from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.errors import CallCenterError, Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
-from callcenter.queue.calls import CallDesk
+from callcenter.queue.calls import CallDesk, made_offer
 from callcenter.queue.models import AgentState, EndOutcome
 
 W = load_queries("callcenter.agent_assist.desk", "wrap_up.sql")
@@ -328,11 +328,15 @@ class WrapUpDesk:
             "question_key": answer.question_key if answer is not None else None,
         }
         # Only from the wrap-up of this call: one the clock ended, or a next call the
-        # agent is on already, is left as it is (finish_wrap_up checks). The router hears
-        # ``free``; the panel gets the agent's new state from the agents' trigger.
-        events = payloads([Event("free", str(agent_id))])
+        # agent is on already, is left as it is (finish_wrap_up checks). The panel gets
+        # the agent's new state from the agents' trigger. With this instance's router
+        # running, the statement runs its claim too and the router takes the offer
+        # (``calls.Offers``), else the routers hear ``free`` and a round offers it.
+        offers = self.desk.offers if message.available else None
+        events = [] if offers is not None else payloads([Event("free", str(agent_id))])
+        mark = offers.watch() if offers is not None else 0
         async with self.pool.acquire() as conn:
-            outcome: str = await conn.fetchval(
+            row = await conn.fetchrow(
                 W["finish_wrap_up"],
                 seen.call.id,
                 agent_id,
@@ -348,5 +352,13 @@ class WrapUpDesk:
                 message.available,
                 CHANNEL,
                 events,
+                offers is not None,
             )
+        assert row is not None  # the function always answers
+        outcome: str = row["outcome"]
+        if offers is not None and outcome == "stored":
+            made = made_offer(row)
+            if made is not None:
+                offers.made(made)
+            offers.freed(mark)
         return outcome

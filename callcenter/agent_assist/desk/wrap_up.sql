@@ -32,4 +32,10 @@ SELECT c.id, c.state, c.customer_id, c.question_key, c.interaction_id, c.wrapped
 -- instance's panel showed of the call, not read: migration 0026): the mark, the
 -- audit entry, the notes, the answer and the agent free again, in one round trip
 -- (migrations 0022 and 0026 say what it checks again, and in which order it locks).
-SELECT finish_wrap_up($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+-- With $15 (this instance's router takes the offer: WrapUpDesk._store), the
+-- router's claim runs after a stored wrap-up that frees the agent ($12), which
+-- it sees free; its offer comes back as offer_* (null: none), as the enqueue's.
+SELECT w.outcome, o.offer_id, o.call_id AS offer_call_id, o.agent_id AS offer_agent_id,
+       o.expires_at AS offer_expires_at, o.queue AS offer_queue, o.more AS offer_more
+  FROM finish_wrap_up($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS w (outcome)
+  LEFT JOIN LATERAL queue_offer_next($15 AND $12 AND w.outcome = 'stored') AS o ON true
