@@ -12,7 +12,9 @@ time; whichever of timer and sweep comes first returns the call, the other
 finds nothing to do. A new call's first step is made by the enqueue itself:
 its statement runs the same claim (``queue_offer_next``, migration 0027) and
 hands the offer it made to this router (``made``, registered with the desk as
-``calls.Offers`` while the router runs).
+``calls.Offers`` while the router runs). So do the statements that free an
+agent (its wrap-up, its ``available``), which then ask for a round only when
+a call may have moved unseen by their claim (``freed``).
 
 The queue never talks to sockets: an offer is published as ``agent:<id>``
 and the agent hub (in whichever instance holds that agent's socket) pushes it.

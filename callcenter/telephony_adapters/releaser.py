@@ -135,15 +135,17 @@ class Releaser(CallWorker):
     async def running(self) -> AsyncIterator[Self]:
         """Follow the events and catch up, and take the releases the ends of this
         instance claim for it (registered with the desk), for the life of the block."""
-        async with super().running():
-            self.supervisor.start("releaser-marks", self.marks.run)
-            self.desk.releases = self
-            try:
-                yield self
-            finally:
-                if self.desk.releases is self:
-                    self.desk.releases = None
-        await self.marks.write_all()  # the last window's, once nothing adds to it
+        try:
+            async with super().running():
+                self.supervisor.start("releaser-marks", self.marks.run)
+                self.desk.releases = self
+                try:
+                    yield self
+                finally:
+                    if self.desk.releases is self:
+                        self.desk.releases = None
+        finally:
+            await self.marks.write_all()  # the last window's, once nothing adds to it
 
     # -- what the end asks (``callcenter.queue.calls.Releases``) ----------------
 
