@@ -153,6 +153,16 @@ async def eventually(
         await asyncio.sleep(every)
 
 
+async def no_call_offered_twice_at_once(pool: asyncpg.Pool[Any]) -> None:
+    """No call had two open offers at any one time (an offer's life: offered until ended)."""
+    overlapping = await pool.fetchval(
+        """SELECT count(*) FROM call_offers a JOIN call_offers b
+             ON a.call_id = b.call_id AND a.id < b.id
+            WHERE b.offered_at < coalesce(a.ended_at, 'infinity')"""
+    )
+    assert overlapping == 0, f"{overlapping} calls offered twice at once"
+
+
 async def waits_behind(probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]) -> None:
     """Until some backend waits for a lock ``holder`` holds (seen from ``probe``): the
     statement under test has reached the row the test holds, whatever else is waiting."""

@@ -15,6 +15,7 @@ instances leave nothing waiting with the sweep an hour away.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -22,7 +23,15 @@ from aiohttp.test_utils import TestClient
 
 from callcenter import app_keys
 from tests.conftest import AppFactory
-from tests.integration.queue_helpers import FAST, Panel, enqueue, eventually, make_agent, make_queue
+from tests.integration.queue_helpers import (
+    FAST,
+    Panel,
+    enqueue,
+    eventually,
+    make_agent,
+    make_queue,
+    no_call_offered_twice_at_once,
+)
 from tests.integration.test_enqueue_offer import SLOW_COMMIT
 
 #: Fast clocks, but no sweep within a test: whatever is offered, is offered by an event.
@@ -90,26 +99,23 @@ async def test_a_wrap_up_offers_the_agent_it_frees_the_call_waiting_with_no_roun
     await panel.close()
 
 
-async def test_a_call_queued_while_the_wrap_up_commits_is_offered_to_the_agent_it_frees(
-    app_factory: AppFactory, pool: asyncpg.Pool[Any]
-) -> None:
-    """The race ``Router.freed`` is for: the wrap-up's claim finds nothing waiting, a
-    call is queued before the wrap-up commits, and that call's round runs while the
-    agent is not free yet and misses it. Only the wrap-up's own instance can then
-    bring the two together, and it does: the call's event came after its mark."""
-    client = await app_factory(**NO_SWEEP)
+async def _queued_while_committing(
+    client: TestClient[Any, Any],
+    pool: asyncpg.Pool[Any],
+    gate: tuple[str, int],
+    free: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """``free`` sends a statement that frees an agent, held at its commit by ``gate``
+    (a deferred trigger's SQL and the advisory lock it waits on). Meanwhile a call is
+    queued, unseen by that statement's claim, and its own round runs and misses the
+    agent, who is not free yet. Then the commit goes on. The late call's answer."""
     router = client.app[app_keys.ROUTER]
-    await make_queue(client, "general", wrap_up_seconds=600, wrap_up_max_seconds=600)
-    _, token = await make_agent(client, "ada")
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
-    first = await _on_a_call(client, panel, "first")
-    await pool.execute(GATED_WRAP_UP)
-    gate = await pool.acquire()
+    trigger, lock = gate
+    await pool.execute(trigger)
+    holder = await pool.acquire()
     try:
-        await gate.execute("SELECT pg_advisory_lock(2128)")
-        await panel.send(type="wrap_up", call_id=first, ref="w")
+        await holder.execute("SELECT pg_advisory_lock($1)", lock)
+        await free()
 
         async def held() -> bool:
             return bool(
@@ -122,21 +128,42 @@ async def test_a_call_queued_while_the_wrap_up_commits_is_offered_to_the_agent_i
         rounds = router.rounds
         late = await enqueue(client, "late")
         assert late["call"]["offered_to"] is None  # the agent is not free in its snapshot
-        # The call's own round (its queue event) has run, and missed the agent.
-        await eventually(lambda: _true(router.rounds > rounds))
+
+        async def missed() -> bool:
+            return router.rounds > rounds  # the call's own round (its queue event)
+
+        await eventually(missed)
         assert await pool.fetchval("SELECT count(*) FROM call_offers WHERE result IS NULL") == 0
-        await gate.execute("SELECT pg_advisory_unlock(2128)")
+        await holder.execute("SELECT pg_advisory_unlock($1)", lock)
     finally:
-        await pool.release(gate)
+        await pool.release(holder)
+    return late
+
+
+async def test_a_call_queued_while_the_wrap_up_commits_is_offered_to_the_agent_it_frees(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """The race ``Router.freed`` is for: the wrap-up's claim finds nothing waiting, a
+    call is queued before the wrap-up commits, and that call's round runs while the
+    agent is not free yet and misses it. Only the wrap-up's own instance can then
+    bring the two together, and it does: the call's event came after its mark."""
+    client = await app_factory(**NO_SWEEP)
+    await make_queue(client, "general", wrap_up_seconds=600, wrap_up_max_seconds=600)
+    _, token = await make_agent(client, "ada")
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.state("available")
+    first = await _on_a_call(client, panel, "first")
+
+    async def wrap_up() -> None:
+        await panel.send(type="wrap_up", call_id=first, ref="w")
+
+    late = await _queued_while_committing(client, pool, (GATED_WRAP_UP, 2128), wrap_up)
     ack = await panel.until(lambda m: m.get("ref") == "w")
     assert ack["type"] == "ack", ack
     offer = await panel.until(lambda m: m["type"] == "offer")
     assert offer["call_id"] == late["call"]["id"]
     await panel.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_wrap_ups_and_enqueues_racing_on_two_instances_leave_no_pair_waiting(
@@ -187,12 +214,7 @@ async def test_wrap_ups_and_enqueues_racing_on_two_instances_leave_no_pair_waiti
         assert await pool.fetchval("SELECT count(*) FROM waiting_calls") == 0
     total = rounds * len(panels)
     assert len(answered) == total and len(set(answered)) == total
-    overlapping = await pool.fetchval(
-        """SELECT count(*) FROM call_offers a JOIN call_offers b
-             ON a.call_id = b.call_id AND a.id < b.id
-            WHERE b.offered_at < coalesce(a.ended_at, 'infinity')"""
-    )
-    assert overlapping == 0
+    await no_call_offered_twice_at_once(pool)
     for p in panels:
         await p.close()
 
@@ -241,32 +263,14 @@ async def test_a_call_queued_while_going_available_commits_is_offered_to_the_age
     """``Router.freed``'s race again, for ``available``: the claim finds nothing, a
     call is queued before the agent's commit, and its own round misses the agent."""
     client = await app_factory(**NO_SWEEP)
-    router = client.app[app_keys.ROUTER]
     await make_queue(client, "general")
     _, token = await make_agent(client, "ada")
     panel = await Panel.open(client, token)
-    await pool.execute(GATED_AVAILABLE)
-    gate = await pool.acquire()
-    try:
-        await gate.execute("SELECT pg_advisory_lock(2129)")
+
+    async def available() -> None:
         await panel.send(type="available", ref="a")
 
-        async def held() -> bool:
-            return bool(
-                await pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                )
-            )
-
-        await eventually(held)  # free, claimed (nothing waits), waiting to commit
-        rounds = router.rounds
-        late = await enqueue(client, "late")
-        assert late["call"]["offered_to"] is None  # the agent is not free in its snapshot
-        await eventually(lambda: _true(router.rounds > rounds))  # the call's round: a miss
-        assert await pool.fetchval("SELECT count(*) FROM call_offers") == 0
-        await gate.execute("SELECT pg_advisory_unlock(2129)")
-    finally:
-        await pool.release(gate)
+    late = await _queued_while_committing(client, pool, (GATED_AVAILABLE, 2129), available)
     ack = await panel.until(lambda m: m.get("ref") == "a")
     assert ack["type"] == "ack", ack
     offer = await panel.until(lambda m: m["type"] == "offer")
