@@ -775,8 +775,9 @@ BEGIN
         SELECT q.queue, false AS overflow FROM agent, unnest(agent.queues) AS q (queue)
         UNION ALL
         SELECT q.queue, true FROM agent, unnest(agent.overflow_queues) AS q (queue)
-    ), pick AS (
-        SELECT head.call_id, head.queue
+    ), heads AS MATERIALIZED (
+        -- Every head probed is locked here, whichever is offered.
+        SELECT head.call_id, head.queue, head.service_key
           FROM served
          CROSS JOIN LATERAL (
             SELECT w.call_id, w.queue, w.service_key
@@ -787,7 +788,10 @@ BEGIN
              LIMIT 1
                FOR UPDATE SKIP LOCKED
          ) head
-         ORDER BY head.service_key, head.call_id
+    ), pick AS (
+        SELECT heads.call_id, heads.queue
+          FROM heads
+         ORDER BY heads.service_key, heads.call_id
          LIMIT 1
     ), offer AS (
         INSERT INTO call_offers (call_id, agent_id, expires_at)
@@ -804,6 +808,11 @@ BEGIN
         UPDATE agents a SET state = 'offered', state_since = now()
           FROM offer
          WHERE a.id = offer.agent_id
+    ), let_go AS MATERIALIZED (
+        -- The heads locked and not offered: back to the routers at commit.
+        SELECT pg_notify('callcenter', 'queue:' || heads.queue)
+          FROM heads, pick
+         WHERE heads.call_id <> pick.call_id
     ), rest AS MATERIALIZED (
         SELECT array_agg(q.queue) AS queues,
                array_agg(q.queue) FILTER (
@@ -826,7 +835,9 @@ BEGIN
                     WHERE a.state = 'available' AND a.id <> offer.agent_id
                       AND (a.queues && (SELECT queues FROM rest)
                            OR a.overflow_queues && (SELECT widened FROM rest))) AS more
-      FROM offer, pick;
+      FROM offer, pick
+     -- Read so that it runs (a CTE nobody reads is not run); it never filters.
+     WHERE (SELECT count(*) FROM let_go) >= 0;
 END
 $$;
 

@@ -22,6 +22,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from callcenter import app_keys
+from callcenter.events import CHANNEL, Event
 from tests.conftest import AppFactory
 from tests.integration.queue_helpers import (
     FAST,
@@ -54,6 +55,21 @@ CREATE CONSTRAINT TRIGGER gated_wrap_up AFTER UPDATE ON calls
 """
 
 
+async def _waiting(client: TestClient[Any, Any], call: str) -> dict[str, Any]:
+    """Queue ``call`` while nobody is free, and wait for the round its ``queue`` event
+    wakes (a miss): after it, no event of the call is left to wake a round later."""
+    router = client.app[app_keys.ROUTER]
+    rounds = router.rounds
+    waiting = await enqueue(client, call)
+    assert waiting["call"]["offered_to"] is None
+
+    async def its_round() -> bool:
+        return router.rounds > rounds
+
+    await eventually(its_round)
+    return waiting
+
+
 async def _on_a_call(client: TestClient[Any, Any], panel: Panel, call: str) -> int:
     """Queue ``call``, let the panel's agent take it and end it: the agent is in its
     wrap-up; the call's id."""
@@ -80,8 +96,7 @@ async def test_a_wrap_up_offers_the_agent_it_frees_the_call_waiting_with_no_roun
     await panel.send(type="available")
     await panel.state("available")
     first = await _on_a_call(client, panel, "first")
-    waiting = await enqueue(client, "second")  # nobody free: it waits
-    assert waiting["call"]["offered_to"] is None
+    waiting = await _waiting(client, "second")  # nobody free: it waits
     wakes, made = router.wakes, router.offers_made
 
     await panel.send(type="wrap_up", call_id=first, ref="w")
@@ -242,8 +257,7 @@ async def test_going_available_is_offered_the_call_waiting_with_no_round(
     client = await app_factory(**NO_SWEEP)
     router = client.app[app_keys.ROUTER]
     await make_queue(client, "general")
-    waiting = await enqueue(client, "first")  # nobody is available: it waits
-    assert waiting["call"]["offered_to"] is None
+    waiting = await _waiting(client, "first")  # nobody is available: it waits
     _, token = await make_agent(client, "ada")
     panel = await Panel.open(client, token)
     wakes, made = router.wakes, router.offers_made
@@ -276,3 +290,71 @@ async def test_a_call_queued_while_going_available_commits_is_offered_to_the_age
     offer = await panel.until(lambda m: m["type"] == "offer")
     assert offer["call_id"] == late["call"]["id"]
     await panel.close()
+
+
+#: Holds at commit the transaction that offers one call (a deferred trigger on the
+#: offer's insert waits while the test holds advisory lock 2130).
+GATED_OFFER = """
+CREATE FUNCTION gated_offer() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.call_id = {call} THEN
+        PERFORM pg_advisory_lock_shared(2130);
+        PERFORM pg_advisory_unlock_shared(2130);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER gated_offer AFTER INSERT ON call_offers
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gated_offer();
+"""
+
+
+async def test_a_call_another_claim_locked_and_let_go_is_offered_to_the_agent_that_skipped_it(
+    app_factory: AppFactory, pool: asyncpg.Pool[Any]
+) -> None:
+    """A claim locks the head of every queue its agent serves and offers one (migration
+    0030). Bob serves q1 and q2 and his claim offers him w1 while it holds w2, so Ada's
+    claim, serving q2 only, skips w2 and offers nothing. At Bob's commit the claim
+    announces w2's queue, and Ada is offered w2 (found by a review: before, nothing
+    woke a round and Ada stayed free beside w2 until the sweep)."""
+    client = await app_factory(**NO_SWEEP)
+    await make_queue(client, "q1")
+    await make_queue(client, "q2")
+    w1 = (await enqueue(client, "w1", queue="q1"))["call"]["id"]
+    w2 = (await enqueue(client, "w2", queue="q2"))["call"]["id"]
+    _, bob = await make_agent(client, "bob", ["q1", "q2"])
+    _, ada = await make_agent(client, "ada", ["q2"])
+    b = await Panel.open(client, bob)
+    a = await Panel.open(client, ada)
+    await pool.execute(GATED_OFFER.format(call=w1))
+    holder = await pool.acquire()
+    try:
+        await holder.execute("SELECT pg_advisory_lock(2130)")
+        await b.send(type="available", ref="b")  # locks w1 and w2, offers w1, held
+
+        async def held() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+            )
+
+        await eventually(held)
+        await a.send(type="available", ref="a")  # w2 is locked: skipped, no offer
+        ack = await a.until(lambda m: m.get("ref") == "a")
+        assert ack["type"] == "ack", ack
+        offered = "SELECT offered_to FROM waiting_calls WHERE call_id = $1"
+        assert await pool.fetchval(offered, w2) is None
+        await holder.execute("SELECT pg_advisory_unlock(2130)")
+    finally:
+        await pool.release(holder)
+    assert (await b.until(lambda m: m["type"] == "offer"))["call_id"] == w1
+    assert (await a.until(lambda m: m["type"] == "offer"))["call_id"] == w2
+    await a.close()
+    await b.close()
+
+
+def test_the_claims_notification_is_the_queue_event() -> None:
+    """Migration 0030 writes the channel and the ``queue`` event's payload as literals."""
+    assert CHANNEL == "callcenter"
+    assert Event("queue", "q2").encode() == "queue:q2"
