@@ -39,6 +39,12 @@ def unstorable_field(data: Any, where: tuple[int | str, ...] = ()) -> str | None
     return None
 
 
+def storable(text: str) -> str:
+    """``text`` with what cannot be stored replaced by U+FFFD: for what a peer said that
+    is kept anyway (refusing it would lose the rest of the record)."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def describe(field: str) -> str:
     return (
         f"{field or 'the value'}: text may not contain the NUL character or unpaired "

@@ -240,12 +240,14 @@ UPDATE call_releases
 -- The releases of calls $1 that claimer $2 carried out, a window's at once
 -- (release_marks.py), each with its own $3 to $6: released (the peer took the
 -- hang-up) or gone (it had no such call any more; $4 is what it said), why
--- the hang-up was needed, and when it was done.
+-- the hang-up was needed, and how many seconds ago it was done (the time is
+-- the database's clock, as every other time of the call).
 UPDATE call_releases r
-   SET state = d.state, attempts = r.attempts + 1, done_at = d.done_at,
+   SET state = d.state, attempts = r.attempts + 1,
+       done_at = now() - make_interval(secs => d.age),
        last_error = coalesce(d.peer_said, r.last_error), note = d.why
-  FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-       AS d (call_id, state, peer_said, why, done_at)
+  FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
+       AS d (call_id, state, peer_said, why, age)
  WHERE r.call_id = d.call_id AND r.claimed_by = $2 AND r.state = 'claimed'
 
 -- release_failed --

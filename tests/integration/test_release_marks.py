@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,35 @@ async def test_a_write_the_database_refuses_keeps_its_marks(
     refused.pool = pool
     assert await refused.write() == 3
     assert [r["state"] for r in await _rows(pool, ids)] == ["released"] * 3
+
+
+async def test_what_a_peer_said_that_cannot_be_stored_is_stored_cleaned(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A PBX's answer may hold a NUL (its body, decoded with replacement): the mark
+    keeps the rest of it, and the window's other marks are written with it."""
+    bad, good = await _claimed(pool, 2, ME)
+    marks = ReleaseMarks(pool, ME)
+    marks.add(bad, "gone", "410 from the PBX: no such call\x00\ud800", "ended on our side")
+    marks.add(good, "released", None, "ended on our side")
+    assert await marks.write() == 2 and marks.statements == 1
+    rows = await _rows(pool, [bad, good])
+    assert [r["state"] for r in rows] == ["gone", "released"]
+    assert rows[0]["last_error"] == "410 from the PBX: no such call\ufffd\ufffd"
+
+
+async def test_a_mark_the_database_refuses_is_dropped_alone(pool: asyncpg.Pool[Any]) -> None:
+    """A value the database refuses (here a time out of its range) fails the batch: the
+    marks are then written one by one, and only the refused one is dropped."""
+    first, bad, last = await _claimed(pool, 3, ME)
+    marks = ReleaseMarks(pool, ME)
+    for call_id in (first, bad, last):
+        marks.add(call_id, "released", None, "ended on our side")
+    marks._pending[1] = replace(marks._pending[1], at=-1e300)  # done "1e300 s ago"
+    assert await marks.write() == 2
+    assert (marks.written, marks.dropped, marks.pending) == (2, 1, 0)
+    states = [r["state"] for r in await _rows(pool, [first, bad, last])]
+    assert states == ["released", "claimed", "released"]
 
 
 async def test_a_running_writer_takes_a_windows_marks_in_one_statement(
