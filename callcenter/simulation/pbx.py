@@ -72,6 +72,8 @@ class PbxCall:
     connected_at: float | None = None  # perf_counter of the connect command
     connects: int = 0  # connect commands received: more than one is a fault
     callback: bool = False  # took a callback: hung up, waits for the service's ring
+    #: perf_counter of the service's hang-up, kept for a call whose id is not known yet
+    released_at: float | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -183,8 +185,11 @@ class Pbx:
                 self._talking(call)
             return web.json_response({"ok": True})
         if action == "hangup":
+            # The service may offer, connect and end a call before this PBX has read
+            # the answer that gives its id: the release is marked once the id is known.
+            call.released_at = time.perf_counter()
             if call.id is not None:
-                self.steps.mark(call.id, "release")
+                self.steps.mark(call.id, "release", call.released_at)
             self._ended(call, "agent", outcome=None)
             return web.json_response({"ok": True})
         if action == "callback":
@@ -252,6 +257,8 @@ class Pbx:
         if call.id is not None:
             self.steps.mark(call.id, "sent", call.sent_at)
             self.steps.mark(call.id, "queued")
+            if call.released_at is not None:  # the hang-up came before this answer
+                self.steps.mark(call.id, "release", call.released_at)
         if call.phase == "ended":
             return
         call.phase = "waiting" if call.phase == "placing" else call.phase
