@@ -278,9 +278,10 @@ class Router:
         return made
 
     def made(self, offer: MadeOffer) -> None:
-        """An offer the enqueue's or the wrap-up's own statement made (``calls.Offers``),
-        committed: one of this router's, as if its round had made it. When its ``more``
-        says another pair may be left, a round follows, as the round would have gone on."""
+        """An offer a statement that runs the claim made (the enqueue's, the wrap-up's,
+        the available's: ``calls.Offers``), committed: one of this router's, as if its
+        round had made it. When its ``more`` says another pair may be left, a round
+        follows, as the round would have gone on."""
         self._arm(offer.offer_id, offer.expires_at)
         self._count(1)
         if offer.more:
@@ -292,20 +293,23 @@ class Router:
 
     def freed(self, mark: int) -> None:
         """An agent freed by a statement that ran the claim itself has committed (the
-        wrap-up's, ``calls.Offers``): a round only if a ``MOVED`` event came in after
-        ``mark``, taken just before that statement was sent.
+        wrap-up's, the available's: ``calls.Offers``): a round only if a ``MOVED``
+        event came in after ``mark``, taken just before that statement was sent.
 
         The claim saw the agent free and every call committed before its snapshot,
         so it offered the agent a call, or none of those could pair with it (a
         superset of what it could see failing, as in ``dispatch``: the ``more`` of
         its offer covers the rest of its snapshot). A call it could not see was
         enqueued, returned or moved by a transaction that committed after that
-        snapshot, and that commit's ``MOVED`` event reaches this listener after the
-        commit. If it came before ``mark``, the commit was before the statement
-        was sent, so before the snapshot: not a call the claim missed. If it came
-        after ``mark`` and before now, its round may have run before this
-        statement committed and missed the agent: so one more round runs now. If
-        it comes later, the round it wakes runs after this commit and sees both.
+        snapshot, or it was the head of a queue that a concurrent claim held and
+        let go (the claim skipped it as locked); either commit sends a ``MOVED``
+        event (a claim announces each head it let go, migration 0030), which
+        reaches this listener after the commit. If it came before ``mark``, the
+        commit was before the statement was sent, so before the snapshot: not a
+        call the claim missed. If it came after ``mark`` and before now, its round
+        may have run before this statement committed and missed the agent: so one
+        more round runs now. If it comes later, the round it wakes runs after this
+        commit and sees both.
         So no agent freed here is left beside a call, and a wrap-up while nothing
         moves takes no round at all (issue 21: it took one every call)."""
         if self._moved != mark:
