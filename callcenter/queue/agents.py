@@ -20,7 +20,7 @@ from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound
 from callcenter.events import CHANNEL, Event, payloads
 from callcenter.http.auth import Principal, Role, new_token, token_digest
-from callcenter.queue.calls import Offers, call_of, caller_summary, made_offer, resumed_from
+from callcenter.queue.calls import Offers, call_of, caller_summary, freeing, resumed_from
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.models import (
     Agent,
@@ -182,16 +182,11 @@ async def set_available(conn: Conn, agent_id: int, offers: Offers | None = None)
     and the routers' round offers the agent its call. The panel's new state goes
     out from the agents' trigger (migration 0024).
     """
-    events = [] if offers is not None else payloads([Event("free", str(agent_id))])
-    mark = offers.watch() if offers is not None else 0
-    row = await conn.fetchrow(Q["set_available"], agent_id, CHANNEL, events, offers is not None)
+    free = freeing(offers, agent_id)
+    row = await conn.fetchrow(Q["set_available"], agent_id, CHANNEL, free.events, free.claim)
     if row is None:
         return False
-    if offers is not None:
-        made = made_offer(row)
-        if made is not None:
-            offers.made(made)
-        offers.freed(mark)
+    free.committed(row)
     return True
 
 

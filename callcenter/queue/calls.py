@@ -35,7 +35,7 @@ from callcenter.customers.models import CustomerSummary, Outcome, Resolution
 from callcenter.customers.store import CustomerRules
 from callcenter.db.pool import Conn
 from callcenter.errors import Conflict, NotFound, Unprocessable
-from callcenter.events import CHANNEL, Event, EventBus
+from callcenter.events import CHANNEL, Event, EventBus, payloads
 from callcenter.queue import actions, policy
 from callcenter.queue.directory import QueueDirectory
 from callcenter.queue.ewt import QueueRates, estimated_wait
@@ -138,8 +138,8 @@ def may_take_over_callback(candidates: Sequence[Mapping[str, Any]] | None, custo
 
 @dataclass(frozen=True)
 class MadeOffer:
-    """An offer the enqueue's or the wrap-up's own statement made, committed: the
-    router's claim's answer (``queue_offer_next``), as ``offer_next`` returns it to a
+    """An offer a statement that runs the claim made, committed: the router's claim's
+    answer (``queue_offer_next``), as ``offer_next`` returns it to a
     dispatch round."""
 
     offer_id: int
@@ -153,10 +153,10 @@ class MadeOffer:
 
 class Offers(Protocol):
     """This instance's router, as the statements that run its claim see it: the
-    enqueue and the wrap-up that frees an agent run the router's claim in their own
-    statement and hand over the offer they made, so the router treats it as one of
-    its own (it registers itself while it runs; the queue layer never imports the
-    router)."""
+    enqueue, and the wrap-up and the ``available`` that free an agent, run the
+    router's claim in their own statement and hand over the offer they made, so the
+    router treats it as one of its own (it registers itself while it runs; the queue
+    layer never imports the router)."""
 
     def made(self, offer: MadeOffer) -> None:
         """An offer such a statement made, committed: arm its timer, count it, and run
@@ -970,6 +970,42 @@ class CallDesk:
                     )
                 )
         return QueueList(window_seconds=window, queues=out)
+
+
+@dataclass(frozen=True)
+class Freeing:
+    """How a statement that frees an agent (the wrap-up, ``available``) lets the
+    routers know, one rule for both (``freeing`` makes it): with this instance's
+    router running (``offers``), the statement runs the router's claim itself and the
+    router takes what it made once it committed (``committed``); else it notifies
+    ``events`` (``free:<id>``) at commit and a round offers the agent its call."""
+
+    offers: Offers | None
+    #: The payloads the statement notifies at commit.
+    events: list[str]
+    #: ``Offers.watch``'s mark, taken before the statement is sent.
+    mark: int
+
+    @property
+    def claim(self) -> bool:
+        """Whether the statement runs the claim (its ``offer_*`` columns answer it)."""
+        return self.offers is not None
+
+    def committed(self, row: asyncpg.Record) -> None:
+        """The statement freed the agent and committed, answering ``row``."""
+        if self.offers is None:
+            return
+        made = made_offer(row)
+        if made is not None:
+            self.offers.made(made)
+        self.offers.freed(self.mark)
+
+
+def freeing(offers: Offers | None, agent_id: int) -> Freeing:
+    """The ``Freeing`` of agent ``agent_id`` by a statement about to be sent."""
+    if offers is None:
+        return Freeing(None, payloads([Event("free", str(agent_id))]), 0)
+    return Freeing(offers, [], offers.watch())
 
 
 def made_offer(row: asyncpg.Record | None) -> MadeOffer | None:

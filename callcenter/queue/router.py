@@ -128,9 +128,25 @@ async def accept_offer(
     bridges the caller. The agent's change goes out with its snapshot from the
     agents' trigger (migration 0024).
     """
-    row = await conn.fetchrow(Q["accept_offer"], *accept_arguments(offer_id, agent_id, bridges))
+    row = await _accepting(conn, offer_id, agent_id, bridges)
     accepted: asyncpg.Record | None = None if row is None else row["accepted"]
     return accepted
+
+
+async def _accepting(
+    conn: Conn,
+    offer_id: int,
+    agent_id: int,
+    bridges: Bridges | None,
+    also: WithAccept | None = None,
+) -> asyncpg.Record | None:
+    """The accept's statement (``also``'s, when given) and its row, the accept's own
+    as ``accepted``; None when it took nothing."""
+    statement, more = (Q["accept_offer"], ()) if also is None else (also.statement, also.arguments)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        statement, *accept_arguments(offer_id, agent_id, bridges), *more
+    )
+    return row
 
 
 class Router:
@@ -366,13 +382,8 @@ class Router:
         and nothing of ``also`` is read.
         """
         bridges = self.desk.bridges
-        statement, more = (
-            (Q["accept_offer"], ()) if also is None else (also.statement, also.arguments)
-        )
         async with self.pool.acquire() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(
-                statement, *accept_arguments(offer_id, agent_id, bridges), *more
-            )
+            row = await _accepting(conn, offer_id, agent_id, bridges, also)
             if row is None:
                 await self._explain_closed(conn, agent_id, offer_id)
             assert row is not None

@@ -56,8 +56,8 @@ from callcenter.agent_assist.protocol import AnswerIn, PanelMessage, WrapUp
 from callcenter.db.pool import Conn
 from callcenter.db.sql import load_queries
 from callcenter.errors import CallCenterError, Conflict, NotFound
-from callcenter.events import CHANNEL, Event, payloads
-from callcenter.queue.calls import CallDesk, made_offer
+from callcenter.events import CHANNEL
+from callcenter.queue.calls import CallDesk, freeing
 from callcenter.queue.models import AgentState, EndOutcome
 
 W = load_queries("callcenter.agent_assist.desk", "wrap_up.sql")
@@ -332,9 +332,7 @@ class WrapUpDesk:
         # the agent's new state from the agents' trigger. With this instance's router
         # running, the statement runs its claim too and the router takes the offer
         # (``calls.Offers``), else the routers hear ``free`` and a round offers it.
-        offers = self.desk.offers if message.available else None
-        events = [] if offers is not None else payloads([Event("free", str(agent_id))])
-        mark = offers.watch() if offers is not None else 0
+        free = freeing(self.desk.offers if message.available else None, agent_id)
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 W["finish_wrap_up"],
@@ -351,14 +349,11 @@ class WrapUpDesk:
                 now,
                 message.available,
                 CHANNEL,
-                events,
-                offers is not None,
+                free.events,
+                free.claim,
             )
         assert row is not None  # the function always answers
         outcome: str = row["outcome"]
-        if offers is not None and outcome == "stored":
-            made = made_offer(row)
-            if made is not None:
-                offers.made(made)
-            offers.freed(mark)
+        if outcome == "stored":
+            free.committed(row)
         return outcome
