@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -194,6 +195,37 @@ async def test_end_call_then_finish_returns_to_available(serve: Serve, page: Pag
     history = await (await client.get(f"/api/customers/{customer_id}/history")).json()
     assert history["interactions"][0]["outcome"] == "completed"
     assert history["interactions"][0]["agent"] == "ada"
+
+
+async def test_finish_while_a_caller_waits_rings_that_call_at_once(
+    serve: Serve, page: Page, tmp_path: Path
+) -> None:
+    """The wrap-up that frees the agent offers the call waiting in the same step (issue
+    21): Finish goes from the wrap-up straight to the next caller's ring."""
+    client = await serve()
+    await make_queue(client, "general", wrap_up_seconds=60, offer_timeout_seconds=60)
+    await make_named_customer(client, "C-9", "Alan Turing", 2000, "+12125550177")
+    await make_named_customer(client, "C-7", "Ada Lovelace", 6000, "+12125550123")
+    _, token = await make_agent(client, "ada")
+    await sign_in(page, page_url(client), token)
+    await go_available(page)
+    await enqueue(client, "pbx-first", ani="+12125550177")
+    await page.click("#accept")
+    await expect(page.locator("#call-title")).to_have_text("On call with Alan Turing")
+    waiting = (await enqueue(client, "pbx-next", ani="+12125550123"))["call"]
+    assert waiting["offered_to"] is None  # ada is on a call: it waits
+
+    await page.fill("#notes", "asked about fees")
+    await page.click("#finish")
+    await expect(page.locator("#ring")).to_be_visible()
+    await expect(page.locator("#ring-name")).to_have_text("Ada Lovelace")
+    await expect(page.locator("#agent-state")).to_have_text("Ringing")
+    await expect(page.locator("#call")).to_be_hidden()
+    await page.screenshot(path=str(tmp_path / "finish-rings-the-next-call.png"))
+    await page.click("#accept")
+    await expect(page.locator("#call")).to_have_attribute("data-call-id", str(waiting["id"]))
+    await expect(page.locator("#call-title")).to_have_text("On call with Ada Lovelace")
+    await expect(page.locator("#notes")).to_have_value("")  # the last call's notes went
 
 
 async def test_server_restart_page_reconnects_and_shows_the_same_offer(
