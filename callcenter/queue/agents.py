@@ -88,7 +88,7 @@ async def list_agents(conn: Conn) -> list[Agent]:
 
 async def agent_for_token(conn: Conn, token: str) -> int | None:
     """The agent a live token belongs to (not removed, not expired)."""
-    agent_id: int | None = await conn.fetchval(Q["agent_by_token"], token_digest(token))
+    agent_id: int | None = await conn.fetchval(Q["agent_by_token"], token_digest(token), False)
     return agent_id
 
 
@@ -98,8 +98,7 @@ async def principal_for_token(conn: Conn, token: str, *, seen: bool = False) -> 
     ``seen``: the token opens the agent's socket, so the agent is marked seen now
     (``mark_seen``) by the same statement.
     """
-    query = Q["agent_by_token_seen"] if seen else Q["agent_by_token"]
-    row = await conn.fetchrow(query, token_digest(token))
+    row = await conn.fetchrow(Q["agent_by_token"], token_digest(token), seen)
     if row is None:
         return None
     return Principal(
@@ -137,11 +136,10 @@ async def remove(conn: Conn, agent_id: int) -> Agent:
     """
     _, unusable = new_token()
     async with conn.transaction():
-        # The offered call's waiting row before the agent, as ``set_offline`` says.
-        await conn.fetch(Q["lock_offers_of_agent"], agent_id)
+        # Offline first: it locks the offered call's waiting row before the agent.
+        offers = await set_offline(conn, agent_id)
         if await conn.fetchval(Q["remove_agent"], agent_id, unusable) is None:
             raise NotFound(f"no agent with id {agent_id}")
-        offers = await set_offline(conn, agent_id)
         returned = (
             await conn.fetch(Q["return_offers"], offers, "withdrawn", "offline") if offers else []
         )

@@ -477,22 +477,17 @@ SELECT a.id, a.name, a.queues, a.overflow_queues, a.state, a.state_since, a.idle
  ORDER BY a.id
 
 -- agent_by_token --
--- With the token's expiry: an agent's socket is closed when it passes.
-SELECT id, name, token_expires_at FROM agents
- WHERE token_sha256 = $1 AND removed_at IS NULL
-   AND (token_expires_at IS NULL OR token_expires_at > now())
-
--- agent_by_token_seen --
--- agent_by_token for the agent's socket as it opens: the agent is seen now (as
--- ``seen`` does it), in the same round trip (issue 21: they were two). A token
--- that opens nothing (unknown, expired, revoked, removed) marks nobody.
+-- With the token's expiry: an agent's socket is closed when it passes. With $2
+-- (the agent's socket as it opens) the agent is seen now, as ``seen`` does it,
+-- in the same round trip (issue 21: they were two); a token that opens nothing
+-- (unknown, expired, revoked, removed) marks nobody.
 WITH found AS (
     SELECT id, name, token_expires_at FROM agents
      WHERE token_sha256 = $1 AND removed_at IS NULL
        AND (token_expires_at IS NULL OR token_expires_at > now())
 ), seen AS (
     INSERT INTO agent_presence (agent_id, last_seen_at)
-    SELECT id, now() FROM found
+    SELECT id, now() FROM found WHERE $2::boolean
     ON CONFLICT (agent_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
 )
 SELECT id, name, token_expires_at FROM found
