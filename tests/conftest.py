@@ -22,8 +22,10 @@ from aiohttp.test_utils import TestClient
 from callcenter.app import create_app
 from callcenter.config import Settings
 from callcenter.customers.store import CustomerRules
+from callcenter.db import pool as db_pool
 from callcenter.db.migrate import migrate
 from callcenter.db.pool import create_pool
+from tests.integration.statement_log import StatementLog
 
 TEMPLATE = "callcenter_template"
 
@@ -138,3 +140,18 @@ def app_factory(
         return await aiohttp_client(app, headers=ADMIN if headers is None else headers)
 
     return start
+
+
+@pytest.fixture
+async def counted(monkeypatch: pytest.MonkeyPatch) -> StatementLog:
+    """Every pool opened from now on logs its connections' statements here, named
+    (``statement_log``): the round trips a test counts."""
+    log = StatementLog()
+    original = db_pool._init_connection
+
+    async def init(conn: asyncpg.Connection[Any]) -> None:
+        await original(conn)
+        conn.add_query_logger(log.record)
+
+    monkeypatch.setattr(db_pool, "_init_connection", init)
+    return log

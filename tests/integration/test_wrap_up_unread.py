@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from callcenter import app_keys
-from callcenter.agent_assist.desk.wrap_up import WRAP_UP_WINDOW, Shown, W, WrapUpDesk
+from callcenter.agent_assist.desk.wrap_up import WRAP_UP_WINDOW, Shown, WrapUpDesk
 from callcenter.agent_assist.protocol import WrapUp
 from callcenter.app import create_app
 from callcenter.config import Settings
@@ -39,6 +39,7 @@ from tests.integration.queue_helpers import (
     make_customer,
     make_queue,
 )
+from tests.integration.statement_log import StatementLog
 from tests.integration.test_finish_wrap_up import (
     CARDS,
     PHONE,
@@ -53,8 +54,8 @@ from tests.integration.test_finish_wrap_up import (
     _wrapping_up,
 )
 
-#: The desk's two statements, by their text.
-NAMES = {W[name].strip(): name for name in ("wrap_up_call", "finish_wrap_up")}
+#: The desk's two statements, by their names in the statement log.
+DESK = {"desk/wrap_up:wrap_up_call", "desk/wrap_up:finish_wrap_up"}
 
 
 @dataclass
@@ -62,34 +63,30 @@ class Counted:
     """A service instance whose pooled connections log every statement they complete."""
 
     client: TestClient[Any, Any]
-    queries: list[str]
+    log: StatementLog
+
+    @property
+    def queries(self) -> list[tuple[str, str]]:
+        return self.log.seen
 
     def desk_statements(self, since: int) -> list[str]:
         """The desk's two statements since ``since``, in the order they ran."""
-        return [NAMES[q] for q in self.queries[since:] if q in NAMES]
+        return [n.split(":")[1] for _, n in self.log.seen[since:] if n in DESK]
 
 
 @pytest.fixture
-async def counted(
+async def service(
     pool: asyncpg.Pool[Any],  # opened first: the test's own statements are not counted
+    counted: StatementLog,
     settings: Settings,
     db_url: str,
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Counted]:
-    queries: list[str] = []
-    original = db_pool._init_connection
-
-    async def init(conn: asyncpg.Connection[Any]) -> None:
-        await original(conn)
-        conn.add_query_logger(lambda q: queries.append(q.query.strip()))
-
-    monkeypatch.setattr(db_pool, "_init_connection", init)
     own = await db_pool.create_pool(db_url, min_size=1, max_size=8)
     try:
         app: web.Application = create_app(settings.model_copy(update=SERVICE), pool=own)
         client = await aiohttp_client(app, headers=ADMIN)
-        yield Counted(client, queries)
+        yield Counted(client, counted)
         await client.close()
     finally:
         await own.close()
@@ -109,14 +106,14 @@ async def _send(w: WrappingUp, ref: str, value: Any = "YES", **fields: Any) -> d
 
 
 async def test_the_wrap_up_of_a_call_whose_panel_was_built_here_reads_nothing(
-    counted: Counted, pool: asyncpg.Pool[Any]
+    service: Counted, pool: asyncpg.Pool[Any]
 ) -> None:
-    w = await _wrapping_up(counted.client)
-    since = len(counted.queries)
+    w = await _wrapping_up(service.client)
+    since = len(service.queries)
     reply = await _send(w, "w")
     assert reply["type"] == "ack", reply
     await w.panel.state("available")
-    assert counted.desk_statements(since) == ["finish_wrap_up"]
+    assert service.desk_statements(since) == ["finish_wrap_up"]
     left = await _left(pool, w)
     assert left["wrapped"] and left["notes"] == "asked about fees" and left["audits"] == 1
     assert left["answers"] == ["yes"] and left["needs"] == {w.question: "yes"}
@@ -152,7 +149,7 @@ NOT_MINE = "call {call} is not a call of yours"
     ids=lambda v: v.__name__ if callable(v) else None,
 )
 async def test_a_wrong_guess_is_read_and_answered_as_the_read_always_answered(
-    counted: Counted,
+    service: Counted,
     pool: asyncpg.Pool[Any],
     change: Any,
     status: int,
@@ -161,28 +158,28 @@ async def test_a_wrong_guess_is_read_and_answered_as_the_read_always_answered(
 ) -> None:
     """Changed behind the hub's back (no push tells it): the wrap-up is stored against
     the guess, finish_wrap_up refuses with nothing written, the read gives the error."""
-    w = await _wrapping_up(counted.client)
+    w = await _wrapping_up(service.client)
     await change(pool, w, "no")
     before = await _left(pool, w)
-    since = len(counted.queries)
+    since = len(service.queries)
     reply = await _send(w, "w")
     assert reply["type"] == "error", reply
     assert reply["status"] == status and reply["field"] == field, reply
     assert detail.format(call=w.call_id) in reply["detail"], reply
-    assert counted.desk_statements(since) == ["finish_wrap_up", "wrap_up_call"]
+    assert service.desk_statements(since) == ["finish_wrap_up", "wrap_up_call"]
     assert await _left(pool, w) == before
 
 
 async def test_the_same_answer_stored_meanwhile_is_a_retry(
-    counted: Counted, pool: asyncpg.Pool[Any]
+    service: Counted, pool: asyncpg.Pool[Any]
 ) -> None:
-    w = await _wrapping_up(counted.client)
+    w = await _wrapping_up(service.client)
     await _answer_on_the_call(pool, w, "yes")
-    since = len(counted.queries)
+    since = len(service.queries)
     reply = await _send(w, "w", True)
     assert reply["type"] == "ack", reply
     await w.panel.state("available")
-    assert counted.desk_statements(since) == ["finish_wrap_up", "wrap_up_call", "finish_wrap_up"]
+    assert service.desk_statements(since) == ["finish_wrap_up", "wrap_up_call", "finish_wrap_up"]
     left = await _left(pool, w)
     assert left["wrapped"] and left["audits"] == 1 and left["answers"] == ["yes"]
 
@@ -219,24 +216,24 @@ async def test_the_wrap_up_window_is_the_same_in_sql_and_python(pool: asyncpg.Po
 
 
 async def test_a_retry_is_read_and_told_the_call_is_wrapped_up(
-    counted: Counted, pool: asyncpg.Pool[Any]
+    service: Counted, pool: asyncpg.Pool[Any]
 ) -> None:
-    w = await _wrapping_up(counted.client)
+    w = await _wrapping_up(service.client)
     first = await _send(w, "first")
     assert first["type"] == "ack", first
-    since = len(counted.queries)
+    since = len(service.queries)
     again = await _send(w, "again", "no")
     assert again["type"] == "error" and again["status"] == 409, again
     assert again["detail"] == f"call {w.call_id} is already wrapped up", again
-    assert counted.desk_statements(since) == ["wrap_up_call"]
+    assert service.desk_statements(since) == ["wrap_up_call"]
     left = await _left(pool, w)
     assert left["answers"] == ["yes"] and left["audits"] == 1
 
 
-async def test_a_wrap_up_the_clock_ended_is_read(counted: Counted, pool: asyncpg.Pool[Any]) -> None:
+async def test_a_wrap_up_the_clock_ended_is_read(service: Counted, pool: asyncpg.Pool[Any]) -> None:
     """The agent's wrap-up time ran out (the panel was told): the call is read, then its
     wrap-up stored as ever, and the agent, free already, is left as it is."""
-    client = counted.client
+    client = service.client
     await make_queue(client, "general", wrap_up_seconds=0.3)
     resp = await client.post("/api/questions", json=CARDS)
     assert resp.status == 201, await resp.text()
@@ -254,26 +251,26 @@ async def test_a_wrap_up_the_clock_ended_is_read(counted: Counted, pool: asyncpg
     await panel.state("available")  # the clock
     question = shown["question"]["key"]
     w = WrappingUp(client, panel, token, agent_id, customer_id, shown["call_id"], question)
-    since = len(counted.queries)
+    since = len(service.queries)
     reply = await _send(w, "w")
     assert reply["type"] == "ack", reply
-    assert counted.desk_statements(since) == ["wrap_up_call", "finish_wrap_up"]
+    assert service.desk_statements(since) == ["wrap_up_call", "finish_wrap_up"]
     left = await _left(pool, w)
     assert left["wrapped"] and left["answers"] == ["yes"] and left["agent"] == "available"
 
 
 async def test_what_a_panel_showed_is_kept_only_until_the_wrap_up_or_the_last_socket(
-    counted: Counted,
+    service: Counted,
 ) -> None:
-    hub = counted.client.app[app_keys.HUB]
-    w = await _wrapping_up(counted.client)
+    hub = service.client.app[app_keys.HUB]
+    w = await _wrapping_up(service.client)
     assert hub._shown[w.agent_id] == Shown(w.call_id, w.customer_id, w.question, True)
     reply = await _send(w, "w")
     assert reply["type"] == "ack", reply
     assert w.agent_id not in hub._shown
     # Kept again for the next call's panel, and dropped with the agent's last socket.
     await w.panel.state("available")
-    await enqueue(counted.client, "pbx-2", ani=PHONE)
+    await enqueue(service.client, "pbx-2", ani=PHONE)
     offer = await w.panel.until(lambda m: m["type"] == "offer")
     await w.panel.send(type="accept", offer_id=offer["offer_id"])
     shown = await w.panel.until(lambda m: m["type"] == "panel")
