@@ -31,10 +31,10 @@ from tests.integration.queue_helpers import (
     FAST,
     Panel,
     enqueue,
-    eventually,
     make_agent,
     make_queue,
     no_call_offered_twice_at_once,
+    waits_behind,
 )
 from tests.integration.test_router import BASE, _add_agents, _add_call
 
@@ -175,14 +175,8 @@ async def test_an_agent_freed_while_the_enqueue_commits_is_brought_the_call_by_i
         await gate.execute("SELECT pg_advisory_lock(2127)")
         enqueueing = asyncio.create_task(desk.incoming(CallIn(call_id="held")))
 
-        async def held() -> bool:
-            return bool(
-                await pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                )
-            )
-
-        await eventually(held)  # claimed (nothing: nobody free), waiting to commit
+        async with pool.acquire() as probe:
+            await waits_behind(probe, gate)  # claimed (nothing: nobody free), waiting to commit
         async with pool.acquire() as conn:
             await conn.execute(
                 "UPDATE agents SET state = 'available', idle_since = now() WHERE id = $1",

@@ -32,6 +32,7 @@ from tests.integration.queue_helpers import (
     make_agent,
     make_queue,
     no_call_offered_twice_at_once,
+    waits_behind,
 )
 from tests.integration.test_enqueue_offer import SLOW_COMMIT
 
@@ -132,14 +133,8 @@ async def _queued_while_committing(
         await holder.execute("SELECT pg_advisory_lock($1)", lock)
         await free()
 
-        async def held() -> bool:
-            return bool(
-                await pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                )
-            )
-
-        await eventually(held)  # freed, claimed (nothing waits), waiting to commit
+        async with pool.acquire() as probe:
+            await waits_behind(probe, holder)  # freed, claimed (nothing waits), waiting to commit
         rounds = router.rounds
         late = await enqueue(client, "late")
         assert late["call"]["offered_to"] is None  # the agent is not free in its snapshot
@@ -332,14 +327,8 @@ async def test_a_call_another_claim_locked_and_let_go_is_offered_to_the_agent_th
         await holder.execute("SELECT pg_advisory_lock(2130)")
         await b.send(type="available", ref="b")  # locks w1 and w2, offers w1, held
 
-        async def held() -> bool:
-            return bool(
-                await pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                )
-            )
-
-        await eventually(held)
+        async with pool.acquire() as probe:
+            await waits_behind(probe, holder)
         await a.send(type="available", ref="a")  # w2 is locked: skipped, no offer
         ack = await a.until(lambda m: m.get("ref") == "a")
         assert ack["type"] == "ack", ack
