@@ -68,10 +68,14 @@ class WrappingUp:
 
 
 async def _wrapping_up(
-    client: TestClient[Any, Any], question: dict[str, Any] = CARDS
+    client: TestClient[Any, Any],
+    question: dict[str, Any] = CARDS,
+    *,
+    wrap_up_seconds: float = 300,
 ) -> WrappingUp:
-    """A queue whose wrap-up lasts long, ``question`` in the bank, a call taken and ended."""
-    await make_queue(client, "general", wrap_up_seconds=300)
+    """A queue whose wrap-up lasts ``wrap_up_seconds`` (long unless given), ``question``
+    in the bank, a call taken and ended."""
+    await make_queue(client, "general", wrap_up_seconds=wrap_up_seconds)
     resp = await client.post("/api/questions", json=question)
     assert resp.status == 201, await resp.text()
     customer_id = await make_customer(client, "C-1", 30000, PHONE)

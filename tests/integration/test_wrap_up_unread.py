@@ -32,16 +32,11 @@ from callcenter.config import Settings
 from callcenter.db import pool as db_pool
 from tests.conftest import ADMIN, AppFactory
 from tests.integration.queue_helpers import (
-    Panel,
     enqueue,
     eventually,
-    make_agent,
-    make_customer,
-    make_queue,
 )
 from tests.integration.statement_log import StatementLog
 from tests.integration.test_finish_wrap_up import (
-    CARDS,
     PHONE,
     SERVICE,
     WrappingUp,
@@ -233,24 +228,8 @@ async def test_a_retry_is_read_and_told_the_call_is_wrapped_up(
 async def test_a_wrap_up_the_clock_ended_is_read(service: Counted, pool: asyncpg.Pool[Any]) -> None:
     """The agent's wrap-up time ran out (the panel was told): the call is read, then its
     wrap-up stored as ever, and the agent, free already, is left as it is."""
-    client = service.client
-    await make_queue(client, "general", wrap_up_seconds=0.3)
-    resp = await client.post("/api/questions", json=CARDS)
-    assert resp.status == 201, await resp.text()
-    customer_id = await make_customer(client, "C-1", 30000, PHONE)
-    agent_id, token = await make_agent(client, "ada")
-    panel = await Panel.open(client, token)
-    await panel.send(type="available")
-    await panel.state("available")
-    await enqueue(client, "pbx-1", ani=PHONE)
-    offer = await panel.until(lambda m: m["type"] == "offer")
-    await panel.send(type="accept", offer_id=offer["offer_id"])
-    shown = await panel.until(lambda m: m["type"] == "panel")
-    await panel.send(type="end", call_id=shown["call_id"])
-    await panel.state("wrap_up")
-    await panel.state("available")  # the clock
-    question = shown["question"]["key"]
-    w = WrappingUp(client, panel, token, agent_id, customer_id, shown["call_id"], question)
+    w = await _wrapping_up(service.client, wrap_up_seconds=0.3)
+    await w.panel.state("available")  # the clock
     since = len(service.queries)
     reply = await _send(w, "w")
     assert reply["type"] == "ack", reply
