@@ -136,10 +136,11 @@ async def remove(conn: Conn, agent_id: int) -> Agent:
     """
     _, unusable = new_token()
     async with conn.transaction():
-        # Offline first: it locks the offered call's waiting row before the agent.
-        offers = await set_offline(conn, agent_id)
+        # The offered call's waiting row before the agent, as ``set_offline`` says.
+        await conn.fetch(Q["lock_offers_of_agent"], agent_id)
         if await conn.fetchval(Q["remove_agent"], agent_id, unusable) is None:
             raise NotFound(f"no agent with id {agent_id}")
+        offers = await set_offline(conn, agent_id)
         returned = (
             await conn.fetch(Q["return_offers"], offers, "withdrawn", "offline") if offers else []
         )
