@@ -137,6 +137,11 @@ async def remove(conn: Conn, agent_id: int) -> Agent:
     _, unusable = new_token()
     async with conn.transaction():
         # The offered call's waiting row before the agent, as ``set_offline`` says.
+        # Then the removal, before ``set_offline``: it always matches the agent's row,
+        # so it locks it, and an ``available`` committing meanwhile waits and then
+        # finds the agent removed. ``set_offline`` first matches no row while the
+        # agent is still offline, locks nothing, and let that ``available`` through:
+        # a removed agent left available (test_access caught it once in a full run).
         await conn.fetch(Q["lock_offers_of_agent"], agent_id)
         if await conn.fetchval(Q["remove_agent"], agent_id, unusable) is None:
             raise NotFound(f"no agent with id {agent_id}")

@@ -500,13 +500,15 @@ SELECT id, name, token_expires_at FROM found
 -- CallDesk's ``Offers``) the statement then runs the router's claim, as the
 -- enqueue and the wrap-up do (queue_offer_next, migration 0027: a lateral call
 -- on the freed row, so it sees the agent free), and returns its offer as
--- ``offer_*`` (null: none).
+-- ``offer_*`` (null: none). A removed agent stays offline: its panel's
+-- ``available`` may still be in flight, or wait for the removal's lock.
 WITH freed AS (
     UPDATE agents
        SET state = 'available', state_since = now(),
            idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
            call_id = NULL, wrap_up_until = NULL
      WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
+       AND removed_at IS NULL
     RETURNING id
 ), notified AS (
     SELECT pg_notify($2, p) FROM freed, unnest($3::text[]) AS p

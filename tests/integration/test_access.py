@@ -18,6 +18,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
+from callcenter.queue import agents
 from tests.conftest import ADMIN, AppFactory
 
 Client = TestClient[Any, Any]
@@ -298,6 +299,19 @@ async def test_a_removed_agent_is_offline_and_out_of_the_list(client: Client, po
     # Its history keeps its name.
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT name FROM agents WHERE id = $1", agent_id) == "ada"
+
+
+async def test_an_available_after_the_removal_leaves_the_agent_offline(
+    client: Client, pool: Any
+) -> None:
+    """The panel's ``available`` still in flight when the agent is removed (its socket
+    not closed yet), or blocked behind the removal's lock until it commits, finds a
+    removed agent: refused, so no call is offered to somebody who is gone."""
+    agent_id, _ = await _agent(client)
+    await _json(await client.delete(f"/api/agents/{agent_id}"), 200)
+    async with pool.acquire() as conn:
+        assert await agents.set_available(conn, agent_id) is False
+        assert await conn.fetchval("SELECT state FROM agents WHERE id = $1", agent_id) == "offline"
 
 
 # -- the matrix ----------------------------------------------------------------------
