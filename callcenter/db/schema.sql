@@ -282,6 +282,21 @@ $$;
 
 
 --
+-- Name: agents_removed_stay_offline(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.agents_removed_stay_offline() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.state := 'offline';
+    NEW.idle_since := NULL;
+    RETURN NEW;
+END
+$$;
+
+
+--
 -- Name: answers_follow_merge(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2097,6 +2112,13 @@ CREATE TRIGGER agents_count_state BEFORE UPDATE ON public.agents FOR EACH ROW EX
 --
 
 CREATE CONSTRAINT TRIGGER agents_push_state AFTER UPDATE ON public.agents DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((old.state_version IS DISTINCT FROM new.state_version)) EXECUTE FUNCTION public.agents_push_state();
+
+
+--
+-- Name: agents agents_removed_stay_offline; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER agents_removed_stay_offline BEFORE UPDATE OF state ON public.agents FOR EACH ROW WHEN (((new.removed_at IS NOT NULL) AND (new.state = 'available'::text))) EXECUTE FUNCTION public.agents_removed_stay_offline();
 
 
 --

@@ -19,7 +19,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from callcenter.queue import agents
+from callcenter.queue.sql import Q as QUEUE_Q
 from tests.conftest import ADMIN, AppFactory
+from tests.integration.queue_helpers import make_agent, make_queue, take_call
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]
@@ -312,6 +314,36 @@ async def test_an_available_after_the_removal_leaves_the_agent_offline(
     async with pool.acquire() as conn:
         assert await agents.set_available(conn, agent_id) is False
         assert await conn.fetchval("SELECT state FROM agents WHERE id = $1", agent_id) == "offline"
+
+
+@pytest.mark.parametrize("wrap_up_seconds", [0, 300])
+async def test_an_agent_removed_on_a_call_is_offline_once_the_call_is_over(
+    client: Client, pool: Any, wrap_up_seconds: int
+) -> None:
+    """The call goes on after the removal and ends as usual; what would then make
+    the agent available (no wrap-up, or the wrap-up's clock) leaves it offline."""
+    await make_queue(client, "general", wrap_up_seconds=wrap_up_seconds)
+    agent_id, token = await make_agent(client, "ada")
+    _, _, shown = await take_call(client, token, "pbx-1")
+    await _json(await client.delete(f"/api/agents/{agent_id}"), 200)
+    await _json(
+        await client.post(f"/api/calls/{shown['call_id']}/end", json={"outcome": "completed"}),
+        200,
+    )
+    async with pool.acquire() as conn:
+        if wrap_up_seconds:
+            assert await _state(conn, agent_id) == "wrap_up"
+            await conn.execute(
+                "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1",
+                agent_id,
+            )
+            assert [r["id"] for r in await conn.fetch(QUEUE_Q["wrap_ups_done"])] == [agent_id]
+        assert await _state(conn, agent_id) == "offline"
+
+
+async def _state(conn: Any, agent_id: int) -> str:
+    state: str = await conn.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+    return state
 
 
 # -- the matrix ----------------------------------------------------------------------
