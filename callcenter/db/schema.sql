@@ -2101,6 +2101,13 @@ CREATE TRIGGER action_audit_no_truncate BEFORE TRUNCATE ON public.action_audit F
 
 
 --
+-- Name: agents agents_bar_removed_from_routing; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER agents_bar_removed_from_routing BEFORE UPDATE OF state ON public.agents FOR EACH ROW WHEN (((new.removed_at IS NOT NULL) AND (new.state = 'available'::text))) EXECUTE FUNCTION public.agents_removed_stay_offline();
+
+
+--
 -- Name: agents agents_count_state; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2112,13 +2119,6 @@ CREATE TRIGGER agents_count_state BEFORE UPDATE ON public.agents FOR EACH ROW EX
 --
 
 CREATE CONSTRAINT TRIGGER agents_push_state AFTER UPDATE ON public.agents DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((old.state_version IS DISTINCT FROM new.state_version)) EXECUTE FUNCTION public.agents_push_state();
-
-
---
--- Name: agents agents_removed_stay_offline; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER agents_removed_stay_offline BEFORE UPDATE OF state ON public.agents FOR EACH ROW WHEN (((new.removed_at IS NOT NULL) AND (new.state = 'available'::text))) EXECUTE FUNCTION public.agents_removed_stay_offline();
 
 
 --

@@ -10,7 +10,9 @@
 -- (set_available) also checks, so its panel is told no.
 --
 -- The WHEN clause is evaluated without calling the function: the other
--- updates of an agent pay nothing for it.
+-- updates of an agent pay nothing for it. The trigger's name sorts before
+-- agents_count_state's (a table's BEFORE triggers fire in name order), so the
+-- state version counts the row as it is written.
 CREATE FUNCTION agents_removed_stay_offline() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
@@ -21,7 +23,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER agents_removed_stay_offline
+CREATE TRIGGER agents_bar_removed_from_routing
     BEFORE UPDATE OF state ON agents
     FOR EACH ROW
     WHEN (NEW.removed_at IS NOT NULL AND NEW.state = 'available')
