@@ -7,10 +7,12 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import aiohttp.web
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,29 @@ WORK = ROOT / "benchmarks" / ".work"
 sys.path.insert(0, str(ROOT))
 
 from callcenter.db.migrate import migrate
+
+
+def run_loop(coro: Awaitable[Any]) -> Any:
+    """``coro`` to its end on uvloop, as ``callcenter serve`` runs (asyncio's loop without it)."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def serve_app(app: aiohttp.web.Application, port: int) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` until the process is stopped: the body of a
+    baseline server's child process (the do-nothing webhook, the websocket echo)."""
+
+    async def run() -> None:
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    run_loop(run())
 
 
 def pct(values: list[float], p: float) -> float:

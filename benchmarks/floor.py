@@ -63,6 +63,8 @@ from common import (
     machine,
     postmaster_pid,
     process_cpu_seconds,
+    run_loop,
+    serve_app,
     tree_cpu_seconds,
     wait_for,
 )
@@ -80,15 +82,6 @@ HTTP_BODY = json.dumps({"type": "call.incoming", "call_id": "floor-1", "from": "
 WS_MESSAGE = json.dumps({"type": "accept", "offer_id": 1, "ref": "accept"})
 WRITE = "UPDATE floor_rows SET n = n + 1 WHERE id = $1"
 READ = "SELECT n FROM floor_rows WHERE id = $1"
-
-
-def _run(coro: Awaitable[Any]) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 # -- the servers (child processes) ---------------------------------------------------------
@@ -112,15 +105,9 @@ def serve_burst(port: int) -> None:
                     await ws.send_str(reply)
         return ws
 
-    async def run() -> None:
-        app = web.Application()
-        app.router.add_get("/burst", burst)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
-    _run(run())
+    app = web.Application()
+    app.router.add_get("/burst", burst)
+    serve_app(app, port)
 
 
 # -- the load generators (child processes) ----------------------------------------------
@@ -253,7 +240,7 @@ CLIENTS: dict[str, Callable[[dict[str, Any]], Awaitable[Window]]] = {
 
 
 def client_main(kind: str, spec: str) -> None:
-    window: Window = _run(CLIENTS[kind](json.loads(spec)))
+    window: Window = run_loop(CLIENTS[kind](json.loads(spec)))
     print(json.dumps(window.__dict__))
 
 
@@ -528,4 +515,4 @@ if __name__ == "__main__":
     parsed = parser.parse_args()
     if parsed.burst < 2:
         parser.error("--burst must be at least 2")
-    _run(main(parsed))
+    run_loop(main(parsed))

@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 import common
-from common import WORK, fresh_database, pct, wait_for
+from common import WORK, fresh_database, pct, serve_app, wait_for
 
 from callcenter.db.embedded import start_embedded
 from callcenter.db.lifecycle import tune_embedded
@@ -185,20 +185,9 @@ def serve_noop(port: int) -> None:
         await request.read()
         return web.json_response({})
 
-    async def run() -> None:
-        app = web.Application()
-        app.router.add_post("/noop", noop)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
-    try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:
-        asyncio.run(run())
+    app = web.Application()
+    app.router.add_post("/noop", noop)
+    serve_app(app, port)
 
 
 def start_service(url: str, port: int) -> subprocess.Popen[bytes]:

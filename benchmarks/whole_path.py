@@ -95,6 +95,8 @@ from common import (
     pct,
     postmaster_pid,
     process_cpu_seconds,
+    run_loop,
+    serve_app,
     start_service,
     tree_cpu_seconds,
     wait_for,
@@ -155,15 +157,9 @@ def serve_echo(port: int) -> None:
                 await ws.send_str(msg.data)
         return ws
 
-    async def run() -> None:
-        app = web.Application()
-        app.router.add_get("/echo", echo)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
-    _run(run())
+    app = web.Application()
+    app.router.add_get("/echo", echo)
+    serve_app(app, port)
 
 
 async def echo_load(
@@ -635,15 +631,6 @@ def report(
         print("Faults: " + "; ".join(faults))
 
 
-def _run(coro: object) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-
-
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-echo":
         serve_echo(int(sys.argv[2]))
@@ -677,4 +664,4 @@ if __name__ == "__main__":
         parser.error("--warmup must be at least 0 and shorter than --step-seconds")
     if parsed.warmup_step and parsed.warmup_step <= parsed.warmup:
         parser.error("--warmup-step must be 0 or longer than --warmup")
-    _run(main(parsed))
+    run_loop(main(parsed))
