@@ -45,6 +45,18 @@ def serve_app(app: aiohttp.web.Application, port: int) -> None:
     run_loop(run())
 
 
+async def wait_port(port: int) -> None:
+    """Until something listens on 127.0.0.1:``port`` (a child server that has started)."""
+    for _ in range(300):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]

@@ -67,6 +67,7 @@ from common import (
     serve_app,
     tree_cpu_seconds,
     wait_for,
+    wait_port,
 )
 
 from callcenter.db.embedded import start_embedded
@@ -293,17 +294,6 @@ def stop_child(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-async def wait_port(port: int) -> None:
-    for _ in range(300):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -100,6 +100,7 @@ from common import (
     start_service,
     tree_cpu_seconds,
     wait_for,
+    wait_port,
     wait_ready,
 )
 
@@ -210,7 +211,7 @@ async def baselines(args: argparse.Namespace, server_url: str) -> Baselines:
     print("baseline: websocket echo …", file=sys.stderr)
     echo = start_echo(args.port + 2)
     try:
-        await _wait_port(args.port + 2)
+        await wait_port(args.port + 2)
         n, times, seconds = await echo_load(args.port + 2, 50, 2.0, args.baseline_seconds)
         b.echo_rate, b.echo_ms = n / seconds, times
     finally:
@@ -221,17 +222,6 @@ async def baselines(args: argparse.Namespace, server_url: str) -> Baselines:
 
 def start_echo(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, "--serve-echo", str(port)])
-
-
-async def _wait_port(port: int) -> None:
-    for _ in range(300):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 # -- one rate ----------------------------------------------------------------------------
