@@ -324,6 +324,32 @@ async def test_connection_state_reload_and_sign_out(
     await eventually(offline, timeout=5)  # signing out ends the shift: no more offers
 
 
+async def test_signing_out_in_wrap_up_ends_the_shift(
+    serve: Serve, page: Page, pool: asyncpg.Pool[Any]
+) -> None:
+    """Signing out in a call's wrap-up takes the agent offline, as from available: else
+    the wrap-up's clock made the signed-out agent available, and calls were offered to
+    its closed panel until the grace period ran out (each caller held for the offer's
+    timeout)."""
+    client = await serve(agent_grace_seconds=30.0)
+    await make_queue(client, "general", wrap_up_seconds=300)
+    agent_id, token = await make_agent(client, "ada")
+    await sign_in(page, page_url(client), token)
+    await go_available(page)
+    await enqueue(client, "pbx-w")
+    await page.click("#accept")
+    await page.click("#end-call")
+    await expect(page.locator("#agent-state")).to_have_text("Wrap-up")
+    await page.click("#sign-out")
+    await expect(page.locator("#conn")).to_have_text("Signed out")
+
+    async def offline() -> bool:
+        state = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+        return bool(state == "offline")
+
+    await eventually(offline, timeout=5)
+
+
 async def test_caller_data_is_shown_as_text_never_as_markup(serve: Serve, page: Page) -> None:
     client = await serve()
     name = '<img src=x onerror="window.__pwned=1">Eve'

@@ -260,6 +260,9 @@ class AgentHub:
         #: (``WrapUpDesk.wrap_up``). Dropped with the call, or with the agent's last socket.
         self._shown: dict[int, Shown] = {}
         self._queues_changed = asyncio.Event()
+        #: ``revoked`` and ``resync`` events taken so far: a panel whose token was looked
+        #: up while one came in is checked again once it is among the panels (``handle``).
+        self._revokes = 0
         self.supervisor = Supervisor("agent hub", duty="agents' panels are not pushed")
 
     @contextlib.asynccontextmanager
@@ -328,6 +331,7 @@ class AgentHub:
         # The one path that resolves a token, counted with the address's wrong tokens
         # (429 past the limit); only an agent's token opens an agent's socket. The same
         # statement marks the agent seen (``present``), as the presence loop goes on to.
+        revokes = self._revokes
         found = await self.gate.authenticate(
             request, token, kind="agent", wrong=UNKNOWN_AGENT, present=True
         )
@@ -357,7 +361,13 @@ class AgentHub:
         self._sockets.setdefault(agent_id, set()).add(sock)
         try:
             try:
-                await self._push_first(sock)
+                if self._revokes != revokes:
+                    # A revoke came in after the token was looked up: its check of the
+                    # open panels may have run before this one was among them, and the
+                    # old token (a leaked one, a removed agent's) kept a live panel.
+                    await self._close_revoked(agent_id)
+                if sock.closing is None:
+                    await self._push_first(sock)
             except TRANSIENT_DB_ERRORS as exc:
                 # Without its first state the panel shows nothing true: it reconnects.
                 _log.warning("agent %s socket: no state to send (%r); closing it", agent_id, exc)
@@ -635,6 +645,8 @@ class AgentHub:
             self._schedule(agent_id)
         while True:
             event: Event = await sub.get()
+            if event.kind in ("resync", "revoked"):
+                self._revokes += 1
             if event.kind == "resync":
                 self.supervisor.spawn(self._close_revoked(), "check tokens after a resync")
                 for agent_id in list(self._sockets):

@@ -194,7 +194,9 @@ function stopPing() {
 }
 
 /** Close the connection for good (signing out). An agent who could be offered calls
- * (`agentState`) is taken offline first: signing out ends the shift. */
+ * (`agentState`) is taken offline first: signing out ends the shift. So is one in a
+ * wrap-up, which its clock ends in `available`: calls were then offered to the closed
+ * panel until the grace period ran out. */
 export function hangUp(agentState) {
   const sock = ws;
   ws = null;
@@ -204,7 +206,8 @@ export function hangUp(agentState) {
   if (!sock) return;
   sock.onclose = null;
   sock.onmessage = null;
-  if (sock.readyState === WebSocket.OPEN && ["available", "offered", "not_responding"].includes(agentState)) {
+  const offerable = ["available", "offered", "not_responding", "wrap_up"];
+  if (sock.readyState === WebSocket.OPEN && offerable.includes(agentState)) {
     // The server reads this message before the close that follows it, so there is
     // nothing to wait for.
     sock.send(JSON.stringify({ type: "offline", ref: "sign-out" }));

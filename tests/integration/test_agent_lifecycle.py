@@ -1,0 +1,89 @@
+"""An agent's lifecycle against what runs at the same time: a token reset or a
+removal while a panel of that agent is opening."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from tests.integration.queue_helpers import Panel, eventually, make_agent, make_queue
+
+Client = TestClient[Any, Any]
+
+
+async def _closed_with(ws: Any, code: int, timeout: float = 5.0) -> None:
+    """Read until the close frame; it must carry ``code``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"the panel is still open after {timeout} s")
+        try:
+            msg = await ws.receive(timeout=left)
+        except TimeoutError:
+            raise AssertionError(f"the panel is still open after {timeout} s") from None
+        if msg.type is WSMsgType.TEXT:
+            continue
+        assert msg.type is WSMsgType.CLOSE and msg.data == code, msg
+        return
+
+
+async def _token_look_up_waits_behind(
+    probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]
+) -> None:
+    """Until the socket's token look-up (``agent_by_token``, which marks the agent seen)
+    waits for the presence row ``holder`` locked: its snapshot is taken."""
+    pid = holder.get_server_pid()
+
+    async def blocked() -> bool:
+        found = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%token_sha256 = $1%'",
+            pid,
+        )
+        return bool(found)
+
+    await eventually(blocked, timeout=30)
+
+
+@pytest.mark.parametrize("how", ["reset", "remove"])
+async def test_a_panel_opening_while_its_token_is_revoked_is_closed(
+    client: Client, pool: asyncpg.Pool[Any], how: str
+) -> None:
+    """The hub closes the panels of a revoked token when it hears ``revoked``; a panel
+    whose token was looked up just before the revoke, and that joins the hub's panels
+    just after the hub looked for them, must be closed too, or the old token (a leaked
+    one, a removed agent's) keeps a live panel for as long as it stays open."""
+    await make_queue(client, "general")
+    agent_id, token = await make_agent(client, "ada")
+    # A panel open before the revoke: its close says the hub has looked for the panels.
+    witness = await Panel.open(client, token)
+    await witness.state("offline")
+    async with pool.acquire() as holder, pool.acquire() as probe:
+        tx = holder.transaction()
+        await tx.start()
+        # The token's look-up marks the agent seen: held here, after its snapshot.
+        await holder.execute(
+            "SELECT 1 FROM agent_presence WHERE agent_id = $1 FOR UPDATE", agent_id
+        )
+        opening = asyncio.create_task(client.ws_connect(f"/ws/agent?token={token}"))
+        try:
+            await _token_look_up_waits_behind(probe, holder)
+            if how == "reset":
+                resp = await client.post(f"/api/agents/{agent_id}/token")
+                assert resp.status == 201, await resp.text()
+            else:
+                resp = await client.delete(f"/api/agents/{agent_id}")
+                assert resp.status == 200, await resp.text()
+            await _closed_with(witness.ws, 4401)
+        finally:
+            await tx.rollback()
+        ws = await opening
+    # The look-up's snapshot predates the revoke, so the socket opened; it must not stay so.
+    await _closed_with(ws, 4401)
