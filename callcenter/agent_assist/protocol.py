@@ -34,7 +34,7 @@ class Available(_In):
 
 
 class Offline(_In):
-    """Take no calls (a break); the socket may stay open."""
+    """Take no calls (a break); the socket may stay open. On a call: once it is over."""
 
     type: Literal["offline"]
 

@@ -282,15 +282,16 @@ $$;
 
 
 --
--- Name: agents_removed_stay_offline(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: agents_stay_offline(); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.agents_removed_stay_offline() RETURNS trigger
+CREATE FUNCTION public.agents_stay_offline() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
     NEW.state := 'offline';
     NEW.idle_since := NULL;
+    NEW.offline_after_call := false;
     RETURN NEW;
 END
 $$;
@@ -973,6 +974,7 @@ CREATE TABLE public.agents (
     token_expires_at timestamp with time zone,
     removed_at timestamp with time zone,
     state_version bigint DEFAULT 0 NOT NULL,
+    offline_after_call boolean DEFAULT false NOT NULL,
     CONSTRAINT agents_endpoint_check CHECK (((endpoint IS NULL) OR ((length(endpoint) >= 1) AND (length(endpoint) <= 200)))),
     CONSTRAINT agents_state_check CHECK ((state = ANY (ARRAY['offline'::text, 'available'::text, 'offered'::text, 'on_call'::text, 'wrap_up'::text, 'not_responding'::text])))
 )
@@ -2101,10 +2103,10 @@ CREATE TRIGGER action_audit_no_truncate BEFORE TRUNCATE ON public.action_audit F
 
 
 --
--- Name: agents agents_bar_removed_from_routing; Type: TRIGGER; Schema: public; Owner: -
+-- Name: agents agents_bar_from_routing; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER agents_bar_removed_from_routing BEFORE UPDATE OF state ON public.agents FOR EACH ROW WHEN (((new.removed_at IS NOT NULL) AND (new.state = 'available'::text))) EXECUTE FUNCTION public.agents_removed_stay_offline();
+CREATE TRIGGER agents_bar_from_routing BEFORE UPDATE OF state ON public.agents FOR EACH ROW WHEN (((new.state = 'available'::text) AND ((new.removed_at IS NOT NULL) OR new.offline_after_call))) EXECUTE FUNCTION public.agents_stay_offline();
 
 
 --

@@ -197,6 +197,8 @@ async def set_available(conn: Conn, agent_id: int, offers: Offers | None = None)
 async def set_offline(conn: Conn, agent_id: int) -> list[int]:
     """Take the agent offline; return the offers it held, for the caller to return
     (in the same transaction, so the agent is never seen offline holding an offer).
+    An agent on a call stays on it, and goes offline instead of available once the
+    call is over (``offline_after_call``: signing out ends the shift).
 
     The caller's transaction locks the offered call's waiting row before the agent
     (``lock_offers_of_agent``), in the order the end of that call takes them.
@@ -204,6 +206,7 @@ async def set_offline(conn: Conn, agent_id: int) -> list[int]:
     await conn.fetch(Q["lock_offers_of_agent"], agent_id)
     changed = await conn.fetchval(Q["set_offline"], agent_id)
     if changed is None:
+        await conn.execute(Q["offline_after_call"], agent_id)
         return []
     # An offer made between the lock and the agent's update is read here (its row is
     # then locked by the return, after the agent: a window of one statement).

@@ -489,6 +489,10 @@ WITH found AS (
     INSERT INTO agent_presence (agent_id, last_seen_at)
     SELECT id, now() FROM found WHERE $2::boolean
     ON CONFLICT (agent_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
+), back AS (
+    -- A panel opening again takes back a sign-out that waited for a call's end.
+    UPDATE agents a SET offline_after_call = false
+      FROM found WHERE $2::boolean AND a.id = found.id AND a.offline_after_call
 )
 SELECT id, name, token_expires_at FROM found
 
@@ -501,12 +505,13 @@ SELECT id, name, token_expires_at FROM found
 -- enqueue and the wrap-up do (queue_offer_next, migration 0027: a lateral call
 -- on the freed row, so it sees the agent free), and returns its offer as
 -- ``offer_*`` (null: none). A removed agent stays offline: its panel's
--- ``available`` may still be in flight, or wait for the removal's lock.
+-- ``available`` may still be in flight, or wait for the removal's lock. The
+-- agent's own word takes back a sign-out made on a call (``offline_after_call``).
 WITH freed AS (
     UPDATE agents
        SET state = 'available', state_since = now(),
            idle_since = CASE WHEN state = 'available' THEN idle_since ELSE now() END,
-           call_id = NULL, wrap_up_until = NULL
+           call_id = NULL, wrap_up_until = NULL, offline_after_call = false
      WHERE id = $1 AND state IN ('offline', 'available', 'not_responding', 'wrap_up')
        AND removed_at IS NULL
     RETURNING id
@@ -546,6 +551,12 @@ SELECT wrap_up_until, was, cap FROM changed
 UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
  WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered')
 RETURNING id
+
+-- offline_after_call --
+-- Offline asked for on a call: the caller is on the line, so the agent stays on
+-- it, and what would make it available after the call leaves it offline
+-- (migration 0032).
+UPDATE agents SET offline_after_call = true WHERE id = $1 AND state = 'on_call'
 
 -- force_offline --
 -- A supervisor takes an agent out of routing: from any state but a call in

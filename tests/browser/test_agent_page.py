@@ -350,6 +350,34 @@ async def test_signing_out_in_wrap_up_ends_the_shift(
     await eventually(offline, timeout=5)
 
 
+async def test_signing_out_on_a_call_ends_the_shift_when_the_call_is_over(
+    serve: Serve, page: Page, pool: asyncpg.Pool[Any]
+) -> None:
+    """Signing out on a call leaves the agent on it (the caller is on the line); when the
+    call ends the agent goes offline, not to a wrap-up whose clock would make it
+    available to a closed panel."""
+    client = await serve(agent_grace_seconds=30.0)
+    await make_queue(client, "general", wrap_up_seconds=0)
+    agent_id, token = await make_agent(client, "ada")
+    await sign_in(page, page_url(client), token)
+    await go_available(page)
+    call = await enqueue(client, "pbx-s")
+    await page.click("#accept")
+    await expect(page.locator("#agent-state")).to_have_text("On call")
+    await page.click("#sign-out")
+    await expect(page.locator("#conn")).to_have_text("Signed out")
+
+    async def marked() -> bool:
+        return bool(
+            await pool.fetchval("SELECT offline_after_call FROM agents WHERE id = $1", agent_id)
+        )
+
+    await eventually(marked, timeout=5)
+    resp = await client.post(f"/api/calls/{call['call']['id']}/end", json={"outcome": "completed"})
+    assert resp.status == 200, await resp.text()
+    assert await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id) == "offline"
+
+
 async def test_caller_data_is_shown_as_text_never_as_markup(serve: Serve, page: Page) -> None:
     client = await serve()
     name = '<img src=x onerror="window.__pwned=1">Eve'

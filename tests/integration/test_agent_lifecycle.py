@@ -1,5 +1,5 @@
 """An agent's lifecycle against what runs at the same time: a token reset or a
-removal while a panel of that agent is opening."""
+removal while a panel of that agent is opening; signing out on a call."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from tests.integration.queue_helpers import Panel, eventually, make_agent, make_queue
+from callcenter.queue.sql import Q as QUEUE_Q
+from tests.integration.queue_helpers import Panel, eventually, make_agent, make_queue, take_call
 
 Client = TestClient[Any, Any]
 
@@ -87,3 +88,61 @@ async def test_a_panel_opening_while_its_token_is_revoked_is_closed(
         ws = await opening
     # The look-up's snapshot predates the revoke, so the socket opened; it must not stay so.
     await _closed_with(ws, 4401)
+
+
+# -- signing out on a call -----------------------------------------------------------------
+
+
+async def _agent_state(pool: Any, agent_id: int) -> str:
+    state: str = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+    return state
+
+
+async def _end(client: Client, call_id: int) -> None:
+    resp = await client.post(f"/api/calls/{call_id}/end", json={"outcome": "completed"})
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("wrap_up_seconds", [0, 300])
+async def test_offline_on_a_call_leaves_routing_when_the_call_is_over(
+    client: Client, pool: Any, wrap_up_seconds: int
+) -> None:
+    """The page's sign-out on a call: the agent stays on the call (the caller is on the
+    line), and what would make it available afterwards (no wrap-up, or the wrap-up's
+    clock) leaves it offline, so no call is offered to its closed panel."""
+    await make_queue(client, "general", wrap_up_seconds=wrap_up_seconds)
+    agent_id, token = await make_agent(client, "ada")
+    panel, _, shown = await take_call(client, token, "pbx-1")
+    await panel.send(type="offline", ref="sign-out")
+    await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
+    await panel.close()
+    assert await _agent_state(pool, agent_id) == "on_call"
+    await _end(client, shown["call_id"])
+    if wrap_up_seconds:
+        assert await _agent_state(pool, agent_id) == "wrap_up"
+        await pool.execute(
+            "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1",
+            agent_id,
+        )
+        assert [r["id"] for r in await pool.fetch(QUEUE_Q["wrap_ups_done"])] == [agent_id]
+    assert await _agent_state(pool, agent_id) == "offline"
+    # Back at the desk, the agent's own word makes it available as ever.
+    panel = await Panel.open(client, token)
+    await panel.send(type="available")
+    await panel.state("available")
+
+
+async def test_a_panel_opened_again_takes_the_sign_out_back(client: Client, pool: Any) -> None:
+    """Signed out on a call, then back on the desk before it ends: the agent is
+    available after the call, as if it had never signed out."""
+    await make_queue(client, "general", wrap_up_seconds=0)
+    agent_id, token = await make_agent(client, "ada")
+    panel, _, shown = await take_call(client, token, "pbx-1")
+    await panel.send(type="offline", ref="sign-out")
+    await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
+    await panel.close()
+    again = await Panel.open(client, token)
+    await again.state("on_call")
+    await _end(client, shown["call_id"])
+    await again.state("available")
+    assert await _agent_state(pool, agent_id) == "available"

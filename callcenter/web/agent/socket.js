@@ -193,10 +193,11 @@ function stopPing() {
   pingTimer = null;
 }
 
-/** Close the connection for good (signing out). An agent who could be offered calls
- * (`agentState`) is taken offline first: signing out ends the shift. So is one in a
- * wrap-up, which its clock ends in `available`: calls were then offered to the closed
- * panel until the grace period ran out. */
+/** Close the connection for good (signing out). The agent (in `agentState`) is taken
+ * offline first, from whatever state: signing out ends the shift. From a wrap-up too,
+ * which its clock ends in `available` (calls were then offered to the closed panel
+ * until the grace period ran out); on a call the agent stays on it, the caller being on
+ * the line, and the server takes it offline once the call is over. */
 export function hangUp(agentState) {
   const sock = ws;
   ws = null;
@@ -206,8 +207,7 @@ export function hangUp(agentState) {
   if (!sock) return;
   sock.onclose = null;
   sock.onmessage = null;
-  const offerable = ["available", "offered", "not_responding", "wrap_up"];
-  if (sock.readyState === WebSocket.OPEN && offerable.includes(agentState)) {
+  if (sock.readyState === WebSocket.OPEN && agentState && agentState !== "offline") {
     // The server reads this message before the close that follows it, so there is
     // nothing to wait for.
     sock.send(JSON.stringify({ type: "offline", ref: "sign-out" }));
