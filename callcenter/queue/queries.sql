@@ -554,11 +554,14 @@ SELECT wrap_up_until, was, cap FROM changed
 -- statement: as two (offline, then the mark on a call), an end of the call
 -- committing between them left the agent in its wrap-up unmarked, and its clock
 -- made it available; a blocked update re-reads the row, so this one takes
--- whichever branch the committed end left.
+-- whichever branch the committed end left. A wrap-up is cut short, as by
+-- ``force_offline``: the offline agent keeps neither the call nor its end.
 UPDATE agents
    SET state = CASE WHEN state = 'on_call' THEN state ELSE 'offline' END,
        state_since = CASE WHEN state = 'on_call' THEN state_since ELSE now() END,
        idle_since = CASE WHEN state = 'on_call' THEN idle_since END,
+       call_id = CASE WHEN state = 'on_call' THEN call_id END,
+       wrap_up_until = CASE WHEN state = 'on_call' THEN wrap_up_until END,
        offline_after_call = state = 'on_call'
  WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered', 'on_call')
 RETURNING state

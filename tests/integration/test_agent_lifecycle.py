@@ -198,3 +198,25 @@ async def test_offline_on_a_call_ending_meanwhile_leaves_routing(
     )
     await pool.fetch(QUEUE_Q["wrap_ups_done"])
     assert await _agent_state(pool, agent_id) == "offline"
+
+
+async def test_offline_in_a_wrap_up_leaves_no_call_behind(client: Client, pool: Any) -> None:
+    """The page's sign-out in a wrap-up (now sent) takes the agent offline: with neither
+    the call nor the wrap-up's end still on its row, as a supervisor's ``force_offline``
+    leaves it. Else the dashboard showed the offline agent still holding its last call
+    and the agents' list a wrap-up ending in the future."""
+    await make_queue(client, "general", wrap_up_seconds=300)
+    agent_id, token = await make_agent(client, "ada")
+    panel, _, shown = await take_call(client, token, "pbx-1")
+    await _end(client, shown["call_id"])
+    await panel.state("wrap_up")
+    await panel.send(type="offline", ref="sign-out")
+    await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
+    row = await pool.fetchrow(
+        "SELECT state, call_id, wrap_up_until FROM agents WHERE id = $1", agent_id
+    )
+    assert dict(row) == {"state": "offline", "call_id": None, "wrap_up_until": None}
+    resp = await client.get(f"/api/agents/{agent_id}")
+    assert resp.status == 200, await resp.text()
+    agent = await resp.json()
+    assert (agent["state"], agent["call_id"], agent["wrap_up_until"]) == ("offline", None, None)
