@@ -204,9 +204,8 @@ async def set_offline(conn: Conn, agent_id: int) -> list[int]:
     (``lock_offers_of_agent``), in the order the end of that call takes them.
     """
     await conn.fetch(Q["lock_offers_of_agent"], agent_id)
-    changed = await conn.fetchval(Q["set_offline"], agent_id)
-    if changed is None:
-        await conn.execute(Q["offline_after_call"], agent_id)
+    state = await conn.fetchval(Q["set_offline"], agent_id)
+    if state != "offline":  # offline already, or on a call (marked, in the same statement)
         return []
     # An offer made between the lock and the agent's update is read here (its row is
     # then locked by the return, after the agent: a window of one statement).

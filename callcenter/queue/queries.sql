@@ -548,15 +548,23 @@ WITH target AS (
 SELECT wrap_up_until, was, cap FROM changed
 
 -- set_offline --
-UPDATE agents SET state = 'offline', state_since = now(), idle_since = NULL
- WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered')
-RETURNING id
-
--- offline_after_call --
--- Offline asked for on a call: the caller is on the line, so the agent stays on
--- it, and what would make it available after the call leaves it offline
--- (migration 0032).
-UPDATE agents SET offline_after_call = true WHERE id = $1 AND state = 'on_call'
+-- The agent goes offline; on a call it stays on it (the caller is on the line)
+-- and is marked, so what would make it available after the call leaves it
+-- offline (``offline_after_call``, migration 0032). Returns the new state. One
+-- statement: as two (offline, then the mark on a call), an end of the call
+-- committing between them left the agent in its wrap-up unmarked, and its clock
+-- made it available; a blocked update re-reads the row, so this one takes
+-- whichever branch the committed end left. A wrap-up is cut short, as by
+-- ``force_offline``: the offline agent keeps neither the call nor its end.
+UPDATE agents
+   SET state = CASE WHEN state = 'on_call' THEN state ELSE 'offline' END,
+       state_since = CASE WHEN state = 'on_call' THEN state_since ELSE now() END,
+       idle_since = CASE WHEN state = 'on_call' THEN idle_since END,
+       call_id = CASE WHEN state = 'on_call' THEN call_id END,
+       wrap_up_until = CASE WHEN state = 'on_call' THEN wrap_up_until END,
+       offline_after_call = state = 'on_call'
+ WHERE id = $1 AND state IN ('available', 'not_responding', 'wrap_up', 'offered', 'on_call')
+RETURNING state
 
 -- force_offline --
 -- A supervisor takes an agent out of routing: from any state but a call in

@@ -146,3 +146,77 @@ async def test_a_panel_opened_again_takes_the_sign_out_back(client: Client, pool
     await _end(client, shown["call_id"])
     await again.state("available")
     assert await _agent_state(pool, agent_id) == "available"
+
+
+async def _offline_waits_behind(
+    probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]
+) -> None:
+    """Until the panel's ``offline`` waits for the agent's row ``holder`` has changed."""
+    pid = holder.get_server_pid()
+
+    async def blocked() -> bool:
+        found = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%offline_after_call%'",
+            pid,
+        )
+        return bool(found)
+
+    await eventually(blocked, timeout=30)
+
+
+async def test_offline_on_a_call_ending_meanwhile_leaves_routing(
+    client: Client, pool: asyncpg.Pool[Any]
+) -> None:
+    """The sign-out's ``offline`` read the agent on its call, and the call's end committed
+    before the mark was written: the mark, a statement of its own, then found the agent
+    in its wrap-up and marked nothing, and the wrap-up's clock made the signed-out agent
+    available. The end is held here uncommitted (its very statement, ``close_call``)
+    while the ``offline`` comes in."""
+    await make_queue(client, "general", wrap_up_seconds=300)
+    agent_id, token = await make_agent(client, "ada")
+    panel, _, shown = await take_call(client, token, "pbx-1")
+    async with pool.acquire() as holder, pool.acquire() as probe:
+        tx = holder.transaction()
+        await tx.start()
+        try:
+            await holder.fetchval(
+                "SELECT close_call($1, 'completed', 'test', $2, 300, 'test', '{}')",
+                shown["call_id"],
+                agent_id,
+            )
+            await panel.send(type="offline", ref="sign-out")
+            await _offline_waits_behind(probe, holder)
+        finally:
+            await tx.commit()
+    await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
+    await panel.close()
+    await pool.execute(
+        "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1"
+        " AND state = 'wrap_up'",
+        agent_id,
+    )
+    await pool.fetch(QUEUE_Q["wrap_ups_done"])
+    assert await _agent_state(pool, agent_id) == "offline"
+
+
+async def test_offline_in_a_wrap_up_leaves_no_call_behind(client: Client, pool: Any) -> None:
+    """The page's sign-out in a wrap-up (now sent) takes the agent offline: with neither
+    the call nor the wrap-up's end still on its row, as a supervisor's ``force_offline``
+    leaves it. Else the dashboard showed the offline agent still holding its last call
+    and the agents' list a wrap-up ending in the future."""
+    await make_queue(client, "general", wrap_up_seconds=300)
+    agent_id, token = await make_agent(client, "ada")
+    panel, _, shown = await take_call(client, token, "pbx-1")
+    await _end(client, shown["call_id"])
+    await panel.state("wrap_up")
+    await panel.send(type="offline", ref="sign-out")
+    await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
+    row = await pool.fetchrow(
+        "SELECT state, call_id, wrap_up_until FROM agents WHERE id = $1", agent_id
+    )
+    assert dict(row) == {"state": "offline", "call_id": None, "wrap_up_until": None}
+    resp = await client.get(f"/api/agents/{agent_id}")
+    assert resp.status == 200, await resp.text()
+    agent = await resp.json()
+    assert (agent["state"], agent["call_id"], agent["wrap_up_until"]) == ("offline", None, None)
