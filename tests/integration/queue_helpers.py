@@ -12,6 +12,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 
 from callcenter.config import Settings
+from callcenter.queue.sql import Q as QUEUE_Q
 
 #: Fast clocks so timeouts and grace periods happen within a test.
 FAST = {"sweep_seconds": 0.2, "agent_grace_seconds": 2.0, "agent_heartbeat_seconds": 5.0}
@@ -175,3 +176,23 @@ async def waits_behind(probe: asyncpg.Connection[Any], holder: asyncpg.Connectio
         return bool(found)
 
     await eventually(blocked, timeout=30)
+
+
+async def agent_state(pool: asyncpg.Pool[Any], agent_id: int) -> str:
+    state: str = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
+    return state
+
+
+async def end_call(client: TestClient[Any, Any], call_id: int) -> None:
+    """The call ends, completed (the API's end, as a supervisor or the PBX would)."""
+    resp = await client.post(f"/api/calls/{call_id}/end", json={"outcome": "completed"})
+    assert resp.status == 200, await resp.text()
+
+
+async def wrap_up_clock_ends(pool: asyncpg.Pool[Any], agent_id: int) -> None:
+    """The agent's wrap-up runs out now: its end is moved back and the sweep's
+    statement that ends wrap-ups runs (the sweep itself may be an hour away)."""
+    await pool.execute(
+        "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1", agent_id
+    )
+    assert [r["id"] for r in await pool.fetch(QUEUE_Q["wrap_ups_done"])] == [agent_id]

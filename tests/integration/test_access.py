@@ -19,9 +19,15 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from callcenter.queue import agents
-from callcenter.queue.sql import Q as QUEUE_Q
 from tests.conftest import ADMIN, AppFactory
-from tests.integration.queue_helpers import make_agent, make_queue, take_call
+from tests.integration.queue_helpers import (
+    agent_state,
+    end_call,
+    make_agent,
+    make_queue,
+    take_call,
+    wrap_up_clock_ends,
+)
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]
@@ -326,24 +332,11 @@ async def test_an_agent_removed_on_a_call_is_offline_once_the_call_is_over(
     agent_id, token = await make_agent(client, "ada")
     _, _, shown = await take_call(client, token, "pbx-1")
     await _json(await client.delete(f"/api/agents/{agent_id}"), 200)
-    await _json(
-        await client.post(f"/api/calls/{shown['call_id']}/end", json={"outcome": "completed"}),
-        200,
-    )
-    async with pool.acquire() as conn:
-        if wrap_up_seconds:
-            assert await _state(conn, agent_id) == "wrap_up"
-            await conn.execute(
-                "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1",
-                agent_id,
-            )
-            assert [r["id"] for r in await conn.fetch(QUEUE_Q["wrap_ups_done"])] == [agent_id]
-        assert await _state(conn, agent_id) == "offline"
-
-
-async def _state(conn: Any, agent_id: int) -> str:
-    state: str = await conn.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
-    return state
+    await end_call(client, shown["call_id"])
+    if wrap_up_seconds:
+        assert await agent_state(pool, agent_id) == "wrap_up"
+        await wrap_up_clock_ends(pool, agent_id)
+    assert await agent_state(pool, agent_id) == "offline"
 
 
 # -- the matrix ----------------------------------------------------------------------

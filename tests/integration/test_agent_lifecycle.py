@@ -12,7 +12,16 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from callcenter.queue.sql import Q as QUEUE_Q
-from tests.integration.queue_helpers import Panel, eventually, make_agent, make_queue, take_call
+from tests.integration.queue_helpers import (
+    Panel,
+    agent_state,
+    end_call,
+    eventually,
+    make_agent,
+    make_queue,
+    take_call,
+    wrap_up_clock_ends,
+)
 
 Client = TestClient[Any, Any]
 
@@ -93,16 +102,6 @@ async def test_a_panel_opening_while_its_token_is_revoked_is_closed(
 # -- signing out on a call -----------------------------------------------------------------
 
 
-async def _agent_state(pool: Any, agent_id: int) -> str:
-    state: str = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
-    return state
-
-
-async def _end(client: Client, call_id: int) -> None:
-    resp = await client.post(f"/api/calls/{call_id}/end", json={"outcome": "completed"})
-    assert resp.status == 200, await resp.text()
-
-
 @pytest.mark.parametrize("wrap_up_seconds", [0, 300])
 async def test_offline_on_a_call_leaves_routing_when_the_call_is_over(
     client: Client, pool: Any, wrap_up_seconds: int
@@ -116,16 +115,12 @@ async def test_offline_on_a_call_leaves_routing_when_the_call_is_over(
     await panel.send(type="offline", ref="sign-out")
     await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
     await panel.close()
-    assert await _agent_state(pool, agent_id) == "on_call"
-    await _end(client, shown["call_id"])
+    assert await agent_state(pool, agent_id) == "on_call"
+    await end_call(client, shown["call_id"])
     if wrap_up_seconds:
-        assert await _agent_state(pool, agent_id) == "wrap_up"
-        await pool.execute(
-            "UPDATE agents SET wrap_up_until = now() - interval '1 second' WHERE id = $1",
-            agent_id,
-        )
-        assert [r["id"] for r in await pool.fetch(QUEUE_Q["wrap_ups_done"])] == [agent_id]
-    assert await _agent_state(pool, agent_id) == "offline"
+        assert await agent_state(pool, agent_id) == "wrap_up"
+        await wrap_up_clock_ends(pool, agent_id)
+    assert await agent_state(pool, agent_id) == "offline"
     # Back at the desk, the agent's own word makes it available as ever.
     panel = await Panel.open(client, token)
     await panel.send(type="available")
@@ -143,9 +138,9 @@ async def test_a_panel_opened_again_takes_the_sign_out_back(client: Client, pool
     await panel.close()
     again = await Panel.open(client, token)
     await again.state("on_call")
-    await _end(client, shown["call_id"])
+    await end_call(client, shown["call_id"])
     await again.state("available")
-    assert await _agent_state(pool, agent_id) == "available"
+    assert await agent_state(pool, agent_id) == "available"
 
 
 async def _offline_waits_behind(
@@ -197,7 +192,7 @@ async def test_offline_on_a_call_ending_meanwhile_leaves_routing(
         agent_id,
     )
     await pool.fetch(QUEUE_Q["wrap_ups_done"])
-    assert await _agent_state(pool, agent_id) == "offline"
+    assert await agent_state(pool, agent_id) == "offline"
 
 
 async def test_offline_in_a_wrap_up_leaves_no_call_behind(client: Client, pool: Any) -> None:
@@ -208,7 +203,7 @@ async def test_offline_in_a_wrap_up_leaves_no_call_behind(client: Client, pool: 
     await make_queue(client, "general", wrap_up_seconds=300)
     agent_id, token = await make_agent(client, "ada")
     panel, _, shown = await take_call(client, token, "pbx-1")
-    await _end(client, shown["call_id"])
+    await end_call(client, shown["call_id"])
     await panel.state("wrap_up")
     await panel.send(type="offline", ref="sign-out")
     await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
