@@ -164,14 +164,21 @@ async def no_call_offered_twice_at_once(pool: asyncpg.Pool[Any]) -> None:
     assert overlapping == 0, f"{overlapping} calls offered twice at once"
 
 
-async def waits_behind(probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]) -> None:
+async def waits_behind(
+    probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any], query: str = "%"
+) -> None:
     """Until some backend waits for a lock ``holder`` holds (seen from ``probe``): the
-    statement under test has reached the row the test holds, whatever else is waiting."""
+    statement under test has reached the row the test holds, whatever else is waiting.
+    ``query`` (a LIKE pattern) names the statement when others may wait there too (the
+    presence loop's refresh of a row the test holds, say)."""
     pid = holder.get_server_pid()
 
     async def blocked() -> bool:
         found = await probe.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", pid
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE $2",
+            pid,
+            query,
         )
         return bool(found)
 

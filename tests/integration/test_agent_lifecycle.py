@@ -16,10 +16,10 @@ from tests.integration.queue_helpers import (
     Panel,
     agent_state,
     end_call,
-    eventually,
     make_agent,
     make_queue,
     take_call,
+    waits_behind,
     wrap_up_clock_ends,
 )
 
@@ -44,24 +44,6 @@ async def _closed_with(ws: Any, code: int, timeout: float = 5.0) -> None:
         return
 
 
-async def _token_look_up_waits_behind(
-    probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]
-) -> None:
-    """Until the socket's token look-up (``agent_by_token``, which marks the agent seen)
-    waits for the presence row ``holder`` locked: its snapshot is taken."""
-    pid = holder.get_server_pid()
-
-    async def blocked() -> bool:
-        found = await probe.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%token_sha256 = $1%'",
-            pid,
-        )
-        return bool(found)
-
-    await eventually(blocked, timeout=30)
-
-
 @pytest.mark.parametrize("how", ["reset", "remove"])
 async def test_a_panel_opening_while_its_token_is_revoked_is_closed(
     client: Client, pool: asyncpg.Pool[Any], how: str
@@ -84,7 +66,8 @@ async def test_a_panel_opening_while_its_token_is_revoked_is_closed(
         )
         opening = asyncio.create_task(client.ws_connect(f"/ws/agent?token={token}"))
         try:
-            await _token_look_up_waits_behind(probe, holder)
+            # The token's look-up (``agent_by_token``) has taken its snapshot and waits.
+            await waits_behind(probe, holder, "%token_sha256 = $1%")
             if how == "reset":
                 resp = await client.post(f"/api/agents/{agent_id}/token")
                 assert resp.status == 201, await resp.text()
@@ -143,23 +126,6 @@ async def test_a_panel_opened_again_takes_the_sign_out_back(client: Client, pool
     assert await agent_state(pool, agent_id) == "available"
 
 
-async def _offline_waits_behind(
-    probe: asyncpg.Connection[Any], holder: asyncpg.Connection[Any]
-) -> None:
-    """Until the panel's ``offline`` waits for the agent's row ``holder`` has changed."""
-    pid = holder.get_server_pid()
-
-    async def blocked() -> bool:
-        found = await probe.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%offline_after_call%'",
-            pid,
-        )
-        return bool(found)
-
-    await eventually(blocked, timeout=30)
-
-
 async def test_offline_on_a_call_ending_meanwhile_leaves_routing(
     client: Client, pool: asyncpg.Pool[Any]
 ) -> None:
@@ -181,7 +147,8 @@ async def test_offline_on_a_call_ending_meanwhile_leaves_routing(
                 agent_id,
             )
             await panel.send(type="offline", ref="sign-out")
-            await _offline_waits_behind(probe, holder)
+            # The panel's ``offline`` (``set_offline``) waits for the agent's row.
+            await waits_behind(probe, holder, "%offline_after_call%")
         finally:
             await tx.commit()
     await panel.until(lambda m: m["type"] == "ack" and m.get("ref") == "sign-out")
