@@ -550,7 +550,7 @@ SELECT wrap_up_until, was, cap FROM changed
 -- set_offline --
 -- The agent goes offline; on a call it stays on it (the caller is on the line)
 -- and is marked, so what would make it available after the call leaves it
--- offline (``offline_after_call``, migration 0032). Returns the new state. One
+-- offline (``offline_after_call``, migration 0031). Returns the new state. One
 -- statement: as two (offline, then the mark on a call), an end of the call
 -- committing between them left the agent in its wrap-up unmarked, and its clock
 -- made it available; a blocked update re-reads the row, so this one takes
