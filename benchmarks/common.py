@@ -26,10 +26,11 @@ def run_loop(coro: Awaitable[Any]) -> Any:
     """``coro`` to its end on uvloop, as ``callcenter serve`` runs (asyncio's loop without it)."""
     try:
         import uvloop
-
-        return uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:
         return asyncio.run(coro)  # type: ignore[arg-type]
+    # Outside the try: an ImportError raised by ``coro`` itself is its own failure,
+    # not a reason to run the finished coroutine a second time on asyncio.
+    return uvloop.run(coro)  # type: ignore[arg-type]
 
 
 def serve_app(app: aiohttp.web.Application, port: int) -> None:
