@@ -17,7 +17,14 @@ from tests.browser.page_helpers import (
     page_url,
     sign_in,
 )
-from tests.integration.queue_helpers import enqueue, eventually, make_agent, make_queue
+from tests.integration.queue_helpers import (
+    agent_state,
+    end_call,
+    enqueue,
+    eventually,
+    make_agent,
+    make_queue,
+)
 
 TOKEN_KEY = "callcenter.agent.token"
 
@@ -344,8 +351,7 @@ async def test_signing_out_in_wrap_up_ends_the_shift(
     await expect(page.locator("#conn")).to_have_text("Signed out")
 
     async def offline() -> bool:
-        state = await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id)
-        return bool(state == "offline")
+        return await agent_state(pool, agent_id) == "offline"
 
     await eventually(offline, timeout=5)
 
@@ -373,9 +379,8 @@ async def test_signing_out_on_a_call_ends_the_shift_when_the_call_is_over(
         )
 
     await eventually(marked, timeout=5)
-    resp = await client.post(f"/api/calls/{call['call']['id']}/end", json={"outcome": "completed"})
-    assert resp.status == 200, await resp.text()
-    assert await pool.fetchval("SELECT state FROM agents WHERE id = $1", agent_id) == "offline"
+    await end_call(client, call["call"]["id"])
+    assert await agent_state(pool, agent_id) == "offline"
 
 
 async def test_caller_data_is_shown_as_text_never_as_markup(serve: Serve, page: Page) -> None:
